@@ -1,0 +1,328 @@
+//! Experiments: config files, parameter resolution and the run context.
+//!
+//! An experiment is a config file `configs/<name>.json`:
+//!
+//! ```json
+//! {
+//!   "entry": "core.regression",
+//!   "description": "one line shown by `cargo xtask list`",
+//!   "params": { "...": "the paper-scale parameters" },
+//!   "quick":  { "...": "overrides deep-merged into params for --quick" }
+//! }
+//! ```
+//!
+//! `entry` names an [`Experiment`] that a crate exports from its `experiments()` function. The
+//! runner resolves the parameters (params, then `quick` if asked, then each `--set a.b=value`),
+//! creates the run directory, writes the resolved `config.json` first, and calls the entry point
+//! with a [`RunContext`].
+
+use crate::run::{JsonlWriter, RunDir};
+use crate::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// What an experiment entry point returns: any error converts with `?`.
+pub type ExperimentResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// An experiment entry point exported by a crate.
+#[derive(Clone, Copy)]
+pub struct Experiment {
+    /// The name a config's `entry` field refers to, e.g. `"core.regression"`.
+    pub entry: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+    /// The entry point.
+    pub run: fn(&mut RunContext) -> ExperimentResult,
+}
+
+impl std::fmt::Debug for Experiment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Experiment")
+            .field("entry", &self.entry)
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+/// A parsed `configs/<name>.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Entry point name.
+    pub entry: String,
+    /// One-line description.
+    pub description: String,
+    /// Paper-scale parameters.
+    #[serde(default = "empty_object")]
+    pub params: Value,
+    /// Overrides for the quick scale.
+    #[serde(default = "empty_object")]
+    pub quick: Value,
+    /// Documented runtimes, free text (e.g. `{"quick": "40 s", "full": "3 h"}`).
+    #[serde(default)]
+    pub runtime: Option<Value>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl ExperimentConfig {
+    /// Load and check a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let cfg: ExperimentConfig = crate::run::read_json(path)?;
+        let file = path.display().to_string();
+        if !cfg.params.is_object() {
+            return Err(Error::config(file, "params", "must be a JSON object"));
+        }
+        if !cfg.quick.is_object() {
+            return Err(Error::config(file, "quick", "must be a JSON object"));
+        }
+        Ok(cfg)
+    }
+
+    /// The parameters for a run: `params`, `quick` merged in when `quick`, then each
+    /// `key.path=value` override (value parsed as JSON, else taken as a string).
+    pub fn resolve(&self, quick: bool, sets: &[String]) -> Result<Value> {
+        let mut p = self.params.clone();
+        if quick {
+            merge(&mut p, &self.quick);
+        }
+        for s in sets {
+            apply_set(&mut p, s)?;
+        }
+        Ok(p)
+    }
+}
+
+/// Deep-merge `over` into `base` (objects merge key by key; anything else replaces).
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// Apply one `a.b.c=value` override. The path must exist in the parameters (a typo is an error
+/// that lists the keys that do exist), except that new keys may be added to an object whose
+/// parent exists when the value is an object.
+pub fn apply_set(params: &mut Value, set: &str) -> Result<()> {
+    let (path, raw) = set.split_once('=').ok_or_else(|| {
+        Error::config("<--set>", set, "expected `key.path=value`, e.g. `--set train.epochs=5`")
+    })?;
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(Error::config("<--set>", set, "empty key path"));
+    }
+    let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    let keys: Vec<&str> = path.split('.').collect();
+    let mut cur = params;
+    for (i, k) in keys.iter().enumerate() {
+        let obj = cur.as_object_mut().ok_or_else(|| {
+            Error::config("<--set>", keys[..i].join("."), "is not an object, cannot index into it")
+        })?;
+        if i + 1 == keys.len() {
+            if !obj.contains_key(*k) {
+                let known: Vec<&String> = obj.keys().collect();
+                return Err(Error::config(
+                    "<--set>",
+                    path,
+                    format!("unknown key `{k}`; known keys here: {known:?}"),
+                ));
+            }
+            obj.insert((*k).to_string(), value);
+            return Ok(());
+        }
+        if !obj.contains_key(*k) {
+            let known: Vec<&String> = obj.keys().collect();
+            return Err(Error::config(
+                "<--set>",
+                path,
+                format!("unknown key `{k}`; known keys here: {known:?}"),
+            ));
+        }
+        cur = obj.get_mut(*k).expect("checked above");
+    }
+    Ok(())
+}
+
+/// Deserialise `value` into `T`, reporting the field path of the first problem.
+pub fn from_value<T: DeserializeOwned>(value: &Value, file: &str) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        Error::config(file, field, e.into_inner().to_string())
+    })
+}
+
+/// Everything an experiment entry point gets.
+#[derive(Debug)]
+pub struct RunContext {
+    /// The experiment (config) name, e.g. `core-regression`.
+    pub name: String,
+    /// The config file it came from.
+    pub config_file: PathBuf,
+    /// The resolved parameters.
+    pub params: Value,
+    /// Whether this is the quick scale.
+    pub quick: bool,
+    /// Suppress progress bars.
+    pub quiet: bool,
+    /// The run directory (config.json already written).
+    pub dir: RunDir,
+    metrics: Option<JsonlWriter>,
+}
+
+impl RunContext {
+    /// Create the context: writes `config.json` (name, entry, quick flag and the resolved
+    /// parameters) into `dir` before anything else.
+    pub fn new(
+        name: &str,
+        config_file: &Path,
+        entry: &str,
+        params: Value,
+        quick: bool,
+        quiet: bool,
+        dir: RunDir,
+    ) -> Result<Self> {
+        dir.write_config(&serde_json::json!({
+            "experiment": name,
+            "entry": entry,
+            "config_file": config_file.display().to_string(),
+            "quick": quick,
+            "params": params,
+        }))?;
+        Ok(RunContext {
+            name: name.to_string(),
+            config_file: config_file.to_path_buf(),
+            params,
+            quick,
+            quiet,
+            dir,
+            metrics: None,
+        })
+    }
+
+    /// The parameters as a typed config (use `#[serde(deny_unknown_fields)]`); errors name the
+    /// config file and the field path.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
+        from_value(&self.params, &self.config_file.display().to_string())
+    }
+
+    /// The run's `metrics.jsonl` writer (opened on first use).
+    pub fn metrics(&mut self) -> Result<&mut JsonlWriter> {
+        if self.metrics.is_none() {
+            self.metrics = Some(self.dir.jsonl("metrics.jsonl")?);
+        }
+        Ok(self.metrics.as_mut().expect("just set"))
+    }
+
+    /// The command line that reproduces this run.
+    pub fn command(&self) -> String {
+        format!(
+            "cargo xtask experiment {}{}",
+            self.name,
+            if self.quick { " --quick" } else { "" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        seed: u64,
+        train: T,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        epochs: usize,
+        lr: f64,
+    }
+
+    fn cfg() -> ExperimentConfig {
+        serde_json::from_value(json!({
+            "entry": "x", "description": "d",
+            "params": {"seed": 1, "train": {"epochs": 100, "lr": 0.001}},
+            "quick": {"train": {"epochs": 2}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn quick_merges_and_sets_apply() {
+        let c = cfg();
+        let p = c.resolve(false, &[]).unwrap();
+        assert_eq!(p["train"]["epochs"], 100);
+        let p = c.resolve(true, &["train.lr=0.1".into(), "seed=9".into()]).unwrap();
+        assert_eq!(p["train"]["epochs"], 2);
+        assert_eq!(p["train"]["lr"], 0.1);
+        assert_eq!(p["seed"], 9);
+    }
+
+    #[test]
+    fn unknown_set_key_is_named() {
+        let e = cfg().resolve(false, &["train.epoch=3".into()]).unwrap_err().to_string();
+        assert!(e.contains("train.epoch") && e.contains("epochs"), "{e}");
+        assert!(cfg().resolve(false, &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn malformed_config_names_the_field() {
+        let v = json!({"seed": 1, "train": {"epochs": "many", "lr": 0.1}});
+        let e = from_value::<P>(&v, "configs/x.json").unwrap_err().to_string();
+        assert!(e.contains("configs/x.json") && e.contains("train.epochs"), "{e}");
+        let v = json!({"seed": 1, "train": {"epochs": 1, "lr": 0.1, "momentum": 0.9}});
+        let e = from_value::<P>(&v, "c.json").unwrap_err().to_string();
+        assert!(e.contains("momentum"), "{e}");
+    }
+
+    #[test]
+    fn config_file_errors_name_file_and_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("bad.json");
+        std::fs::write(&p, r#"{"entry": "x", "description": "d", "params": [1]}"#).unwrap();
+        let e = ExperimentConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.json") && e.contains("params"), "{e}");
+        std::fs::write(&p, r#"{"entry": 3, "description": "d"}"#).unwrap();
+        let e = ExperimentConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("entry"), "{e}");
+    }
+
+    #[test]
+    fn context_writes_config_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(tmp.path(), "x").unwrap();
+        let mut ctx = RunContext::new(
+            "x",
+            Path::new("configs/x.json"),
+            "core.x",
+            json!({"seed": 1}),
+            true,
+            true,
+            dir,
+        )
+        .unwrap();
+        let c: Value = crate::run::read_json(&ctx.dir.path().join("config.json")).unwrap();
+        assert_eq!(c["params"]["seed"], 1);
+        ctx.metrics().unwrap().log(&json!({"a": 1})).unwrap();
+        assert!(ctx.dir.path().join("metrics.jsonl").exists());
+        assert_eq!(ctx.command(), "cargo xtask experiment x --quick");
+    }
+}
