@@ -1,0 +1,824 @@
+//! Gaussian-process regression with an incrementally growing Cholesky factor.
+//!
+//! Outputs are standardised (`ys = (y − mean) / std`) with the mean and std frozen at the
+//! last (re)fit, so that appending a point keeps every earlier quantity valid: the factor
+//! grows by one row, `z = L⁻¹ ys` by one entry, the log marginal likelihood by one term.
+//! For an appended point with `q = L⁻¹ k(X, x)` and pivot `d`, `qᵀz` is the predictive mean,
+//! `d²` the predictive variance (with noise) and `z_new = (ys − qᵀz)/d` the standardised
+//! residual, which the adaptive lazy policy watches.
+
+use crate::chol::{IncrementalCholesky, JitterPolicy};
+use crate::error::{Error, Result};
+use crate::kernel::{Hyper, HyperBounds, KernelKind, r2};
+use crate::lbfgs::{LbfgsOptions, minimize_box};
+use faer::{Mat, Par};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Options of [`Gp::fit`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FitOptions {
+    /// Random restarts in addition to the warm start from the current hyperparameters.
+    pub restarts: usize,
+    /// L-BFGS iterations per start.
+    pub max_iter: usize,
+    /// Hyperparameter bounds.
+    pub bounds: HyperBounds,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            restarts: 4,
+            max_iter: 60,
+            bounds: HyperBounds::default(),
+        }
+    }
+}
+
+/// What a hyperparameter fit did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FitReport {
+    /// Log marginal likelihood at the chosen hyperparameters (standardised outputs).
+    pub lml: f64,
+    /// Total likelihood evaluations.
+    pub evaluations: usize,
+}
+
+/// A prediction in the original output units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// Posterior mean.
+    pub mean: f64,
+    /// Posterior variance of the latent function (noise excluded).
+    pub var: f64,
+}
+
+/// Prediction with gradients w.r.t. the unit-cube input, in standardised units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictionGrad {
+    /// Mean.
+    pub mean: f64,
+    /// Latent variance.
+    pub var: f64,
+    /// ∂mean/∂x.
+    pub dmean: Vec<f64>,
+    /// ∂var/∂x.
+    pub dvar: Vec<f64>,
+}
+
+/// Result of appending one observation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AppendInfo {
+    /// Standardised residual `(ys − μ)/σ_pred` of the new point under the model before it.
+    pub std_residual: f64,
+    /// Its log predictive density (the increment of the log marginal likelihood).
+    pub lml_increment: f64,
+}
+
+/// Gaussian process on unit-cube inputs.
+#[derive(Clone, Debug)]
+pub struct Gp {
+    kind: KernelKind,
+    hyper: Hyper,
+    inv_ls2: Vec<f64>,
+    d: usize,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    y_mean: f64,
+    y_std: f64,
+    chol: IncrementalCholesky,
+    z: Vec<f64>,
+    zz: f64,
+    sum_log_diag: f64,
+    alpha: Option<Vec<f64>>,
+    jitter: JitterPolicy,
+}
+
+impl Gp {
+    /// Empty GP on `d` inputs.
+    pub fn new(kind: KernelKind, d: usize, hyper: Hyper, jitter: JitterPolicy) -> Gp {
+        assert_eq!(
+            hyper.log_ls.len(),
+            d,
+            "hyperparameters for {} inputs, GP has {d}",
+            hyper.log_ls.len()
+        );
+        Gp {
+            kind,
+            inv_ls2: hyper.inv_ls2(),
+            hyper,
+            d,
+            x: Vec::new(),
+            y: Vec::new(),
+            y_mean: 0.0,
+            y_std: 1.0,
+            chol: IncrementalCholesky::with_capacity(64, jitter),
+            z: Vec::new(),
+            zz: 0.0,
+            sum_log_diag: 0.0,
+            alpha: None,
+            jitter,
+        }
+    }
+
+    /// Input dimension.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    /// Number of observations.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True without observations.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Kernel family.
+    pub fn kind(&self) -> KernelKind {
+        self.kind
+    }
+
+    /// Current hyperparameters.
+    pub fn hyper(&self) -> &Hyper {
+        &self.hyper
+    }
+
+    /// Frozen output standardisation `(mean, std)`.
+    pub fn standardisation(&self) -> (f64, f64) {
+        (self.y_mean, self.y_std)
+    }
+
+    /// Inputs, row-major `n × d`.
+    pub fn x(&self) -> &[f64] {
+        &self.x
+    }
+
+    /// Outputs in original units.
+    pub fn y(&self) -> &[f64] {
+        &self.y
+    }
+
+    /// The Cholesky factor of `K + σ_n² I (+ jitter)`.
+    pub fn cholesky(&self) -> &IncrementalCholesky {
+        &self.chol
+    }
+
+    /// Sets faer parallelism for full factorisations.
+    pub fn set_par(&mut self, par: Par) {
+        self.chol.set_par(par);
+    }
+
+    fn ys(&self, y: f64) -> f64 {
+        (y - self.y_mean) / self.y_std
+    }
+
+    /// Standardised value of a raw output (with the frozen standardisation).
+    pub fn standardise(&self, y: f64) -> f64 {
+        self.ys(y)
+    }
+
+    /// Recomputes mean and std of the outputs (used at refits).
+    fn restandardise(&mut self) {
+        let n = self.y.len();
+        if n == 0 {
+            self.y_mean = 0.0;
+            self.y_std = 1.0;
+            return;
+        }
+        let m = self.y.iter().sum::<f64>() / n as f64;
+        let v = self.y.iter().map(|y| (y - m).powi(2)).sum::<f64>() / n as f64;
+        let s = v.sqrt();
+        self.y_mean = m;
+        self.y_std = if s.is_finite() && s > 1e-12 * m.abs().max(1.0) {
+            s
+        } else {
+            1.0
+        };
+    }
+
+    /// Sets explicit standardisation (e.g. when restoring a saved model).
+    pub fn set_standardisation(&mut self, mean: f64, std: f64) {
+        self.y_mean = mean;
+        self.y_std = std;
+    }
+
+    fn kernel_matrix(&self, hyper: &Hyper) -> Mat<f64> {
+        let n = self.len();
+        let d = self.d;
+        let inv = hyper.inv_ls2();
+        let sf2 = hyper.sf2();
+        let sn2 = hyper.sn2();
+        Mat::from_fn(n, n, |i, j| {
+            if i == j {
+                sf2 + sn2
+            } else {
+                sf2 * self
+                    .kind
+                    .eval_r2(r2(
+                        &self.x[i * d..(i + 1) * d],
+                        &self.x[j * d..(j + 1) * d],
+                        &inv,
+                    ))
+                    .0
+            }
+        })
+    }
+
+    /// Replaces the data, keeps the hyperparameters, recomputes the standardisation and
+    /// factorises from scratch.
+    pub fn set_data(&mut self, x: Vec<f64>, y: Vec<f64>) -> Result<()> {
+        if x.len() != y.len() * self.d {
+            return Err(Error::DimensionMismatch {
+                what: "GP inputs",
+                expected: y.len() * self.d,
+                got: x.len(),
+            });
+        }
+        self.x = x;
+        self.y = y;
+        self.restandardise();
+        self.refactor()
+    }
+
+    /// Replaces the data with a given standardisation and hyperparameters, factorises from
+    /// scratch (restoring a saved model state).
+    pub fn restore(
+        &mut self,
+        x: Vec<f64>,
+        y: Vec<f64>,
+        hyper: Hyper,
+        mean: f64,
+        std: f64,
+    ) -> Result<()> {
+        if x.len() != y.len() * self.d {
+            return Err(Error::DimensionMismatch {
+                what: "GP inputs",
+                expected: y.len() * self.d,
+                got: x.len(),
+            });
+        }
+        self.x = x;
+        self.y = y;
+        self.set_hyper(hyper);
+        self.y_mean = mean;
+        self.y_std = std;
+        self.refactor()
+    }
+
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.inv_ls2 = hyper.inv_ls2();
+        self.hyper = hyper;
+    }
+
+    /// Full refactorisation with the current hyperparameters and standardisation.
+    pub fn refactor(&mut self) -> Result<()> {
+        let k = self.kernel_matrix(&self.hyper);
+        self.chol.refactor(k.as_ref())?;
+        let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
+        self.z = self.chol.solve_lower_vec(&ys);
+        self.zz = self.z.iter().map(|v| v * v).sum();
+        self.sum_log_diag = 0.5 * self.chol.log_det();
+        self.alpha = None;
+        Ok(())
+    }
+
+    /// Kernel vector `k(X, x)` and, optionally, its derivative factor `σ_f² κ'(r²)`.
+    fn kvec(&self, x: &[f64], out: &mut [f64], dk: Option<&mut [f64]>) {
+        let n = self.len();
+        let d = self.d;
+        let sf2 = self.hyper.sf2();
+        match dk {
+            Some(dk) => {
+                for i in 0..n {
+                    let (k, dr) =
+                        self.kind
+                            .eval_r2(r2(x, &self.x[i * d..(i + 1) * d], &self.inv_ls2));
+                    out[i] = sf2 * k;
+                    dk[i] = sf2 * dr;
+                }
+            }
+            None => {
+                for i in 0..n {
+                    out[i] = sf2
+                        * self
+                            .kind
+                            .eval_r2(r2(x, &self.x[i * d..(i + 1) * d], &self.inv_ls2))
+                            .0;
+                }
+            }
+        }
+    }
+
+    /// Appends one observation in `O(n²)` with the current hyperparameters and frozen
+    /// standardisation.
+    pub fn append(&mut self, x: &[f64], y: f64) -> Result<AppendInfo> {
+        if x.len() != self.d {
+            return Err(Error::DimensionMismatch {
+                what: "GP input",
+                expected: self.d,
+                got: x.len(),
+            });
+        }
+        if !y.is_finite() {
+            return Err(Error::NonFinite {
+                what: "observation",
+                value: y,
+            });
+        }
+        let n = self.len();
+        let mut p = vec![0.0; n];
+        self.kvec(x, &mut p, None);
+        let c = self.hyper.sf2() + self.hyper.sn2();
+        let d = self.chol.append_row(&p, c)?;
+        let l = self.chol.L();
+        let mut qz = 0.0;
+        for j in 0..n {
+            qz += l[(n, j)] * self.z[j];
+        }
+        let zn = (self.ys(y) - qz) / d;
+        self.x.extend_from_slice(x);
+        self.y.push(y);
+        self.z.push(zn);
+        self.zz += zn * zn;
+        self.sum_log_diag += d.ln();
+        self.alpha = None;
+        Ok(AppendInfo {
+            std_residual: zn,
+            lml_increment: -0.5 * zn * zn - d.ln() - 0.5 * LN_2PI,
+        })
+    }
+
+    /// Drops the observations after the first `n` (exact; used to remove fantasies).
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len() {
+            return;
+        }
+        self.chol.truncate(n);
+        self.x.truncate(n * self.d);
+        self.y.truncate(n);
+        self.z.truncate(n);
+        self.zz = self.z.iter().map(|v| v * v).sum();
+        self.sum_log_diag = 0.5 * self.chol.log_det();
+        self.alpha = None;
+    }
+
+    /// Log marginal likelihood of the standardised outputs (maintained incrementally).
+    pub fn lml(&self) -> f64 {
+        -0.5 * self.zz - self.sum_log_diag - 0.5 * self.len() as f64 * LN_2PI
+    }
+
+    fn alpha(&mut self) -> &[f64] {
+        if self.alpha.is_none() {
+            self.alpha = Some(self.chol.solve_upper_vec(&self.z));
+        }
+        self.alpha.as_deref().unwrap_or(&[])
+    }
+
+    /// Makes sure `K⁻¹ ys` is computed (so `&self` predictions can run in parallel).
+    pub fn prepare(&mut self) {
+        let _ = self.alpha();
+    }
+
+    fn alpha_ref(&self) -> std::borrow::Cow<'_, [f64]> {
+        match &self.alpha {
+            Some(a) => std::borrow::Cow::Borrowed(a),
+            None => std::borrow::Cow::Owned(self.chol.solve_upper_vec(&self.z)),
+        }
+    }
+
+    /// Mean and latent variance at `x`, standardised units.
+    pub fn predict_std(&self, x: &[f64]) -> (f64, f64) {
+        let n = self.len();
+        let sf2 = self.hyper.sf2();
+        if n == 0 {
+            return (0.0, sf2);
+        }
+        let mut k = vec![0.0; n];
+        self.kvec(x, &mut k, None);
+        let alpha = self.alpha_ref();
+        let mean: f64 = k.iter().zip(alpha.iter()).map(|(a, b)| a * b).sum();
+        let v = self.chol.solve_lower_vec(&k);
+        let var = (sf2 - v.iter().map(|t| t * t).sum::<f64>()).max(0.0);
+        (mean, var)
+    }
+
+    /// Mean, latent variance and their gradients at `x`, standardised units.
+    pub fn predict_std_grad(&self, x: &[f64]) -> PredictionGrad {
+        let n = self.len();
+        let d = self.d;
+        let sf2 = self.hyper.sf2();
+        if n == 0 {
+            return PredictionGrad {
+                mean: 0.0,
+                var: sf2,
+                dmean: vec![0.0; d],
+                dvar: vec![0.0; d],
+            };
+        }
+        let mut k = vec![0.0; n];
+        let mut dk = vec![0.0; n];
+        self.kvec(x, &mut k, Some(&mut dk));
+        let alpha = self.alpha_ref();
+        let mean: f64 = k.iter().zip(alpha.iter()).map(|(a, b)| a * b).sum();
+        let v = self.chol.solve_lower_vec(&k);
+        let var_raw = sf2 - v.iter().map(|t| t * t).sum::<f64>();
+        let w = self.chol.solve_upper_vec(&v);
+        let mut dmean = vec![0.0; d];
+        let mut dvar = vec![0.0; d];
+        // ∂k_i/∂x_m = σ_f² κ'(r²) · 2 (x_m − X_im) / ℓ_m²
+        for i in 0..n {
+            let xi = &self.x[i * d..(i + 1) * d];
+            let ca = alpha[i] * dk[i] * 2.0;
+            let cw = -2.0 * w[i] * dk[i] * 2.0;
+            for m in 0..d {
+                let t = (x[m] - xi[m]) * self.inv_ls2[m];
+                dmean[m] += ca * t;
+                dvar[m] += cw * t;
+            }
+        }
+        if var_raw <= 0.0 {
+            dvar.iter_mut().for_each(|g| *g = 0.0);
+        }
+        PredictionGrad {
+            mean,
+            var: var_raw.max(0.0),
+            dmean,
+            dvar,
+        }
+    }
+
+    /// Means and latent variances at many points (`m × d` row-major), standardised units.
+    /// Batched triangular solves, parallel over chunks.
+    pub fn predict_std_batch(&self, xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let d = self.d;
+        let m = xs.len() / d;
+        let n = self.len();
+        let sf2 = self.hyper.sf2();
+        if n == 0 {
+            return (vec![0.0; m], vec![sf2; m]);
+        }
+        let alpha = self.alpha_ref();
+        const CHUNK: usize = 128;
+        let chunks: Vec<(Vec<f64>, Vec<f64>)> = xs
+            .par_chunks(CHUNK * d)
+            .map(|c| {
+                let b = c.len() / d;
+                let mut k = Mat::<f64>::zeros(n, b);
+                let mut buf = vec![0.0; n];
+                for j in 0..b {
+                    self.kvec(&c[j * d..(j + 1) * d], &mut buf, None);
+                    for i in 0..n {
+                        k[(i, j)] = buf[i];
+                    }
+                }
+                let mean: Vec<f64> = (0..b)
+                    .map(|j| (0..n).map(|i| k[(i, j)] * alpha[i]).sum::<f64>())
+                    .collect();
+                self.chol.solve_lower_in_place(k.as_mut(), Par::Seq);
+                let var: Vec<f64> = (0..b)
+                    .map(|j| (sf2 - (0..n).map(|i| k[(i, j)] * k[(i, j)]).sum::<f64>()).max(0.0))
+                    .collect();
+                (mean, var)
+            })
+            .collect();
+        let mut mean = Vec::with_capacity(m);
+        let mut var = Vec::with_capacity(m);
+        for (a, b) in chunks {
+            mean.extend(a);
+            var.extend(b);
+        }
+        (mean, var)
+    }
+
+    /// Prediction in original units.
+    pub fn predict(&self, x: &[f64]) -> Prediction {
+        let (m, v) = self.predict_std(x);
+        Prediction {
+            mean: self.y_mean + self.y_std * m,
+            var: v * self.y_std * self.y_std,
+        }
+    }
+
+    /// Negative log marginal likelihood and its gradient w.r.t. the flattened log
+    /// hyperparameters `[ln ℓ, ln σ_f², ln σ_n²]`, from scratch (`O(n³)`).
+    /// Returns `+∞` if the kernel matrix cannot be factorised.
+    pub fn neg_lml_grad(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let n = self.len();
+        let d = self.d;
+        let hyper = Hyper::from_vec(theta);
+        let kmat = self.kernel_matrix(&hyper);
+        let chol = match IncrementalCholesky::factor(kmat.as_ref(), self.jitter) {
+            Ok(c) => c,
+            Err(_) => {
+                grad.iter_mut().for_each(|g| *g = 0.0);
+                return f64::INFINITY;
+            }
+        };
+        let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
+        let z = chol.solve_lower_vec(&ys);
+        let alpha = chol.solve_upper_vec(&z);
+        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>()
+            - 0.5 * chol.log_det()
+            - 0.5 * n as f64 * LN_2PI;
+        let mut kinv = Mat::<f64>::identity(n, n);
+        chol.solve_in_place(kinv.as_mut(), Par::Seq);
+        // W = ααᵀ − K⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂K_ij/∂θ.
+        let inv = hyper.inv_ls2();
+        let sf2 = hyper.sf2();
+        let sn2 = hyper.sn2();
+        let mut g_ls = vec![0.0; d];
+        let mut g_sf = 0.0;
+        let mut g_sn = 0.0;
+        for i in 0..n {
+            let wii = alpha[i] * alpha[i] - kinv[(i, i)];
+            g_sf += 0.5 * wii * sf2;
+            g_sn += 0.5 * wii * sn2;
+            let xi = &self.x[i * d..(i + 1) * d];
+            for j in 0..i {
+                let wij = alpha[i] * alpha[j] - kinv[(i, j)];
+                let xj = &self.x[j * d..(j + 1) * d];
+                let (k, dk) = self.kind.eval_r2(r2(xi, xj, &inv));
+                // symmetric pair counted twice, times ½
+                g_sf += wij * sf2 * k;
+                let c = wij * sf2 * dk * -2.0;
+                for m in 0..d {
+                    let t = xi[m] - xj[m];
+                    g_ls[m] += c * t * t * inv[m];
+                }
+            }
+        }
+        for m in 0..d {
+            grad[m] = -g_ls[m];
+        }
+        grad[d] = -g_sf;
+        grad[d + 1] = -g_sn;
+        -lml
+    }
+
+    /// Fits hyperparameters by maximising the marginal likelihood (multi-start projected
+    /// L-BFGS on log-parameters, starts in parallel), re-standardising the outputs first,
+    /// then refactorises.
+    pub fn fit(&mut self, opts: &FitOptions, seed: u64) -> Result<FitReport> {
+        opts.bounds.check()?;
+        if self.is_empty() {
+            return Err(Error::TooFewObservations { need: 1, have: 0 });
+        }
+        self.restandardise();
+        let d = self.d;
+        let (lo, hi) = opts.bounds.log_box(d);
+        let mut starts = vec![self.hyper.to_vec()];
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..opts.restarts {
+            starts.push(
+                (0..d + 2)
+                    .map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i]))
+                    .collect(),
+            );
+        }
+        let lopts = LbfgsOptions {
+            max_iter: opts.max_iter,
+            gtol: 1e-5,
+            ftol: 1e-9,
+            ..Default::default()
+        };
+        let results: Vec<_> = starts
+            .par_iter()
+            .map(|s| minimize_box(|t, g| self.neg_lml_grad(t, g), s, &lo, &hi, lopts))
+            .collect();
+        let evaluations = results.iter().map(|r| r.evaluations).sum();
+        let mut best = 0;
+        for (i, r) in results.iter().enumerate() {
+            if r.f < results[best].f || !results[best].f.is_finite() {
+                best = i;
+            }
+        }
+        if results[best].f.is_finite() {
+            self.set_hyper(Hyper::from_vec(&results[best].x));
+        }
+        self.refactor()?;
+        Ok(FitReport {
+            lml: self.lml(),
+            evaluations,
+        })
+    }
+
+    /// Sets hyperparameters and refactorises (standardisation unchanged).
+    pub fn set_hyperparameters(&mut self, hyper: Hyper) -> Result<()> {
+        if hyper.log_ls.len() != self.d {
+            return Err(Error::DimensionMismatch {
+                what: "length scales",
+                expected: self.d,
+                got: hyper.log_ls.len(),
+            });
+        }
+        self.set_hyper(hyper);
+        self.refactor()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy(n: usize, d: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>()).collect();
+        let y = (0..n)
+            .map(|i| {
+                let p = &x[i * d..(i + 1) * d];
+                (3.0 * p[0]).sin()
+                    + p.iter().map(|v| v * v).sum::<f64>()
+                    + 0.01 * rng.random::<f64>()
+            })
+            .collect();
+        (x, y)
+    }
+
+    fn gp(kind: KernelKind, n: usize, d: usize) -> Gp {
+        let (x, y) = toy(n, d, 7);
+        let mut h = Hyper::default_for(d);
+        h.log_ls = (0..d).map(|m| (0.2 + 0.15 * m as f64).ln()).collect();
+        h.log_sf2 = 0.3;
+        h.log_sn2 = -5.0;
+        let mut g = Gp::new(kind, d, h, JitterPolicy::default());
+        g.set_data(x, y).unwrap();
+        g
+    }
+
+    #[test]
+    fn lml_gradient_matches_finite_differences() {
+        for kind in [KernelKind::Matern52, KernelKind::Rbf] {
+            let g = gp(kind, 25, 3);
+            let theta = g.hyper().to_vec();
+            let mut grad = vec![0.0; theta.len()];
+            let f0 = g.neg_lml_grad(&theta, &mut grad);
+            assert!(
+                (f0 + g.lml()).abs() < 1e-8 * f0.abs(),
+                "{f0} vs {}",
+                -g.lml()
+            );
+            let mut scratch = grad.clone();
+            for i in 0..theta.len() {
+                let h = 1e-5;
+                let mut tp = theta.clone();
+                tp[i] += h;
+                let mut tm = theta.clone();
+                tm[i] -= h;
+                let fd = (g.neg_lml_grad(&tp, &mut scratch) - g.neg_lml_grad(&tm, &mut scratch))
+                    / (2.0 * h);
+                assert!(
+                    (fd - grad[i]).abs() < 1e-5 * grad[i].abs().max(1.0),
+                    "{kind:?} θ{i}: fd {fd} an {}",
+                    grad[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prediction_gradients_match_finite_differences() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for kind in [KernelKind::Matern52, KernelKind::Rbf] {
+            let g = gp(kind, 30, 4);
+            for _ in 0..5 {
+                let x: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
+                let p = g.predict_std_grad(&x);
+                let (m0, v0) = g.predict_std(&x);
+                assert!((p.mean - m0).abs() < 1e-12 && (p.var - v0).abs() < 1e-12);
+                for m in 0..4 {
+                    let h = 1e-6;
+                    let mut xp = x.clone();
+                    xp[m] += h;
+                    let mut xm = x.clone();
+                    xm[m] -= h;
+                    let (mp, vp) = g.predict_std(&xp);
+                    let (mm, vm) = g.predict_std(&xm);
+                    let fdm = (mp - mm) / (2.0 * h);
+                    let fdv = (vp - vm) / (2.0 * h);
+                    assert!(
+                        (fdm - p.dmean[m]).abs() < 1e-6 * p.dmean[m].abs().max(1.0),
+                        "{kind:?} dmean {fdm} {}",
+                        p.dmean[m]
+                    );
+                    assert!(
+                        (fdv - p.dvar[m]).abs() < 1e-6 * p.dvar[m].abs().max(1e-2),
+                        "{kind:?} dvar {fdv} {}",
+                        p.dvar[m]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn predictions_match_dense_formulae_and_batch() {
+        let g = gp(KernelKind::Matern52, 20, 2);
+        let n = g.len();
+        let h = g.hyper().clone();
+        let kind = g.kind();
+        let inv = h.inv_ls2();
+        let kmat = Mat::from_fn(n, n, |i, j| {
+            h.sf2()
+                * kind
+                    .eval_r2(r2(&g.x()[2 * i..2 * i + 2], &g.x()[2 * j..2 * j + 2], &inv))
+                    .0
+                + if i == j {
+                    h.sn2() + g.cholesky().jitter()
+                } else {
+                    0.0
+                }
+        });
+        let (ym, ysd) = g.standardisation();
+        use faer::linalg::solvers::DenseSolveCore;
+        let kinv = kmat.llt(faer::Side::Lower).unwrap().inverse();
+        let xs = [0.3, 0.4, 0.9, 0.1, 0.5, 0.5];
+        let (bm, bv) = g.predict_std_batch(&xs);
+        for (t, x) in xs.chunks(2).enumerate() {
+            let k: Vec<f64> = (0..n)
+                .map(|i| h.sf2() * kind.eval_r2(r2(x, &g.x()[2 * i..2 * i + 2], &inv)).0)
+                .collect();
+            let mut mean = 0.0;
+            let mut q = 0.0;
+            for i in 0..n {
+                for j in 0..n {
+                    mean += k[i] * kinv[(i, j)] * (g.y()[j] - ym) / ysd;
+                    q += k[i] * kinv[(i, j)] * k[j];
+                }
+            }
+            let (m, v) = g.predict_std(x);
+            assert!((m - mean).abs() < 1e-9 && (v - (h.sf2() - q)).abs() < 1e-9);
+            assert!((bm[t] - m).abs() < 1e-12 && (bv[t] - v).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn append_matches_refactor_and_lml() {
+        let (x, y) = toy(60, 3, 11);
+        let h = gp(KernelKind::Matern52, 5, 3).hyper().clone();
+        // Build incrementally from 10 points.
+        let mut inc = Gp::new(KernelKind::Matern52, 3, h.clone(), JitterPolicy::default());
+        inc.restore(x[..30].to_vec(), y[..10].to_vec(), h.clone(), 0.5, 2.0)
+            .unwrap();
+        let mut lml = inc.lml();
+        for i in 10..60 {
+            let before = inc.predict_std(&x[i * 3..i * 3 + 3]);
+            let info = inc.append(&x[i * 3..i * 3 + 3], y[i]).unwrap();
+            let sd = (before.1 + h.sn2() + inc.cholesky().jitter()).sqrt();
+            assert!((info.std_residual - ((y[i] - 0.5) / 2.0 - before.0) / sd).abs() < 1e-8);
+            lml += info.lml_increment;
+        }
+        let mut full = Gp::new(KernelKind::Matern52, 3, h.clone(), JitterPolicy::default());
+        full.restore(x.clone(), y.clone(), h, 0.5, 2.0).unwrap();
+        assert!((inc.lml() - full.lml()).abs() < 1e-9 * full.lml().abs());
+        assert!((lml - full.lml()).abs() < 1e-9 * full.lml().abs());
+        let p = [0.2, 0.7, 0.4];
+        let (a, b) = (inc.predict_std(&p), full.predict_std(&p));
+        assert!((a.0 - b.0).abs() < 1e-10 && (a.1 - b.1).abs() < 1e-10);
+        // Truncate back is exact.
+        inc.truncate(10);
+        assert_eq!(inc.len(), 10);
+    }
+
+    #[test]
+    fn fit_improves_likelihood_and_finds_smooth_scale() {
+        let mut g = gp(KernelKind::Matern52, 40, 2);
+        g.set_hyperparameters(Hyper {
+            log_ls: vec![0.01f64.ln(); 2],
+            log_sf2: 0.0,
+            log_sn2: -2.0,
+        })
+        .unwrap();
+        let before = g.lml();
+        let rep = g.fit(&FitOptions::default(), 0).unwrap();
+        assert!(rep.lml > before + 10.0, "{before} -> {}", rep.lml);
+        // The toy function is smooth: fitted length scales are far above the start 0.01.
+        assert!(
+            g.hyper().log_ls.iter().all(|l| l.exp() > 0.1),
+            "{:?}",
+            g.hyper()
+        );
+        // A local optimum check: the gradient is small or at a bound.
+        let theta = g.hyper().to_vec();
+        let mut grad = vec![0.0; theta.len()];
+        g.neg_lml_grad(&theta, &mut grad);
+        let (lo, hi) = FitOptions::default().bounds.log_box(2);
+        for i in 0..theta.len() {
+            let at_bound = (theta[i] - lo[i]).abs() < 1e-6 || (theta[i] - hi[i]).abs() < 1e-6;
+            assert!(
+                at_bound || grad[i].abs() < 1e-2,
+                "θ{i} = {} grad {}",
+                theta[i],
+                grad[i]
+            );
+        }
+    }
+}
