@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod directions;
+pub mod error;
+pub mod hessian;
+pub mod io;
+pub mod lanczos;
+pub mod layout;
+pub mod objective;
+pub mod slq;
+pub mod testfns;
+pub mod trace;
+pub mod vecops;
+
+pub use error::{Error, Result};
+pub use layout::{Layout, ParamBlock};
+pub use objective::{FnObjective, Objective, Replicate};
