@@ -1,0 +1,2 @@
+//! Box-model throughput (filled in below).
+fn main() {}

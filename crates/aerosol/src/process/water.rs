@@ -1,0 +1,242 @@
+//! Step 2: water uptake of the soluble modes — both of M7's options.
+//!
+//! * **ZSR** (M7 `nwater = 0`): Zdanovskii–Stokes–Robinson mixing, W = Σₑ nₑ / mₑ(a_w), with
+//!   a_w = RH and the binary-solution molalities mₑ(a_w) = (Σₖ Yₖ a_wᵏ)² of Jacobson, Tabazadeh
+//!   and Turco (1996, JGR 101, 9079, Table 2) for H2SO4 and NaCl. Sulfate is treated as H2SO4,
+//!   sea salt as NaCl; NaCl takes up water only above M7's crystallisation RH of 0.45. (M7 also
+//!   forms Na2SO4 from sea salt and sulfate; its Jacobson fit is not monotone below a_w ≈ 0.6, so
+//!   we keep the two binary electrolytes.) No Kelvin term, as in M7's `m7_equil`.
+//! * **κ-Köhler** (M7 `nwater = 1`): the growth factor g of the count-median particle solves
+//!   RH = (g³ − 1)/(g³ − 1 + κ) · exp(A / (r_d g)), A = 2σ_w M_w /(R T ρ_w), with the mode's
+//!   volume-weighted κ (Petters and Kreidenweis 2007, eq. 11). M7 tabulates g; we solve it
+//!   directly with a bracketed Newton iteration.
+//!
+//! Both give the water per cm³ of air, the wet count-median radius (growth applied uniformly to
+//! the mode) and the mean particle density including water.
+
+use super::properties::ModeProperties;
+use crate::config::WaterScheme;
+use crate::constants::{GAS_CONSTANT, M_WATER, N_SOLUBLE, RHO_WATER, SIGMA_WATER};
+
+/// RH below which sea salt (NaCl) holds no water (M7's `crh`).
+pub const NACL_CRYSTALLISATION_RH: f64 = 0.45;
+
+/// Jacobson et al. (1996) Table 2 coefficients Y₀..Y₇ for √m(a_w) of binary H2SO4 solutions.
+const Y_H2SO4: [f64; 8] = [
+    5.611895,
+    -1.387446e1,
+    1.750682e1,
+    7.138146e1,
+    -3.109173e2,
+    4.662288e2,
+    -3.128612e2,
+    7.76097e1,
+];
+/// Jacobson et al. (1996) Table 2 coefficients for binary NaCl solutions.
+const Y_NACL: [f64; 8] = [
+    -1.918004e2,
+    2.001540e3,
+    -8.557205e3,
+    1.987670e4,
+    -2.717192e4,
+    2.187103e4,
+    -9.591577e3,
+    1.763672e3,
+];
+
+#[inline]
+fn poly7(y: &[f64; 8], x: f64) -> f64 {
+    let mut acc = y[7];
+    for k in (0..7).rev() {
+        acc = acc * x + y[k];
+    }
+    acc
+}
+
+/// Molality \[mol kg⁻¹\] of a binary H2SO4 solution in equilibrium with water activity `aw`.
+pub fn molality_h2so4(aw: f64) -> f64 {
+    let s = poly7(&Y_H2SO4, aw);
+    s * s
+}
+
+/// Molality \[mol kg⁻¹\] of a binary NaCl solution at water activity `aw` (valid 0.45..1).
+pub fn molality_nacl(aw: f64) -> f64 {
+    let s = poly7(&Y_NACL, aw);
+    s * s
+}
+
+/// Kelvin length A = 2σ_w M_w/(R T ρ_w) \[cm\] for the Köhler exponent exp(A/r).
+pub fn kelvin_length(t: f64) -> f64 {
+    2.0 * SIGMA_WATER * M_WATER / (GAS_CONSTANT * t * RHO_WATER)
+}
+
+/// κ-Köhler growth factor g = r_wet/r_dry of a particle with dry radius `r_dry` \[cm\] at
+/// relative humidity `rh` (< 1) with Kelvin length `a_kelvin` \[cm\] (0 disables the Kelvin term).
+///
+/// Solves ln((g³−1)/(g³−1+κ)) + A/(r_d g) = ln RH on the stable branch g ∈ (1, g₀], where
+/// g₀ = (1 + κ RH/(1−RH))^(1/3) is the flat-surface solution.
+pub fn kappa_growth_factor(kappa: f64, r_dry: f64, rh: f64, a_kelvin: f64) -> f64 {
+    if kappa <= 1e-8 || rh <= 0.0 || r_dry <= 0.0 {
+        return 1.0;
+    }
+    let ln_rh = rh.ln();
+    let g0 = (1.0 + kappa * rh / (1.0 - rh)).cbrt();
+    if a_kelvin == 0.0 {
+        return g0;
+    }
+    let a = a_kelvin / r_dry;
+    // f(g) increasing on (1, g0]; f(1+) = −∞, f(g0) = a/g0 > 0.
+    let f = |g: f64| {
+        let g3m1 = g * g * g - 1.0;
+        (g3m1 / (g3m1 + kappa)).ln() + a / g - ln_rh
+    };
+    let df = |g: f64| {
+        let g3m1 = g * g * g - 1.0;
+        3.0 * g * g * (1.0 / g3m1 - 1.0 / (g3m1 + kappa)) - a / (g * g)
+    };
+    let (mut lo, mut hi) = (1.0, g0);
+    let mut g = g0;
+    for _ in 0..60 {
+        let fg = f(g);
+        if fg > 0.0 {
+            hi = g;
+        } else {
+            lo = g;
+        }
+        let d = df(g);
+        let mut next = g - fg / d;
+        if !(d > 0.0) || !(next > lo && next < hi) {
+            next = 0.5 * (lo + hi);
+        }
+        if (next - g).abs() <= 1e-13 * g || hi - lo <= 1e-13 * hi {
+            return next;
+        }
+        g = next;
+    }
+    g
+}
+
+/// Applies water uptake to the soluble modes of `p` (which must hold dry properties).
+/// `rh_max` caps the RH used for water uptake.
+pub fn water_uptake(
+    p: &mut ModeProperties,
+    scheme: WaterScheme,
+    rh: f64,
+    t: f64,
+    rh_max: f64,
+    ram2cmr: &[f64],
+    numbers: &[f64],
+) {
+    let aw = rh.clamp(0.0, rh_max);
+    match scheme {
+        WaterScheme::Zsr => {
+            let m_so4 = molality_h2so4(aw.max(0.01));
+            let m_nacl = if aw >= NACL_CRYSTALLISATION_RH {
+                molality_nacl(aw)
+            } else {
+                f64::INFINITY
+            };
+            for m in 0..N_SOLUBLE {
+                if !p.populated[m] {
+                    continue;
+                }
+                // kg of water per cm³ of air → g.
+                let w = 1e3 * (p.so4_mol[m] / m_so4 + p.nacl_mol[m] / m_nacl);
+                finish_mode(p, m, w, ram2cmr[m], numbers[m]);
+            }
+        }
+        WaterScheme::Kappa => {
+            let a = kelvin_length(t);
+            for m in 0..N_SOLUBLE {
+                if !p.populated[m] || p.dry_vol[m] <= 0.0 {
+                    continue;
+                }
+                let kappa = p.kappa_vol[m] / p.dry_vol[m];
+                let g = kappa_growth_factor(kappa, p.r_dry[m], aw, a);
+                let w = p.dry_vol[m] * (g * g * g - 1.0) * RHO_WATER;
+                p.water[m] = w;
+                p.r_wet[m] = p.r_dry[m] * g;
+                p.density[m] = (p.dry_mass[m] + w) / (p.dry_vol[m] + w / RHO_WATER);
+            }
+        }
+    }
+}
+
+fn finish_mode(p: &mut ModeProperties, m: usize, water_g: f64, ram2cmr: f64, n: f64) {
+    let wet_vol = p.dry_vol[m] + water_g / RHO_WATER;
+    p.water[m] = water_g;
+    p.r_wet[m] = super::properties::count_median_radius(wet_vol, n, ram2cmr);
+    p.density[m] = (p.dry_mass[m] + water_g) / wet_vol;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nacl_molality_matches_robinson_stokes() {
+        // Robinson & Stokes (1959), Electrolyte Solutions, App. 8.10: NaCl at 3.0 mol/kg has
+        // osmotic coefficient φ = 1.045, so ln a_w = −2·3.0·1.045·M_w/1000 → a_w = 0.8932.
+        let aw = (-2.0f64 * 3.0 * 1.045 * 18.015e-3).exp();
+        let m = molality_nacl(aw);
+        assert!((m / 3.0 - 1.0).abs() < 0.05, "m({aw}) = {m}");
+        // 1.0 mol/kg: φ = 0.936 → a_w = 0.9668.
+        let aw = (-2.0f64 * 1.0 * 0.936 * 18.015e-3).exp();
+        let m = molality_nacl(aw);
+        assert!((m / 1.0 - 1.0).abs() < 0.1, "m({aw}) = {m}");
+    }
+
+    #[test]
+    fn molalities_fall_with_water_activity_over_their_range() {
+        let mut prev = f64::INFINITY;
+        for i in 0..=98 {
+            let aw = 0.01 + 0.01 * i as f64;
+            let m = molality_h2so4(aw);
+            assert!(m > 0.0 && m < prev, "h2so4 aw={aw}: {m}");
+            prev = m;
+        }
+        let mut prev = f64::INFINITY;
+        for i in 0..=54 {
+            let aw = 0.45 + 0.01 * i as f64;
+            let m = molality_nacl(aw);
+            assert!(m > 0.0 && m < prev, "nacl aw={aw}: {m}");
+            prev = m;
+        }
+    }
+
+    #[test]
+    fn kappa_without_kelvin_is_the_closed_form() {
+        for &(k, rh) in &[(0.6, 0.5), (1.12, 0.9), (0.06, 0.3), (0.6, 0.99)] {
+            let g = kappa_growth_factor(k, 1e-5, rh, 0.0);
+            let expect: f64 = (1.0 + k * rh / (1.0 - rh)).cbrt();
+            assert!((g - expect).abs() < 1e-14);
+        }
+    }
+
+    #[test]
+    fn kappa_solution_satisfies_koehler_and_kelvin_shrinks_small_particles() {
+        let a = kelvin_length(288.0);
+        // A = 2σM/(RTρ) ≈ 1.08 nm at 288 K (σ = 72 dyn/cm).
+        assert!((a - 1.08e-7).abs() < 0.05e-7, "{a}");
+        for &r in &[1e-7, 5e-7, 2e-6, 2e-5, 1e-4] {
+            for &(k, rh) in &[
+                (0.6, 0.3),
+                (0.6, 0.8),
+                (1.12, 0.95),
+                (0.06, 0.9),
+                (0.3, 0.99),
+            ] {
+                let g = kappa_growth_factor(k, r, rh, a);
+                let g3m1 = g * g * g - 1.0;
+                let s = g3m1 / (g3m1 + k) * (a / (r * g)).exp();
+                assert!((s - rh).abs() < 1e-10, "r={r} k={k} rh={rh}: S={s}");
+                let flat = kappa_growth_factor(k, r, rh, 0.0);
+                assert!(g > 1.0 && g < flat);
+            }
+        }
+        // Large particles approach the flat-surface limit.
+        let g = kappa_growth_factor(0.6, 1e-3, 0.8, a);
+        let flat = kappa_growth_factor(0.6, 1e-3, 0.8, 0.0);
+        assert!((g / flat - 1.0).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,280 @@
+//! The one-cell state, environment and diagnostics, in M7's own units and order.
+//!
+//! | quantity | unit |
+//! |---|---|
+//! | pressure | Pa |
+//! | temperature | K |
+//! | relative humidity | fraction, 0..1 |
+//! | H2SO4 gas, sulfate masses | molecules cm⁻³ (H2SO4 molecules) |
+//! | BC, OC, sea salt, dust masses | µg m⁻³ |
+//! | numbers | cm⁻³ |
+//! | H2SO4 production | molecules cm⁻³ s⁻¹ |
+//! | ionisation rate | ion pairs cm⁻³ s⁻¹ |
+//! | radii | cm (count-median) |
+//! | particle densities | g cm⁻³ |
+//! | aerosol water | kg m⁻³ (as M7's `pww`) |
+
+use crate::constants::{Mode, N_MODES, N_SOLUBLE};
+use crate::error::{Error, Result};
+
+/// Non-aerosol inputs of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Environment {
+    /// Pressure \[Pa\].
+    pub pressure: f64,
+    /// Temperature \[K\].
+    pub temperature: f64,
+    /// Relative humidity over water, a fraction in \[0, 1\].
+    pub rh: f64,
+    /// Gas-phase H2SO4 production rate \[molecules cm⁻³ s⁻¹\].
+    pub h2so4_production: f64,
+    /// Ionisation (ion-pair production) rate \[cm⁻³ s⁻¹\]. Carried for M7 compatibility; the
+    /// Vehkamäki scheme does not use it.
+    pub ionisation: f64,
+    /// Cloud cover \[0, 1\].
+    pub cloud_cover: f64,
+    /// Forest fraction of the column \[0, 1\] (scales activation nucleation).
+    pub forest_fraction: f64,
+    /// Whether the cell lies in the planetary boundary layer.
+    pub boundary_layer: bool,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Environment {
+            pressure: 101_325.0,
+            temperature: 288.15,
+            rh: 0.5,
+            h2so4_production: 0.0,
+            ionisation: 2.0,
+            cloud_cover: 0.0,
+            forest_fraction: 0.0,
+            boundary_layer: false,
+        }
+    }
+}
+
+/// Aerosol and H2SO4 gas state of one cell, M7 species placement.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AerosolState {
+    /// Gas-phase H2SO4 \[molecules cm⁻³\].
+    pub h2so4: f64,
+    /// Sulfate in NS, KS, AS, CS \[molecules cm⁻³\].
+    pub so4: [f64; 4],
+    /// Black carbon in KS, AS, CS, KI \[µg m⁻³\].
+    pub bc: [f64; 4],
+    /// Organic carbon in KS, AS, CS, KI \[µg m⁻³\].
+    pub oc: [f64; 4],
+    /// Sea salt in AS, CS \[µg m⁻³\].
+    pub ss: [f64; 2],
+    /// Dust in AS, CS, AI, CI \[µg m⁻³\].
+    pub du: [f64; 4],
+    /// Number concentrations NS, KS, AS, CS, KI, AI, CI \[cm⁻³\].
+    pub n: [f64; 7],
+}
+
+/// Diagnosed mode properties, as M7 returns them.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Diagnostics {
+    /// Ambient (wet) count-median radius per mode \[cm\]; equals the dry radius for insoluble modes.
+    pub r_wet: [f64; 7],
+    /// Dry count-median radius per mode \[cm\].
+    pub r_dry: [f64; 7],
+    /// Mean particle density per mode, water included \[g cm⁻³\].
+    pub density: [f64; 7],
+    /// Aerosol water of the soluble modes NS, KS, AS, CS \[kg m⁻³\].
+    pub water: [f64; 4],
+}
+
+/// Where a species' mass sits: `(slot in its array, mode)`.
+pub const SO4_MODES: [Mode; 4] = [Mode::Ns, Mode::Ks, Mode::As, Mode::Cs];
+/// Modes of the BC slots.
+pub const BC_MODES: [Mode; 4] = [Mode::Ks, Mode::As, Mode::Cs, Mode::Ki];
+/// Modes of the OC slots.
+pub const OC_MODES: [Mode; 4] = [Mode::Ks, Mode::As, Mode::Cs, Mode::Ki];
+/// Modes of the sea-salt slots.
+pub const SS_MODES: [Mode; 2] = [Mode::As, Mode::Cs];
+/// Modes of the dust slots.
+pub const DU_MODES: [Mode; 4] = [Mode::As, Mode::Cs, Mode::Ai, Mode::Ci];
+
+/// Number of aerosol mass tracers (18).
+pub const N_MASSES: usize = 18;
+/// Number of state variables including sea salt: H2SO4 + 18 masses + 7 numbers.
+pub const N_STATE_FULL: usize = 1 + N_MASSES + N_MODES;
+
+/// Slot index of `mode` in a species array, if the species lives there.
+pub fn slot(modes: &[Mode], mode: Mode) -> Option<usize> {
+    modes.iter().position(|&m| m == mode)
+}
+
+impl AerosolState {
+    /// The 18 masses in M7's order: SO4(NS,KS,AS,CS), BC(KS,AS,CS,KI), OC(KS,AS,CS,KI),
+    /// SS(AS,CS), DU(AS,CS,AI,CI).
+    pub fn masses(&self) -> [f64; N_MASSES] {
+        let mut m = [0.0; N_MASSES];
+        m[0..4].copy_from_slice(&self.so4);
+        m[4..8].copy_from_slice(&self.bc);
+        m[8..12].copy_from_slice(&self.oc);
+        m[12..14].copy_from_slice(&self.ss);
+        m[14..18].copy_from_slice(&self.du);
+        m
+    }
+
+    /// Sets the 18 masses from M7's order.
+    pub fn set_masses(&mut self, m: &[f64]) {
+        self.so4.copy_from_slice(&m[0..4]);
+        self.bc.copy_from_slice(&m[4..8]);
+        self.oc.copy_from_slice(&m[8..12]);
+        self.ss.copy_from_slice(&m[12..14]);
+        self.du.copy_from_slice(&m[14..18]);
+    }
+
+    /// Total sulfur (gas + aerosol) \[molecules cm⁻³\].
+    pub fn total_sulfur(&self) -> f64 {
+        self.h2so4 + self.so4.iter().sum::<f64>()
+    }
+
+    /// Checks that every entry is finite and non-negative; `row` is reported in the error.
+    pub fn validate(&self, row: usize) -> Result<()> {
+        let check = |name: &str, v: f64| -> Result<()> {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::NonPhysical {
+                    row,
+                    column: name.to_string(),
+                    value: v,
+                    allowed: "finite and >= 0".into(),
+                });
+            }
+            Ok(())
+        };
+        check("h2so4", self.h2so4)?;
+        let names = crate::layout::mass_names();
+        for (v, name) in self.masses().iter().zip(names.iter()) {
+            check(name, *v)?;
+        }
+        for (m, v) in Mode::ALL.iter().zip(self.n.iter()) {
+            check(&format!("n_{}", m.name()), *v)?;
+        }
+        Ok(())
+    }
+}
+
+impl Environment {
+    /// Checks physical ranges: pressure in (0, 1.2e5] Pa, temperature in \[150, 350\] K,
+    /// RH in \[0, 1\], rates ≥ 0, cloud cover and forest fraction in \[0, 1\].
+    pub fn validate(&self, row: usize) -> Result<()> {
+        let bad = |col: &str, v: f64, allowed: &str| Error::NonPhysical {
+            row,
+            column: col.to_string(),
+            value: v,
+            allowed: allowed.to_string(),
+        };
+        let in_range = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
+        if !(self.pressure.is_finite() && self.pressure > 0.0 && self.pressure <= 1.2e5) {
+            return Err(bad("pressure", self.pressure, "0 < p <= 1.2e5 Pa"));
+        }
+        if !in_range(self.temperature, 150.0, 350.0) {
+            return Err(bad("temperature", self.temperature, "150 K <= T <= 350 K"));
+        }
+        if !in_range(self.rh, 0.0, 1.0) {
+            return Err(bad("rh", self.rh, "0 <= RH <= 1 (a fraction, not percent)"));
+        }
+        if !in_range(self.h2so4_production, 0.0, f64::MAX) {
+            return Err(bad(
+                "h2so4_production",
+                self.h2so4_production,
+                "finite and >= 0",
+            ));
+        }
+        if !in_range(self.ionisation, 0.0, f64::MAX) {
+            return Err(bad("ionisation", self.ionisation, "finite and >= 0"));
+        }
+        if !in_range(self.cloud_cover, 0.0, 1.0) {
+            return Err(bad(
+                "cloud_cover",
+                self.cloud_cover,
+                "0 <= cloud cover <= 1",
+            ));
+        }
+        if !in_range(self.forest_fraction, 0.0, 1.0) {
+            return Err(bad(
+                "forest_fraction",
+                self.forest_fraction,
+                "0 <= forest fraction <= 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Diagnostics {
+    /// Water per soluble mode as an array indexed like [`SO4_MODES`].
+    pub fn water_soluble(&self) -> [f64; N_SOLUBLE] {
+        self.water
+    }
+}
+
+/// Species of each of the 18 flat mass slots (M7 order, see [`AerosolState::masses`]).
+pub const SLOT_SPECIES: [crate::constants::Species; N_MASSES] = {
+    use crate::constants::Species::*;
+    [
+        So4, So4, So4, So4, Bc, Bc, Bc, Bc, Oc, Oc, Oc, Oc, Ss, Ss, Du, Du, Du, Du,
+    ]
+};
+
+/// Flat mass slots of each mode (indices into [`AerosolState::masses`]).
+pub const MODE_SLOTS: [&[usize]; N_MODES] = [
+    &[0],
+    &[1, 4, 8],
+    &[2, 5, 9, 12, 14],
+    &[3, 6, 10, 13, 15],
+    &[7, 11],
+    &[16],
+    &[17],
+];
+
+/// The flat slot holding `species` in `mode`, if M7 places that species there.
+pub const fn slot_of(species: crate::constants::Species, mode: Mode) -> Option<usize> {
+    use crate::constants::Species::*;
+    let m = mode as usize;
+    match species {
+        So4 => {
+            if m < 4 {
+                Some(m)
+            } else {
+                None
+            }
+        }
+        Bc | Oc => {
+            let base = if matches!(species, Bc) { 4 } else { 8 };
+            match m {
+                1 => Some(base),
+                2 => Some(base + 1),
+                3 => Some(base + 2),
+                4 => Some(base + 3),
+                _ => None,
+            }
+        }
+        Ss => match m {
+            2 => Some(12),
+            3 => Some(13),
+            _ => None,
+        },
+        Du => match m {
+            2 => Some(14),
+            3 => Some(15),
+            5 => Some(16),
+            6 => Some(17),
+            _ => None,
+        },
+    }
+}
+
+/// For each slot of mode `from`, the slot of the same species in mode `to`.
+///
+/// # Panics
+/// If `to` lacks one of `from`'s species (never the case for M7's transfers).
+#[track_caller]
+pub fn destination_slot(slot: usize, to: Mode) -> usize {
+    slot_of(SLOT_SPECIES[slot], to).expect("M7 transfers only between modes holding the species")
+}
