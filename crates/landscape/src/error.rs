@@ -87,6 +87,9 @@ pub enum Error {
     /// An error from candle (model evaluation, backprop).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An error from gradlab-core (parameters, plots, run directories).
+    #[error(transparent)]
+    Core(#[from] gradlab_core::Error),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -93,3 +93,21 @@ impl Layout {
         Ok(())
     }
 }
+
+impl From<&gradlab_core::params::ParamLayout> for Layout {
+    fn from(p: &gradlab_core::params::ParamLayout) -> Self {
+        Layout {
+            blocks: p
+                .entries
+                .iter()
+                .map(|e| ParamBlock {
+                    name: e.name.clone(),
+                    shape: e.shape.clone(),
+                    offset: e.offset,
+                    len: e.len,
+                })
+                .collect(),
+            total: p.total,
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod lanczos;
 pub mod layout;
 pub mod objective;
 pub mod slq;
+pub mod surface;
 pub mod testfns;
 pub mod trace;
 pub mod vecops;
