@@ -1,0 +1,951 @@
+//! Ask/tell optimisation study with a lazy GP, persisted as JSON.
+//!
+//! A [`Study`] proposes points ([`Study::ask`], [`Study::ask_batch`]) and records results
+//! ([`Study::tell`], [`Study::tell_failed`]). Asks may stay pending while more are asked
+//! (pending points enter the model as fantasies); tells may come in any order. The model is
+//! updated lazily at ask time: completed observations are appended to the GP in the order
+//! they were told (`O(n²)` each), and hyperparameters are refit and the factor rebuilt only
+//! when the [`LagPolicy`] says so.
+//!
+//! Everything that determines future proposals is in the JSON file ([`Study::save`]): the
+//! trials, the ask counter (each ask draws its randomness from `seed` and its index) and the
+//! last refit (hyperparameters, standardisation, number of points). Loading replays the
+//! factorisation at that refit and the appends after it, so a resumed study proposes the
+//! same points as one that never stopped.
+
+use crate::acquisition::{Acquisition, MaximizeOptions, Sampler, maximize, sample_unit};
+use crate::chol::JitterPolicy;
+use crate::error::{Error, Result};
+use crate::gp::{FitOptions, Gp};
+use crate::kernel::{Hyper, KernelKind};
+use crate::space::{Point, Space};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// When to refit hyperparameters and refactorise.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LagPolicy {
+    /// Every `k` asks (`k = 1`: classic BO).
+    Every(usize),
+    /// Fit once when the model is first built, then only append (lag = ∞).
+    Never,
+    /// Refit when a newly appended point's standardised residual exceeds `residual`, when
+    /// the log marginal likelihood per point fell by more than `lml_drop` since the last
+    /// refit, or after `max_lag` asks.
+    Adaptive {
+        /// Longest lag allowed.
+        max_lag: usize,
+        /// Threshold on |standardised residual| of a new point.
+        residual: f64,
+        /// Threshold on the drop of the log-likelihood per point (nats).
+        lml_drop: f64,
+    },
+}
+
+impl Default for LagPolicy {
+    fn default() -> Self {
+        LagPolicy::Every(3)
+    }
+}
+
+impl LagPolicy {
+    /// The adaptive policy with default thresholds.
+    pub fn adaptive() -> LagPolicy {
+        LagPolicy::Adaptive {
+            max_lag: 20,
+            residual: 3.0,
+            lml_drop: 0.5,
+        }
+    }
+
+    /// Short label (`lag1`, `lag3`, `lag_inf`, `adaptive`).
+    pub fn label(&self) -> String {
+        match self {
+            LagPolicy::Every(k) => format!("lag{k}"),
+            LagPolicy::Never => "lag_inf".into(),
+            LagPolicy::Adaptive { .. } => "adaptive".into(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match *self {
+            LagPolicy::Every(0) => Err(Error::BadConfig {
+                field: "lag.every",
+                value: "0".into(),
+                allowed: ">= 1",
+            }),
+            LagPolicy::Adaptive {
+                max_lag,
+                residual,
+                lml_drop,
+            } => {
+                if max_lag == 0 || !(residual > 0.0) || !(lml_drop > 0.0) {
+                    Err(Error::BadConfig {
+                        field: "lag.adaptive",
+                        value: format!(
+                            "max_lag {max_lag}, residual {residual}, lml_drop {lml_drop}"
+                        ),
+                        allowed: "max_lag >= 1, residual > 0, lml_drop > 0",
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Value assumed for a pending point by constant-liar batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lie {
+    /// Best observed value (optimistic; spreads the batch least).
+    Min,
+    /// Mean observed value.
+    #[default]
+    Mean,
+    /// Worst observed value (pessimistic; spreads the batch most).
+    Max,
+}
+
+/// How a batch of `q` points is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum BatchStrategy {
+    /// The `q` best distinct local maxima of one acquisition surface (the paper's scheme).
+    #[default]
+    LocalMaxima,
+    /// Sequential: after each pick, append it to the GP with a constant lie.
+    ConstantLiar(Lie),
+    /// Sequential: after each pick, append it with the GP's own mean.
+    KrigingBeliever,
+}
+
+/// Study configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudyConfig {
+    /// Seed of all randomness.
+    pub seed: u64,
+    /// Size of the initial Latin-hypercube design (0: `max(5, 2·dim + 1)`).
+    pub n_initial: usize,
+    /// Kernel family.
+    pub kernel: KernelKind,
+    /// Acquisition function.
+    pub acquisition: Acquisition,
+    /// Refit policy.
+    pub lag: LagPolicy,
+    /// Hyperparameter fitting.
+    pub fit: FitOptions,
+    /// Acquisition maximisation.
+    pub maximize: MaximizeOptions,
+    /// Batch strategy for `ask_batch` with q > 1.
+    pub batch: BatchStrategy,
+    /// Jitter policy of the Cholesky factor.
+    pub jitter: JitterPolicy,
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        StudyConfig {
+            seed: 0,
+            n_initial: 0,
+            kernel: KernelKind::Matern52,
+            acquisition: Acquisition::default(),
+            lag: LagPolicy::default(),
+            fit: FitOptions::default(),
+            maximize: MaximizeOptions::default(),
+            batch: BatchStrategy::default(),
+            jitter: JitterPolicy::default(),
+        }
+    }
+}
+
+impl StudyConfig {
+    /// Validates the configuration.
+    pub fn check(&self) -> Result<()> {
+        self.lag.check()?;
+        self.acquisition.check()?;
+        self.maximize.check()?;
+        self.fit.bounds.check()?;
+        if !(self.jitter.factor > 1.0 && self.jitter.first_rel > 0.0) {
+            return Err(Error::BadConfig {
+                field: "jitter",
+                value: format!("{:?}", self.jitter),
+                allowed: "factor > 1, first_rel > 0",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// State of a trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    /// Asked, not told yet.
+    Pending,
+    /// Told with a value.
+    Complete,
+    /// Told as failed.
+    Failed,
+}
+
+/// One proposed point and its outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trial {
+    /// Identifier (ask order).
+    pub id: u64,
+    /// Parameter values.
+    pub params: Point,
+    /// Unit-cube encoding (snapped).
+    pub x: Vec<f64>,
+    /// State.
+    pub state: TrialState,
+    /// Objective value if complete.
+    pub value: Option<f64>,
+    /// Failure reason if failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Index of the ask call that produced it.
+    pub ask_index: u64,
+    /// Position in the order of tells.
+    pub tell_index: Option<u64>,
+}
+
+/// Model state needed to reproduce the GP exactly after loading.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCheckpoint {
+    /// Number of completed observations (in tell order) at the last refit.
+    pub refit_points: usize,
+    /// Hyperparameters of the last refit.
+    pub hyper: Hyper,
+    /// Output mean at the last refit.
+    pub y_mean: f64,
+    /// Output std at the last refit.
+    pub y_std: f64,
+    /// Asks with a model since the last refit.
+    pub since_refit: usize,
+    /// Observations in the model at the end of the last ask.
+    pub synced: usize,
+    /// Log marginal likelihood per point right after the last refit.
+    pub lml_per_point: f64,
+    /// Refits so far.
+    pub refits: usize,
+}
+
+/// Timing and decisions of the last ask (not persisted).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AskStats {
+    /// True if hyperparameters were refit.
+    pub refit: bool,
+    /// Seconds spent fitting hyperparameters and refactorising.
+    pub fit_s: f64,
+    /// Seconds spent appending observations (and fantasies).
+    pub update_s: f64,
+    /// Seconds spent maximising the acquisition.
+    pub acquisition_s: f64,
+    /// Points in the model (real observations).
+    pub n: usize,
+    /// True if the points came from the initial design.
+    pub initial: bool,
+}
+
+impl AskStats {
+    /// Total model + acquisition overhead.
+    pub fn overhead_s(&self) -> f64 {
+        self.fit_s + self.update_s + self.acquisition_s
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StudyFile {
+    format: String,
+    space: Space,
+    config: StudyConfig,
+    trials: Vec<Trial>,
+    n_asks: u64,
+    n_tells: u64,
+    model: Option<ModelCheckpoint>,
+}
+
+const FORMAT: &str = "gradlab-bayesopt-study-v1";
+
+/// An ask/tell Bayesian-optimisation study.
+#[derive(Debug)]
+pub struct Study {
+    space: Space,
+    config: StudyConfig,
+    trials: Vec<Trial>,
+    n_asks: u64,
+    n_tells: u64,
+    model: Option<ModelCheckpoint>,
+    gp: Option<Gp>,
+    last: AskStats,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    // splitmix64 of a combination: decorrelated per-ask streams.
+    let mut z = a ^ b
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Study {
+    /// New study over `space`.
+    pub fn new(space: Space, config: StudyConfig) -> Result<Study> {
+        config.check()?;
+        Ok(Study {
+            space,
+            config,
+            trials: Vec::new(),
+            n_asks: 0,
+            n_tells: 0,
+            model: None,
+            gp: None,
+            last: AskStats::default(),
+        })
+    }
+
+    /// The search space.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StudyConfig {
+        &self.config
+    }
+
+    /// All trials in ask order.
+    pub fn trials(&self) -> &[Trial] {
+        &self.trials
+    }
+
+    /// Pending trials.
+    pub fn pending(&self) -> Vec<&Trial> {
+        self.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Pending)
+            .collect()
+    }
+
+    /// Number of completed or failed trials.
+    pub fn n_finished(&self) -> usize {
+        self.trials
+            .iter()
+            .filter(|t| t.state != TrialState::Pending)
+            .count()
+    }
+
+    /// Number of completed trials.
+    pub fn n_complete(&self) -> usize {
+        self.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .count()
+    }
+
+    /// Best completed trial.
+    pub fn best(&self) -> Option<&Trial> {
+        self.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .min_by(|a, b| {
+                a.value
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.value.unwrap_or(f64::INFINITY))
+            })
+    }
+
+    /// Statistics of the last ask.
+    pub fn last_stats(&self) -> &AskStats {
+        &self.last
+    }
+
+    /// The GP, if built.
+    pub fn gp(&self) -> Option<&Gp> {
+        self.gp.as_ref()
+    }
+
+    /// Model checkpoint (last refit).
+    pub fn model_checkpoint(&self) -> Option<&ModelCheckpoint> {
+        self.model.as_ref()
+    }
+
+    fn n_initial(&self) -> usize {
+        if self.config.n_initial > 0 {
+            self.config.n_initial
+        } else {
+            (2 * self.space.encoded_dim() + 1).max(5)
+        }
+    }
+
+    /// Completed trials in tell order: indices into `trials`.
+    fn observed(&self) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.trials.len())
+            .filter(|&i| self.trials[i].state == TrialState::Complete)
+            .collect();
+        idx.sort_by_key(|&i| self.trials[i].tell_index);
+        idx
+    }
+
+    /// Asks for one point.
+    pub fn ask(&mut self) -> Result<Trial> {
+        Ok(self.ask_batch(1)?.remove(0))
+    }
+
+    /// Asks for `q` points at once.
+    pub fn ask_batch(&mut self, q: usize) -> Result<Vec<Trial>> {
+        if q == 0 {
+            return Err(Error::BadConfig {
+                field: "q",
+                value: "0".into(),
+                allowed: ">= 1",
+            });
+        }
+        let ask_index = self.n_asks;
+        let seed = mix(self.config.seed, ask_index);
+        let d = self.space.encoded_dim();
+        let n_init = self.n_initial();
+        let obs = self.observed();
+        let mut stats = AskStats {
+            n: obs.len(),
+            ..Default::default()
+        };
+        let mut xs: Vec<Vec<f64>> = Vec::with_capacity(q);
+        // Initial design: one Latin hypercube of n_initial points, in order.
+        let mut design_rng = StdRng::seed_from_u64(mix(self.config.seed, u64::MAX));
+        let design = sample_unit(Sampler::Lhs, n_init, d, &mut design_rng);
+        while xs.len() < q && self.trials.len() + xs.len() < n_init {
+            let i = self.trials.len() + xs.len();
+            xs.push(self.space.snap(&design[i * d..(i + 1) * d])?);
+        }
+        if xs.len() < q {
+            if obs.len() < 2 {
+                // Not enough data for a model (failures or pending points): random points.
+                let mut rng = StdRng::seed_from_u64(seed);
+                let extra = sample_unit(Sampler::Random, q - xs.len(), d, &mut rng);
+                for c in extra.chunks(d) {
+                    xs.push(self.space.snap(c)?);
+                }
+                stats.initial = true;
+            } else {
+                let more = self.propose(q - xs.len(), &obs, &xs, seed, &mut stats)?;
+                xs.extend(more);
+            }
+        } else {
+            stats.initial = true;
+        }
+        self.n_asks += 1;
+        let mut out = Vec::with_capacity(q);
+        for x in xs {
+            let params = self.space.decode(&x)?;
+            let trial = Trial {
+                id: self.trials.len() as u64,
+                params,
+                x,
+                state: TrialState::Pending,
+                value: None,
+                error: None,
+                ask_index,
+                tell_index: None,
+            };
+            self.trials.push(trial.clone());
+            out.push(trial);
+        }
+        self.last = stats;
+        Ok(out)
+    }
+
+    /// Brings the GP up to date and runs the refit policy; returns the model.
+    fn sync_model(&mut self, obs: &[usize], seed: u64, stats: &mut AskStats) -> Result<()> {
+        let d = self.space.encoded_dim();
+        let t0 = Instant::now();
+        // Rebuild after loading: factor at the last refit, replay the appends.
+        if self.gp.is_none() {
+            if let Some(m) = self.model.clone() {
+                let mut gp = Gp::new(self.config.kernel, d, m.hyper.clone(), self.config.jitter);
+                let x: Vec<f64> = obs[..m.refit_points]
+                    .iter()
+                    .flat_map(|&i| self.trials[i].x.clone())
+                    .collect();
+                let y: Vec<f64> = obs[..m.refit_points]
+                    .iter()
+                    .map(|&i| self.trials[i].value.unwrap_or(0.0))
+                    .collect();
+                gp.restore(x, y, m.hyper.clone(), m.y_mean, m.y_std)?;
+                for &i in &obs[m.refit_points..m.synced] {
+                    let t = &self.trials[i];
+                    if gp.append(&t.x, t.value.unwrap_or(0.0)).is_err() {
+                        break;
+                    }
+                }
+                self.gp = Some(gp);
+            }
+        }
+        let mut need_refit =
+            self.gp.is_none() || self.gp.as_ref().is_some_and(|g| g.len() > obs.len());
+        let mut max_resid: f64 = 0.0;
+        if let Some(gp) = self.gp.as_mut() {
+            if !need_refit {
+                for &i in &obs[gp.len()..] {
+                    let t = &self.trials[i];
+                    match gp.append(&t.x, t.value.unwrap_or(0.0)) {
+                        Ok(info) => max_resid = max_resid.max(info.std_residual.abs()),
+                        Err(_) => {
+                            need_refit = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        stats.update_s += t0.elapsed().as_secs_f64();
+        if let (Some(m), false) = (self.model.as_mut(), need_refit) {
+            m.since_refit += 1;
+            let gp = self.gp.as_ref().expect("model exists");
+            need_refit = match self.config.lag {
+                LagPolicy::Every(k) => m.since_refit >= k,
+                LagPolicy::Never => false,
+                LagPolicy::Adaptive {
+                    max_lag,
+                    residual,
+                    lml_drop,
+                } => {
+                    m.since_refit >= max_lag
+                        || max_resid > residual
+                        || gp.lml() / (gp.len() as f64) < m.lml_per_point - lml_drop
+                }
+            };
+        }
+        if need_refit {
+            let t1 = Instant::now();
+            let x: Vec<f64> = obs.iter().flat_map(|&i| self.trials[i].x.clone()).collect();
+            let y: Vec<f64> = obs
+                .iter()
+                .map(|&i| self.trials[i].value.unwrap_or(0.0))
+                .collect();
+            let hyper = self
+                .model
+                .as_ref()
+                .map(|m| m.hyper.clone())
+                .unwrap_or_else(|| Hyper::default_for(d));
+            let mut gp = Gp::new(self.config.kernel, d, hyper, self.config.jitter);
+            // Sequential factorisations keep the model bit-reproducible after a reload.
+            gp.set_data(x, y)?;
+            gp.fit(&self.config.fit, mix(seed, 1))?;
+            let (y_mean, y_std) = gp.standardisation();
+            let refits = self.model.as_ref().map_or(0, |m| m.refits) + 1;
+            self.model = Some(ModelCheckpoint {
+                refit_points: obs.len(),
+                hyper: gp.hyper().clone(),
+                y_mean,
+                y_std,
+                since_refit: 0,
+                synced: obs.len(),
+                lml_per_point: gp.lml() / obs.len() as f64,
+                refits,
+            });
+            self.gp = Some(gp);
+            stats.refit = true;
+            stats.fit_s += t1.elapsed().as_secs_f64();
+        }
+        if let Some(m) = self.model.as_mut() {
+            m.synced = obs.len();
+        }
+        Ok(())
+    }
+
+    fn propose(
+        &mut self,
+        q: usize,
+        obs: &[usize],
+        extra: &[Vec<f64>],
+        seed: u64,
+        stats: &mut AskStats,
+    ) -> Result<Vec<Vec<f64>>> {
+        self.sync_model(obs, seed, stats)?;
+        let d = self.space.encoded_dim();
+        let t0 = Instant::now();
+        let mut gp = self.gp.take().expect("model built");
+        let n_real = gp.len();
+        // Fantasies for pending points (and design points handed out in this batch).
+        let pending: Vec<Vec<f64>> = self
+            .trials
+            .iter()
+            .filter(|t| t.state == TrialState::Pending)
+            .map(|t| t.x.clone())
+            .chain(extra.iter().cloned())
+            .collect();
+        let y_obs: Vec<f64> = gp.y().to_vec();
+        let lie_value = |lie: Lie| match lie {
+            Lie::Min => y_obs.iter().cloned().fold(f64::INFINITY, f64::min),
+            Lie::Max => y_obs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            Lie::Mean => y_obs.iter().sum::<f64>() / y_obs.len() as f64,
+        };
+        let fantasy = |gp: &Gp, x: &[f64]| match self.config.batch {
+            BatchStrategy::ConstantLiar(lie) => lie_value(lie),
+            _ => gp.predict(x).mean,
+        };
+        for x in &pending {
+            let y = fantasy(&gp, x);
+            if gp.append(x, y).is_err() {
+                break;
+            }
+        }
+        stats.update_s += t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut exclude: Vec<f64> = self.trials.iter().flat_map(|t| t.x.clone()).collect();
+        exclude.extend(extra.iter().flatten());
+        let space = &self.space;
+        let snap = |x: &[f64]| space.snap(x).unwrap_or_else(|_| x.to_vec());
+        let acq = self.config.acquisition;
+        let mut out = Vec::with_capacity(q);
+        let best_std = |gp: &Gp| {
+            gp.y()
+                .iter()
+                .map(|&y| gp.standardise(y))
+                .fold(f64::INFINITY, f64::min)
+        };
+        match (self.config.batch, q) {
+            (BatchStrategy::LocalMaxima, _) | (_, 1) => {
+                gp.prepare();
+                let props = maximize(
+                    &acq,
+                    &gp,
+                    best_std(&gp),
+                    &self.config.maximize,
+                    q,
+                    &exclude,
+                    &snap,
+                    mix(seed, 2),
+                );
+                out.extend(props.into_iter().map(|p| p.x));
+            }
+            _ => {
+                for k in 0..q {
+                    gp.prepare();
+                    let props = maximize(
+                        &acq,
+                        &gp,
+                        best_std(&gp),
+                        &self.config.maximize,
+                        1,
+                        &exclude,
+                        &snap,
+                        mix(seed, 2 + k as u64),
+                    );
+                    let x = props
+                        .into_iter()
+                        .next()
+                        .map(|p| p.x)
+                        .unwrap_or_else(|| vec![0.5; d]);
+                    let y = fantasy(&gp, &x);
+                    let _ = gp.append(&x, y);
+                    exclude.extend_from_slice(&x);
+                    out.push(x);
+                }
+            }
+        }
+        gp.truncate(n_real);
+        gp.prepare();
+        self.gp = Some(gp);
+        stats.acquisition_s += t1.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    fn pending_mut(&mut self, id: u64) -> Result<&mut Trial> {
+        let t = self.trials.get_mut(id as usize).ok_or(Error::BadTrial {
+            id,
+            problem: "unknown id",
+        })?;
+        if t.state != TrialState::Pending {
+            return Err(Error::BadTrial {
+                id,
+                problem: "already told",
+            });
+        }
+        Ok(t)
+    }
+
+    /// Records the objective value of trial `id`. A non-finite value marks it failed.
+    pub fn tell(&mut self, id: u64, value: f64) -> Result<()> {
+        let tell_index = self.n_tells;
+        let t = self.pending_mut(id)?;
+        if value.is_finite() {
+            t.state = TrialState::Complete;
+            t.value = Some(value);
+        } else {
+            t.state = TrialState::Failed;
+            t.error = Some(format!("non-finite objective value {value}"));
+        }
+        t.tell_index = Some(tell_index);
+        self.n_tells += 1;
+        Ok(())
+    }
+
+    /// Records that trial `id` failed (it is kept, never modelled).
+    pub fn tell_failed(&mut self, id: u64, reason: impl Into<String>) -> Result<()> {
+        let tell_index = self.n_tells;
+        let t = self.pending_mut(id)?;
+        t.state = TrialState::Failed;
+        t.error = Some(reason.into());
+        t.tell_index = Some(tell_index);
+        self.n_tells += 1;
+        Ok(())
+    }
+
+    /// Adds an already evaluated point (e.g. a known good configuration).
+    pub fn add_observation(&mut self, params: Point, value: f64) -> Result<()> {
+        let x = self.space.encode(&params)?;
+        let id = self.trials.len() as u64;
+        self.trials.push(Trial {
+            id,
+            params,
+            x,
+            state: TrialState::Pending,
+            value: None,
+            error: None,
+            ask_index: self.n_asks,
+            tell_index: None,
+        });
+        self.tell(id, value)
+    }
+
+    /// Serialises the study.
+    pub fn to_json(&self) -> String {
+        let f = StudyFile {
+            format: FORMAT.into(),
+            space: self.space.clone(),
+            config: self.config.clone(),
+            trials: self.trials.clone(),
+            n_asks: self.n_asks,
+            n_tells: self.n_tells,
+            model: self.model.clone(),
+        };
+        serde_json::to_string_pretty(&f).expect("study serialises")
+    }
+
+    /// Restores a study from its JSON text.
+    pub fn from_json(s: &str) -> std::result::Result<Study, serde_json::Error> {
+        let f: StudyFile = serde_json::from_str(s)?;
+        if f.format != FORMAT {
+            return Err(serde::de::Error::custom(format!(
+                "format `{}`, expected `{FORMAT}`",
+                f.format
+            )));
+        }
+        Ok(Study {
+            space: f.space,
+            config: f.config,
+            trials: f.trials,
+            n_asks: f.n_asks,
+            n_tells: f.n_tells,
+            model: f.model,
+            gp: None,
+            last: AskStats::default(),
+        })
+    }
+
+    /// Saves atomically (write a temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, self.to_json()).map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Loads a saved study.
+    pub fn load(path: &Path) -> Result<Study> {
+        let s = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let study = Study::from_json(&s).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        study.config.check()?;
+        Ok(study)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{Param, Value};
+    use crate::testfns::TestFunction;
+
+    fn quick_config(seed: u64) -> StudyConfig {
+        StudyConfig {
+            seed,
+            maximize: MaximizeOptions {
+                candidates: 300,
+                starts: 3,
+                max_iter: 30,
+                ..Default::default()
+            },
+            fit: FitOptions {
+                restarts: 1,
+                max_iter: 30,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn eval(f: TestFunction, t: &Trial) -> f64 {
+        let x: Vec<f64> = t.params.iter().map(|v| v.as_f64().unwrap()).collect();
+        f.eval(&x)
+    }
+
+    #[test]
+    fn out_of_order_tells_pending_and_failures() {
+        let f = TestFunction::Branin;
+        let mut s = Study::new(f.space(), quick_config(1)).unwrap();
+        let batch = s.ask_batch(8).unwrap();
+        assert_eq!(s.pending().len(), 8);
+        // Tell in reverse order; one failure.
+        for t in batch.iter().rev() {
+            if t.id == 3 {
+                s.tell_failed(t.id, "crashed").unwrap();
+            } else {
+                s.tell(t.id, eval(f, t)).unwrap();
+            }
+        }
+        assert!(matches!(s.tell(2, 1.0), Err(Error::BadTrial { .. })));
+        assert!(matches!(s.tell(99, 1.0), Err(Error::BadTrial { .. })));
+        // Two asks pending at once, then BO asks: distinct from each other and from data.
+        let a = s.ask().unwrap();
+        let b = s.ask().unwrap();
+        assert!(!s.last_stats().initial);
+        assert_ne!(a.x, b.x);
+        for t in &s.trials()[..8] {
+            assert_ne!(t.x, b.x);
+        }
+        s.tell(b.id, eval(f, &b)).unwrap();
+        s.tell(a.id, f64::NAN).unwrap();
+        assert_eq!(s.trials()[a.id as usize].state, TrialState::Failed);
+        assert_eq!(s.n_complete(), 8);
+        assert_eq!(s.n_finished(), 10);
+    }
+
+    #[test]
+    fn json_roundtrip_preserves_study() {
+        let space = Space::new(vec![
+            Param::Float {
+                name: "a".into(),
+                low: 0.0,
+                high: 1.0,
+            },
+            Param::Int {
+                name: "k".into(),
+                low: 1,
+                high: 5,
+            },
+            Param::Categorical {
+                name: "c".into(),
+                choices: vec!["x".into(), "y".into()],
+            },
+        ])
+        .unwrap();
+        let mut s = Study::new(space, quick_config(3)).unwrap();
+        for _ in 0..9 {
+            let t = s.ask().unwrap();
+            let v = t.params[0].as_f64().unwrap()
+                + if t.params[2] == Value::Choice("x".into()) {
+                    0.0
+                } else {
+                    1.0
+                };
+            s.tell(t.id, v).unwrap();
+        }
+        let j = s.to_json();
+        let r = Study::from_json(&j).unwrap();
+        assert_eq!(r.trials(), s.trials());
+        assert_eq!(r.to_json(), j);
+        assert!(Study::from_json(&j.replace(FORMAT, "other")).is_err());
+    }
+
+    #[test]
+    fn batch_strategies_give_distinct_points() {
+        let f = TestFunction::Hartmann6;
+        for batch in [
+            BatchStrategy::LocalMaxima,
+            BatchStrategy::ConstantLiar(Lie::Max),
+            BatchStrategy::KrigingBeliever,
+        ] {
+            let mut s = Study::new(
+                f.space(),
+                StudyConfig {
+                    batch,
+                    ..quick_config(4)
+                },
+            )
+            .unwrap();
+            for t in s.ask_batch(13).unwrap() {
+                s.tell(t.id, eval(f, &t)).unwrap();
+            }
+            let b = s.ask_batch(5).unwrap();
+            assert_eq!(b.len(), 5);
+            for i in 0..5 {
+                for j in 0..i {
+                    assert!(
+                        b[i].x
+                            .iter()
+                            .zip(&b[j].x)
+                            .any(|(p, q)| (p - q).abs() > 1e-3),
+                        "{batch:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_config_is_rejected() {
+        let f = TestFunction::Branin;
+        let e = Study::new(
+            f.space(),
+            StudyConfig {
+                lag: LagPolicy::Every(0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("lag"), "{e}");
+        let e = Study::new(
+            f.space(),
+            StudyConfig {
+                acquisition: Acquisition::Ei { xi: -1.0 },
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("xi"), "{e}");
+        let j = r#"{"seed": 1, "lag": {"every": 2}, "bogus": 3}"#;
+        assert!(serde_json::from_str::<StudyConfig>(j).is_err());
+        let c: StudyConfig = serde_json::from_str(
+            r#"{"seed": 1, "lag": "never", "acquisition": {"kind": "ucb", "kappa": 2.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.lag, LagPolicy::Never);
+    }
+}
