@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod detector;
+pub mod error;
+pub mod graph;
+pub mod physics;
+pub mod sim;
+
+pub use error::{Error, Result};

@@ -1,0 +1,964 @@
+//! Proton transport through phantom and detector, digitisation and readout frames.
+//!
+//! Each proton is stepped slab by slab (thick slabs in sub-steps of at most
+//! [`PhysicsConfig::max_step_mm`]) with
+//! - continuous energy loss from the CSDA range table of the material (exact for any step),
+//! - Bohr energy-loss straggling (Gaussian per step),
+//! - multiple Coulomb scattering by the Lynch–Dahl form of Highland's formula (correlated
+//!   angle/displacement per step, PDG eq. 34.20),
+//! - nuclear interactions with probability 1 − exp(−s/λ_I·scale) per step above a threshold
+//!   energy; the primary ends there and may emit one secondary proton,
+//! - a thin-layer energy deposit (Moyal approximation of Landau, Gaussian when κ ≥ 1) in each
+//!   sensitive slab, turned into a cluster size; hits with cluster size below the threshold
+//!   are dropped and positions are snapped to the pixel grid.
+//!
+//! Protons are independent and each draws from its own RNG seeded from
+//! (seed, frame index, proton index), so frames are bit-identical for any thread count.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::detector::{Detector, DetectorConfig, PixelGrid};
+use crate::error::{Error, Result};
+use crate::physics::{
+    bohr_variance, kinematics, moyal_from_normal, thin_layer, ClusterModel, Material, RangeTable,
+    ScatteringAccumulator,
+};
+
+/// Where the detector description comes from: a path to a JSON file or an inline object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DetectorSource {
+    /// Path to a detector JSON file (relative to the working directory).
+    Path(String),
+    /// The description itself.
+    Inline(Box<DetectorConfig>),
+}
+
+impl DetectorSource {
+    /// Load (and validate) the detector configuration.
+    pub fn load(&self) -> Result<DetectorConfig> {
+        match self {
+            DetectorSource::Path(p) => DetectorConfig::from_file(p),
+            DetectorSource::Inline(c) => {
+                c.validate()?;
+                Ok((**c).clone())
+            }
+        }
+    }
+}
+
+/// The homogeneous phantom upstream of the detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhantomConfig {
+    /// Material name (must be defined in the detector's materials).
+    #[serde(default = "default_water")]
+    pub material: String,
+    /// Thickness along the beam [mm] (100 / 150 / 200 in the paper; 0 for none).
+    pub thickness_mm: f64,
+    /// Air gap between the phantom's downstream face and the detector's first volume [mm].
+    pub gap_mm: f64,
+}
+
+fn default_water() -> String {
+    "water".into()
+}
+
+/// The pencil beam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamConfig {
+    /// Kinetic energy [MeV] (230).
+    #[serde(default = "default_energy")]
+    pub energy_mev: f64,
+    /// Gaussian energy spread σ [MeV].
+    #[serde(default)]
+    pub energy_sigma_mev: f64,
+    /// Spot size σ in x and y [mm] (2), at the start plane.
+    #[serde(default = "default_spot")]
+    pub spot_sigma_mm: f64,
+    /// Angular spread σ per plane [mrad] (2.5).
+    #[serde(default = "default_div")]
+    pub divergence_mrad: f64,
+    /// Distance of the start plane upstream of the phantom's front face [mm].
+    #[serde(default)]
+    pub start_upstream_mm: f64,
+    /// Spot centres (x, y) [mm]; frame `i` uses `spots[i % len]`.
+    #[serde(default = "default_spots")]
+    pub spots: Vec<[f64; 2]>,
+}
+
+fn default_energy() -> f64 {
+    230.0
+}
+fn default_spot() -> f64 {
+    2.0
+}
+fn default_div() -> f64 {
+    2.5
+}
+fn default_spots() -> Vec<[f64; 2]> {
+    vec![[0.0, 0.0]]
+}
+
+impl Default for BeamConfig {
+    fn default() -> Self {
+        BeamConfig {
+            energy_mev: default_energy(),
+            energy_sigma_mev: 0.0,
+            spot_sigma_mm: default_spot(),
+            divergence_mrad: default_div(),
+            start_upstream_mm: 0.0,
+            spots: default_spots(),
+        }
+    }
+}
+
+/// Nuclear interactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NuclearConfig {
+    /// Switch.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Scale on the inelastic cross section 1/λ_I of every material (1 = PDG high-energy value).
+    #[serde(default = "default_one")]
+    pub cross_section_scale: f64,
+    /// No interactions below this energy [MeV] (Coulomb barrier, falling cross section).
+    #[serde(default = "default_threshold")]
+    pub threshold_mev: f64,
+    /// Number of secondary-proton candidates per interaction.
+    #[serde(default = "default_multiplicity")]
+    pub secondary_multiplicity: u32,
+    /// Probability that each candidate is emitted (and tracked).
+    #[serde(default)]
+    pub secondary_probability: f64,
+    /// Secondary kinetic energy as a fraction of the primary's, uniform in [lo, hi].
+    #[serde(default = "default_fraction")]
+    pub secondary_energy_fraction: [f64; 2],
+    /// Mean polar angle of the secondary relative to the primary [rad] (exponential).
+    #[serde(default = "default_sec_theta")]
+    pub secondary_theta_mean_rad: f64,
+    /// Generations of secondaries that may themselves emit one (1: only the primary emits).
+    #[serde(default = "default_generations")]
+    pub max_generations: u32,
+}
+
+fn default_multiplicity() -> u32 {
+    1
+}
+
+fn default_generations() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_one() -> f64 {
+    1.0
+}
+fn default_threshold() -> f64 {
+    10.0
+}
+fn default_fraction() -> [f64; 2] {
+    [0.2, 0.8]
+}
+fn default_sec_theta() -> f64 {
+    0.3
+}
+
+impl Default for NuclearConfig {
+    fn default() -> Self {
+        NuclearConfig {
+            enabled: true,
+            cross_section_scale: 1.0,
+            threshold_mev: default_threshold(),
+            secondary_multiplicity: default_multiplicity(),
+            secondary_probability: 0.0,
+            secondary_energy_fraction: default_fraction(),
+            secondary_theta_mean_rad: default_sec_theta(),
+            max_generations: default_generations(),
+        }
+    }
+}
+
+/// Switches and step limits of the transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhysicsConfig {
+    /// Longest step along z in a thick slab [mm].
+    #[serde(default = "default_step")]
+    pub max_step_mm: f64,
+    /// Bohr energy-loss straggling.
+    #[serde(default = "default_true")]
+    pub energy_straggling: bool,
+    /// Multiple Coulomb scattering.
+    #[serde(default = "default_true")]
+    pub multiple_scattering: bool,
+    /// Landau (Moyal) fluctuations of thin-layer deposits; off = mean loss.
+    #[serde(default = "default_true")]
+    pub landau_deposits: bool,
+    /// Nuclear interactions.
+    #[serde(default)]
+    pub nuclear: NuclearConfig,
+}
+
+fn default_step() -> f64 {
+    1.0
+}
+
+impl Default for PhysicsConfig {
+    fn default() -> Self {
+        PhysicsConfig {
+            max_step_mm: default_step(),
+            energy_straggling: true,
+            multiple_scattering: true,
+            landau_deposits: true,
+            nuclear: NuclearConfig::default(),
+        }
+    }
+}
+
+/// Everything needed to simulate readout frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Detector description (path or inline).
+    pub detector: DetectorSource,
+    /// Phantom.
+    pub phantom: PhantomConfig,
+    /// Beam.
+    #[serde(default)]
+    pub beam: BeamConfig,
+    /// Physics switches.
+    #[serde(default)]
+    pub physics: PhysicsConfig,
+    /// Primaries overlaid in one readout frame.
+    pub primaries_per_frame: usize,
+    /// Drop all layers beyond the first empty layer of a frame (as the reference pipeline does).
+    #[serde(default = "default_true")]
+    pub drop_layers_after_gap: bool,
+}
+
+/// One digitised hit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Sensitive layer index (0 = first tracker layer).
+    pub layer: u16,
+    /// Pixel-centre x [mm].
+    pub x: f32,
+    /// Pixel-centre y [mm].
+    pub y: f32,
+    /// Layer z [mm].
+    pub z: f32,
+    /// Energy deposit in the epitaxial layer [MeV].
+    pub edep: f32,
+    /// Cluster size [pixels].
+    pub cluster: u16,
+    /// Index of the primary (within the frame) this hit belongs to.
+    pub track: u32,
+    /// Whether the hit was made by the primary itself (false: a secondary of it).
+    pub primary: bool,
+}
+
+/// A readout frame: the hits of N overlaid primaries.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    /// Hits, ordered by (layer, track, primary-first).
+    pub hits: Vec<Hit>,
+    /// Spot centre (x, y) of the frame [mm].
+    pub spot: [f32; 2],
+    /// Number of primaries overlaid.
+    pub primaries: u32,
+}
+
+/// How a proton's transport ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fate {
+    /// Stopped (CSDA end) at this z [mm].
+    Stopped(f64),
+    /// Ended by a nuclear interaction at this z [mm].
+    Nuclear(f64),
+    /// Left the world downstream.
+    Exited,
+}
+
+/// State of a proton in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Proton {
+    /// Position [mm].
+    pub x: f64,
+    /// Position [mm].
+    pub y: f64,
+    /// Position along the beam [mm].
+    pub z: f64,
+    /// Direction slope dx/dz.
+    pub tx: f64,
+    /// Direction slope dy/dz.
+    pub ty: f64,
+    /// Kinetic energy [MeV].
+    pub e: f64,
+    /// Accumulated scattering (for the Lynch–Dahl log term).
+    pub scattering: ScatteringAccumulator,
+}
+
+impl Proton {
+    /// A proton at (x, y, z) moving along +z with energy `e`.
+    pub fn new(x: f64, y: f64, z: f64, e: f64) -> Self {
+        Proton {
+            x,
+            y,
+            z,
+            tx: 0.0,
+            ty: 0.0,
+            e,
+            scattering: ScatteringAccumulator::default(),
+        }
+    }
+}
+
+/// A contiguous stack of slabs covering the whole world along z.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Slab boundaries: slab k spans `z[k]..z[k+1]`.
+    pub z: Vec<f64>,
+    /// Material of each slab.
+    pub material: Vec<usize>,
+    /// Sensitive layer of each slab.
+    pub layer: Vec<Option<u16>>,
+    /// Materials (indexed by `material`).
+    pub materials: Vec<Material>,
+    /// Range tables (indexed by `material`).
+    pub tables: Vec<RangeTable>,
+}
+
+impl World {
+    /// A world of one slab of `material` from `z0` to `z1` (for tests and validation).
+    pub fn single_slab(material: Material, z0: f64, z1: f64) -> Self {
+        let t = RangeTable::new(&material);
+        World {
+            z: vec![z0, z1],
+            material: vec![0],
+            layer: vec![None],
+            materials: vec![material],
+            tables: vec![t],
+        }
+    }
+
+    /// Build the world: phantom slab, air gap, detector volumes (gaps filled with world material).
+    pub fn new(det: &Detector, phantom: &PhantomConfig, start_z: f64) -> Result<Self> {
+        let mut z = Vec::new();
+        let mut material = Vec::new();
+        let mut layer = Vec::new();
+        let front = det.front_z();
+        let ph_end = front - phantom.gap_mm;
+        let ph_start = ph_end - phantom.thickness_mm;
+        let mut cur = start_z.min(ph_start);
+        z.push(cur);
+        let mut push = |z1: f64, m: usize, l: Option<u16>, cur: &mut f64| {
+            if z1 > *cur + 1e-12 {
+                z.push(z1);
+                material.push(m);
+                layer.push(l);
+                *cur = z1;
+            }
+        };
+        push(ph_start, det.world, None, &mut cur);
+        if phantom.thickness_mm > 0.0 {
+            let m = det.material_index(&phantom.material)?;
+            push(ph_end, m, None, &mut cur);
+        }
+        for s in &det.slabs {
+            push(s.z0, det.world, None, &mut cur);
+            push(s.z1, s.material, s.layer, &mut cur);
+        }
+        Ok(World {
+            z,
+            material,
+            layer,
+            materials: det.materials.clone(),
+            tables: det.tables.clone(),
+        })
+    }
+
+    /// Index of the slab containing `z` (the first slab if upstream of the world).
+    pub fn slab_at(&self, z: f64) -> usize {
+        let k = self.z.partition_point(|&b| b <= z);
+        k.saturating_sub(1).min(self.material.len().saturating_sub(1))
+    }
+}
+
+/// A hit before digitisation (continuous position).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawHit {
+    /// Layer index.
+    pub layer: u16,
+    /// Position [mm].
+    pub x: f64,
+    /// Position [mm].
+    pub y: f64,
+    /// Position [mm].
+    pub z: f64,
+    /// Deposit [MeV].
+    pub edep: f64,
+    /// Kinetic energy when entering the layer [MeV].
+    pub energy: f64,
+}
+
+/// Secondary proton produced by a nuclear interaction (returned to the caller to transport).
+#[derive(Debug, Clone, Copy)]
+pub struct Secondary(pub Proton);
+
+/// Transport one proton through `world` until it stops, interacts or leaves, calling `on_hit`
+/// in every sensitive slab it crosses. Returns the fate and a secondary if one was emitted.
+pub fn transport<R: Rng + ?Sized>(
+    world: &World,
+    phys: &PhysicsConfig,
+    p: &mut Proton,
+    rng: &mut R,
+    allow_secondary: bool,
+    mut on_hit: impl FnMut(RawHit),
+) -> (Fate, Vec<Secondary>) {
+    let mut k = world.slab_at(p.z);
+    let nslab = world.material.len();
+    let nuc = &phys.nuclear;
+    while k < nslab {
+        let z1 = world.z[k + 1];
+        let mat = world.material[k];
+        let m = &world.materials[mat];
+        let table = &world.tables[mat];
+        let x0_mm = m.radiation_length_mm();
+        let sensitive = world.layer[k];
+        while p.z < z1 - 1e-12 {
+            let remaining = z1 - p.z;
+            let dz = if sensitive.is_some() {
+                remaining
+            } else {
+                remaining.min(phys.max_step_mm)
+            };
+            let slope = (1.0 + p.tx * p.tx + p.ty * p.ty).sqrt();
+            let s = dz * slope;
+            let range_mm = table.range_mm(p.e);
+            if range_mm <= s {
+                // Stops inside this step.
+                let dz_stop = range_mm / slope;
+                if let Some(layer) = sensitive {
+                    on_hit(RawHit {
+                        layer,
+                        x: p.x + 0.5 * dz_stop * p.tx,
+                        y: p.y + 0.5 * dz_stop * p.ty,
+                        z: 0.5 * (world.z[k] + z1),
+                        edep: p.e,
+                        energy: p.e,
+                    });
+                }
+                p.x += dz_stop * p.tx;
+                p.y += dz_stop * p.ty;
+                p.z += dz_stop;
+                p.e = 0.0;
+                return (Fate::Stopped(p.z), Vec::new());
+            }
+            // Nuclear interaction somewhere in this step?
+            if nuc.enabled && p.e > nuc.threshold_mev {
+                let mu = s * 0.1 * m.density_g_cm3 / m.nuclear_interaction_length_g_cm2
+                    * nuc.cross_section_scale;
+                let u: f64 = rng.random();
+                if u < -(-mu).exp_m1() {
+                    let f: f64 = rng.random();
+                    let dzi = f * dz;
+                    p.x += dzi * p.tx;
+                    p.y += dzi * p.ty;
+                    p.z += dzi;
+                    p.e = table.energy_after_mm(p.e, f * s);
+                    let mut sec = Vec::new();
+                    if allow_secondary {
+                        for _ in 0..nuc.secondary_multiplicity {
+                            if rng.random::<f64>() >= nuc.secondary_probability {
+                                continue;
+                            }
+                            let [lo, hi] = nuc.secondary_energy_fraction;
+                            let es = p.e * (lo + (hi - lo) * rng.random::<f64>());
+                            let u: f64 = rng.random();
+                            let theta = (-nuc.secondary_theta_mean_rad * (1.0 - u).ln()).min(1.2);
+                            let phi = std::f64::consts::TAU * rng.random::<f64>();
+                            let (ax, ay) = (p.tx.atan(), p.ty.atan());
+                            let mut q = Proton::new(p.x, p.y, p.z, es);
+                            q.tx = (ax + theta * phi.cos()).clamp(-1.3, 1.3).tan();
+                            q.ty = (ay + theta * phi.sin()).clamp(-1.3, 1.3).tan();
+                            q.scattering = p.scattering;
+                            sec.push(Secondary(q));
+                        }
+                    }
+                    return (Fate::Nuclear(p.z), sec);
+                }
+            }
+            // Energy loss (mean from the range table) and straggling.
+            let e_in = p.e;
+            let mut e_out = table.energy_after_mm(e_in, s);
+            let e_mid = 0.5 * (e_in + e_out);
+            if phys.energy_straggling {
+                let sd = bohr_variance(m, e_mid, s).sqrt();
+                let n: f64 = rng.sample(StandardNormal);
+                e_out = (e_out - sd * n).clamp(0.0, e_in);
+            }
+            // Multiple Coulomb scattering, correlated displacement and angle per plane.
+            let (mut dx, mut dy) = (dz * p.tx, dz * p.ty);
+            if phys.multiple_scattering {
+                let (_, _, pbc) = kinematics(e_mid.max(1e-3));
+                let theta0 = p.scattering.step(s / x0_mm, pbc).sqrt();
+                let (z1x, z2x, z1y, z2y): (f64, f64, f64, f64) = (
+                    rng.sample(StandardNormal),
+                    rng.sample(StandardNormal),
+                    rng.sample(StandardNormal),
+                    rng.sample(StandardNormal),
+                );
+                let c = s * theta0;
+                dx += c * (z1x / 12f64.sqrt() + 0.5 * z2x);
+                dy += c * (z1y / 12f64.sqrt() + 0.5 * z2y);
+                p.tx = (p.tx.atan() + theta0 * z2x).tan();
+                p.ty = (p.ty.atan() + theta0 * z2y).tan();
+            }
+            if let Some(layer) = sensitive {
+                let edep = if phys.landau_deposits {
+                    let tl = thin_layer(m, e_in, s);
+                    if tl.kappa < 1.0 {
+                        let z: f64 = rng.sample(StandardNormal);
+                        tl.most_probable + tl.xi * moyal_from_normal(z)
+                    } else {
+                        e_in - e_out
+                    }
+                } else {
+                    e_in - table.energy_after_mm(e_in, s)
+                };
+                on_hit(RawHit {
+                    layer,
+                    x: p.x + 0.5 * dx,
+                    y: p.y + 0.5 * dy,
+                    z: 0.5 * (world.z[k] + z1),
+                    edep: edep.clamp(0.0, e_in),
+                    energy: e_in,
+                });
+            }
+            p.x += dx;
+            p.y += dy;
+            p.z += dz;
+            p.e = e_out;
+            if p.e <= 0.0 {
+                return (Fate::Stopped(p.z), Vec::new());
+            }
+        }
+        k += 1;
+    }
+    (Fate::Exited, Vec::new())
+}
+
+/// Mix (seed, frame, proton) into one 64-bit RNG seed (SplitMix64 finaliser).
+#[inline]
+pub fn proton_seed(seed: u64, frame: u64, proton: u64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    mix(mix(mix(seed) ^ frame) ^ proton.rotate_left(32))
+}
+
+/// Truth about one primary, for validation and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrimaryTruth {
+    /// How it ended.
+    pub fate: Fate,
+    /// Number of tracked secondaries it emitted directly.
+    pub secondaries: u32,
+}
+
+/// A ready-to-run simulation: validated config, built detector and world.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    /// The configuration.
+    pub config: SimConfig,
+    /// The detector.
+    pub detector: Detector,
+    /// Phantom + detector.
+    pub world: World,
+    start_z: f64,
+}
+
+impl Simulator {
+    /// Validate `config`, load the detector and build the world.
+    pub fn new(config: &SimConfig) -> Result<Self> {
+        let det_cfg = config.detector.load()?;
+        let detector = Detector::new(&det_cfg)?;
+        Self::with_detector(config, detector)
+    }
+
+    /// Like [`new`](Self::new) with an already built detector (the `detector` field is ignored).
+    pub fn with_detector(config: &SimConfig, detector: Detector) -> Result<Self> {
+        let ph = &config.phantom;
+        if !(ph.thickness_mm.is_finite() && ph.thickness_mm >= 0.0) {
+            return Err(Error::config("phantom.thickness_mm", ph.thickness_mm, ">= 0 mm"));
+        }
+        if !(ph.gap_mm.is_finite() && ph.gap_mm >= 0.0) {
+            return Err(Error::config("phantom.gap_mm", ph.gap_mm, ">= 0 mm"));
+        }
+        let b = &config.beam;
+        if !(b.energy_mev.is_finite() && b.energy_mev > 1.0 && b.energy_mev <= 500.0) {
+            return Err(Error::config("beam.energy_mev", b.energy_mev, "1 < E <= 500 MeV"));
+        }
+        for (f, v) in [
+            ("beam.energy_sigma_mev", b.energy_sigma_mev),
+            ("beam.spot_sigma_mm", b.spot_sigma_mm),
+            ("beam.divergence_mrad", b.divergence_mrad),
+            ("beam.start_upstream_mm", b.start_upstream_mm),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(f, v, "a finite value >= 0"));
+            }
+        }
+        if b.spots.is_empty() || b.spots.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::config("beam.spots", format!("{:?}", b.spots), "a non-empty list of finite [x, y]"));
+        }
+        let p = &config.physics;
+        if !(p.max_step_mm.is_finite() && p.max_step_mm > 0.0) {
+            return Err(Error::config("physics.max_step_mm", p.max_step_mm, "> 0 mm"));
+        }
+        let n = &p.nuclear;
+        if !(n.cross_section_scale.is_finite() && n.cross_section_scale >= 0.0) {
+            return Err(Error::config("physics.nuclear.cross_section_scale", n.cross_section_scale, ">= 0"));
+        }
+        if n.secondary_multiplicity > 16 {
+            return Err(Error::config("physics.nuclear.secondary_multiplicity", n.secondary_multiplicity, "0..=16"));
+        }
+        if !(0.0..=1.0).contains(&n.secondary_probability) {
+            return Err(Error::config("physics.nuclear.secondary_probability", n.secondary_probability, "0 <= p <= 1"));
+        }
+        let [lo, hi] = n.secondary_energy_fraction;
+        if !(0.0 <= lo && lo <= hi && hi <= 1.0) {
+            return Err(Error::config(
+                "physics.nuclear.secondary_energy_fraction",
+                format!("[{lo}, {hi}]"),
+                "0 <= lo <= hi <= 1",
+            ));
+        }
+        if !(n.secondary_theta_mean_rad.is_finite() && n.secondary_theta_mean_rad >= 0.0) {
+            return Err(Error::config("physics.nuclear.secondary_theta_mean_rad", n.secondary_theta_mean_rad, ">= 0 rad"));
+        }
+        if !(n.threshold_mev.is_finite() && n.threshold_mev >= 0.0) {
+            return Err(Error::config("physics.nuclear.threshold_mev", n.threshold_mev, ">= 0 MeV"));
+        }
+        if config.primaries_per_frame == 0 || config.primaries_per_frame > 100_000 {
+            return Err(Error::config("primaries_per_frame", config.primaries_per_frame, "1..=100000"));
+        }
+        let ph_start = detector.front_z() - ph.gap_mm - ph.thickness_mm;
+        let start_z = ph_start - b.start_upstream_mm;
+        let world = World::new(&detector, ph, start_z)?;
+        Ok(Simulator {
+            config: config.clone(),
+            detector,
+            world,
+            start_z,
+        })
+    }
+
+    /// z of the beam start plane [mm].
+    pub fn start_z(&self) -> f64 {
+        self.start_z
+    }
+
+    /// Spot centre of frame `frame`.
+    pub fn spot(&self, frame: u64) -> [f64; 2] {
+        let s = &self.config.beam.spots;
+        s[(frame % s.len() as u64) as usize]
+    }
+
+    /// Simulate primary `index` of frame `frame`: its digitised hits (appended to `out`) and truth.
+    pub fn simulate_primary(&self, seed: u64, frame: u64, index: u32, out: &mut Vec<Hit>) -> PrimaryTruth {
+        let mut rng = StdRng::seed_from_u64(proton_seed(seed, frame, index as u64));
+        let b = &self.config.beam;
+        let [sx, sy] = self.spot(frame);
+        let g = |rng: &mut StdRng| -> f64 { rng.sample(StandardNormal) };
+        let e0 = (b.energy_mev + b.energy_sigma_mev * g(&mut rng)).max(1.0);
+        let mut p = Proton::new(
+            sx + b.spot_sigma_mm * g(&mut rng),
+            sy + b.spot_sigma_mm * g(&mut rng),
+            self.start_z,
+            e0,
+        );
+        p.tx = (b.divergence_mrad * 1e-3 * g(&mut rng)).tan();
+        p.ty = (b.divergence_mrad * 1e-3 * g(&mut rng)).tan();
+        let grid = &self.detector.config.pixels;
+        let cm = &self.detector.config.cluster_model;
+        let mut record = |h: RawHit, primary: bool, out: &mut Vec<Hit>| {
+            if let Some(hit) = digitise(grid, cm, &h, index, primary) {
+                out.push(hit);
+            }
+        };
+        let phys = &self.config.physics;
+        let max_gen = phys.nuclear.max_generations;
+        let (fate, sec) = transport(&self.world, phys, &mut p, &mut rng, max_gen > 0, |h| record(h, true, out));
+        let secondaries = sec.len() as u32;
+        // Depth-first over generations, deterministic order.
+        let mut stack: Vec<(Secondary, u32)> = sec.into_iter().rev().map(|q| (q, 2)).collect();
+        while let Some((Secondary(mut q), generation)) = stack.pop() {
+            let (_, more) = transport(&self.world, phys, &mut q, &mut rng, generation <= max_gen, |h| {
+                record(h, false, out)
+            });
+            stack.extend(more.into_iter().rev().map(|q| (q, generation + 1)));
+        }
+        PrimaryTruth { fate, secondaries }
+    }
+
+    /// Simulate one readout frame (parallel over primaries, deterministic for any thread count).
+    pub fn simulate_frame(&self, seed: u64, frame: u64) -> Frame {
+        self.simulate_frame_with_truth(seed, frame).0
+    }
+
+    /// Like [`simulate_frame`](Self::simulate_frame), also returning per-primary truth.
+    pub fn simulate_frame_with_truth(&self, seed: u64, frame: u64) -> (Frame, Vec<PrimaryTruth>) {
+        let n = self.config.primaries_per_frame as u32;
+        let per: Vec<(Vec<Hit>, PrimaryTruth)> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let mut hits = Vec::with_capacity(48);
+                let t = self.simulate_primary(seed, frame, i, &mut hits);
+                (hits, t)
+            })
+            .collect();
+        let mut hits: Vec<Hit> = Vec::with_capacity(per.iter().map(|p| p.0.len()).sum());
+        let mut truth = Vec::with_capacity(per.len());
+        for (h, t) in per {
+            hits.extend(h);
+            truth.push(t);
+        }
+        hits.sort_by_key(|h| (h.layer, h.track, !h.primary));
+        if self.config.drop_layers_after_gap {
+            drop_layers_after_gap(&mut hits);
+        }
+        let [sx, sy] = self.spot(frame);
+        (
+            Frame {
+                hits,
+                spot: [sx as f32, sy as f32],
+                primaries: n,
+            },
+            truth,
+        )
+    }
+
+    /// Simulate frames `first..first + count` in parallel.
+    pub fn simulate_frames(&self, seed: u64, first: u64, count: u64) -> Vec<Frame> {
+        (first..first + count)
+            .into_par_iter()
+            .map(|f| self.simulate_frame(seed, f))
+            .collect()
+    }
+}
+
+/// Digitise a raw hit: cluster size, threshold, pixel snap. `None` if dropped.
+pub fn digitise(grid: &PixelGrid, cm: &ClusterModel, h: &RawHit, track: u32, primary: bool) -> Option<Hit> {
+    let cs = cm.cluster_pixels(h.edep);
+    if cs < cm.min_cluster_size {
+        return None;
+    }
+    let (_, _, x, y) = grid.digitise(h.x, h.y)?;
+    Some(Hit {
+        layer: h.layer,
+        x: x as f32,
+        y: y as f32,
+        z: h.z as f32,
+        edep: h.edep as f32,
+        cluster: cs.min(u16::MAX as u32) as u16,
+        track,
+        primary,
+    })
+}
+
+/// Remove every hit in layers beyond the first layer without hits (hits must be sorted by layer).
+pub fn drop_layers_after_gap(hits: &mut Vec<Hit>) {
+    let mut expect = 0u16;
+    let mut cut = hits.len();
+    for (i, h) in hits.iter().enumerate() {
+        if h.layer > expect {
+            cut = i;
+            break;
+        }
+        expect = h.layer + 1;
+    }
+    hits.truncate(cut);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn config(thickness: f64, n: usize) -> SimConfig {
+        SimConfig {
+            detector: DetectorSource::Inline(Box::new(DetectorConfig::bergen_dtc())),
+            phantom: PhantomConfig {
+                material: "water".into(),
+                thickness_mm: thickness,
+                gap_mm: 50.0,
+            },
+            beam: BeamConfig::default(),
+            physics: PhysicsConfig::default(),
+            primaries_per_frame: n,
+            drop_layers_after_gap: true,
+        }
+    }
+
+    #[test]
+    fn frames_are_deterministic_across_thread_counts() {
+        let sim = Simulator::new(&config(150.0, 40)).unwrap();
+        let a = sim.simulate_frame(7, 3);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let b = pool.install(|| sim.simulate_frame(7, 3));
+        assert_eq!(a, b);
+        let c = sim.simulate_frame(8, 3);
+        assert_ne!(a, c);
+        assert!(!a.hits.is_empty());
+    }
+
+    #[test]
+    fn csda_range_in_water_matches_pstar() {
+        // Straggling and scattering off, no nuclear: the stopping depth is the CSDA range.
+        let w = Material::water();
+        let world = World::single_slab(w, 0.0, 400.0);
+        let phys = PhysicsConfig {
+            energy_straggling: false,
+            multiple_scattering: false,
+            nuclear: NuclearConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        // PSTAR CSDA ranges [g/cm²] = [cm] in water.
+        for (e, r) in [(100.0, 7.718), (150.0, 15.77), (200.0, 25.96), (230.0, 32.95)] {
+            let mut p = Proton::new(0.0, 0.0, 0.0, e);
+            let (fate, _) = transport(&world, &phys, &mut p, &mut rng, false, |_| {});
+            let Fate::Stopped(z) = fate else { panic!("{fate:?}") };
+            assert!((z / 10.0 - r).abs() / r < 0.02, "{e} MeV: {} cm vs {r}", z / 10.0);
+        }
+    }
+
+    #[test]
+    fn mean_projected_range_and_straggling_in_water() {
+        // Full physics minus nuclear: mean stopping depth within 2 % of PSTAR (the projected range
+        // is ≈ 0.1–0.2 % shorter than CSDA), range straggling ≈ 1.1–1.2 % of the range.
+        let world = World::single_slab(Material::water(), 0.0, 400.0);
+        let phys = PhysicsConfig {
+            nuclear: NuclearConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let n = 600;
+        let mut zs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut p = Proton::new(0.0, 0.0, 0.0, 200.0);
+            let (fate, _) = transport(&world, &phys, &mut p, &mut rng, false, |_| {});
+            let Fate::Stopped(z) = fate else { panic!("{fate:?}") };
+            zs.push(z);
+        }
+        let mean = zs.iter().sum::<f64>() / n as f64;
+        let sd = (zs.iter().map(|z| (z - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+        assert!((mean / 259.6 - 1.0).abs() < 0.02, "mean {mean}");
+        let rel = sd / mean;
+        assert!((0.008..0.015).contains(&rel), "straggling {rel}");
+    }
+
+    #[test]
+    fn rms_angle_after_slab_matches_highland() {
+        // 20 mm of water at 230 MeV (energy loss 2 %, Highland at the mean pβc), and 5 mm Al.
+        for (mat, thick) in [(Material::water(), 20.0), (crate::detector::DetectorConfig::bergen_dtc().materials["aluminium"].clone(), 5.0)] {
+            let x0 = mat.radiation_length_mm();
+            let table = RangeTable::new(&mat);
+            let world = World::single_slab(mat, 0.0, thick);
+            let phys = PhysicsConfig {
+                nuclear: NuclearConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
+                max_step_mm: 0.25,
+                ..Default::default()
+            };
+            let mut rng = StdRng::seed_from_u64(2);
+            let n = 4000;
+            let mut s2 = 0.0;
+            for _ in 0..n {
+                let mut p = Proton::new(0.0, 0.0, 0.0, 230.0);
+                transport(&world, &phys, &mut p, &mut rng, false, |_| {});
+                s2 += p.tx.atan().powi(2) + p.ty.atan().powi(2);
+            }
+            let rms = (s2 / (2 * n) as f64).sqrt();
+            let e_mid = 0.5 * (230.0 + table.energy_after_mm(230.0, thick));
+            let (_, _, pbc) = kinematics(e_mid);
+            let hl = crate::physics::highland_theta0(pbc, thick / x0);
+            assert!((rms - hl).abs() / hl < 0.10, "rms {rms} vs Highland {hl}");
+        }
+    }
+
+    #[test]
+    fn nuclear_interaction_rate_matches_cross_section() {
+        // Fraction of 230 MeV protons surviving 100 mm water = exp(−10 cm·ρ/λ_I).
+        let world = World::single_slab(Material::water(), 0.0, 100.0);
+        let phys = PhysicsConfig::default();
+        let mut rng = StdRng::seed_from_u64(3);
+        let n = 20000;
+        let mut lost = 0;
+        for _ in 0..n {
+            let mut p = Proton::new(0.0, 0.0, 0.0, 230.0);
+            if let (Fate::Nuclear(_), _) = transport(&world, &phys, &mut p, &mut rng, false, |_| {}) {
+                lost += 1;
+            }
+        }
+        let expected = 1.0 - (-10.0f64 / 83.3).exp();
+        let got = lost as f64 / n as f64;
+        assert!((got - expected).abs() < 4.0 * (expected * (1.0 - expected) / n as f64).sqrt(), "{got} vs {expected}");
+    }
+
+    #[test]
+    fn drop_after_gap() {
+        let h = |layer| Hit {
+            layer,
+            x: 0.0,
+            y: 0.0,
+            z: 0.0,
+            edep: 0.0,
+            cluster: 3,
+            track: 0,
+            primary: true,
+        };
+        let mut v = vec![h(0), h(1), h(1), h(2), h(4), h(5)];
+        drop_layers_after_gap(&mut v);
+        assert_eq!(v.len(), 4);
+        let mut v = vec![h(1), h(2)];
+        drop_layers_after_gap(&mut v);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn bad_sim_config_is_rejected() {
+        let mut c = config(100.0, 10);
+        c.phantom.thickness_mm = -1.0;
+        assert!(Simulator::new(&c).unwrap_err().to_string().contains("phantom.thickness_mm"));
+        let mut c = config(100.0, 10);
+        c.primaries_per_frame = 0;
+        assert!(Simulator::new(&c).unwrap_err().to_string().contains("primaries_per_frame"));
+        let mut c = config(100.0, 10);
+        c.physics.nuclear.secondary_energy_fraction = [0.9, 0.1];
+        assert!(Simulator::new(&c).is_err());
+        let mut c = config(100.0, 10);
+        c.phantom.material = "lead".into();
+        assert!(Simulator::new(&c).unwrap_err().to_string().contains("lead"));
+    }
+}
