@@ -89,6 +89,13 @@ impl RunDir {
         Ok(p)
     }
 
+    /// A subdirectory of the run directory (created).
+    pub fn subdir(&self, name: &str) -> Result<PathBuf> {
+        let p = self.path.join(name);
+        fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        Ok(p)
+    }
+
     /// Write `value` as pretty JSON to `name`.
     pub fn write_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<PathBuf> {
         let p = self.file(name)?;

@@ -156,6 +156,8 @@ impl Validation {
 /// One evaluation in the history.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalRecord {
+    /// The epoch (0-based) this evaluation belongs to: the one just finished for end-of-epoch
+    /// evaluations, the current one for step-based evaluations.
     pub epoch: usize,
     pub step: usize,
     pub train_loss: f64,
@@ -362,7 +364,8 @@ impl<'a> Trainer<'a> {
                         let tl = since_eval_loss / since_eval_n.max(1) as f64;
                         since_eval_loss = 0.0;
                         since_eval_n = 0;
-                        self.evaluate(&mut st, &opt, tl, &mut validate)?;
+                        let ep = st.epoch;
+                        self.evaluate(&mut st, &opt, tl, ep, &mut validate)?;
                         if st.stopped_early {
                             break 'epochs;
                         }
@@ -383,7 +386,8 @@ impl<'a> Trainer<'a> {
                 let tl = since_eval_loss / since_eval_n.max(1) as f64;
                 since_eval_loss = 0.0;
                 since_eval_n = 0;
-                self.evaluate(&mut st, &opt, tl, &mut validate)?;
+                let finished = st.epoch - 1;
+                self.evaluate(&mut st, &opt, tl, finished, &mut validate)?;
             }
         }
         for o in &mut self.observers {
@@ -401,7 +405,7 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    fn evaluate<V>(&mut self, st: &mut TrainState, opt: &AnyOptimizer, train_loss: f64, validate: &mut V) -> Result<()>
+    fn evaluate<V>(&mut self, st: &mut TrainState, opt: &AnyOptimizer, train_loss: f64, epoch: usize, validate: &mut V) -> Result<()>
     where
         V: FnMut() -> Result<Validation>,
     {
@@ -438,7 +442,7 @@ impl<'a> Trainer<'a> {
             }
         }
         st.history.push(EvalRecord {
-            epoch: st.epoch,
+            epoch,
             step: st.step,
             train_loss,
             val_loss: v.loss,
@@ -453,7 +457,7 @@ impl<'a> Trainer<'a> {
         self.save_last(st, opt)?;
         for o in &mut self.observers {
             o.on_eval(&EvalEvent {
-                epoch: st.epoch,
+                epoch,
                 step: st.step,
                 train_loss,
                 val_loss: v.loss,

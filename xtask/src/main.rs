@@ -1,0 +1,92 @@
+//! `cargo xtask`: gradlab's experiment runner and developer tasks.
+//!
+//! Orchestration only: every experiment's science lives in the crates, which export their entry
+//! points through `experiments()`; this binary maps config files to those entry points.
+
+mod registry;
+mod runner;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "gradlab experiment runner and developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an experiment from configs/<NAME>.json (`quickstart` runs every registered quick scale).
+    Experiment {
+        /// Experiment name (a file in configs/ without `.json`).
+        name: String,
+        /// Run the quick scale (minutes) instead of the paper scale.
+        #[arg(long)]
+        quick: bool,
+        /// Output directory (default: runs/<name>/<timestamp>/). Must be empty or absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override a parameter: `--set train.epochs=5` (value parsed as JSON, else a string).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// Use this config file instead of configs/<NAME>.json.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List every experiment with its one-line description.
+    List,
+    /// fmt --check, then clippy -D warnings, then the test suite (cheapest first).
+    Validate,
+    /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The repository root (the parent of xtask/).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Experiment { name, quick, out, sets, quiet, config } => {
+            runner::run_named(&project_root(), &name, quick, out, &sets, quiet, config).map(|_| ())
+        }
+        Cmd::List => runner::list(&project_root()),
+        Cmd::Validate => validate(),
+        Cmd::Bench { args } => cargo(&[&["bench", "--workspace"][..], &args.iter().map(String::as_str).collect::<Vec<_>>()].concat()),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !st.success() {
+        bail!("`cargo {}` failed ({st})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn validate() -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"])?;
+    cargo(&["test", "--workspace", "--release"])
+}

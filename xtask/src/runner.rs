@@ -1,0 +1,191 @@
+//! Running experiments from config files, and `quickstart`.
+
+use crate::registry;
+use anyhow::{Context, Result, anyhow, bail};
+use gradlab_core::experiment::{ExperimentConfig, RunContext};
+use gradlab_core::report::Report;
+use gradlab_core::run::RunDir;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The entry name of the quickstart pseudo-experiment (handled here, not by a crate).
+pub const QUICKSTART_ENTRY: &str = "xtask.quickstart";
+
+/// Experiment names: the config files in `configs/` (excluding non-experiment configs).
+pub fn known(root: &Path) -> Result<Vec<(String, ExperimentConfig)>> {
+    let dir = root.join("configs");
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    for e in rd {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            // Configs that are not experiments (detector geometries etc.) have no `entry`.
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| anyhow!("{}: invalid JSON: {e}", p.display()))?;
+            if v.get("entry").is_none() {
+                continue;
+            }
+            let cfg = ExperimentConfig::load(&p)?;
+            let name = p.file_stem().unwrap_or_default().to_string_lossy().to_string();
+            out.push((name, cfg));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// `cargo xtask list`.
+pub fn list(root: &Path) -> Result<()> {
+    let exps = known(root)?;
+    let w = exps.iter().map(|(n, _)| n.len()).max().unwrap_or(10);
+    for (name, cfg) in &exps {
+        let rt = cfg
+            .runtime
+            .as_ref()
+            .map(|r| format!(" [quick {}, full {}]", r["quick"].as_str().unwrap_or("?"), r["full"].as_str().unwrap_or("?")))
+            .unwrap_or_default();
+        println!("{name:<w$}  {}{rt}", cfg.description);
+    }
+    Ok(())
+}
+
+/// Run `configs/<name>.json` (or `config_override`); returns the run directory.
+pub fn run_named(
+    root: &Path,
+    name: &str,
+    quick: bool,
+    out: Option<PathBuf>,
+    sets: &[String],
+    quiet: bool,
+    config_override: Option<PathBuf>,
+) -> Result<PathBuf> {
+    let path = match config_override {
+        Some(p) => p,
+        None => {
+            let p = root.join("configs").join(format!("{name}.json"));
+            if !p.exists() {
+                let names: Vec<String> = known(root)?.into_iter().map(|(n, _)| n).collect();
+                bail!("unknown experiment `{name}`; known experiments: {}", names.join(", "));
+            }
+            p
+        }
+    };
+    let cfg = ExperimentConfig::load(&path)?;
+    let params = cfg.resolve(quick, sets)?;
+    let dir = match out {
+        Some(o) => RunDir::at(o, false)?,
+        None => RunDir::create(root.join("runs"), name)?,
+    };
+    if cfg.entry == QUICKSTART_ENTRY {
+        return quickstart(root, &path, &cfg, params, quiet, dir);
+    }
+    let exp = registry::find(&cfg.entry).ok_or_else(|| {
+        let entries: Vec<&str> = registry::all().iter().map(|e| e.entry).collect();
+        anyhow!("{}: field `entry`: unknown entry point `{}`; known: {}", path.display(), cfg.entry, entries.join(", "))
+    })?;
+    let mut ctx = RunContext::new(name, &path, &cfg.entry, params, quick, quiet, dir)?;
+    let t0 = Instant::now();
+    eprintln!("running {name}{} → {}", if quick { " (quick)" } else { "" }, ctx.dir.path().display());
+    (exp.run)(&mut ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
+    eprintln!("{name} finished in {:.1} s; report: {}", t0.elapsed().as_secs_f64(), ctx.dir.path().join("report.md").display());
+    Ok(ctx.dir.path().to_path_buf())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuickstartParams {
+    /// Experiments to run at quick scale, in order.
+    experiments: Vec<String>,
+}
+
+fn quickstart(root: &Path, path: &Path, cfg: &ExperimentConfig, params: serde_json::Value, quiet: bool, dir: RunDir) -> Result<PathBuf> {
+    let ctx = RunContext::new("quickstart", path, &cfg.entry, params, true, quiet, dir)?;
+    let qp: QuickstartParams = ctx.params()?;
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    let t_all = Instant::now();
+    for name in &qp.experiments {
+        if name == "quickstart" {
+            bail!("{}: field `experiments` must not contain `quickstart` itself", path.display());
+        }
+        let out = ctx.dir.path().join(name);
+        let t0 = Instant::now();
+        let r = run_named(root, name, true, Some(out.clone()), &[], quiet, None);
+        let secs = t0.elapsed().as_secs_f64();
+        match r {
+            Ok(_) => rows.push(vec![name.clone(), "ok".into(), format!("{secs:.1}"), format!("[report]({name}/report.md)")]),
+            Err(e) => {
+                eprintln!("quickstart: {name} failed: {e:#}");
+                rows.push(vec![name.clone(), format!("FAILED: {e}"), format!("{secs:.1}"), String::new()]);
+                failed.push(name.clone());
+            }
+        }
+    }
+    let mut rep = Report::new("gradlab quickstart: every experiment at quick scale");
+    rep.code("sh", "cargo xtask experiment quickstart");
+    rep.table(&["experiment", "status", "seconds", "report"], &rows);
+    rep.paragraph(&format!("Total: {:.1} s.", t_all.elapsed().as_secs_f64()));
+    rep.write(&ctx.dir)?;
+    ctx.dir.write_summary(&serde_json::json!({ "experiments": qp.experiments, "failed": failed }))?;
+    eprintln!("quickstart index: {}", ctx.dir.path().join("report.md").display());
+    if !failed.is_empty() {
+        bail!("quickstart: {} experiment(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(ctx.dir.path().to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_config_names_a_registered_entry_and_resolves() {
+        let root = crate::project_root();
+        let exps = known(&root).unwrap();
+        assert!(exps.iter().any(|(n, _)| n == "core-regression"));
+        for (name, cfg) in &exps {
+            if cfg.entry != QUICKSTART_ENTRY {
+                assert!(registry::find(&cfg.entry).is_some(), "{name}: entry {} not registered", cfg.entry);
+            }
+            cfg.resolve(true, &[]).unwrap();
+            cfg.resolve(false, &[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn quickstart_lists_only_known_experiments() {
+        let root = crate::project_root();
+        let exps = known(&root).unwrap();
+        let qs = exps.iter().find(|(n, _)| n == "quickstart").expect("configs/quickstart.json");
+        let names: Vec<&String> = exps.iter().map(|(n, _)| n).collect();
+        for e in qs.1.params["experiments"].as_array().unwrap() {
+            let e = e.as_str().unwrap().to_string();
+            assert!(names.contains(&&e), "quickstart lists unknown experiment {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_experiment_lists_known_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = run_named(&crate::project_root(), "no-such-thing", true, Some(tmp.path().join("o")), &[], true, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown experiment") && e.contains("core-regression"), "{e}");
+    }
+
+    #[test]
+    fn bad_entry_and_bad_set_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.json");
+        std::fs::write(&p, r#"{"entry": "nope.nothing", "description": "d", "params": {"a": 1}}"#).unwrap();
+        let e = run_named(&crate::project_root(), "x", true, Some(tmp.path().join("o1")), &[], true, Some(p.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry") && e.contains("nope.nothing"), "{e}");
+        let e = run_named(&crate::project_root(), "x", true, Some(tmp.path().join("o2")), &["b=2".into()], true, Some(p))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `b`"), "{e}");
+    }
+}
