@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod candle;
 pub mod directions;
 pub mod error;
 pub mod hessian;
