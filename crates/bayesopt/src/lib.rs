@@ -10,6 +10,7 @@ pub mod minimize;
 pub mod space;
 pub mod study;
 pub mod testfns;
+pub mod tune;
 
 pub use error::{Error, Result};
 pub use minimize::{MinimizeResult, Minimizer, minimize};
