@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod candle;
+pub mod connectivity;
 pub mod directions;
 pub mod error;
 pub mod hessian;
