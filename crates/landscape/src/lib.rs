@@ -10,6 +10,7 @@ pub mod io;
 pub mod lanczos;
 pub mod layout;
 pub mod objective;
+pub mod output;
 pub mod slq;
 pub mod surface;
 pub mod testfns;
