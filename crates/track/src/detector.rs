@@ -390,7 +390,7 @@ impl Detector {
         let mut e = energy_mev;
         let mut z = self.front_z();
         let mut out = Vec::with_capacity(self.num_layers());
-        let mut advance = |mat: usize, len: f64, e: &mut f64| {
+        let advance = |mat: usize, len: f64, e: &mut f64| {
             if len > 0.0 {
                 *e = self.tables[mat].energy_after_mm(*e, len);
             }
