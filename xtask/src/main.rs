@@ -64,7 +64,9 @@ fn main() {
         }
         Cmd::List => runner::list(&project_root()),
         Cmd::Validate => validate(),
-        Cmd::Bench { args } => cargo(&[&["bench", "--workspace"][..], &args.iter().map(String::as_str).collect::<Vec<_>>()].concat()),
+        Cmd::Bench { args } => {
+            cargo(&[&["bench", "--workspace"][..], &args.iter().map(String::as_str).collect::<Vec<_>>()].concat())
+        }
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -43,7 +43,9 @@ pub fn list(root: &Path) -> Result<()> {
         let rt = cfg
             .runtime
             .as_ref()
-            .map(|r| format!(" [quick {}, full {}]", r["quick"].as_str().unwrap_or("?"), r["full"].as_str().unwrap_or("?")))
+            .map(|r| {
+                format!(" [quick {}, full {}]", r["quick"].as_str().unwrap_or("?"), r["full"].as_str().unwrap_or("?"))
+            })
             .unwrap_or_default();
         println!("{name:<w$}  {}{rt}", cfg.description);
     }
@@ -88,7 +90,11 @@ pub fn run_named(
     let t0 = Instant::now();
     eprintln!("running {name}{} → {}", if quick { " (quick)" } else { "" }, ctx.dir.path().display());
     (exp.run)(&mut ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
-    eprintln!("{name} finished in {:.1} s; report: {}", t0.elapsed().as_secs_f64(), ctx.dir.path().join("report.md").display());
+    eprintln!(
+        "{name} finished in {:.1} s; report: {}",
+        t0.elapsed().as_secs_f64(),
+        ctx.dir.path().join("report.md").display()
+    );
     Ok(ctx.dir.path().to_path_buf())
 }
 
@@ -99,7 +105,14 @@ struct QuickstartParams {
     experiments: Vec<String>,
 }
 
-fn quickstart(root: &Path, path: &Path, cfg: &ExperimentConfig, params: serde_json::Value, quiet: bool, dir: RunDir) -> Result<PathBuf> {
+fn quickstart(
+    root: &Path,
+    path: &Path,
+    cfg: &ExperimentConfig,
+    params: serde_json::Value,
+    quiet: bool,
+    dir: RunDir,
+) -> Result<PathBuf> {
     let ctx = RunContext::new("quickstart", path, &cfg.entry, params, true, quiet, dir)?;
     let qp: QuickstartParams = ctx.params()?;
     let mut rows = Vec::new();
@@ -114,7 +127,9 @@ fn quickstart(root: &Path, path: &Path, cfg: &ExperimentConfig, params: serde_js
         let r = run_named(root, name, true, Some(out.clone()), &[], quiet, None);
         let secs = t0.elapsed().as_secs_f64();
         match r {
-            Ok(_) => rows.push(vec![name.clone(), "ok".into(), format!("{secs:.1}"), format!("[report]({name}/report.md)")]),
+            Ok(_) => {
+                rows.push(vec![name.clone(), "ok".into(), format!("{secs:.1}"), format!("[report]({name}/report.md)")])
+            }
             Err(e) => {
                 eprintln!("quickstart: {name} failed: {e:#}");
                 rows.push(vec![name.clone(), format!("FAILED: {e}"), format!("{secs:.1}"), String::new()]);
@@ -183,9 +198,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("entry") && e.contains("nope.nothing"), "{e}");
-        let e = run_named(&crate::project_root(), "x", true, Some(tmp.path().join("o2")), &["b=2".into()], true, Some(p))
-            .unwrap_err()
-            .to_string();
+        let e =
+            run_named(&crate::project_root(), "x", true, Some(tmp.path().join("o2")), &["b=2".into()], true, Some(p))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("unknown key `b`"), "{e}");
     }
 }

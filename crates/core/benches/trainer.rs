@@ -39,7 +39,11 @@ fn bench(c: &mut Criterion) {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let sizes = [32, 128, 128, 28];
-    let model = Mlp(sizes.windows(2).enumerate().map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("l{i}"))).unwrap()).collect());
+    let model = Mlp(sizes
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("l{i}"))).unwrap())
+        .collect());
     let mut g = c.benchmark_group("trainer");
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(20);

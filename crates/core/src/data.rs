@@ -70,11 +70,7 @@ pub fn split_indices(n: usize, val_frac: f64, test_frac: f64, seed: u64) -> Resu
     if n > 0 && nv + nt >= n {
         return Err(Error::invalid("rows", n, "enough rows to leave a training set"));
     }
-    Ok(Split {
-        val: p[..nv].to_vec(),
-        test: p[nv..nv + nt].to_vec(),
-        train: p[nv + nt..].to_vec(),
-    })
+    Ok(Split { val: p[..nv].to_vec(), test: p[nv..nv + nt].to_vec(), train: p[nv + nt..].to_vec() })
 }
 
 /// Mini-batches of indices `0..n` for one epoch: shuffled with a seed derived from
@@ -84,11 +80,8 @@ pub fn epoch_batches(n: usize, batch_size: usize, shuffle: bool, seed: u64, epoc
     if batch_size == 0 {
         return Err(Error::invalid("batch_size", 0, "at least 1"));
     }
-    let order: Vec<usize> = if shuffle {
-        permutation(&mut rng(derive_seed(seed, epoch as u64)), n)
-    } else {
-        (0..n).collect()
-    };
+    let order: Vec<usize> =
+        if shuffle { permutation(&mut rng(derive_seed(seed, epoch as u64)), n) } else { (0..n).collect() };
     Ok(order.chunks(batch_size).map(|c| c.to_vec()).collect())
 }
 
@@ -126,10 +119,7 @@ impl Table {
 
     /// The given rows.
     pub fn rows(&self, idx: &[usize]) -> Table {
-        Table {
-            x: take_rows(&self.x.view(), idx),
-            y: take_rows(&self.y.view(), idx),
-        }
+        Table { x: take_rows(&self.x.view(), idx), y: take_rows(&self.y.view(), idx) }
     }
 
     /// The given rows as `(x, y)` tensors.

@@ -69,10 +69,7 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Cuda(i) => {
                 if !cuda_compiled() {
-                    return Err(Error::FeatureDisabled {
-                        what: format!("device cuda:{i}"),
-                        feature: "cuda".into(),
-                    });
+                    return Err(Error::FeatureDisabled { what: format!("device cuda:{i}"), feature: "cuda".into() });
                 }
                 Ok(Device::new_cuda(i)?)
             }

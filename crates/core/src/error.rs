@@ -28,27 +28,15 @@ pub enum Error {
     /// A configuration value is invalid. `file` names the config file (or `<cli>` / `<code>`),
     /// `field` the dotted path of the offending field.
     #[error("invalid configuration in `{file}`, field `{field}`: {message}")]
-    Config {
-        file: String,
-        field: String,
-        message: String,
-    },
+    Config { file: String, field: String, message: String },
 
     /// A named value is outside its allowed range or set.
     #[error("invalid value for `{name}`: {value} (allowed: {allowed})")]
-    InvalidValue {
-        name: String,
-        value: String,
-        allowed: String,
-    },
+    InvalidValue { name: String, value: String, allowed: String },
 
     /// Two arrays that must agree in shape do not.
     #[error("shape mismatch in {what}: expected {expected:?}, got {got:?}")]
-    ShapeMismatch {
-        what: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    ShapeMismatch { what: String, expected: Vec<usize>, got: Vec<usize> },
 
     /// The training loss became NaN or infinite.
     #[error(
@@ -84,27 +72,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// An invalid value with what is allowed.
     pub fn invalid(name: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Error::InvalidValue {
-            name: name.into(),
-            value: value.to_string(),
-            allowed: allowed.into(),
-        }
+        Error::InvalidValue { name: name.into(), value: value.to_string(), allowed: allowed.into() }
     }
 
     /// An invalid configuration field.
     pub fn config(file: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
-            file: file.into(),
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Config { file: file.into(), field: field.into(), message: message.into() }
     }
 }

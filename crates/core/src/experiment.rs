@@ -38,10 +38,7 @@ pub struct Experiment {
 
 impl std::fmt::Debug for Experiment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Experiment")
-            .field("entry", &self.entry)
-            .field("description", &self.description)
-            .finish()
+        f.debug_struct("Experiment").field("entry", &self.entry).field("description", &self.description).finish()
     }
 }
 
@@ -117,9 +114,9 @@ pub fn merge(base: &mut Value, over: &Value) {
 /// that lists the keys that do exist), except that new keys may be added to an object whose
 /// parent exists when the value is an object.
 pub fn apply_set(params: &mut Value, set: &str) -> Result<()> {
-    let (path, raw) = set.split_once('=').ok_or_else(|| {
-        Error::config("<--set>", set, "expected `key.path=value`, e.g. `--set train.epochs=5`")
-    })?;
+    let (path, raw) = set
+        .split_once('=')
+        .ok_or_else(|| Error::config("<--set>", set, "expected `key.path=value`, e.g. `--set train.epochs=5`"))?;
     let path = path.trim();
     if path.is_empty() {
         return Err(Error::config("<--set>", set, "empty key path"));
@@ -128,28 +125,20 @@ pub fn apply_set(params: &mut Value, set: &str) -> Result<()> {
     let keys: Vec<&str> = path.split('.').collect();
     let mut cur = params;
     for (i, k) in keys.iter().enumerate() {
-        let obj = cur.as_object_mut().ok_or_else(|| {
-            Error::config("<--set>", keys[..i].join("."), "is not an object, cannot index into it")
-        })?;
+        let obj = cur
+            .as_object_mut()
+            .ok_or_else(|| Error::config("<--set>", keys[..i].join("."), "is not an object, cannot index into it"))?;
         if i + 1 == keys.len() {
             if !obj.contains_key(*k) {
                 let known: Vec<&String> = obj.keys().collect();
-                return Err(Error::config(
-                    "<--set>",
-                    path,
-                    format!("unknown key `{k}`; known keys here: {known:?}"),
-                ));
+                return Err(Error::config("<--set>", path, format!("unknown key `{k}`; known keys here: {known:?}")));
             }
             obj.insert((*k).to_string(), value);
             return Ok(());
         }
         if !obj.contains_key(*k) {
             let known: Vec<&String> = obj.keys().collect();
-            return Err(Error::config(
-                "<--set>",
-                path,
-                format!("unknown key `{k}`; known keys here: {known:?}"),
-            ));
+            return Err(Error::config("<--set>", path, format!("unknown key `{k}`; known keys here: {known:?}")));
         }
         cur = obj.get_mut(*k).expect("checked above");
     }
@@ -228,11 +217,7 @@ impl RunContext {
 
     /// The command line that reproduces this run.
     pub fn command(&self) -> String {
-        format!(
-            "cargo xtask experiment {}{}",
-            self.name,
-            if self.quick { " --quick" } else { "" }
-        )
+        format!("cargo xtask experiment {}{}", self.name, if self.quick { " --quick" } else { "" })
     }
 }
 
@@ -309,16 +294,8 @@ mod tests {
     fn context_writes_config_first() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = RunDir::create(tmp.path(), "x").unwrap();
-        let mut ctx = RunContext::new(
-            "x",
-            Path::new("configs/x.json"),
-            "core.x",
-            json!({"seed": 1}),
-            true,
-            true,
-            dir,
-        )
-        .unwrap();
+        let mut ctx =
+            RunContext::new("x", Path::new("configs/x.json"), "core.x", json!({"seed": 1}), true, true, dir).unwrap();
         let c: Value = crate::run::read_json(&ctx.dir.path().join("config.json")).unwrap();
         assert_eq!(c["params"]["seed"], 1);
         ctx.metrics().unwrap().log(&json!({"a": 1})).unwrap();

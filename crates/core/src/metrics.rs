@@ -57,11 +57,7 @@ pub fn r2_per_column(y: &ArrayView2<f64>, p: &ArrayView2<f64>) -> Result<Vec<f64
             let mean = yc.sum() / n;
             let ss_tot: f64 = yc.iter().map(|v| (v - mean).powi(2)).sum();
             let ss_res: f64 = yc.iter().zip(p.column(j)).map(|(a, b)| (a - b).powi(2)).sum();
-            if ss_tot == 0.0 {
-                if ss_res == 0.0 { 1.0 } else { 0.0 }
-            } else {
-                1.0 - ss_res / ss_tot
-            }
+            if ss_tot == 0.0 { if ss_res == 0.0 { 1.0 } else { 0.0 } } else { 1.0 - ss_res / ss_tot }
         })
         .collect())
 }

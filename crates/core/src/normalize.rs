@@ -178,11 +178,7 @@ impl Normalizer {
         let n: Normalizer = crate::run::read_json(path)?;
         let c = n.mean.len();
         if n.std.len() != c || n.scale.len() != c {
-            return Err(Error::config(
-                path.display().to_string(),
-                "mean/std/scale",
-                "must all have the same length",
-            ));
+            return Err(Error::config(path.display().to_string(), "mean/std/scale", "must all have the same length"));
         }
         if n.std.iter().chain(&n.scale).any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(Error::config(path.display().to_string(), "std/scale", "must be finite and > 0"));

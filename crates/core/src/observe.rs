@@ -83,7 +83,9 @@ pub fn progress_bar(len: u64, label: &str, quiet: bool) -> ProgressBar {
         Some(len),
         if progress_enabled(quiet) { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
     );
-    if let Ok(style) = ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (eta {eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (eta {eta})")
+    {
         bar.set_style(style);
     }
     bar.set_prefix(label.to_string());
@@ -176,8 +178,15 @@ mod tests {
         for s in 1..=4 {
             o.on_step(&StepEvent { epoch: 0, step: s, loss: 1.0 / s as f64, lr: 0.1, grad_norm: 1.0 }).unwrap();
         }
-        o.on_eval(&EvalEvent { epoch: 0, step: 4, train_loss: 0.5, val_loss: 0.4, metrics: BTreeMap::new(), is_best: true })
-            .unwrap();
+        o.on_eval(&EvalEvent {
+            epoch: 0,
+            step: 4,
+            train_loss: 0.5,
+            val_loss: 0.4,
+            metrics: BTreeMap::new(),
+            is_best: true,
+        })
+        .unwrap();
         let recs = crate::run::read_jsonl(&p).unwrap();
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[0]["step"], 2);

@@ -197,8 +197,10 @@ impl Optimizer for AdamW {
 
     fn new(vars: Vec<Var>, p: AdamWParams) -> candle_core::Result<Self> {
         let vars: Vec<Var> = vars.into_iter().filter(|v| v.dtype().is_float()).collect();
-        let m = vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<_>>()?;
-        let v = vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<_>>()?;
+        let m =
+            vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<_>>()?;
+        let v =
+            vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<_>>()?;
         Ok(AdamW { vars, m, v, t: 0, p })
     }
 
@@ -256,7 +258,8 @@ impl Optimizer for Sgd {
 
     fn new(vars: Vec<Var>, p: SgdParams) -> candle_core::Result<Self> {
         let vars: Vec<Var> = vars.into_iter().filter(|v| v.dtype().is_float()).collect();
-        let buf = vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<_>>()?;
+        let buf =
+            vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<_>>()?;
         Ok(Sgd { vars, buf, t: 0, p })
     }
 
@@ -317,7 +320,9 @@ impl Optimizer for RmsProp {
 
     fn new(vars: Vec<Var>, p: RmsPropParams) -> candle_core::Result<Self> {
         let vars: Vec<Var> = vars.into_iter().filter(|v| v.dtype().is_float()).collect();
-        let mk = |vars: &[Var]| vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<Vec<_>>>();
+        let mk = |vars: &[Var]| {
+            vars.iter().map(|v| Var::zeros(v.shape(), v.dtype(), v.device())).collect::<candle_core::Result<Vec<_>>>()
+        };
         Ok(RmsProp { sq: mk(&vars)?, avg: mk(&vars)?, buf: mk(&vars)?, vars, t: 0, p })
     }
 
@@ -517,7 +522,13 @@ mod tests {
         let mut ours = AdamW::new(vec![a.clone()], p.clone()).unwrap();
         let mut theirs = candle_nn::AdamW::new(
             vec![b.clone()],
-            candle_nn::ParamsAdamW { lr: p.lr, beta1: p.beta1, beta2: p.beta2, eps: p.eps, weight_decay: p.weight_decay },
+            candle_nn::ParamsAdamW {
+                lr: p.lr,
+                beta1: p.beta1,
+                beta2: p.beta2,
+                eps: p.eps,
+                weight_decay: p.weight_decay,
+            },
         )
         .unwrap();
         for _ in 0..20 {
@@ -574,7 +585,12 @@ mod tests {
     fn state_round_trip_continues_identically() {
         let run = |split: bool| -> Vec<f64> {
             let x = Var::new(&[0.5f64, 0.1, -0.3], &Device::Cpu).unwrap();
-            let cfg = OptimizerConfig::Rmsprop(RmsPropParams { lr: 0.01, momentum: 0.9, centered: true, ..Default::default() });
+            let cfg = OptimizerConfig::Rmsprop(RmsPropParams {
+                lr: 0.01,
+                momentum: 0.9,
+                centered: true,
+                ..Default::default()
+            });
             let mut o = cfg.build(vec![x.clone()]).unwrap();
             for _ in 0..5 {
                 o.step(&quad_loss(&x).backward().unwrap()).unwrap();

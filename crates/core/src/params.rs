@@ -55,18 +55,10 @@ impl ParamLayout {
         for (name, v) in vars {
             let shape = v.dims().to_vec();
             let len = v.elem_count();
-            entries.push(ParamEntry {
-                name: name.clone(),
-                shape,
-                offset,
-                len,
-            });
+            entries.push(ParamEntry { name: name.clone(), shape, offset, len });
             offset += len;
         }
-        ParamLayout {
-            entries,
-            total: offset,
-        }
+        ParamLayout { entries, total: offset }
     }
 
     /// The entry with this name.
@@ -119,8 +111,7 @@ fn write_impl<T: candle_core::WithDType>(vm: &VarMap, flat: &[T]) -> Result<()> 
     let layout = ParamLayout::from_vars(&vars);
     layout.check_len(flat.len())?;
     for ((_, var), e) in vars.iter().zip(&layout.entries) {
-        let t = Tensor::from_slice(&flat[e.range()], e.shape.as_slice(), var.device())?
-            .to_dtype(var.dtype())?;
+        let t = Tensor::from_slice(&flat[e.range()], e.shape.as_slice(), var.device())?.to_dtype(var.dtype())?;
         var.set(&t)?;
     }
     Ok(())

@@ -99,11 +99,7 @@ fn tr(v: f64, log: bool) -> Option<f64> {
     if !v.is_finite() {
         return None;
     }
-    if log {
-        if v > 0.0 { Some(v.log10()) } else { None }
-    } else {
-        Some(v)
-    }
+    if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) }
 }
 
 fn label(v: f64, log: bool) -> String {
@@ -152,6 +148,9 @@ struct Series {
     mark: Mark,
 }
 
+/// A named band of `(x, lo, hi)` points.
+type Band = (String, Vec<(f64, f64, f64)>);
+
 /// A line plot with several series, optional bands, log axes.
 #[derive(Debug, Clone)]
 pub struct LinePlot {
@@ -159,7 +158,7 @@ pub struct LinePlot {
     xl: String,
     yl: String,
     series: Vec<Series>,
-    bands: Vec<(String, Vec<(f64, f64, f64)>)>,
+    bands: Vec<Band>,
     log_x: bool,
     log_y: bool,
 }
@@ -167,7 +166,15 @@ pub struct LinePlot {
 impl LinePlot {
     /// A plot with a title (axis labels default to `x` / `y`; set them).
     pub fn new(title: &str) -> Self {
-        LinePlot { title: title.into(), xl: "x".into(), yl: "y".into(), series: vec![], bands: vec![], log_x: false, log_y: false }
+        LinePlot {
+            title: title.into(),
+            xl: "x".into(),
+            yl: "y".into(),
+            series: vec![],
+            bands: vec![],
+            log_x: false,
+            log_y: false,
+        }
     }
     #[must_use]
     pub fn x_label(mut self, l: &str) -> Self {
@@ -210,7 +217,11 @@ impl LinePlot {
     /// Draw to `<stem>.png` and `<stem>.svg`.
     pub fn save(&self, stem: &Path) -> Result<Vec<PathBuf>> {
         let (lx, ly) = (self.log_x, self.log_y);
-        let xs = self.series.iter().flat_map(|s| s.pts.iter().map(|p| p.0)).chain(self.bands.iter().flat_map(|b| b.1.iter().map(|p| p.0)));
+        let xs = self
+            .series
+            .iter()
+            .flat_map(|s| s.pts.iter().map(|p| p.0))
+            .chain(self.bands.iter().flat_map(|b| b.1.iter().map(|p| p.0)));
         let ys = self
             .series
             .iter()
@@ -254,19 +265,25 @@ impl LinePlot {
             match s.mark {
                 Mark::Line | Mark::LinePoints => {
                     let ann = chart.draw_series(LineSeries::new(pts.clone(), style)).map_err(perr(&self.title))?;
-                    ann.label(s.name.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                    ann.label(s.name.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
                     if s.mark == Mark::LinePoints {
-                        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(perr(&self.title))?;
+                        chart
+                            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                            .map_err(perr(&self.title))?;
                     }
                 }
                 Mark::Dashed => {
                     let ann = chart
                         .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))
                         .map_err(perr(&self.title))?;
-                    ann.label(s.name.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                    ann.label(s.name.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
                 }
                 Mark::Points => {
-                    let ann = chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(perr(&self.title))?;
+                    let ann = chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                        .map_err(perr(&self.title))?;
                     ann.label(s.name.as_str()).legend(move |(x, y)| Circle::new((x + 10, y), 4, c.filled()));
                 }
             }
@@ -348,7 +365,13 @@ impl ScatterPlot {
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(perr(&self.title))?;
-            let alpha = if pts.len() > 5000 { 0.15 } else if pts.len() > 500 { 0.4 } else { 0.8 };
+            let alpha = if pts.len() > 5000 {
+                0.15
+            } else if pts.len() > 500 {
+                0.4
+            } else {
+                0.8
+            };
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 2, PALETTE[0].mix(alpha).filled())))
                 .map_err(perr(&self.title))?;
@@ -447,7 +470,11 @@ impl HeatMap {
 
     fn check(&self) -> Result<()> {
         if self.xs.len() < 2 || self.ys.len() < 2 {
-            return Err(Error::invalid("heat map grid", format!("{}x{}", self.xs.len(), self.ys.len()), "at least 2x2 points"));
+            return Err(Error::invalid(
+                "heat map grid",
+                format!("{}x{}", self.xs.len(), self.ys.len()),
+                "at least 2x2 points",
+            ));
         }
         if self.z.len() != self.ys.len() || self.z.iter().any(|r| r.len() != self.xs.len()) {
             return Err(Error::ShapeMismatch {
@@ -471,7 +498,13 @@ impl HeatMap {
         let (zlo, zhi) = {
             let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            if lo.is_finite() && hi > lo { (lo, hi) } else if lo.is_finite() { (lo - 0.5, lo + 0.5) } else { (0.0, 1.0) }
+            if lo.is_finite() && hi > lo {
+                (lo, hi)
+            } else if lo.is_finite() {
+                (lo - 0.5, lo + 0.5)
+            } else {
+                (0.0, 1.0)
+            }
         };
         let norm = |v: f64| -> Option<f64> {
             let t = (tr(v, lz)? - zlo) / (zhi - zlo);
@@ -529,11 +562,13 @@ impl HeatMap {
             chart.draw_series(p.iter().map(|&q| Circle::new(q, 3, c.filled()))).map_err(perr(&self.title))?;
         }
         for (name, at) in &self.markers {
+            chart.draw_series(std::iter::once(Cross::new(*at, 8, WHITE.stroke_width(3)))).map_err(perr(&self.title))?;
             chart
-                .draw_series(std::iter::once(Cross::new(*at, 8, WHITE.stroke_width(3))))
-                .map_err(perr(&self.title))?;
-            chart
-                .draw_series(std::iter::once(Text::new(name.clone(), *at, ("sans-serif", 16).into_font().color(&WHITE))))
+                .draw_series(std::iter::once(Text::new(
+                    name.clone(),
+                    *at,
+                    ("sans-serif", 16).into_font().color(&WHITE),
+                )))
                 .map_err(perr(&self.title))?;
         }
         if !self.paths.is_empty() {
@@ -716,7 +751,15 @@ pub struct Histogram {
 impl Histogram {
     /// A histogram of `values` (non-finite values are skipped).
     pub fn new(title: &str) -> Self {
-        Histogram { title: title.into(), xl: "value".into(), yl: "count".into(), data: vec![], bins: 50, log_x: false, log_y: false }
+        Histogram {
+            title: title.into(),
+            xl: "value".into(),
+            yl: "count".into(),
+            data: vec![],
+            bins: 50,
+            log_x: false,
+            log_y: false,
+        }
     }
     #[must_use]
     pub fn x_label(mut self, l: &str) -> Self {
@@ -758,7 +801,13 @@ impl Histogram {
         let all: Vec<f64> = self.data.iter().flat_map(|d| d.1.iter().filter_map(|&v| tr(v, lx))).collect();
         let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if !lo.is_finite() { (0.0, 1.0) } else if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
+        let (lo, hi) = if !lo.is_finite() {
+            (0.0, 1.0)
+        } else if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, lo + 0.5)
+        };
         let w = (hi - lo) / self.bins as f64;
         let edges: Vec<f64> = (0..=self.bins).map(|k| lo + w * k as f64).collect();
         let counts = self
@@ -806,9 +855,10 @@ impl Histogram {
             let alpha = if counts.len() > 1 { 0.45 } else { 0.8 };
             for (k, c) in counts.iter().enumerate() {
                 let col = PALETTE[k % PALETTE.len()];
-                let rects = c.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, &n)| {
-                    Rectangle::new([(edges[b], ylo), (edges[b + 1], cy(n))], col.mix(alpha).filled())
-                });
+                let rects =
+                    c.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, &n)| {
+                        Rectangle::new([(edges[b], ylo), (edges[b + 1], cy(n))], col.mix(alpha).filled())
+                    });
                 chart
                     .draw_series(rects)
                     .map_err(perr(&self.title))?
@@ -886,7 +936,8 @@ mod tests {
             .unwrap();
         assert!(f[0].exists());
 
-        let h = Histogram::new("Hist").x_label("v").log_x(true).log_y(true).data("a", vec![1.0, 10.0, 100.0, -1.0]).bins(4);
+        let h =
+            Histogram::new("Hist").x_label("v").log_x(true).log_y(true).data("a", vec![1.0, 10.0, 100.0, -1.0]).bins(4);
         let (edges, counts) = h.counts();
         assert_eq!(edges.len(), 5);
         assert_eq!(counts[0].iter().sum::<usize>(), 3); // the negative value is skipped on a log axis
@@ -895,7 +946,9 @@ mod tests {
 
     #[test]
     fn heat_map_shape_errors() {
-        let e = HeatMap::new("x", vec![0.0, 1.0], vec![0.0, 1.0], vec![vec![1.0]]).save(Path::new("/tmp/never")).unwrap_err();
+        let e = HeatMap::new("x", vec![0.0, 1.0], vec![0.0, 1.0], vec![vec![1.0]])
+            .save(Path::new("/tmp/never"))
+            .unwrap_err();
         assert!(matches!(e, Error::ShapeMismatch { .. }));
     }
 

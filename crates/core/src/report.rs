@@ -14,9 +14,7 @@ pub struct Report {
 impl Report {
     /// A report with a top-level title.
     pub fn new(title: &str) -> Self {
-        Report {
-            md: format!("# {title}\n\n"),
-        }
+        Report { md: format!("# {title}\n\n") }
     }
 
     /// A second-level heading.
@@ -93,11 +91,7 @@ pub fn fmt_num(x: f64, digits: usize) -> String {
         return format!("{x}");
     }
     let a = x.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{x:.digits$e}")
-    } else {
-        format!("{x:.digits$}")
-    }
+    if a != 0.0 && !(1e-3..1e5).contains(&a) { format!("{x:.digits$e}") } else { format!("{x:.digits$}") }
 }
 
 #[cfg(test)]

@@ -18,10 +18,8 @@ pub struct RunDir {
 
 /// UTC timestamp `YYYYmmdd-HHMMSS` computed from the system clock (no time-zone database).
 pub fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
@@ -62,10 +60,7 @@ impl RunDir {
     pub fn at(path: impl Into<PathBuf>, allow_existing: bool) -> Result<Self> {
         let path = path.into();
         if path.exists() {
-            let non_empty = fs::read_dir(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .next()
-                .is_some();
+            let non_empty = fs::read_dir(&path).map_err(|e| Error::io(&path, e))?.next().is_some();
             if non_empty && !allow_existing {
                 return Err(Error::AlreadyExists { path });
             }
@@ -128,10 +123,7 @@ impl RunDir {
         D: ndarray::Dimension,
     {
         let p = self.file(name)?;
-        ndarray_npy::write_npy(&p, array).map_err(|e| Error::Npy {
-            path: p.clone(),
-            message: e.to_string(),
-        })?;
+        ndarray_npy::write_npy(&p, array).map_err(|e| Error::Npy { path: p.clone(), message: e.to_string() })?;
         Ok(p)
     }
 
@@ -145,10 +137,8 @@ impl RunDir {
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let f = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = BufWriter::new(f);
-    serde_json::to_writer_pretty(&mut w, value).map_err(|e| Error::Json {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    serde_json::to_writer_pretty(&mut w, value)
+        .map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
     w.write_all(b"\n").map_err(|e| Error::io(path, e))?;
     w.flush().map_err(|e| Error::io(path, e))
 }
@@ -175,23 +165,14 @@ impl JsonlWriter {
     /// Open `path` for appending (created if missing).
     pub fn append(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        Ok(JsonlWriter {
-            path,
-            w: BufWriter::new(f),
-        })
+        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(JsonlWriter { path, w: BufWriter::new(f) })
     }
 
     /// Append one record.
     pub fn log<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.w, record).map_err(|e| Error::Json {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        serde_json::to_writer(&mut self.w, record)
+            .map_err(|e| Error::Json { path: self.path.clone(), message: e.to_string() })?;
         self.w.write_all(b"\n").map_err(|e| Error::io(&self.path, e))?;
         self.w.flush().map_err(|e| Error::io(&self.path, e))
     }
@@ -209,10 +190,8 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Json {
-                path: path.into(),
-                message: format!("line {}: {e}", i + 1),
-            })
+            serde_json::from_str(l)
+                .map_err(|e| Error::Json { path: path.into(), message: format!("line {}: {e}", i + 1) })
         })
         .collect()
 }

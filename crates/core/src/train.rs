@@ -405,7 +405,14 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    fn evaluate<V>(&mut self, st: &mut TrainState, opt: &AnyOptimizer, train_loss: f64, epoch: usize, validate: &mut V) -> Result<()>
+    fn evaluate<V>(
+        &mut self,
+        st: &mut TrainState,
+        opt: &AnyOptimizer,
+        train_loss: f64,
+        epoch: usize,
+        validate: &mut V,
+    ) -> Result<()>
     where
         V: FnMut() -> Result<Validation>,
     {
@@ -441,13 +448,7 @@ impl<'a> Trainer<'a> {
                 st.stopped_early = true;
             }
         }
-        st.history.push(EvalRecord {
-            epoch,
-            step: st.step,
-            train_loss,
-            val_loss: v.loss,
-            metrics: v.metrics.clone(),
-        });
+        st.history.push(EvalRecord { epoch, step: st.step, train_loss, val_loss: v.loss, metrics: v.metrics.clone() });
         if improved {
             if let Some(dir) = &self.checkpoint_dir {
                 let p = dir.join(BEST);
@@ -498,7 +499,8 @@ impl<'a> Trainer<'a> {
         load_weights(self.varmap, &dir.join(LAST))?;
         let p = dir.join(OPT);
         let dev = sorted_vars(self.varmap).first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
-        let t = candle_core::safetensors::load(&p, &dev).map_err(|e| Error::Checkpoint { path: p, message: e.to_string() })?;
+        let t = candle_core::safetensors::load(&p, &dev)
+            .map_err(|e| Error::Checkpoint { path: p, message: e.to_string() })?;
         opt.load_state(&t, saved.optimizer_step)?;
         Ok(saved.state)
     }
@@ -592,7 +594,8 @@ mod tests {
 
     fn cfg() -> TrainConfig {
         let mut c = TrainConfig::new(6, 8);
-        c.optimizer = OptimizerConfig::Rmsprop(crate::optim::RmsPropParams { lr: 0.01, momentum: 0.5, ..Default::default() });
+        c.optimizer =
+            OptimizerConfig::Rmsprop(crate::optim::RmsPropParams { lr: 0.01, momentum: 0.5, ..Default::default() });
         c.grad_accum = 3;
         c.clip_grad_norm = Some(5.0);
         c.schedule = LrSchedule::Cosine { warmup: 2, min_lr: 1e-4 };

@@ -16,10 +16,19 @@ fn quick_scale_reaches_r2_above_0_98_and_writes_the_report() {
     let exp = gradlab_core::experiments().into_iter().find(|e| e.entry == cfg.entry).unwrap();
     (exp.run)(&mut ctx).unwrap();
     let d = ctx.dir.path();
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
     let r2 = summary["r2"].as_f64().unwrap();
     assert!(r2 > 0.98, "held-out R² {r2}");
-    for f in ["config.json", "metrics.jsonl", "report.md", "learning_curve.png", "learning_curve.svg", "pred_vs_true_y0.png", "checkpoints/best.safetensors"] {
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "report.md",
+        "learning_curve.png",
+        "learning_curve.svg",
+        "pred_vs_true_y0.png",
+        "checkpoints/best.safetensors",
+    ] {
         assert!(d.join(f).exists(), "missing {f}");
     }
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
