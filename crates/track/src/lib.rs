@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod dataset;
 pub mod detector;
 pub mod error;
+pub mod experiments;
 pub mod follower;
 pub mod graph;
 pub mod physics;
@@ -10,3 +12,8 @@ pub mod sim;
 pub mod tracks;
 
 pub use error::{Error, Result};
+
+/// The experiments of this crate, for the `cargo xtask experiment` runner.
+pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
+    experiments::all()
+}
