@@ -125,11 +125,7 @@ impl Default for M7Config {
 }
 
 fn finite_in(field: &str, v: f64, lo: f64, hi: f64, allowed: &str) -> Result<()> {
-    if v.is_finite() && v >= lo && v <= hi {
-        Ok(())
-    } else {
-        Err(Error::config(field, v, allowed))
-    }
+    if v.is_finite() && v >= lo && v <= hi { Ok(()) } else { Err(Error::config(field, v, allowed)) }
 }
 
 impl M7Config {
@@ -138,48 +134,18 @@ impl M7Config {
         if !(self.dt.is_finite() && self.dt > 0.0 && self.dt <= 86_400.0) {
             return Err(Error::config("dt", self.dt, "0 < dt <= 86400 s"));
         }
-        finite_in(
-            "water_rh_max",
-            self.water_rh_max,
-            0.0,
-            0.999,
-            "0 <= water_rh_max <= 0.999",
-        )?;
-        finite_in(
-            "ageing_monolayers",
-            self.ageing_monolayers,
-            1e-3,
-            100.0,
-            "1e-3 <= monolayers <= 100",
-        )?;
+        finite_in("water_rh_max", self.water_rh_max, 0.0, 0.999, "0 <= water_rh_max <= 0.999")?;
+        finite_in("ageing_monolayers", self.ageing_monolayers, 1e-3, 100.0, "1e-3 <= monolayers <= 100")?;
         let n = &self.nucleation;
         finite_in("nucleation.t_min", n.t_min, 150.0, 350.0, "150..350 K")?;
         finite_in("nucleation.t_max", n.t_max, n.t_min, 350.0, "t_min..350 K")?;
         finite_in("nucleation.rh_min", n.rh_min, 1e-8, 1.0, "1e-8..1")?;
         finite_in("nucleation.rh_max", n.rh_max, n.rh_min, 1.0, "rh_min..1")?;
         finite_in("nucleation.c_min", n.c_min, 1.0, 1e12, "1..1e12 cm-3")?;
-        finite_in(
-            "nucleation.c_max",
-            n.c_max,
-            n.c_min,
-            1e13,
-            "c_min..1e13 cm-3",
-        )?;
+        finite_in("nucleation.c_max", n.c_max, n.c_min, 1e13, "c_min..1e13 cm-3")?;
         finite_in("nucleation.j_min", n.j_min, 0.0, 1e3, "0..1e3 cm-3 s-1")?;
-        finite_in(
-            "nucleation.j_max",
-            n.j_max,
-            n.j_min,
-            1e15,
-            "j_min..1e15 cm-3 s-1",
-        )?;
-        finite_in(
-            "nucleation.activation_coefficient",
-            n.activation_coefficient,
-            0.0,
-            1e-2,
-            "0..1e-2 s-1",
-        )?;
+        finite_in("nucleation.j_max", n.j_max, n.j_min, 1e15, "j_min..1e15 cm-3 s-1")?;
+        finite_in("nucleation.activation_coefficient", n.activation_coefficient, 0.0, 1e-2, "0..1e-2 s-1")?;
         finite_in(
             "nucleation.activation_cluster_molecules",
             n.activation_cluster_molecules,
@@ -193,10 +159,8 @@ impl M7Config {
     /// Reads and validates a JSON config file (unknown fields are rejected).
     pub fn from_json_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: M7Config = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let cfg: M7Config =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -216,10 +180,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_fields_with_their_path() {
-        let c = M7Config {
-            dt: -1.0,
-            ..Default::default()
-        };
+        let c = M7Config { dt: -1.0, ..Default::default() };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("`dt`"), "{e}");
         let mut c = M7Config::default();
@@ -230,8 +191,7 @@ mod tests {
 
     #[test]
     fn json_rejects_unknown_fields_and_fills_defaults() {
-        let c: M7Config =
-            serde_json::from_str(r#"{"dt": 600, "processes": {"nucleation": false}}"#).unwrap();
+        let c: M7Config = serde_json::from_str(r#"{"dt": 600, "processes": {"nucleation": false}}"#).unwrap();
         assert_eq!(c.dt, 600.0);
         assert!(!c.processes.nucleation);
         assert!(c.processes.coagulation);

@@ -53,13 +53,7 @@ pub enum Species {
 
 impl Species {
     /// All species in M7's order.
-    pub const ALL: [Species; 5] = [
-        Species::So4,
-        Species::Bc,
-        Species::Oc,
-        Species::Ss,
-        Species::Du,
-    ];
+    pub const ALL: [Species; 5] = [Species::So4, Species::Bc, Species::Oc, Species::Ss, Species::Du];
 
     /// Bulk density \[g cm⁻³\] (papers.md §2).
     pub const fn density(self) -> f64 {
@@ -104,9 +98,7 @@ impl Species {
 }
 
 /// The seven log-normal modes of M7, in M7's order.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// Nucleation, soluble.
     Ns = 0,
@@ -131,15 +123,7 @@ pub const N_SOLUBLE: usize = 4;
 
 impl Mode {
     /// All modes in M7's order.
-    pub const ALL: [Mode; 7] = [
-        Mode::Ns,
-        Mode::Ks,
-        Mode::As,
-        Mode::Cs,
-        Mode::Ki,
-        Mode::Ai,
-        Mode::Ci,
-    ];
+    pub const ALL: [Mode; 7] = [Mode::Ns, Mode::Ks, Mode::As, Mode::Cs, Mode::Ki, Mode::Ai, Mode::Ci];
 
     /// Index 0..7.
     pub const fn index(self) -> usize {

@@ -89,17 +89,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn config(field: &str, value: impl std::fmt::Display, allowed: &str) -> Self {
-        Error::InvalidConfig {
-            field: field.to_string(),
-            value: value.to_string(),
-            allowed: allowed.to_string(),
-        }
+        Error::InvalidConfig { field: field.to_string(), value: value.to_string(), allowed: allowed.to_string() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -14,10 +14,7 @@ pub struct Column {
 }
 
 fn col(name: impl Into<String>, unit: &str) -> Column {
-    Column {
-        name: name.into(),
-        unit: unit.to_string(),
-    }
+    Column { name: name.into(), unit: unit.to_string() }
 }
 
 /// Names of the 18 masses in M7's order.
@@ -57,10 +54,7 @@ fn mass_columns(include_sea_salt: bool) -> Vec<Column> {
 }
 
 fn number_columns() -> Vec<Column> {
-    Mode::ALL
-        .iter()
-        .map(|m| col(format!("n_{}", m.name()), "cm-3"))
-        .collect()
+    Mode::ALL.iter().map(|m| col(format!("n_{}", m.name()), "cm-3")).collect()
 }
 
 /// Columns of an `m7-step` input file: the M7 interface order (33 columns), optionally followed
@@ -110,10 +104,7 @@ pub fn diagnostic_columns() -> Vec<Column> {
 
 /// The four water columns (soluble modes).
 pub fn water_columns() -> Vec<Column> {
-    SO4_MODES
-        .iter()
-        .map(|m| col(format!("water_{}", m.name()), "kg m-3"))
-        .collect()
+    SO4_MODES.iter().map(|m| col(format!("water_{}", m.name()), "kg m-3")).collect()
 }
 
 /// Number of columns of an `m7-step` output row.
@@ -202,10 +193,7 @@ pub fn write_state(s: &AerosolState, include_sea_salt: bool, out: &mut [f64]) {
 
 /// Reads a state from dataset order; sea salt is zero when the layout has none.
 pub fn read_state(x: &[f64], include_sea_salt: bool) -> AerosolState {
-    let mut s = AerosolState {
-        h2so4: x[0],
-        ..Default::default()
-    };
+    let mut s = AerosolState { h2so4: x[0], ..Default::default() };
     s.so4.copy_from_slice(&x[1..5]);
     s.bc.copy_from_slice(&x[5..9]);
     s.oc.copy_from_slice(&x[9..13]);
@@ -231,10 +219,7 @@ pub fn read_step_row(row: &[f64]) -> (Environment, AerosolState) {
         forest_fraction: row[7],
         boundary_layer: row.len() > STEP_INPUT_COLS && row[STEP_INPUT_COLS] >= 0.5,
     };
-    let mut s = AerosolState {
-        h2so4: row[5],
-        ..Default::default()
-    };
+    let mut s = AerosolState { h2so4: row[5], ..Default::default() };
     s.set_masses(&row[8..26]);
     s.n.copy_from_slice(&row[26..33]);
     (env, s)
@@ -296,10 +281,7 @@ mod tests {
             }
             assert_eq!(back, expect);
         }
-        let env = Environment {
-            boundary_layer: true,
-            ..Default::default()
-        };
+        let env = Environment { boundary_layer: true, ..Default::default() };
         let mut row = [0.0; 34];
         write_step_row(&env, &s, &mut row);
         row[33] = 1.0;

@@ -1,12 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+// `!(x > 0.0)` is used on purpose: NaN must fail these range checks.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod cli;
 pub mod config;
 pub mod constants;
+pub mod dataset;
+#[cfg(feature = "wip-emulator")]
+pub mod emulator;
 pub mod error;
 pub mod layout;
 pub mod model;
 pub mod process;
+pub mod sampler;
 pub mod state;
 
 pub use config::{M7Config, Processes, WaterScheme};

@@ -40,10 +40,7 @@ impl M7 {
     /// Builds the model; fails if the configuration is invalid.
     pub fn new(cfg: M7Config) -> Result<Self> {
         cfg.validate()?;
-        Ok(M7 {
-            cfg,
-            k: ModeConstants::new(),
-        })
+        Ok(M7 { cfg, k: ModeConstants::new() })
     }
 
     /// The configuration.
@@ -93,14 +90,7 @@ impl M7 {
             let gas = SinkGas::new(env.pressure, env.temperature);
             let (cs, total) = condensation_sinks(&gas, &s.n, &p.r_wet, &p.populated);
             cs_total = total;
-            let c = produce_and_condense(
-                s.h2so4,
-                env.h2so4_production,
-                &cs,
-                total,
-                env.cloud_cover,
-                dt,
-            );
+            let c = produce_and_condense(s.h2so4, env.h2so4_production, &cs, total, env.cloud_cover, dt);
             s.h2so4 = c.h2so4;
             for i in 0..4 {
                 s.so4[i] += c.per_mode[i];
@@ -131,10 +121,7 @@ impl M7 {
                 &cfg.nucleation,
             );
             s.h2so4 = out.h2so4;
-            source = NucleationSource {
-                particles: out.particles,
-                so4: out.so4,
-            };
+            source = NucleationSource { particles: out.particles, so4: out.so4 };
             info.nucleation_rate = out.rate;
             info.nucleated = out.particles;
         }
@@ -143,15 +130,7 @@ impl M7 {
         let mut masses = s.masses();
         let mut coag_insoluble = [0.0; 3];
         if proc.coagulation {
-            let c = coagulation::coagulate(
-                &mut masses,
-                &mut s.n,
-                &p,
-                env.pressure,
-                env.temperature,
-                dt,
-                source,
-            );
+            let c = coagulation::coagulate(&mut masses, &mut s.n, &p, env.pressure, env.temperature, dt, source);
             coag_insoluble = c.so4_on_insoluble;
             info.coagulated = c.particles_lost;
         } else {
@@ -184,12 +163,7 @@ impl M7 {
 }
 
 fn to_diagnostics(p: &ModeProperties) -> Diagnostics {
-    let mut d = Diagnostics {
-        r_wet: p.r_wet,
-        r_dry: p.r_dry,
-        density: p.density,
-        water: [0.0; 4],
-    };
+    let mut d = Diagnostics { r_wet: p.r_wet, r_dry: p.r_dry, density: p.density, water: [0.0; 4] };
     for i in 0..4 {
         d.water[i] = p.water[i] * G_CM3_TO_KG_M3;
     }

@@ -180,28 +180,16 @@ impl Environment {
             return Err(bad("rh", self.rh, "0 <= RH <= 1 (a fraction, not percent)"));
         }
         if !in_range(self.h2so4_production, 0.0, f64::MAX) {
-            return Err(bad(
-                "h2so4_production",
-                self.h2so4_production,
-                "finite and >= 0",
-            ));
+            return Err(bad("h2so4_production", self.h2so4_production, "finite and >= 0"));
         }
         if !in_range(self.ionisation, 0.0, f64::MAX) {
             return Err(bad("ionisation", self.ionisation, "finite and >= 0"));
         }
         if !in_range(self.cloud_cover, 0.0, 1.0) {
-            return Err(bad(
-                "cloud_cover",
-                self.cloud_cover,
-                "0 <= cloud cover <= 1",
-            ));
+            return Err(bad("cloud_cover", self.cloud_cover, "0 <= cloud cover <= 1"));
         }
         if !in_range(self.forest_fraction, 0.0, 1.0) {
-            return Err(bad(
-                "forest_fraction",
-                self.forest_fraction,
-                "0 <= forest fraction <= 1",
-            ));
+            return Err(bad("forest_fraction", self.forest_fraction, "0 <= forest fraction <= 1"));
         }
         Ok(())
     }
@@ -217,21 +205,12 @@ impl Diagnostics {
 /// Species of each of the 18 flat mass slots (M7 order, see [`AerosolState::masses`]).
 pub const SLOT_SPECIES: [crate::constants::Species; N_MASSES] = {
     use crate::constants::Species::*;
-    [
-        So4, So4, So4, So4, Bc, Bc, Bc, Bc, Oc, Oc, Oc, Oc, Ss, Ss, Du, Du, Du, Du,
-    ]
+    [So4, So4, So4, So4, Bc, Bc, Bc, Bc, Oc, Oc, Oc, Oc, Ss, Ss, Du, Du, Du, Du]
 };
 
 /// Flat mass slots of each mode (indices into [`AerosolState::masses`]).
-pub const MODE_SLOTS: [&[usize]; N_MODES] = [
-    &[0],
-    &[1, 4, 8],
-    &[2, 5, 9, 12, 14],
-    &[3, 6, 10, 13, 15],
-    &[7, 11],
-    &[16],
-    &[17],
-];
+pub const MODE_SLOTS: [&[usize]; N_MODES] =
+    [&[0], &[1, 4, 8], &[2, 5, 9, 12, 14], &[3, 6, 10, 13, 15], &[7, 11], &[16], &[17]];
 
 /// The flat slot holding `species` in `mode`, if M7 places that species there.
 pub const fn slot_of(species: crate::constants::Species, mode: Mode) -> Option<usize> {

@@ -50,11 +50,7 @@ pub fn age(
         n[i] -= moved_n;
         n[to.index()] += moved_n;
         for &slot in MODE_SLOTS[i] {
-            let moved = if f >= 1.0 {
-                masses[slot]
-            } else {
-                f * masses[slot]
-            };
+            let moved = if f >= 1.0 { masses[slot] } else { f * masses[slot] };
             masses[slot] -= moved;
             masses[destination_slot(slot, to)] += moved;
         }
@@ -90,15 +86,7 @@ mod tests {
         // Enough sulfate for a quarter of the particles, half of it condensed.
         let s = 0.25 * 1000.0 * need;
         let before: f64 = masses.iter().sum();
-        let aged = age(
-            &mut masses,
-            &mut n,
-            [0.5 * s, 0.0, 0.0],
-            [0.5 * s, 0.0, 0.0],
-            &radii,
-            1.0,
-            true,
-        );
+        let aged = age(&mut masses, &mut n, [0.5 * s, 0.0, 0.0], [0.5 * s, 0.0, 0.0], &radii, 1.0, true);
         assert!((aged - 250.0).abs() < 1e-9);
         assert!((n[4] - 750.0).abs() < 1e-9 && (n[1] - 250.0).abs() < 1e-9);
         assert!((masses[4] - 0.5).abs() < 1e-12 && (masses[7] - 1.5).abs() < 1e-12);
@@ -113,15 +101,7 @@ mod tests {
         let mut m2 = [0.0; N_MASSES];
         m2[16] = 3.0;
         radii[5] = 100e-7;
-        age(
-            &mut m2,
-            &mut n2,
-            [0.0, 1e12, 0.0],
-            [0.0; 3],
-            &radii,
-            1.0,
-            true,
-        );
+        age(&mut m2, &mut n2, [0.0, 1e12, 0.0], [0.0; 3], &radii, 1.0, true);
         assert_eq!(n2[5], 0.0);
         assert_eq!(m2[16], 0.0);
         assert_eq!(m2[14], 3.0);

@@ -48,11 +48,7 @@ impl Air {
         let mu = 1.458e-5 * t * t.sqrt() / (t + 110.4);
         let p_cgs = 10.0 * p;
         let lambda = 2.0 * mu / (p_cgs * (8.0 * M_AIR / (PI * GAS_CONSTANT * t)).sqrt());
-        Air {
-            t,
-            viscosity: mu,
-            mean_free_path: lambda,
-        }
+        Air { t, viscosity: mu, mean_free_path: lambda }
     }
 
     /// Cunningham slip correction for radius `r` \[cm\].
@@ -71,12 +67,7 @@ impl Air {
         let a = 2.0 * r + l;
         let b = 4.0 * r * r + l * l;
         let g = (a * a * a - b * b.sqrt()) / (6.0 * r * l) - 2.0 * r;
-        Kinetics {
-            r,
-            diffusivity: d,
-            speed2: c2,
-            g,
-        }
+        Kinetics { r, diffusivity: d, speed2: c2, g }
     }
 }
 
@@ -105,21 +96,13 @@ pub fn kernel(p1: &Kinetics, p2: &Kinetics) -> f64 {
 /// ln(1+z)/z, accurate near 0.
 #[inline]
 fn ln1p_over(z: f64) -> f64 {
-    if z.abs() < 1e-8 {
-        1.0 - 0.5 * z
-    } else {
-        z.ln_1p() / z
-    }
+    if z.abs() < 1e-8 { 1.0 - 0.5 * z } else { z.ln_1p() / z }
 }
 
 /// (1 − e^{−x})/x for x ≥ 0, accurate near 0.
 #[inline]
 fn one_minus_exp_over(x: f64) -> f64 {
-    if x < 1e-8 {
-        1.0 - 0.5 * x
-    } else {
-        -(-x).exp_m1() / x
-    }
+    if x < 1e-8 { 1.0 - 0.5 * x } else { -(-x).exp_m1() / x }
 }
 
 /// Solves dN/dt = c − aN² − bN from `n0` over `t` (a, b, c ≥ 0). Returns (N(t), ∫₀ᵗ N dt).
@@ -161,11 +144,7 @@ fn mass_lost(m0: f64, s: f64, b: f64, t: f64) -> f64 {
     let x = b * t;
     let f = -(-x).exp_m1(); // 1 − e^{−bt}
     // t − f/b = (x − f)/b; for small x use the series x²/2 − x³/6.
-    let tail = if x < 1e-4 {
-        t * x * (0.5 - x / 6.0)
-    } else {
-        (x - f) / b
-    };
+    let tail = if x < 1e-4 { t * x * (0.5 - x / 6.0) } else { (x - f) / b };
     m0 * f + s * tail
 }
 
@@ -190,10 +169,7 @@ pub struct Coagulated {
 
 /// Partners (larger modes) each losing mode coagulates into.
 const PARTNERS: [(Mode, &[Mode]); 4] = [
-    (
-        Mode::Ns,
-        &[Mode::Ks, Mode::As, Mode::Cs, Mode::Ki, Mode::Ai, Mode::Ci],
-    ),
+    (Mode::Ns, &[Mode::Ks, Mode::As, Mode::Cs, Mode::Ki, Mode::Ai, Mode::Ci]),
     (Mode::Ks, &[Mode::As, Mode::Cs, Mode::Ai, Mode::Ci]),
     (Mode::As, &[]),
     (Mode::Ki, &[Mode::Ks, Mode::As]),
@@ -240,11 +216,7 @@ pub fn coagulate(
     for (mode, partners) in PARTNERS {
         let i = mode.index();
         let is_ns = i == 0;
-        let (c, s_rate) = if is_ns && has_source {
-            (source.particles / dt, source.so4 / dt)
-        } else {
-            (0.0, 0.0)
-        };
+        let (c, s_rate) = if is_ns && has_source { (source.particles / dt, source.so4 / dt) } else { (0.0, 0.0) };
         if !active[i] || (start_n[i] <= 0.0 && c == 0.0) {
             if is_ns && has_source {
                 // Cannot happen (source activates NS); kept for clarity.
@@ -335,11 +307,7 @@ mod tests {
         let air = Air::new(10.0, 250.0);
         let (p1, p2) = (air.particle(1e-7, 1.8), air.particle(3e-7, 1.8));
         let fm = PI * (p1.r + p2.r).powi(2) * (p1.speed2 + p2.speed2).sqrt();
-        assert!(
-            (kernel(&p1, &p2) / fm - 1.0).abs() < 0.02,
-            "{} vs {fm}",
-            kernel(&p1, &p2)
-        );
+        assert!((kernel(&p1, &p2) / fm - 1.0).abs() < 0.02, "{} vs {fm}", kernel(&p1, &p2));
         // Symmetric, and small-large pairs coagulate faster than equal pairs.
         let air = Air::new(101_325.0, 288.15);
         let (s, l) = (air.particle(5e-7, 1.8), air.particle(5e-5, 1.8));
@@ -374,32 +342,14 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(0);
         for case in 0..60 {
             let n0 = 10f64.powf(rng.random_range(-2.0..5.0));
-            let a = if case % 5 == 0 {
-                0.0
-            } else {
-                10f64.powf(rng.random_range(-11.0..-7.0))
-            };
-            let b = if case % 4 == 0 {
-                0.0
-            } else {
-                10f64.powf(rng.random_range(-7.0..-2.0))
-            };
-            let c = if case % 3 == 0 {
-                0.0
-            } else {
-                10f64.powf(rng.random_range(-2.0..3.0))
-            };
+            let a = if case % 5 == 0 { 0.0 } else { 10f64.powf(rng.random_range(-11.0..-7.0)) };
+            let b = if case % 4 == 0 { 0.0 } else { 10f64.powf(rng.random_range(-7.0..-2.0)) };
+            let c = if case % 3 == 0 { 0.0 } else { 10f64.powf(rng.random_range(-2.0..3.0)) };
             let t = 720.0;
             let (n, int) = riccati(n0, a, b, c, t);
             let (n_ref, int_ref) = rk4(n0, a, b, c, t);
-            assert!(
-                (n - n_ref).abs() <= 1e-6 * n_ref.max(1e-12),
-                "case {case}: {n} vs {n_ref}"
-            );
-            assert!(
-                (int - int_ref).abs() <= 1e-5 * int_ref.max(1e-12),
-                "case {case}: {int} vs {int_ref}"
-            );
+            assert!((n - n_ref).abs() <= 1e-6 * n_ref.max(1e-12), "case {case}: {n} vs {n_ref}");
+            assert!((int - int_ref).abs() <= 1e-5 * int_ref.max(1e-12), "case {case}: {int} vs {int_ref}");
         }
         // The equilibrium is a fixed point.
         let (a, b, c): (f64, f64, f64) = (1e-9, 1e-4, 10.0);

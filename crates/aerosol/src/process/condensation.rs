@@ -44,11 +44,7 @@ impl SinkGas {
     pub fn new(p: f64, t: f64) -> Self {
         let d = h2so4_diffusivity(p, t);
         let c = h2so4_mean_speed(t);
-        SinkGas {
-            diffusivity: d,
-            speed: c,
-            xi: 8.0 * d / (std::f64::consts::PI * c),
-        }
+        SinkGas { diffusivity: d, speed: c, xi: 8.0 * d / (std::f64::consts::PI * c) }
     }
 
     /// Condensation coefficient β of one particle of radius `r` \[cm\] with accommodation
@@ -95,20 +91,10 @@ pub const MIN_SINK: f64 = 1e-10;
 
 /// Production + condensation over `dt` from gas `c0` with production `p`, mode sinks `cs`
 /// (total `cs_total`) and cloud cover `cloud`.
-pub fn produce_and_condense(
-    c0: f64,
-    p: f64,
-    cs: &[f64; N_MODES],
-    cs_total: f64,
-    cloud: f64,
-    dt: f64,
-) -> Condensed {
+pub fn produce_and_condense(c0: f64, p: f64, cs: &[f64; N_MODES], cs_total: f64, cloud: f64, dt: f64) -> Condensed {
     let mut per_mode = [0.0; N_MODES];
     if cs_total <= MIN_SINK {
-        return Condensed {
-            h2so4: c0 + p * dt,
-            per_mode,
-        };
+        return Condensed { h2so4: c0 + p * dt, per_mode };
     }
     let cc = cloud.clamp(0.0, 1.0);
     let eq = p / cs_total;
@@ -173,16 +159,13 @@ mod tests {
             c += h * (p - tot * c);
         }
         assert!((out.h2so4 / c - 1.0).abs() < 1e-4, "{} vs {c}", out.h2so4);
-        for i in 0..6 {
-            assert!((out.per_mode[i] / cond[i] - 1.0).abs() < 1e-4);
+        for (got, want) in out.per_mode.iter().zip(cond.iter()).take(6) {
+            assert!((got / want - 1.0).abs() < 1e-4);
         }
         for cloud in [0.0, 0.3, 1.0] {
             let out = produce_and_condense(c0, p, &cs, tot, cloud, dt);
             let budget = out.h2so4 - c0 + out.per_mode.iter().sum::<f64>();
-            assert!(
-                (budget - p * dt).abs() < 1e-12 * (c0 + p * dt),
-                "cloud {cloud}"
-            );
+            assert!((budget - p * dt).abs() < 1e-12 * (c0 + p * dt), "cloud {cloud}");
         }
     }
 

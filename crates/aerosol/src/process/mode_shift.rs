@@ -61,20 +61,12 @@ pub(crate) fn shift_with(s: &mut AerosolState, p: &ModeProperties) -> f64 {
         }
         let i = mode.index();
         let to = Mode::ALL[i + 1];
-        let dn = if fn_ >= 1.0 {
-            start_n[i]
-        } else {
-            fn_ * start_n[i]
-        };
+        let dn = if fn_ >= 1.0 { start_n[i] } else { fn_ * start_n[i] };
         s.n[i] -= dn;
         s.n[to.index()] += dn;
         moved_total += dn;
         for &slot in MODE_SLOTS[i] {
-            let dm = if fm >= 1.0 {
-                start_m[slot]
-            } else {
-                fm * start_m[slot]
-            };
+            let dm = if fm >= 1.0 { start_m[slot] } else { fm * start_m[slot] };
             masses[slot] -= dm;
             masses[destination_slot(slot, to)] += dm;
         }
@@ -133,11 +125,8 @@ mod tests {
         let r = 30e-7; // > √(5·50) nm ≈ 15.8 nm
         let n = 500.0;
         let so4 = n * mean_volume(Mode::Ks, r) * Species::So4.density() / (M_H2SO4 / AVOGADRO);
-        let mut s = AerosolState {
-            so4: [0.0, so4, 0.0, 0.0],
-            n: [0.0, n, 0.0, 0.0, 0.0, 0.0, 0.0],
-            ..Default::default()
-        };
+        let mut s =
+            AerosolState { so4: [0.0, so4, 0.0, 0.0], n: [0.0, n, 0.0, 0.0, 0.0, 0.0, 0.0], ..Default::default() };
         let before = s;
         let moved = shift(&mut s);
         let (fn_, fm) = fractions_above(Mode::Ks, r, 50e-7);

@@ -55,52 +55,21 @@ const RATE_COEFFS: [[f64; 5]; 10] = [
 const NTOT_COEFFS: [[f64; 5]; 10] = [
     [-0.00295413, -0.0976834, 0.00102485, -2.18646e-6, -0.101717],
     [-0.00205064, -0.00758504, 0.000192654, -6.7043e-7, -0.255774],
-    [
-        0.00322308,
-        0.000852637,
-        -0.0000154757,
-        5.66661e-8,
-        0.0338444,
-    ],
-    [
-        0.0474323,
-        -0.000625104,
-        2.65066e-6,
-        -3.67471e-9,
-        -0.000267251,
-    ],
+    [0.00322308, 0.000852637, -0.0000154757, 5.66661e-8, 0.0338444],
+    [0.0474323, -0.000625104, 2.65066e-6, -3.67471e-9, -0.000267251],
     [-0.0125211, 0.00580655, -0.000101674, 2.88195e-7, 0.0942243],
     [-0.038546, -0.000672316, 2.60288e-6, 1.19416e-8, -0.00851515],
-    [
-        -0.0183749,
-        0.000172072,
-        -3.71766e-7,
-        -5.14875e-10,
-        0.00026866,
-    ],
-    [
-        -0.0619974,
-        0.000906958,
-        -9.11728e-7,
-        -5.36796e-9,
-        -0.00774234,
-    ],
+    [-0.0183749, 0.000172072, -3.71766e-7, -5.14875e-10, 0.00026866],
+    [-0.0619974, 0.000906958, -9.11728e-7, -5.36796e-9, -0.00774234],
     [0.0121827, -0.00010665, 2.5346e-7, -3.63519e-10, 0.000610065],
-    [
-        0.000320184,
-        -0.0000174762,
-        6.06504e-8,
-        -1.42177e-11,
-        0.000135751,
-    ],
+    [0.000320184, -0.0000174762, 6.06504e-8, -1.42177e-11, 0.000135751],
 ];
 
 /// Mole fraction x* of H2SO4 in the critical cluster (eq. 11), unclamped inputs.
 pub fn critical_mole_fraction(t: f64, rh: f64, c: f64) -> f64 {
     let lc = c.ln();
     let lr = rh.ln();
-    0.740997 - 0.00266379 * t - 0.00349998 * lc + 0.0000504022 * t * lc + 0.00201048 * lr
-        - 0.000183289 * t * lr
+    0.740997 - 0.00266379 * t - 0.00349998 * lc + 0.0000504022 * t * lc + 0.00201048 * lr - 0.000183289 * t * lr
         + 0.00157407 * lr * lr
         - 0.0000179059 * t * lr * lr
         + 0.000184403 * lr * lr * lr
@@ -145,12 +114,7 @@ pub fn threshold_concentration(t: f64, rh: f64) -> f64 {
 
 /// The Vehkamäki et al. (2002) rate with M7's clamps and thresholds.
 pub fn vehkamaki(t: f64, rh: f64, c: f64, cfg: &NucleationConfig) -> Vehkamaki {
-    let zero = Vehkamaki {
-        rate: 0.0,
-        x: 0.0,
-        n_total: 0.0,
-        radius_nm: 0.0,
-    };
+    let zero = Vehkamaki { rate: 0.0, x: 0.0, n_total: 0.0, radius_nm: 0.0 };
     if !(c >= cfg.c_min) {
         return zero;
     }
@@ -171,12 +135,7 @@ pub fn vehkamaki(t: f64, rh: f64, c: f64, cfg: &NucleationConfig) -> Vehkamaki {
     rate = rate.min(cfg.j_max);
     let n_total = eq12_form(&NTOT_COEFFS, t, inv_x, lr, lc).exp();
     let radius_nm = (-1.6524245 + 0.42316402 * x + 0.3346648 * n_total.ln()).exp();
-    Vehkamaki {
-        rate,
-        x,
-        n_total,
-        radius_nm,
-    }
+    Vehkamaki { rate, x, n_total, radius_nm }
 }
 
 /// Outcome of the nucleation step.
@@ -217,10 +176,7 @@ pub struct NucleationInput {
 
 /// Nucleates from gas-phase H2SO4 `gas` \[cm⁻³\].
 pub fn nucleate(gas: f64, inp: &NucleationInput, cfg: &NucleationConfig) -> Nucleated {
-    let none = Nucleated {
-        h2so4: gas,
-        ..Default::default()
-    };
+    let none = Nucleated { h2so4: gas, ..Default::default() };
     let cc = inp.cloud.clamp(0.0, 1.0);
     if cc >= 1.0 || gas <= 0.0 {
         return none;
@@ -230,11 +186,7 @@ pub fn nucleate(gas: f64, inp: &NucleationInput, cfg: &NucleationConfig) -> Nucl
     if inp.binary {
         let v = vehkamaki(inp.t, inp.rh, c0, cfg);
         j_b = v.rate;
-        n_b = if v.rate > 0.0 {
-            v.acid_molecules()
-        } else {
-            0.0
-        };
+        n_b = if v.rate > 0.0 { v.acid_molecules() } else { 0.0 };
     }
     let mut j_a = 0.0;
     let n_a = cfg.activation_cluster_molecules;
@@ -248,12 +200,7 @@ pub fn nucleate(gas: f64, inp: &NucleationInput, cfg: &NucleationConfig) -> Nucl
     }
     let c1 = (c0 - inp.dt * loss / (1.0 + inp.dt * inp.sink)).clamp(0.0, c0);
     let so4 = ((c0 - c1) * (1.0 - cc)).min(gas);
-    Nucleated {
-        particles: so4 * j / loss,
-        so4,
-        h2so4: gas - so4,
-        rate: j,
-    }
+    Nucleated { particles: so4 * j / loss, so4, h2so4: gas - so4, rate: j }
 }
 
 #[cfg(test)]
@@ -261,11 +208,7 @@ mod tests {
     use super::*;
 
     fn unclamped() -> NucleationConfig {
-        NucleationConfig {
-            j_min: 0.0,
-            j_max: f64::INFINITY,
-            ..Default::default()
-        }
+        NucleationConfig { j_min: 0.0, j_max: f64::INFINITY, ..Default::default() }
     }
 
     /// Reference: Vehkamäki et al. (2002), eq. 15 gives the H2SO4 concentration at which the
@@ -308,10 +251,7 @@ mod tests {
         let b = vehkamaki(300.15, 0.9, 1e10, &cfg);
         assert_eq!(a, b);
         // Acid above 1e11 behaves like 1e11.
-        assert_eq!(
-            vehkamaki(230.0, 0.5, 1e13, &cfg),
-            vehkamaki(230.0, 0.5, 1e11, &cfg)
-        );
+        assert_eq!(vehkamaki(230.0, 0.5, 1e13, &cfg), vehkamaki(230.0, 0.5, 1e11, &cfg));
         // The cap.
         assert_eq!(vehkamaki(200.0, 1.0, 1e11, &cfg).rate, cfg.j_max);
         // The lower threshold: a warm, dry, clean cell.
@@ -346,29 +286,12 @@ mod tests {
         assert_eq!(full.particles, 0.0);
         assert_eq!(full.h2so4, gas);
         // Activation nucleation only in the boundary layer and with forest.
-        let act = NucleationInput {
-            binary: false,
-            activation: true,
-            forest: 0.5,
-            t: 290.0,
-            rh: 0.3,
-            ..inp
-        };
+        let act = NucleationInput { binary: false, activation: true, forest: 0.5, t: 290.0, rh: 0.3, ..inp };
         assert_eq!(nucleate(1e7, &act, &cfg).particles, 0.0);
-        let bl = nucleate(
-            1e7,
-            &NucleationInput {
-                boundary_layer: true,
-                ..act
-            },
-            &cfg,
-        );
+        let bl = nucleate(1e7, &NucleationInput { boundary_layer: true, ..act }, &cfg);
         // J = 1e-6 · 0.5 · 1e7 = 5 cm-3 s-1; M7's semi-implicit loss divides the 720 s of
         // nucleation by (1 + CS·Δt) = 1.72: 5 · 720 / 1.72 particles.
         assert!((bl.rate - 5.0).abs() < 1e-9);
-        assert!(
-            (bl.particles / (3600.0 / 1.72) - 1.0).abs() < 1e-9,
-            "{bl:?}"
-        );
+        assert!((bl.particles / (3600.0 / 1.72) - 1.0).abs() < 1e-9, "{bl:?}");
     }
 }

@@ -6,8 +6,7 @@
 //! species mass exceeds 1e-15 (M7's `cmin_aernl`, `cmin_aerml`); otherwise its radius is 0.
 
 use crate::constants::{
-    CMIN_MASS, CMIN_NUMBER, G_PER_MOLECULE_H2SO4, M_H2SO4, M_NACL, Mode, N_MODES, Species,
-    UG_M3_TO_G_CM3, ram_to_cmr,
+    CMIN_MASS, CMIN_NUMBER, G_PER_MOLECULE_H2SO4, M_NACL, Mode, N_MODES, Species, UG_M3_TO_G_CM3, ram_to_cmr,
 };
 use crate::state::AerosolState;
 
@@ -96,7 +95,6 @@ pub(crate) fn dry_properties_with(s: &AerosolState, p: &mut ModeProperties, k: &
     for (i, mode) in [2usize, 3, 5, 6].into_iter().enumerate() {
         add(p, mode, Species::Du, s.du[i] * ug);
     }
-    let _ = M_H2SO4;
     // Largest single-species mass per mode, in M7 units, for the presence threshold.
     let max_mass = [
         s.so4[0],
@@ -107,8 +105,8 @@ pub(crate) fn dry_properties_with(s: &AerosolState, p: &mut ModeProperties, k: &
         s.du[2],
         s.du[3],
     ];
-    for m in 0..N_MODES {
-        let populated = s.n[m] > CMIN_NUMBER && max_mass[m] > CMIN_MASS && p.dry_vol[m] > 0.0;
+    for (m, &mass) in max_mass.iter().enumerate() {
+        let populated = s.n[m] > CMIN_NUMBER && mass > CMIN_MASS && p.dry_vol[m] > 0.0;
         p.populated[m] = populated;
         if populated {
             let r = count_median_radius(p.dry_vol[m], s.n[m], k.ram2cmr[m]);
@@ -122,7 +120,7 @@ pub(crate) fn dry_properties_with(s: &AerosolState, p: &mut ModeProperties, k: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::constants::{AVOGADRO, mean_volume};
+    use crate::constants::{AVOGADRO, M_H2SO4, mean_volume};
 
     #[test]
     fn radius_reproduces_the_mean_volume_of_the_lognormal() {

@@ -22,27 +22,11 @@ use crate::constants::{GAS_CONSTANT, M_WATER, N_SOLUBLE, RHO_WATER, SIGMA_WATER}
 pub const NACL_CRYSTALLISATION_RH: f64 = 0.45;
 
 /// Jacobson et al. (1996) Table 2 coefficients Y₀..Y₇ for √m(a_w) of binary H2SO4 solutions.
-const Y_H2SO4: [f64; 8] = [
-    5.611895,
-    -1.387446e1,
-    1.750682e1,
-    7.138146e1,
-    -3.109173e2,
-    4.662288e2,
-    -3.128612e2,
-    7.76097e1,
-];
+const Y_H2SO4: [f64; 8] =
+    [5.611895, -1.387446e1, 1.750682e1, 7.138146e1, -3.109173e2, 4.662288e2, -3.128612e2, 7.76097e1];
 /// Jacobson et al. (1996) Table 2 coefficients for binary NaCl solutions.
-const Y_NACL: [f64; 8] = [
-    -1.918004e2,
-    2.001540e3,
-    -8.557205e3,
-    1.987670e4,
-    -2.717192e4,
-    2.187103e4,
-    -9.591577e3,
-    1.763672e3,
-];
+const Y_NACL: [f64; 8] =
+    [-1.918004e2, 2.001540e3, -8.557205e3, 1.987670e4, -2.717192e4, 2.187103e4, -9.591577e3, 1.763672e3];
 
 #[inline]
 fn poly7(y: &[f64; 8], x: f64) -> f64 {
@@ -105,7 +89,7 @@ pub fn kappa_growth_factor(kappa: f64, r_dry: f64, rh: f64, a_kelvin: f64) -> f6
         }
         let d = df(g);
         let mut next = g - fg / d;
-        if !(d > 0.0) || !(next > lo && next < hi) {
+        if !(d > 0.0 && next > lo && next < hi) {
             next = 0.5 * (lo + hi);
         }
         if (next - g).abs() <= 1e-13 * g || hi - lo <= 1e-13 * hi {
@@ -131,11 +115,7 @@ pub fn water_uptake(
     match scheme {
         WaterScheme::Zsr => {
             let m_so4 = molality_h2so4(aw.max(0.01));
-            let m_nacl = if aw >= NACL_CRYSTALLISATION_RH {
-                molality_nacl(aw)
-            } else {
-                f64::INFINITY
-            };
+            let m_nacl = if aw >= NACL_CRYSTALLISATION_RH { molality_nacl(aw) } else { f64::INFINITY };
             for m in 0..N_SOLUBLE {
                 if !p.populated[m] {
                     continue;
@@ -219,13 +199,7 @@ mod tests {
         // A = 2σM/(RTρ) ≈ 1.08 nm at 288 K (σ = 72 dyn/cm).
         assert!((a - 1.08e-7).abs() < 0.05e-7, "{a}");
         for &r in &[1e-7, 5e-7, 2e-6, 2e-5, 1e-4] {
-            for &(k, rh) in &[
-                (0.6, 0.3),
-                (0.6, 0.8),
-                (1.12, 0.95),
-                (0.06, 0.9),
-                (0.3, 0.99),
-            ] {
+            for &(k, rh) in &[(0.6, 0.3), (0.6, 0.8), (1.12, 0.95), (0.06, 0.9), (0.3, 0.99)] {
                 let g = kappa_growth_factor(k, r, rh, a);
                 let g3m1 = g * g * g - 1.0;
                 let s = g3m1 / (g3m1 + k) * (a / (r * g)).exp();
