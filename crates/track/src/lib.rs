@@ -10,6 +10,12 @@ pub mod graph;
 pub mod physics;
 pub mod sim;
 pub mod tracks;
+#[cfg(feature = "wip-gnn")]
+pub mod lap;
+#[cfg(feature = "wip-gnn")]
+pub mod gnn;
+#[cfg(feature = "wip-gnn")]
+pub mod assign;
 
 pub use error::{Error, Result};
 

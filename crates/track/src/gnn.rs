@@ -1,0 +1,579 @@
+//! The interaction network of Kortus et al. in candle: scatter-max aggregation (a custom op with
+//! its own backward, since candle has none), MLPs with BatchNorm + LeakyReLU, and the one-step
+//! interaction network on the line graph (hidden 16, sinusoidal angle encoding; one score per
+//! line-graph node = hit-graph edge) or on the hit graph (hidden 64; edge scorer R2).
+//!
+//! One step: messages `m_k = R1([x_to, x_from, e_k])` on the directed message edges `from → to`,
+//! `agg_i = max_{k: to_k = i} m_k` (0 where nothing arrives), `x'_i = O([x_i, agg_i])`, then
+//! line graph: `s_i = S(x'_i)`; hit graph: `s_k = R2([x'_to, x'_from, m_k])`. Each MLP is
+//! Linear → BN → LeakyReLU → Linear → BN → LeakyReLU → Linear. The first layer of R1 is applied
+//! as `A·x_to + B·x_from + C·e` computed per node and per attribute row and then gathered with
+//! `index_select` — identical to a linear layer on the concatenation, without materialising it.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, ModuleT, Shape, Tensor, WithDType};
+use candle_nn::{BatchNorm, BatchNormConfig, Linear, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{EDGE_FEATURES, HitGraph, LINE_NODE_FEATURES, LineGraph, NODE_FEATURES, encode_angles};
+
+/// Scatter-max of the rows of a `[E, H]` tensor into `[n, H]` by a row index, with a backward
+/// that routes each output gradient to the (first) row that attained the maximum. Outputs with
+/// no incoming row are 0 (the PyTorch-Geometric convention).
+#[derive(Debug, Clone)]
+pub struct ScatterMax {
+    index: Arc<Vec<u32>>,
+    n: usize,
+}
+
+impl ScatterMax {
+    /// An op scattering row `k` into output row `index[k] < n`.
+    pub fn new(index: Arc<Vec<u32>>, n: usize) -> candle_core::Result<Self> {
+        if let Some(&bad) = index.iter().find(|&&i| i as usize >= n) {
+            candle_core::bail!("scatter_max: index {bad} out of range for {n} output rows");
+        }
+        Ok(ScatterMax { index, n })
+    }
+
+    fn fwd<T: WithDType + PartialOrd>(&self, src: &[T], h: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); self.n * h];
+        let mut seen = vec![false; self.n];
+        for (k, &i) in self.index.iter().enumerate() {
+            let i = i as usize;
+            let row = &src[k * h..(k + 1) * h];
+            let o = &mut out[i * h..(i + 1) * h];
+            if !seen[i] {
+                o.copy_from_slice(row);
+                seen[i] = true;
+            } else {
+                for (a, &b) in o.iter_mut().zip(row) {
+                    if b > *a {
+                        *a = b;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn bwd_vec<T: WithDType + PartialOrd>(&self, src: &[T], res: &[T], g: &[T], h: usize) -> Vec<T> {
+        let mut grad = vec![T::zero(); src.len()];
+        let mut taken = vec![false; self.n * h];
+        for (k, &i) in self.index.iter().enumerate() {
+            let i = i as usize;
+            for c in 0..h {
+                let o = i * h + c;
+                if !taken[o] && src[k * h + c] == res[o] {
+                    taken[o] = true;
+                    grad[k * h + c] = g[o];
+                }
+            }
+        }
+        grad
+    }
+}
+
+fn contiguous<'a, T: WithDType>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s[a..b]),
+        None => candle_core::bail!("scatter_max: input must be contiguous"),
+    }
+}
+
+impl CustomOp1 for ScatterMax {
+    fn name(&self) -> &'static str {
+        "scatter-max"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (e, h) = layout.shape().dims2()?;
+        if e != self.index.len() {
+            candle_core::bail!("scatter_max: {e} rows but {} indices", self.index.len());
+        }
+        let out = match storage {
+            CpuStorage::F32(s) => CpuStorage::F32(self.fwd(contiguous(s, layout)?, h)),
+            CpuStorage::F64(s) => CpuStorage::F64(self.fwd(contiguous(s, layout)?, h)),
+            _ => candle_core::bail!("scatter_max: only f32 and f64 are supported"),
+        };
+        Ok((out, Shape::from((self.n, h))))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (_, h) = arg.dims2()?;
+        let dev = arg.device();
+        let g = match arg.dtype() {
+            DType::F32 => {
+                let (a, r, g) = (arg.flatten_all()?.to_vec1::<f32>()?, res.flatten_all()?.to_vec1::<f32>()?, grad_res.flatten_all()?.to_vec1::<f32>()?);
+                Tensor::from_vec(self.bwd_vec(&a, &r, &g, h), arg.shape(), dev)?
+            }
+            DType::F64 => {
+                let (a, r, g) = (arg.flatten_all()?.to_vec1::<f64>()?, res.flatten_all()?.to_vec1::<f64>()?, grad_res.flatten_all()?.to_vec1::<f64>()?);
+                Tensor::from_vec(self.bwd_vec(&a, &r, &g, h), arg.shape(), dev)?
+            }
+            d => candle_core::bail!("scatter_max: unsupported dtype {d:?}"),
+        };
+        Ok(Some(g))
+    }
+}
+
+/// `out[i] = max_{k: index[k] = i} src[k]` (0 where no row arrives), differentiable in `src`.
+pub fn scatter_max(src: &Tensor, index: &Arc<Vec<u32>>, n: usize) -> candle_core::Result<Tensor> {
+    src.contiguous()?.apply_op1(ScatterMax::new(index.clone(), n)?)
+}
+
+/// Which graph the network runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphKind {
+    /// Line graph: nodes are hit-graph edges (the paper's main model).
+    #[default]
+    Line,
+    /// Hit graph: nodes are hits, scores on edges.
+    Hit,
+}
+
+fn d_hidden_line() -> usize {
+    16
+}
+fn d_enc() -> usize {
+    128
+}
+fn d_angle_scale() -> f32 {
+    100.0
+}
+fn d_enc_base() -> f32 {
+    100.0
+}
+fn d_slope() -> f64 {
+    0.01
+}
+
+/// Network configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GnnConfig {
+    /// Line graph (default) or hit graph.
+    #[serde(default)]
+    pub graph: GraphKind,
+    /// Hidden width (paper: 16 on the line graph, 64 on the hit graph).
+    #[serde(default = "d_hidden_line")]
+    pub hidden: usize,
+    /// Width of the sinusoidal encoding of √angle on line-graph edges (paper: 128).
+    #[serde(default = "d_enc")]
+    pub angle_encoding_dim: usize,
+    /// The angle is multiplied by this before the square root and the encoding.
+    #[serde(default = "d_angle_scale")]
+    pub angle_scale: f32,
+    /// Base of the encoding's geometric frequency ladder (`ω_i = base^(−2i/d)`).
+    #[serde(default = "d_enc_base")]
+    pub encoding_base: f32,
+    /// LeakyReLU negative slope.
+    #[serde(default = "d_slope")]
+    pub leaky_slope: f64,
+}
+
+impl Default for GnnConfig {
+    fn default() -> Self {
+        GnnConfig {
+            graph: GraphKind::Line,
+            hidden: d_hidden_line(),
+            angle_encoding_dim: d_enc(),
+            angle_scale: d_angle_scale(),
+            encoding_base: d_enc_base(),
+            leaky_slope: d_slope(),
+        }
+    }
+}
+
+impl GnnConfig {
+    /// The paper's hit-graph variant (hidden 64).
+    pub fn hit_graph() -> Self {
+        GnnConfig { graph: GraphKind::Hit, hidden: 64, ..Default::default() }
+    }
+
+    /// Check the configuration.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.hidden == 0 {
+            return Err(crate::Error::config("model.hidden", 0, "at least 1"));
+        }
+        if self.graph == GraphKind::Line && (self.angle_encoding_dim == 0 || self.angle_encoding_dim % 2 != 0) {
+            return Err(crate::Error::config("model.angle_encoding_dim", self.angle_encoding_dim, "an even number ≥ 2"));
+        }
+        if !(self.angle_scale.is_finite() && self.angle_scale > 0.0) {
+            return Err(crate::Error::config("model.angle_scale", self.angle_scale, "a finite number > 0"));
+        }
+        if !(self.encoding_base.is_finite() && self.encoding_base > 1.0) {
+            return Err(crate::Error::config("model.encoding_base", self.encoding_base, "a finite number > 1"));
+        }
+        if !(self.leaky_slope.is_finite() && self.leaky_slope >= 0.0) {
+            return Err(crate::Error::config("model.leaky_slope", self.leaky_slope, "a finite number ≥ 0"));
+        }
+        Ok(())
+    }
+
+    fn dims(&self) -> (usize, usize) {
+        match self.graph {
+            GraphKind::Line => (LINE_NODE_FEATURES, self.angle_encoding_dim),
+            GraphKind::Hit => (NODE_FEATURES, EDGE_FEATURES),
+        }
+    }
+}
+
+/// The tensors one frame contributes to a forward pass.
+#[derive(Debug, Clone)]
+pub struct GraphInput {
+    /// Node features `[N, d_x]` (scaled).
+    pub x: Tensor,
+    /// Edge attribute table `[A, d_e]`.
+    pub attr: Tensor,
+    /// Message sources `[K]` (u32).
+    pub from: Tensor,
+    /// Message targets `[K]` (u32), also the scatter-max index.
+    pub to: Tensor,
+    /// Attribute row of each message `[K]` (u32).
+    pub attr_index: Tensor,
+    to_index: Arc<Vec<u32>>,
+    /// Number of nodes.
+    pub n: usize,
+}
+
+impl GraphInput {
+    /// Inputs of the line-graph model: nodes = hit-graph edges, messages in both directions of
+    /// every consecutive-segment pair, attributes = the encoded angle per pair.
+    pub fn line(lg: &LineGraph, cfg: &GnnConfig, dev: &Device) -> candle_core::Result<Self> {
+        let n = lg.num_nodes();
+        let mut x = lg.node_features.clone();
+        for row in x.chunks_mut(LINE_NODE_FEATURES) {
+            // edep [MeV] ×10; x, y [mm] /10; z [mm] /100.
+            row[0] *= 10.0;
+            row[1] *= 10.0;
+            for (k, v) in row[2..].iter_mut().enumerate() {
+                *v /= if k % 3 == 2 { 100.0 } else { 10.0 };
+            }
+        }
+        let scaled: Vec<f32> = lg.angle.iter().map(|a| a * cfg.angle_scale).collect();
+        let enc = encode_angles(&scaled, cfg.angle_encoding_dim, cfg.encoding_base).map_err(candle_core::Error::wrap)?;
+        let p = lg.num_pairs();
+        let (from, to) = lg.undirected_edge_index();
+        let attr_index: Vec<u32> = (0..2 * p as u32).map(|k| k % p.max(1) as u32).collect();
+        Self::assemble(x, LINE_NODE_FEATURES, enc, cfg.angle_encoding_dim, p, from, to, attr_index, n, dev)
+    }
+
+    /// Inputs of the hit-graph model: messages along the directed hit-graph edges
+    /// (deeper → shallower), attributes = the edge features.
+    pub fn hit(g: &HitGraph, dev: &Device) -> candle_core::Result<Self> {
+        let n = g.num_nodes();
+        let mut x = g.node_features.clone();
+        for row in x.chunks_mut(NODE_FEATURES) {
+            row[1] /= 10.0;
+            row[2] /= 10.0;
+            row[3] /= 100.0;
+        }
+        let mut e = g.edge_features.clone();
+        for row in e.chunks_mut(EDGE_FEATURES) {
+            row[0] /= 10.0;
+            row[1] /= std::f32::consts::PI;
+            row[2] /= 0.4;
+        }
+        let m = g.num_edges();
+        let attr_index: Vec<u32> = (0..m as u32).collect();
+        Self::assemble(x, NODE_FEATURES, e, EDGE_FEATURES, m, g.src.clone(), g.dst.clone(), attr_index, n, dev)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        x: Vec<f32>,
+        dx: usize,
+        attr: Vec<f32>,
+        de: usize,
+        a: usize,
+        from: Vec<u32>,
+        to: Vec<u32>,
+        attr_index: Vec<u32>,
+        n: usize,
+        dev: &Device,
+    ) -> candle_core::Result<Self> {
+        let k = from.len();
+        Ok(GraphInput {
+            x: Tensor::from_vec(x, (n, dx), dev)?,
+            attr: Tensor::from_vec(attr, (a, de), dev)?,
+            from: Tensor::from_vec(from, k, dev)?,
+            to: Tensor::from_vec(to.clone(), k, dev)?,
+            attr_index: Tensor::from_vec(attr_index, k, dev)?,
+            to_index: Arc::new(to),
+            n,
+        })
+    }
+
+    /// Number of messages.
+    pub fn num_messages(&self) -> usize {
+        self.to_index.len()
+    }
+}
+
+/// Linear → BN → LeakyReLU → Linear → BN → LeakyReLU → Linear (the first linear layer may be
+/// supplied split, see the module docs).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    l1: Option<Linear>,
+    bn1: BatchNorm,
+    l2: Linear,
+    bn2: BatchNorm,
+    l3: Linear,
+    slope: f64,
+}
+
+fn bn(h: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
+    candle_nn::batch_norm(h, BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 }, vb)
+}
+
+impl Mlp {
+    /// An MLP `d_in → h → h → d_out`.
+    pub fn new(d_in: usize, h: usize, d_out: usize, slope: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Mlp {
+            l1: Some(candle_nn::linear(d_in, h, vb.pp("l1"))?),
+            ..Self::tail(h, d_out, slope, vb)?
+        })
+    }
+
+    fn tail(h: usize, d_out: usize, slope: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Mlp {
+            l1: None,
+            bn1: bn(h, vb.pp("bn1"))?,
+            l2: candle_nn::linear(h, h, vb.pp("l2"))?,
+            bn2: bn(h, vb.pp("bn2"))?,
+            l3: candle_nn::linear(h, d_out, vb.pp("l3"))?,
+            slope,
+        })
+    }
+
+    /// Everything after the first linear layer, applied to its output `z`.
+    pub fn forward_after_first(&self, z: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let a = candle_nn::ops::leaky_relu(&self.bn1.forward_t(z, train)?, self.slope)?;
+        let a = self.l2.forward(&a)?;
+        let a = candle_nn::ops::leaky_relu(&self.bn2.forward_t(&a, train)?, self.slope)?;
+        self.l3.forward(&a)
+    }
+
+    /// The full MLP.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let l1 = self.l1.as_ref().expect("MLP built with its first layer");
+        self.forward_after_first(&l1.forward(x)?, train)
+    }
+}
+
+/// The one-step interaction network.
+#[derive(Debug, Clone)]
+pub struct InteractionNetwork {
+    cfg: GnnConfig,
+    r1_to: Linear,
+    r1_from: Tensor,
+    r1_attr: Tensor,
+    r1: Mlp,
+    object: Mlp,
+    head: Mlp,
+}
+
+impl InteractionNetwork {
+    /// Build the network's parameters in `vb`.
+    pub fn new(cfg: &GnnConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        cfg.validate().map_err(candle_core::Error::wrap)?;
+        let h = cfg.hidden;
+        let (dx, de) = cfg.dims();
+        let r = vb.pp("r1");
+        let r1_to = candle_nn::linear(dx, h, r.pp("l1_to"))?;
+        let init = candle_nn::init::DEFAULT_KAIMING_UNIFORM;
+        let r1_from = r.get_with_hints((h, dx), "l1_from.weight", init)?;
+        let r1_attr = r.get_with_hints((h, de), "l1_attr.weight", init)?;
+        let r1 = Mlp::tail(h, h, cfg.leaky_slope, r)?;
+        let object = Mlp::new(dx + h, h, h, cfg.leaky_slope, vb.pp("object"))?;
+        let head_in = match cfg.graph {
+            GraphKind::Line => h,
+            GraphKind::Hit => 3 * h,
+        };
+        let head = Mlp::new(head_in, h, 1, cfg.leaky_slope, vb.pp("r2"))?;
+        Ok(InteractionNetwork { cfg: cfg.clone(), r1_to, r1_from, r1_attr, r1, object, head })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GnnConfig {
+        &self.cfg
+    }
+
+    /// Logits: one per line-graph node (= hit-graph edge) or per hit-graph edge.
+    pub fn forward_t(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
+        let x_to = self.r1_to.forward(&g.x)?; // [N, h] incl. bias
+        let x_from = g.x.matmul(&self.r1_from.t()?)?;
+        let e = g.attr.matmul(&self.r1_attr.t()?)?;
+        let z = ((x_to.index_select(&g.to, 0)? + x_from.index_select(&g.from, 0)?)? + e.index_select(&g.attr_index, 0)?)?;
+        let m = self.r1.forward_after_first(&z, train)?;
+        let agg = scatter_max(&m, &g.to_index, g.n)?;
+        let xo = self.object.forward_t(&Tensor::cat(&[&g.x, &agg], 1)?, train)?;
+        let logits = match self.cfg.graph {
+            GraphKind::Line => self.head.forward_t(&xo, train)?,
+            GraphKind::Hit => {
+                let cat = Tensor::cat(&[&xo.index_select(&g.to, 0)?, &xo.index_select(&g.from, 0)?, &m], 1)?;
+                self.head.forward_t(&cat, train)?
+            }
+        };
+        logits.squeeze(1)
+    }
+}
+
+/// Deterministic initialisation from a seed: every weight matrix `[out, in]` uniform in
+/// `±1/√in` (PyTorch's default bound), biases and BN shifts 0, BN scales 1, running stats reset.
+pub fn seeded_init(vm: &VarMap, seed: u64) -> candle_core::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for (name, var) in gradlab_core::params::sorted_vars(vm) {
+        let shape = var.shape().clone();
+        let n = shape.elem_count();
+        let vals: Vec<f32> = if shape.rank() == 2 {
+            let b = 1.0 / (shape.dims()[1] as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-b..b)).collect()
+        } else if name.ends_with("running_var") || (name.contains("bn") && name.ends_with("weight")) {
+            vec![1.0; n]
+        } else {
+            vec![0.0; n]
+        };
+        var.set(&Tensor::from_vec(vals, shape, var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn scatter_max_forward_and_fd_gradient() {
+        let dev = Device::Cpu;
+        let mut rng = StdRng::seed_from_u64(3);
+        let (e, h, n) = (40, 5, 9);
+        // Node 8 receives nothing (output 0, no gradient).
+        let index: Vec<u32> = (0..e).map(|_| rng.random_range(0..8)).collect();
+        let vals: Vec<f64> = (0..e * h).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let idx = Arc::new(index.clone());
+        let w: Vec<f64> = (0..n * h).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let wt = Tensor::from_vec(w.clone(), (n, h), &dev).unwrap();
+        let loss = |v: &[f64]| -> f64 {
+            let t = Tensor::from_vec(v.to_vec(), (e, h), &dev).unwrap();
+            scatter_max(&t, &idx, n).unwrap().mul(&wt).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        // Forward vs a direct computation.
+        let t = Tensor::from_vec(vals.clone(), (e, h), &dev).unwrap();
+        let out = scatter_max(&t, &idx, n).unwrap().to_vec2::<f64>().unwrap();
+        for i in 0..n {
+            for c in 0..h {
+                let direct = (0..e).filter(|&k| index[k] as usize == i).map(|k| vals[k * h + c]).fold(f64::NEG_INFINITY, f64::max);
+                let expect = if direct.is_finite() { direct } else { 0.0 };
+                assert_eq!(out[i][c], expect);
+            }
+        }
+        // Backward vs central differences.
+        let var = candle_core::Var::from_tensor(&t).unwrap();
+        let l = scatter_max(var.as_tensor(), &idx, n).unwrap().mul(&wt).unwrap().sum_all().unwrap();
+        let g = l.backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let eps = 1e-6;
+        for k in 0..e * h {
+            let mut p = vals.clone();
+            p[k] += eps;
+            let mut m = vals.clone();
+            m[k] -= eps;
+            let fd = (loss(&p) - loss(&m)) / (2.0 * eps);
+            assert!((fd - g[k]).abs() < 1e-6, "entry {k}: fd {fd} vs {}", g[k]);
+        }
+        assert!(g.iter().filter(|&&x| x != 0.0).count() > 0);
+        assert!(ScatterMax::new(Arc::new(vec![9]), 9).is_err());
+    }
+
+    fn tiny_graph() -> (HitGraph, LineGraph) {
+        use crate::sim::{Frame, Hit};
+        let mut hits = Vec::new();
+        for t in 0..3u32 {
+            for l in 0..6u16 {
+                let z = if l < 2 { l as f32 * 57.8 } else { 110.0 + (l - 2) as f32 * 5.5 };
+                hits.push(Hit { layer: l, x: t as f32 * 3.0 + 0.05 * l as f32, y: 0.3 * t as f32, z, edep: 0.02, cluster: 4, track: t, primary: true });
+            }
+        }
+        let f = Frame { hits, spot: [0.0, 0.0], primaries: 3 };
+        let g = HitGraph::build(&f, &crate::graph::GraphConfig::default()).unwrap();
+        let lg = LineGraph::build(&g);
+        (g, lg)
+    }
+
+    #[test]
+    fn networks_have_paper_sizes_and_full_gradients() {
+        let dev = Device::Cpu;
+        let (g, lg) = tiny_graph();
+        for cfg in [GnnConfig::default(), GnnConfig::hit_graph()] {
+            let vm = VarMap::new();
+            let net = InteractionNetwork::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+            seeded_init(&vm, 1).unwrap();
+            let trainable: usize = gradlab_core::params::sorted_vars(&vm)
+                .iter()
+                .filter(|(n, _)| !n.contains("running"))
+                .map(|(_, v)| v.elem_count())
+                .sum();
+            let inp = match cfg.graph {
+                GraphKind::Line => GraphInput::line(&lg, &cfg, &dev).unwrap(),
+                GraphKind::Hit => GraphInput::hit(&g, &dev).unwrap(),
+            };
+            let out = net.forward_t(&inp, true).unwrap();
+            assert_eq!(out.dims(), &[g.num_edges()]);
+            // Paper: ≈ 5k parameters on the line graph, ≈ 40k on the hit graph.
+            match cfg.graph {
+                GraphKind::Line => assert!((4000..6500).contains(&trainable), "{trainable}"),
+                GraphKind::Hit => assert!((35_000..45_000).contains(&trainable), "{trainable}"),
+            }
+            let grads = out.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, v) in gradlab_core::params::sorted_vars(&vm) {
+                if name.contains("running") {
+                    continue;
+                }
+                let gv = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+                let s = gv.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(s > 0.0 && s.is_finite(), "{name}: {s}");
+            }
+            // Eval mode is deterministic and differs from train mode only through BN statistics.
+            let a = net.forward_t(&inp, false).unwrap().to_vec1::<f32>().unwrap();
+            let b = net.forward_t(&inp, false).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn split_first_layer_equals_concatenation() {
+        // The decomposed first layer of R1 equals a linear layer on [x_to, x_from, e].
+        let dev = Device::Cpu;
+        let (_, lg) = tiny_graph();
+        let cfg = GnnConfig { angle_encoding_dim: 8, ..Default::default() };
+        let vm = VarMap::new();
+        let net = InteractionNetwork::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        seeded_init(&vm, 2).unwrap();
+        let inp = GraphInput::line(&lg, &cfg, &dev).unwrap();
+        let z = ((net.r1_to.forward(&inp.x).unwrap().index_select(&inp.to, 0).unwrap()
+            + inp.x.matmul(&net.r1_from.t().unwrap()).unwrap().index_select(&inp.from, 0).unwrap())
+        .unwrap()
+            + inp.attr.matmul(&net.r1_attr.t().unwrap()).unwrap().index_select(&inp.attr_index, 0).unwrap())
+        .unwrap();
+        let cat = Tensor::cat(
+            &[
+                &inp.x.index_select(&inp.to, 0).unwrap(),
+                &inp.x.index_select(&inp.from, 0).unwrap(),
+                &inp.attr.index_select(&inp.attr_index, 0).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        let w = Tensor::cat(&[net.r1_to.weight(), &net.r1_from, &net.r1_attr], 1).unwrap();
+        let direct = cat.matmul(&w.t().unwrap()).unwrap().broadcast_add(net.r1_to.bias().unwrap()).unwrap();
+        let d = (z - direct).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "{d}");
+        assert!(GnnConfig { hidden: 0, ..Default::default() }.validate().is_err());
+        assert!(GnnConfig { angle_encoding_dim: 3, ..Default::default() }.validate().is_err());
+    }
+}
