@@ -5,6 +5,8 @@ use gradlab_core::experiment::Experiment;
 /// All entry points, from every crate.
 pub fn all() -> Vec<Experiment> {
     let mut v = gradlab_core::experiments();
+    v.extend(gradlab_landscape::experiments());
+    v.extend(gradlab_track::experiments());
     v.sort_by_key(|e| e.entry);
     v
 }
