@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use gradlab_core::params::{
-    ParamLayout, read_grads_f64, read_params_f64, sorted_vars, write_params_f64,
-};
+use gradlab_core::params::{ParamLayout, read_grads_f64, read_params_f64, sorted_vars, write_params_f64};
 
 use crate::error::{Error, Result, check_len};
 use crate::layout::Layout;
@@ -71,20 +69,10 @@ impl<M: Send + Sync + 'static> CandleObjective<M> {
                 allowed: "at least one (x, y) batch",
             });
         }
-        let rows: Vec<f64> = batches
-            .iter()
-            .map(|(x, _)| x.dims().first().copied().unwrap_or(1) as f64)
-            .collect();
+        let rows: Vec<f64> = batches.iter().map(|(x, _)| x.dims().first().copied().unwrap_or(1) as f64).collect();
         let total: f64 = rows.iter().sum();
         let weights = rows.iter().map(|r| r / total).collect();
-        Self::assemble(
-            Arc::new(build),
-            Arc::new(loss),
-            Arc::new(batches),
-            Arc::new(weights),
-            dtype,
-            device.clone(),
-        )
+        Self::assemble(Arc::new(build), Arc::new(loss), Arc::new(batches), Arc::new(weights), dtype, device.clone())
     }
 
     fn assemble(
@@ -99,18 +87,7 @@ impl<M: Send + Sync + 'static> CandleObjective<M> {
         let model = build(VarBuilder::from_varmap(&varmap, dtype, &device))?;
         let vars = sorted_vars(&varmap);
         let layout = Layout::from(&ParamLayout::of(&varmap)?);
-        Ok(Self {
-            varmap,
-            vars,
-            model,
-            layout,
-            batches,
-            weights,
-            build,
-            loss,
-            dtype,
-            device,
-        })
+        Ok(Self { varmap, vars, model, layout, batches, weights, build, loss, dtype, device })
     }
 
     /// The model's own `VarMap` (holds the parameters of the last evaluation).
@@ -168,9 +145,7 @@ impl<M: Send + Sync + 'static> Objective for CandleObjective<M> {
         self.set_params(theta)?;
         let mut sum = 0.0;
         for ((x, y), w) in self.batches.iter().zip(self.weights.iter()) {
-            let l = (self.loss)(&self.model, x, y)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
+            let l = (self.loss)(&self.model, x, y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             sum += w * l;
         }
         Ok(sum)
@@ -183,9 +158,7 @@ impl<M: Send + Sync + 'static> Objective for CandleObjective<M> {
         let mut sum = 0.0;
         // one backward per batch keeps only one batch's graph alive
         for ((x, y), w) in self.batches.iter().zip(self.weights.iter()) {
-            let l = (self.loss)(&self.model, x, y)?
-                .to_dtype(DType::F64)?
-                .affine(*w, 0.0)?;
+            let l = (self.loss)(&self.model, x, y)?.to_dtype(DType::F64)?.affine(*w, 0.0)?;
             sum += l.to_scalar::<f64>()?;
             let g = read_grads_f64(&self.varmap, &l.backward()?)?;
             for (a, b) in grad.iter_mut().zip(&g) {
@@ -215,8 +188,7 @@ impl<M: Send + Sync + 'static> Objective for CandleObjective<M> {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let vt = Tensor::from_slice(&v[b.range()], b.shape.as_slice(), &self.device)?
-                .to_dtype(g.dtype())?;
+            let vt = Tensor::from_slice(&v[b.range()], b.shape.as_slice(), &self.device)?.to_dtype(g.dtype())?;
             let term = (g * vt)?.sum_all()?.to_dtype(DType::F64)?;
             gv = Some(match gv {
                 None => term,
@@ -303,32 +275,16 @@ pub(crate) mod tests {
         let mut batch = |rows: usize| {
             let x: Vec<f64> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
             let y: Vec<f64> = (0..rows * 2).map(|_| rng.random_range(-1.0..1.0)).collect();
-            (
-                Tensor::from_vec(x, (rows, 3), &dev).unwrap(),
-                Tensor::from_vec(y, (rows, 2), &dev).unwrap(),
-            )
+            (Tensor::from_vec(x, (rows, 3), &dev).unwrap(), Tensor::from_vec(y, (rows, 2), &dev).unwrap())
         };
         let batches = vec![batch(5), batch(3)];
-        let obj = CandleObjective::new(
-            |vb| mlp::build(&[3, 4, 2], vb),
-            mlp::mse,
-            batches,
-            DType::F64,
-            &dev,
-        )
-        .unwrap();
-        let theta: Vec<f64> = (0..obj.dim())
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
+        let obj = CandleObjective::new(|vb| mlp::build(&[3, 4, 2], vb), mlp::mse, batches, DType::F64, &dev).unwrap();
+        let theta: Vec<f64> = (0..obj.dim()).map(|_| rng.random_range(-1.0..1.0)).collect();
         (obj, theta)
     }
 
     /// Dense Hessian from loss values only (4-point second differences): independent of backprop.
-    pub(crate) fn hessian_from_losses<O: Objective>(
-        obj: &mut O,
-        theta: &[f64],
-        h: f64,
-    ) -> Vec<f64> {
+    pub(crate) fn hessian_from_losses<O: Objective>(obj: &mut O, theta: &[f64], h: f64) -> Vec<f64> {
         let n = theta.len();
         let mut hm = vec![0.0; n * n];
         let mut x = theta.to_vec();
@@ -336,12 +292,7 @@ pub(crate) mod tests {
         for i in 0..n {
             for j in 0..=i {
                 let mut acc = 0.0;
-                for (si, sj, sign) in [
-                    (1.0, 1.0, 1.0),
-                    (1.0, -1.0, -1.0),
-                    (-1.0, 1.0, -1.0),
-                    (-1.0, -1.0, 1.0),
-                ] {
+                for (si, sj, sign) in [(1.0, 1.0, 1.0), (1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0)] {
                     x[i] += si * h;
                     x[j] += sj * h;
                     acc += sign * f(&x);
@@ -357,12 +308,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn rel_frob(a: &[f64], b: &[f64]) -> f64 {
-        let d: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
         d / b.iter().map(|y| y * y).sum::<f64>().sqrt()
     }
 
@@ -387,10 +333,7 @@ pub(crate) mod tests {
         let x = Tensor::cat(&x, 0).unwrap();
         let y = Tensor::cat(&y, 0).unwrap();
         obj.set_params(&theta).unwrap();
-        let whole = mlp::mse(obj.model(), &x, &y)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let whole = mlp::mse(obj.model(), &x, &y).unwrap().to_scalar::<f64>().unwrap();
         assert!((whole - l).abs() < 1e-14, "{whole} vs {l}");
     }
 
@@ -398,9 +341,7 @@ pub(crate) mod tests {
     fn fd_hessian_of_a_small_model_matches_dense_reference() {
         let (mut obj, theta) = small_model(1);
         let reference = hessian_from_losses(&mut obj, &theta, 1e-4);
-        let mut op =
-            HessianOperator::new(&mut obj, &theta, HvpMethod::FiniteDifference { h: 1e-4 })
-                .unwrap();
+        let mut op = HessianOperator::new(&mut obj, &theta, HvpMethod::FiniteDifference { h: 1e-4 }).unwrap();
         let h = dense_matrix(&mut op).unwrap();
         // reference error ~ h² + ε/h² ≈ 1e-8 relative; FD-of-gradients error ~ 1e-9
         let e = rel_frob(&h, &reference);
@@ -414,10 +355,7 @@ pub(crate) mod tests {
         }
         let (mut obj, theta) = small_model(2);
         let mut out = vec![0.0; obj.dim()];
-        assert!(matches!(
-            obj.hvp_exact(&theta, &theta.clone(), &mut out),
-            Err(Error::Unsupported(_))
-        ));
+        assert!(matches!(obj.hvp_exact(&theta, &theta.clone(), &mut out), Err(Error::Unsupported(_))));
     }
 
     #[test]
@@ -428,11 +366,7 @@ pub(crate) mod tests {
         assert_eq!(rep.params().unwrap(), theta);
         let other: Vec<f64> = theta.iter().map(|t| t * 0.5).collect();
         rep.loss(&other).unwrap();
-        assert_eq!(
-            obj.params().unwrap(),
-            theta,
-            "evaluating a replica must not touch the original"
-        );
+        assert_eq!(obj.params().unwrap(), theta, "evaluating a replica must not touch the original");
         let mut rng = StdRng::seed_from_u64(4);
         let d1 = crate::directions::gaussian(obj.dim(), &mut rng);
         let d2 = crate::directions::gaussian(obj.dim(), &mut rng);
@@ -443,10 +377,7 @@ pub(crate) mod tests {
             &[&d1, &d2],
             ax,
             Some(ax),
-            &SurfaceOptions {
-                threads: 1,
-                ..Default::default()
-            },
+            &SurfaceOptions { threads: 1, ..Default::default() },
         )
         .unwrap();
         let s2 = evaluate_surface(
@@ -455,14 +386,17 @@ pub(crate) mod tests {
             &[&d1, &d2],
             ax,
             Some(ax),
-            &SurfaceOptions {
-                threads: 2,
-                ..Default::default()
-            },
+            &SurfaceOptions { threads: 2, ..Default::default() },
         )
         .unwrap();
         assert_eq!(s1.loss, s2.loss);
         let mut serial = obj.replicate().unwrap();
         assert_eq!(s1.at(2, 2), serial.loss(&theta).unwrap());
     }
+}
+
+/// Mean cross-entropy of the MLP's logits against `u32` class labels.
+pub fn cross_entropy(m: &mlp::Mlp, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    use candle_core::Module;
+    candle_nn::loss::cross_entropy(&m.forward(x)?, y)
 }

@@ -23,19 +23,10 @@ pub struct PathProfile {
 }
 
 fn profile(ts: Vec<f64>, losses: Vec<f64>) -> PathProfile {
-    let (k, lmax) = losses
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(k, v)| (k, *v))
-        .unwrap_or((0, f64::NAN));
+    let (k, lmax) =
+        losses.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, v)| (k, *v)).unwrap_or((0, f64::NAN));
     let ends = losses[0].max(*losses.last().unwrap_or(&losses[0]));
-    PathProfile {
-        t_max: ts[k],
-        barrier: lmax - ends,
-        ts,
-        losses,
-    }
+    PathProfile { t_max: ts[k], barrier: lmax - ends, ts, losses }
 }
 
 fn check_points(points: usize) -> Result<Vec<f64>> {
@@ -46,18 +37,11 @@ fn check_points(points: usize) -> Result<Vec<f64>> {
             allowed: "≥ 2 (t = 0 and t = 1 included)",
         });
     }
-    Ok((0..points)
-        .map(|i| i as f64 / (points - 1) as f64)
-        .collect())
+    Ok((0..points).map(|i| i as f64 / (points - 1) as f64).collect())
 }
 
 /// Loss at `(1−t) θA + t θB` for `points` evenly spaced `t` in `[0, 1]`, and the barrier height.
-pub fn linear_path<O: Objective + ?Sized>(
-    obj: &mut O,
-    a: &[f64],
-    b: &[f64],
-    points: usize,
-) -> Result<PathProfile> {
+pub fn linear_path<O: Objective + ?Sized>(obj: &mut O, a: &[f64], b: &[f64], points: usize) -> Result<PathProfile> {
     check_len("theta_a", obj.dim(), a.len())?;
     check_len("theta_b", obj.dim(), b.len())?;
     let ts = check_points(points)?;
@@ -88,11 +72,7 @@ impl Bezier {
     pub fn straight(a: &[f64], b: &[f64]) -> Result<Self> {
         check_len("theta_b", a.len(), b.len())?;
         let control = a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect();
-        Ok(Self {
-            start: a.to_vec(),
-            control,
-            end: b.to_vec(),
-        })
+        Ok(Self { start: a.to_vec(), control, end: b.to_vec() })
     }
     /// `φ(t)` into `out`.
     pub fn point(&self, t: f64, out: &mut [f64]) {
@@ -102,11 +82,7 @@ impl Bezier {
         }
     }
     /// Loss profile along the curve at `points` evenly spaced `t`.
-    pub fn profile<O: Objective + ?Sized>(
-        &self,
-        obj: &mut O,
-        points: usize,
-    ) -> Result<PathProfile> {
+    pub fn profile<O: Objective + ?Sized>(&self, obj: &mut O, points: usize) -> Result<PathProfile> {
         check_len("curve", obj.dim(), self.start.len())?;
         let ts = check_points(points)?;
         let mut x = vec![0.0; self.start.len()];
@@ -135,12 +111,7 @@ pub struct BezierConfig {
 
 impl Default for BezierConfig {
     fn default() -> Self {
-        Self {
-            steps: 500,
-            samples_per_step: 4,
-            lr: 1e-2,
-            seed: 0,
-        }
+        Self { steps: 500, samples_per_step: 4, lr: 1e-2, seed: 0 }
     }
 }
 
@@ -157,10 +128,7 @@ pub fn train_bezier<O: Objective + ?Sized>(
     if cfg.steps == 0 || cfg.samples_per_step == 0 || !(cfg.lr.is_finite() && cfg.lr > 0.0) {
         return Err(Error::InvalidArgument {
             name: "bezier config",
-            value: format!(
-                "steps {} samples_per_step {} lr {}",
-                cfg.steps, cfg.samples_per_step, cfg.lr
-            ),
+            value: format!("steps {} samples_per_step {} lr {}", cfg.steps, cfg.samples_per_step, cfg.lr),
             allowed: "steps ≥ 1, samples_per_step ≥ 1, finite lr > 0",
         });
     }
@@ -227,34 +195,17 @@ mod tests {
         // by symmetry the gradient at the midpoint has no y component: nudge the control point
         let mut init = Bezier::straight(&a, &b).unwrap();
         init.control[1] = 0.01;
-        let cfg = BezierConfig {
-            steps: 2000,
-            samples_per_step: 4,
-            lr: 0.02,
-            seed: 1,
-        };
+        let cfg = BezierConfig { steps: 2000, samples_per_step: 4, lr: 0.02, seed: 1 };
         let (curve, hist) = train_bezier(&mut f, init, &cfg).unwrap();
         assert_eq!(curve.start, a.to_vec());
         assert_eq!(curve.end, b.to_vec());
         let prof = curve.profile(&mut f, 101).unwrap();
         // the control (0, 2) puts φ(½) = (0, 1) on the ring; the best quadratic Bézier keeps the
         // loss small all along (the straight line has barrier 1)
-        assert!(
-            prof.barrier < 0.1,
-            "barrier {} with control {:?}",
-            prof.barrier,
-            curve.control
-        );
-        assert!(
-            (curve.control[1] - 2.0).abs() < 0.3,
-            "control {:?}",
-            curve.control
-        );
+        assert!(prof.barrier < 0.1, "barrier {} with control {:?}", prof.barrier, curve.control);
+        assert!((curve.control[1] - 2.0).abs() < 0.3, "control {:?}", curve.control);
         let k = hist.len() / 10;
-        let (first, last) = (
-            hist[..k].iter().sum::<f64>(),
-            hist[hist.len() - k..].iter().sum::<f64>(),
-        );
+        let (first, last) = (hist[..k].iter().sum::<f64>(), hist[hist.len() - k..].iter().sum::<f64>());
         assert!(last < 0.2 * first, "sampled loss {first} -> {last}");
         let bad = BezierConfig { lr: -1.0, ..cfg };
         assert!(train_bezier(&mut f, Bezier::straight(&a, &b).unwrap(), &bad).is_err());
@@ -266,11 +217,7 @@ mod tests {
         // one-sample gradients through the chain rule against a finite difference at fixed t.
         let mut rng = StdRng::seed_from_u64(3);
         let (mut q, _) = Quadratic::with_spectrum(&[1.0, 2.0, 3.0], &mut rng);
-        let curve = Bezier {
-            start: vec![1.0, 0.0, 0.0],
-            control: vec![0.2, 0.5, -0.3],
-            end: vec![0.0, 1.0, 0.0],
-        };
+        let curve = Bezier { start: vec![1.0, 0.0, 0.0], control: vec![0.2, 0.5, -0.3], end: vec![0.0, 1.0, 0.0] };
         let t = 0.3;
         let mut x = vec![0.0; 3];
         curve.point(t, &mut x);

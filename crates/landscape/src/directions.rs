@@ -108,11 +108,7 @@ pub fn random_direction(
 /// Cosine of the angle between two vectors (0 if either is zero).
 pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let (na, nb) = (norm(a), norm(b));
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot(a, b) / (na * nb)
-    }
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot(a, b) / (na * nb) }
 }
 
 /// Removes from `d` its component along `along` (Gram–Schmidt) and rescales it to its original
@@ -153,12 +149,7 @@ pub struct Pca {
 /// optionally column-centred (as scikit-learn's PCA in Li et al.'s code does). The SVD of the
 /// small `T × n` matrix is computed through its `T × T` Gram matrix (eigendecomposition on faer):
 /// `M Mᵀ = U Σ² Uᵀ`, `v_j = Mᵀ u_j / σ_j`.
-pub fn pca_directions(
-    trajectory: &[Vec<f64>],
-    reference: &[f64],
-    k: usize,
-    center_columns: bool,
-) -> Result<Pca> {
+pub fn pca_directions(trajectory: &[Vec<f64>], reference: &[f64], k: usize, center_columns: bool) -> Result<Pca> {
     let t = trajectory.len();
     let n = reference.len();
     if k == 0 || k > t {
@@ -217,11 +208,7 @@ pub fn pca_directions(
         singular_values.push(sigma);
         evr.push(lam / total);
     }
-    Ok(Pca {
-        directions,
-        singular_values,
-        explained_variance_ratio: evr,
-    })
+    Ok(Pca { directions, singular_values, explained_variance_ratio: evr })
 }
 
 /// How a set of directions was made (stored with it).
@@ -286,11 +273,7 @@ impl DirectionSet {
         for d in &directions {
             check_len("direction", center.len(), d.len())?;
         }
-        Ok(Self {
-            kind,
-            center,
-            directions,
-        })
+        Ok(Self { kind, center, directions })
     }
 
     /// Writes `<stem>.json` (kind, sizes), `<stem>_center.npy` and `<stem>.npy` (`count × dim`, f64)
@@ -298,20 +281,11 @@ impl DirectionSet {
     pub fn save(&self, dir: &Path, stem: &str) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let n = self.center.len();
-        let meta = DirectionMeta {
-            kind: self.kind.clone(),
-            dim: n,
-            count: self.directions.len(),
-        };
+        let meta = DirectionMeta { kind: self.kind.clone(), dim: n, count: self.directions.len() };
         crate::io::write_json(&dir.join(format!("{stem}.json")), &meta)?;
         crate::io::write_npy_1d(&dir.join(format!("{stem}_center.npy")), &self.center)?;
         let flat: Vec<f64> = self.directions.iter().flatten().copied().collect();
-        crate::io::write_npy_2d(
-            &dir.join(format!("{stem}.npy")),
-            self.directions.len(),
-            n,
-            &flat,
-        )
+        crate::io::write_npy_2d(&dir.join(format!("{stem}.npy")), self.directions.len(), n, &flat)
     }
 
     /// Reads what [`DirectionSet::save`] wrote, checking the sizes agree.
@@ -344,12 +318,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     fn layout() -> Layout {
-        Layout::from_shapes([
-            ("a.weight", vec![3, 4]),
-            ("a.bias", vec![3]),
-            ("conv", vec![2, 2, 3, 3]),
-            ("s", vec![]),
-        ])
+        Layout::from_shapes([("a.weight", vec![3, 4]), ("a.bias", vec![3]), ("conv", vec![2, 2, 3, 3]), ("s", vec![])])
     }
 
     #[test]
@@ -382,46 +351,22 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let l = layout();
         let theta = gaussian(l.total, &mut rng);
-        let d = random_direction(
-            &theta,
-            &l,
-            Normalization::Layer,
-            VectorParams::Zero,
-            &mut rng,
-        )
-        .unwrap();
+        let d = random_direction(&theta, &l, Normalization::Layer, VectorParams::Zero, &mut rng).unwrap();
         let w = &l.blocks[2];
         assert!((norm(&d[w.range()]) - norm(&theta[w.range()])).abs() < 1e-9);
         // layer normalisation does not equalise rows
         let per = w.len / w.shape[0];
         let r0 = norm(&d[w.offset..w.offset + per]) / norm(&theta[w.offset..w.offset + per]);
-        let r1 = norm(&d[w.offset + per..w.offset + 2 * per])
-            / norm(&theta[w.offset + per..w.offset + 2 * per]);
+        let r1 = norm(&d[w.offset + per..w.offset + 2 * per]) / norm(&theta[w.offset + per..w.offset + 2 * per]);
         assert!((r0 - r1).abs() > 1e-3);
         let mut raw = gaussian(l.total, &mut rng);
         let copy = raw.clone();
-        normalize(
-            &mut raw,
-            &theta,
-            &l,
-            Normalization::None,
-            VectorParams::Zero,
-        )
-        .unwrap();
+        normalize(&mut raw, &theta, &l, Normalization::None, VectorParams::Zero).unwrap();
         assert_eq!(raw, copy);
         let mut short = vec![0.0; 3];
         assert!(matches!(
-            normalize(
-                &mut short,
-                &theta,
-                &l,
-                Normalization::Filter,
-                VectorParams::Zero
-            ),
-            Err(Error::LengthMismatch {
-                what: "direction",
-                ..
-            })
+            normalize(&mut short, &theta, &l, Normalization::Filter, VectorParams::Zero),
+            Err(Error::LengthMismatch { what: "direction", .. })
         ));
     }
 
@@ -451,22 +396,16 @@ mod tests {
                 .map(|i| {
                     reference
                         .iter()
-                        .map(|r| {
-                            r + (i as f64 + 1.0) * rng.random_range(-1.0..1.0) / (1.0 + i as f64)
-                        })
+                        .map(|r| r + (i as f64 + 1.0) * rng.random_range(-1.0..1.0) / (1.0 + i as f64))
                         .collect()
                 })
                 .collect();
             let k = 2.min(t);
             let pca = pca_directions(&traj, &reference, k, center).unwrap();
-            let mut rows: Vec<Vec<f64>> = traj
-                .iter()
-                .map(|p| p.iter().zip(&reference).map(|(a, b)| a - b).collect())
-                .collect();
+            let mut rows: Vec<Vec<f64>> =
+                traj.iter().map(|p| p.iter().zip(&reference).map(|(a, b)| a - b).collect()).collect();
             if center {
-                let mean: Vec<f64> = (0..n)
-                    .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / t as f64)
-                    .collect();
+                let mean: Vec<f64> = (0..n).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / t as f64).collect();
                 for r in &mut rows {
                     axpy(-1.0, &mean, r);
                 }
@@ -477,10 +416,7 @@ mod tests {
             let v = svd.V();
             let total: f64 = (0..t.min(n)).map(|i| s[i] * s[i]).sum();
             for j in 0..k {
-                assert!(
-                    (pca.singular_values[j] - s[j]).abs() < 1e-9 * s[0],
-                    "t={t} n={n}: σ{j}"
-                );
+                assert!((pca.singular_values[j] - s[j]).abs() < 1e-9 * s[0], "t={t} n={n}: σ{j}");
                 assert!((pca.explained_variance_ratio[j] - s[j] * s[j] / total).abs() < 1e-9);
                 let vj: Vec<f64> = (0..n).map(|i| v[(i, j)]).collect();
                 let c = dot(&vj, &pca.directions[j]).abs();
@@ -490,19 +426,14 @@ mod tests {
         assert!(pca_directions(&[vec![1.0; 3]], &[0.0; 3], 2, false).is_err());
         // rank-1 trajectory: a second component does not exist
         let traj = vec![vec![1.0, 0.0], vec![2.0, 0.0]];
-        assert!(matches!(
-            pca_directions(&traj, &[0.0, 0.0], 2, false),
-            Err(Error::InvalidArgument { .. })
-        ));
+        assert!(matches!(pca_directions(&traj, &[0.0, 0.0], 2, false), Err(Error::InvalidArgument { .. })));
     }
 
     #[test]
     fn direction_sets_round_trip_through_files() {
         let mut rng = StdRng::seed_from_u64(4);
         let set = DirectionSet::new(
-            DirectionKind::Pca {
-                explained_variance_ratio: vec![0.8, 0.1],
-            },
+            DirectionKind::Pca { explained_variance_ratio: vec![0.8, 0.1] },
             gaussian(17, &mut rng),
             vec![gaussian(17, &mut rng), gaussian(17, &mut rng)],
         )
@@ -511,19 +442,9 @@ mod tests {
         set.save(dir.path(), "plane").unwrap();
         let back = DirectionSet::load(dir.path(), "plane").unwrap();
         assert_eq!(back, set);
-        assert!(matches!(
-            DirectionSet::load(dir.path(), "missing"),
-            Err(Error::Io { .. })
-        ));
+        assert!(matches!(DirectionSet::load(dir.path(), "missing"), Err(Error::Io { .. })));
         assert!(
-            DirectionSet::new(
-                DirectionKind::Custom {
-                    note: String::new()
-                },
-                vec![0.0; 2],
-                vec![vec![0.0; 3]]
-            )
-            .is_err()
+            DirectionSet::new(DirectionKind::Custom { note: String::new() }, vec![0.0; 2], vec![vec![0.0; 3]]).is_err()
         );
     }
 }

@@ -107,12 +107,7 @@ impl<'a, O: Objective + ?Sized> HessianOperator<'a, O> {
     pub fn new(obj: &'a mut O, theta: &[f64], method: HvpMethod) -> Result<Self> {
         check_len("theta", obj.dim(), theta.len())?;
         method.check()?;
-        Ok(Self {
-            obj,
-            theta: theta.to_vec(),
-            method,
-            products: 0,
-        })
+        Ok(Self { obj, theta: theta.to_vec(), method, products: 0 })
     }
 }
 
@@ -189,15 +184,12 @@ pub fn dense_matrix<L: LinearOperator + ?Sized>(op: &mut L) -> Result<Vec<f64>> 
 pub fn dense_symmetric_eigen(n: usize, a: &[f64]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
     check_len("dense matrix (n*n)", n * n, a.len())?;
     let m = faer::Mat::<f64>::from_fn(n, n, |i, j| a[i * n + j]);
-    let evd = m
-        .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|_| Error::LinearAlgebra("self-adjoint eigendecomposition"))?;
+    let evd =
+        m.self_adjoint_eigen(faer::Side::Lower).map_err(|_| Error::LinearAlgebra("self-adjoint eigendecomposition"))?;
     let s = evd.S();
     let u = evd.U();
     let values: Vec<f64> = (0..n).map(|i| s[i]).collect();
-    let vectors: Vec<Vec<f64>> = (0..n)
-        .map(|j| (0..n).map(|i| u[(i, j)]).collect())
-        .collect();
+    let vectors: Vec<Vec<f64>> = (0..n).map(|j| (0..n).map(|i| u[(i, j)]).collect()).collect();
     Ok((values, vectors))
 }
 
@@ -230,12 +222,7 @@ mod tests {
     }
 
     fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-        let num: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
         num / norm(b).max(1e-300)
     }
 
@@ -250,30 +237,13 @@ mod tests {
             let mut fd = vec![0.0; n];
             hvp(&mut f, &x, &v, HvpMethod::Exact, &mut exact).unwrap();
             // central differences: truncation error ∝ h² (third derivative of the quartic term)
-            hvp(
-                &mut f,
-                &x,
-                &v,
-                HvpMethod::FiniteDifference { h: 1e-3 },
-                &mut fd,
-            )
-            .unwrap();
+            hvp(&mut f, &x, &v, HvpMethod::FiniteDifference { h: 1e-3 }, &mut fd).unwrap();
             let e3 = rel_err(&fd, &exact);
-            hvp(
-                &mut f,
-                &x,
-                &v,
-                HvpMethod::FiniteDifference { h: 1e-4 },
-                &mut fd,
-            )
-            .unwrap();
+            hvp(&mut f, &x, &v, HvpMethod::FiniteDifference { h: 1e-4 }, &mut fd).unwrap();
             let e4 = rel_err(&fd, &exact);
             assert!(e4 < 1e-6, "n={n}: relative error {e4} (h=1e-4)");
             let ratio = e3 / e4;
-            assert!(
-                (80.0..120.0).contains(&ratio),
-                "n={n}: error ratio {ratio} for h ×10 (expected ≈ 100)"
-            );
+            assert!((80.0..120.0).contains(&ratio), "n={n}: error ratio {ratio} for h ×10 (expected ≈ 100)");
         }
     }
 
@@ -284,8 +254,7 @@ mod tests {
         let (mut q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         let a = q.matrix().to_vec();
         let x: Vec<f64> = (0..12).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let mut op =
-            HessianOperator::new(&mut q, &x, HvpMethod::FiniteDifference { h: 1e-2 }).unwrap();
+        let mut op = HessianOperator::new(&mut q, &x, HvpMethod::FiniteDifference { h: 1e-2 }).unwrap();
         let h = dense_matrix(&mut op).unwrap();
         assert_eq!(op.products, 12);
         let e = rel_err(&h, &a);
@@ -298,27 +267,14 @@ mod tests {
         let mut out = vec![0.0; 3];
         assert!(matches!(
             hvp(&mut f, &[0.0; 2], &[0.0; 3], HvpMethod::Exact, &mut out),
-            Err(Error::LengthMismatch {
-                what: "theta",
-                expected: 3,
-                got: 2
-            })
+            Err(Error::LengthMismatch { what: "theta", expected: 3, got: 2 })
         ));
         assert!(matches!(
-            hvp(
-                &mut f,
-                &[0.0; 3],
-                &[1.0; 3],
-                HvpMethod::FiniteDifference { h: -1.0 },
-                &mut out
-            ),
+            hvp(&mut f, &[0.0; 3], &[1.0; 3], HvpMethod::FiniteDifference { h: -1.0 }, &mut out),
             Err(Error::InvalidArgument { name: "hvp.h", .. })
         ));
         let mut plain = FnObjective::new(1, |x: &[f64], _g: Option<&mut [f64]>| x[0]);
-        assert!(matches!(
-            plain.hvp_exact(&[0.0], &[1.0], &mut [0.0]),
-            Err(Error::Unsupported(_))
-        ));
+        assert!(matches!(plain.hvp_exact(&[0.0], &[1.0], &mut [0.0]), Err(Error::Unsupported(_))));
     }
 
     #[test]

@@ -12,10 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 
 fn npy_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Npy {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
+    Error::Npy { path: path.to_path_buf(), reason: e.to_string() }
 }
 
 /// Writes a pretty-printed JSON file.
@@ -35,9 +32,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 /// Writes a 1-D f64 `.npy`.
 pub fn write_npy_1d(path: &Path, data: &[f64]) -> Result<()> {
     let f = File::create(path).map_err(|e| Error::io(path, e))?;
-    Array1::from_vec(data.to_vec())
-        .write_npy(BufWriter::new(f))
-        .map_err(|e| npy_err(path, e))
+    Array1::from_vec(data.to_vec()).write_npy(BufWriter::new(f)).map_err(|e| npy_err(path, e))
 }
 
 /// Writes a 2-D f64 `.npy` (`rows × cols`, row-major `data`).

@@ -39,11 +39,7 @@ pub struct LanczosConfig {
 
 impl Default for LanczosConfig {
     fn default() -> Self {
-        Self {
-            max_steps: 100,
-            tol: 1e-10,
-            seed: 0,
-        }
+        Self { max_steps: 100, tol: 1e-10, seed: 0 }
     }
 }
 
@@ -124,11 +120,7 @@ pub fn lanczos_run<L: LinearOperator + ?Sized>(
         });
     }
     scale(1.0 / nv, &mut v);
-    let mut run = LanczosRun {
-        alpha: Vec::new(),
-        beta: Vec::new(),
-        basis: Vec::new(),
-    };
+    let mut run = LanczosRun { alpha: Vec::new(), beta: Vec::new(), basis: Vec::new() };
     let mut w = vec![0.0; n];
     let mut anorm = 0.0f64;
     for j in 0..steps {
@@ -212,11 +204,7 @@ pub fn lanczos<L: LinearOperator + ?Sized>(
         });
     }
     if !(cfg.tol.is_finite() && cfg.tol > 0.0) {
-        return Err(Error::InvalidArgument {
-            name: "tol",
-            value: cfg.tol.to_string(),
-            allowed: "finite and > 0",
-        });
+        return Err(Error::InvalidArgument { name: "tol", value: cfg.tol.to_string(), allowed: "finite and > 0" });
     }
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let v0 = random_unit(n, &mut rng, &[]);
@@ -241,17 +229,13 @@ pub fn lanczos<L: LinearOperator + ?Sized>(
         let idx = wanted(&vals);
         let scale_t = vals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let res = residuals_of(run, &s, &idx);
-        Ok(res
-            .iter()
-            .all(|r| *r <= tol * scale_t.max(f64::MIN_POSITIVE)))
+        Ok(res.iter().all(|r| *r <= tol * scale_t.max(f64::MIN_POSITIVE)))
     })?;
     let (vals, s) = run.ritz()?;
     let idx = wanted(&vals);
     let residuals = residuals_of(&run, &s, &idx);
     let scale_t = vals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let converged = residuals
-        .iter()
-        .all(|r| *r <= tol * scale_t.max(f64::MIN_POSITIVE));
+    let converged = residuals.iter().all(|r| *r <= tol * scale_t.max(f64::MIN_POSITIVE));
     let mut vectors = Vec::with_capacity(idx.len());
     for &i in &idx {
         let mut y = vec![0.0; n];
@@ -298,11 +282,7 @@ mod tests {
             let (mut q, _) = Quadratic::with_spectrum(eig, &mut rng);
             let x = vec![0.3; n];
             let mut h = HessianOperator::new(&mut q, &x, HvpMethod::Exact).unwrap();
-            let cfg = LanczosConfig {
-                max_steps: n,
-                tol: 1e-14,
-                seed: 3,
-            };
+            let cfg = LanczosConfig { max_steps: n, tol: 1e-14, seed: 3 };
             let r = lanczos(&mut h, n, Which::Smallest, &cfg).unwrap();
             let mut want = eig.to_vec();
             want.sort_by(f64::total_cmp);
@@ -320,35 +300,19 @@ mod tests {
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         let (dvals, dvecs) = dense_symmetric_eigen(n, q.matrix()).unwrap();
         let mut op = DenseOperator::new(n, q.matrix().to_vec()).unwrap();
-        let cfg = LanczosConfig {
-            max_steps: 150,
-            tol: 1e-10,
-            seed: 7,
-        };
+        let cfg = LanczosConfig { max_steps: 150, tol: 1e-10, seed: 7 };
         for (which, k) in [(Which::Largest, 3usize), (Which::Smallest, 2)] {
             let r = lanczos(&mut op, k, which, &cfg).unwrap();
-            assert!(
-                r.converged,
-                "{which:?}: residuals {:?} after {} steps",
-                r.residuals, r.steps
-            );
+            assert!(r.converged, "{which:?}: residuals {:?} after {} steps", r.residuals, r.steps);
             assert!(r.steps < 150);
             for i in 0..k {
                 let j = match which {
                     Which::Largest => n - 1 - i,
                     Which::Smallest => i,
                 };
-                assert!(
-                    (r.values[i] - dvals[j]).abs() < 1e-8,
-                    "{which:?} {i}: {} vs {}",
-                    r.values[i],
-                    dvals[j]
-                );
+                assert!((r.values[i] - dvals[j]).abs() < 1e-8, "{which:?} {i}: {} vs {}", r.values[i], dvals[j]);
                 let overlap = dot(&r.vectors[i], &dvecs[j]).abs();
-                assert!(
-                    (overlap - 1.0).abs() < 1e-8,
-                    "{which:?} {i}: |<y, u>| = {overlap}"
-                );
+                assert!((overlap - 1.0).abs() < 1e-8, "{which:?} {i}: |<y, u>| = {overlap}");
                 // stated residual is the true residual
                 let mut ay = vec![0.0; n];
                 op.apply(&r.vectors[i], &mut ay).unwrap();
@@ -365,11 +329,7 @@ mod tests {
         eig.extend((0..25).map(|i| i as f64 * 0.01));
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         let mut op = DenseOperator::new(eig.len(), q.matrix().to_vec()).unwrap();
-        let cfg = LanczosConfig {
-            max_steps: eig.len(),
-            tol: 1e-12,
-            seed: 0,
-        };
+        let cfg = LanczosConfig { max_steps: eig.len(), tol: 1e-12, seed: 0 };
         let r = lanczos(&mut op, 5, Which::Largest, &cfg).unwrap();
         for (a, b) in r.values.iter().zip([5.0, 5.0, 5.0, 2.0, 2.0]) {
             assert!((a - b).abs() < 1e-8, "{:?}", r.values);
@@ -380,24 +340,12 @@ mod tests {
     fn invalid_settings_are_rejected() {
         let mut op = DenseOperator::new(2, vec![1.0, 0.0, 0.0, 2.0]).unwrap();
         let cfg = LanczosConfig::default();
-        assert!(matches!(
-            lanczos(&mut op, 0, Which::Largest, &cfg),
-            Err(Error::InvalidArgument { name: "k", .. })
-        ));
-        assert!(matches!(
-            lanczos(&mut op, 3, Which::Largest, &cfg),
-            Err(Error::InvalidArgument { name: "k", .. })
-        ));
-        let cfg = LanczosConfig {
-            max_steps: 1,
-            ..cfg
-        };
+        assert!(matches!(lanczos(&mut op, 0, Which::Largest, &cfg), Err(Error::InvalidArgument { name: "k", .. })));
+        assert!(matches!(lanczos(&mut op, 3, Which::Largest, &cfg), Err(Error::InvalidArgument { name: "k", .. })));
+        let cfg = LanczosConfig { max_steps: 1, ..cfg };
         assert!(matches!(
             lanczos(&mut op, 2, Which::Largest, &cfg),
-            Err(Error::InvalidArgument {
-                name: "max_steps",
-                ..
-            })
+            Err(Error::InvalidArgument { name: "max_steps", .. })
         ));
     }
 }

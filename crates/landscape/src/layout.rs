@@ -47,18 +47,10 @@ impl Layout {
         let mut offset = 0;
         for (name, shape) in shapes {
             let len = shape.iter().product::<usize>();
-            blocks.push(ParamBlock {
-                name: name.into(),
-                shape,
-                offset,
-                len,
-            });
+            blocks.push(ParamBlock { name: name.into(), shape, offset, len });
             offset += len;
         }
-        Self {
-            blocks,
-            total: offset,
-        }
+        Self { blocks, total: offset }
     }
 
     /// A layout with a single 1-D block of `n` parameters (for analytic objectives).
@@ -84,11 +76,7 @@ impl Layout {
             offset += b.len;
         }
         if offset != self.total {
-            return Err(Error::LengthMismatch {
-                what: "layout total",
-                expected: offset,
-                got: self.total,
-            });
+            return Err(Error::LengthMismatch { what: "layout total", expected: offset, got: self.total });
         }
         Ok(())
     }
@@ -100,12 +88,7 @@ impl From<&gradlab_core::params::ParamLayout> for Layout {
             blocks: p
                 .entries
                 .iter()
-                .map(|e| ParamBlock {
-                    name: e.name.clone(),
-                    shape: e.shape.clone(),
-                    offset: e.offset,
-                    len: e.len,
-                })
+                .map(|e| ParamBlock { name: e.name.clone(), shape: e.shape.clone(), offset: e.offset, len: e.len })
                 .collect(),
             total: p.total,
         }

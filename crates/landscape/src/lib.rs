@@ -20,3 +20,15 @@ pub mod vecops;
 pub use error::{Error, Result};
 pub use layout::{Layout, ParamBlock};
 pub use objective::{FnObjective, Objective, Replicate};
+
+pub mod experiment;
+
+/// The experiments of this crate, for the xtask runner (`configs/landscape-demo.json`).
+pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
+    vec![gradlab_core::experiment::Experiment {
+        entry: "landscape.demo",
+        description: "Train a small classifier, then PCA-plane + trajectory, filter-normalised random plane, top-2 Hessian \
+                      eigenvector plane, Lanczos extreme eigenvalues, Hutch++ trace and SLQ spectral density",
+        run: experiment::run,
+    }]
+}

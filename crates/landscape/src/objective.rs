@@ -28,8 +28,7 @@ pub trait Objective: Send {
     fn hvp_exact(&mut self, theta: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
         let _ = (theta, v, out);
         Err(Error::Unsupported(
-            "this objective has no exact Hessian-vector product; use HvpMethod::FiniteDifference"
-                .into(),
+            "this objective has no exact Hessian-vector product; use HvpMethod::FiniteDifference".into(),
         ))
     }
 }
@@ -82,32 +81,19 @@ pub struct FnObjective {
 
 impl std::fmt::Debug for FnObjective {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnObjective")
-            .field("dim", &self.dim)
-            .field("exact_hvp", &self.hvp.is_some())
-            .finish()
+        f.debug_struct("FnObjective").field("dim", &self.dim).field("exact_hvp", &self.hvp.is_some()).finish()
     }
 }
 
 impl FnObjective {
     /// Objective of dimension `dim` from a loss-and-optional-gradient closure.
-    pub fn new(
-        dim: usize,
-        f: impl Fn(&[f64], Option<&mut [f64]>) -> f64 + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            dim,
-            f: Arc::new(f),
-            hvp: None,
-        }
+    pub fn new(dim: usize, f: impl Fn(&[f64], Option<&mut [f64]>) -> f64 + Send + Sync + 'static) -> Self {
+        Self { dim, f: Arc::new(f), hvp: None }
     }
 
     /// Adds an exact Hessian-vector product `h(theta, v, out)`.
     #[must_use]
-    pub fn with_hvp(
-        mut self,
-        h: impl Fn(&[f64], &[f64], &mut [f64]) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_hvp(mut self, h: impl Fn(&[f64], &[f64], &mut [f64]) + Send + Sync + 'static) -> Self {
         self.hvp = Some(Arc::new(h));
         self
     }
@@ -135,9 +121,9 @@ impl Objective for FnObjective {
                 h(theta, v, out);
                 Ok(())
             }
-            None => Err(Error::Unsupported(
-                "FnObjective without with_hvp(..) has no exact Hessian-vector product".into(),
-            )),
+            None => {
+                Err(Error::Unsupported("FnObjective without with_hvp(..) has no exact Hessian-vector product".into()))
+            }
         }
     }
 }

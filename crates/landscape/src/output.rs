@@ -48,19 +48,10 @@ pub fn load_surface(dir: &Path, stem: &str) -> Result<Surface> {
     if js.loss.len() != js.xs.len() * js.ys.len() {
         return Err(Error::Mismatch {
             path,
-            reason: format!(
-                "{} losses for a {}×{} grid",
-                js.loss.len(),
-                js.xs.len(),
-                js.ys.len()
-            ),
+            reason: format!("{} losses for a {}×{} grid", js.loss.len(), js.xs.len(), js.ys.len()),
         });
     }
-    Ok(Surface {
-        xs: js.xs,
-        ys: js.ys,
-        loss: js.loss.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
-    })
+    Ok(Surface { xs: js.xs, ys: js.ys, loss: js.loss.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect() })
 }
 
 /// Writes the surface as a legacy-VTK (ASCII) `STRUCTURED_GRID` with points `(a, b, z)`, where
@@ -69,18 +60,10 @@ pub fn load_surface(dir: &Path, stem: &str) -> Result<Surface> {
 /// ParaView as is ("Warp By Scalar" is not needed: the height is already the loss).
 pub fn write_vtk(path: &Path, s: &Surface, z_scale: f64) -> Result<()> {
     let (nx, ny) = (s.xs.len(), s.ys.len());
-    let top = s
-        .loss
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let top = s.loss.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
     let top = if top.is_finite() { top } else { 0.0 };
     let mut out = String::with_capacity(64 * nx * ny);
-    let _ = writeln!(
-        out,
-        "# vtk DataFile Version 3.0\ngradlab-landscape loss surface\nASCII\nDATASET STRUCTURED_GRID"
-    );
+    let _ = writeln!(out, "# vtk DataFile Version 3.0\ngradlab-landscape loss surface\nASCII\nDATASET STRUCTURED_GRID");
     let _ = writeln!(out, "DIMENSIONS {nx} {ny} 1\nPOINTS {} double", nx * ny);
     for j in 0..ny {
         for i in 0..nx {
@@ -91,10 +74,7 @@ pub fn write_vtk(path: &Path, s: &Surface, z_scale: f64) -> Result<()> {
     }
     let _ = writeln!(out, "POINT_DATA {}", nx * ny);
     let fields: [(&str, Box<dyn Fn(f64) -> f64>); 3] = [
-        (
-            "loss",
-            Box::new(move |l: f64| if l.is_finite() { l } else { top }),
-        ),
+        ("loss", Box::new(move |l: f64| if l.is_finite() { l } else { top })),
         (
             "log10_loss",
             Box::new(move |l: f64| {
@@ -107,10 +87,7 @@ pub fn write_vtk(path: &Path, s: &Surface, z_scale: f64) -> Result<()> {
                 }
             }),
         ),
-        (
-            "valid",
-            Box::new(|l: f64| if l.is_finite() { 1.0 } else { 0.0 }),
-        ),
+        ("valid", Box::new(|l: f64| if l.is_finite() { 1.0 } else { 0.0 })),
     ];
     for (name, f) in &fields {
         let _ = writeln!(out, "SCALARS {name} double 1\nLOOKUP_TABLE default");
@@ -122,10 +99,7 @@ pub fn write_vtk(path: &Path, s: &Surface, z_scale: f64) -> Result<()> {
 }
 
 fn plot_err(stem: &Path, e: gradlab_core::Error) -> Error {
-    Error::Plot {
-        path: stem.to_path_buf(),
-        reason: e.to_string(),
-    }
+    Error::Plot { path: stem.to_path_buf(), reason: e.to_string() }
 }
 
 /// Filled-contour plot of a 2-D surface (log colour scale when `log_z`) with an optional
@@ -141,7 +115,7 @@ pub fn plot_contour(
     let mut hm = HeatMap::new(title, s.xs.clone(), s.ys.clone(), s.rows())
         .x_label(axis_labels.0)
         .y_label(axis_labels.1)
-        .z_label(if log_z { "loss (log10)" } else { "loss" })
+        .z_label(if log_z { "loss (log colour scale)" } else { "loss" })
         .contour_levels(24)
         .log_z(log_z)
         .marker("centre", (0.0, 0.0));
@@ -161,17 +135,9 @@ pub fn plot_surface3d(
     log_z: bool,
 ) -> Result<Vec<PathBuf>> {
     let tz = |v: f64| {
-        if log_z {
-            if v > 0.0 { v.log10() } else { f64::NAN }
-        } else {
-            v
-        }
+        if log_z { if v > 0.0 { v.log10() } else { f64::NAN } } else { v }
     };
-    let rows: Vec<Vec<f64>> = s
-        .rows()
-        .into_iter()
-        .map(|r| r.into_iter().map(tz).collect())
-        .collect();
+    let rows: Vec<Vec<f64>> = s.rows().into_iter().map(|r| r.into_iter().map(tz).collect()).collect();
     let mut p = Surface3d::new(title, s.xs.clone(), s.ys.clone(), rows).labels(
         axis_labels.0,
         axis_labels.1,
@@ -191,17 +157,9 @@ pub fn plot_lines(
     lines: &[(&str, &[f64], &[f64])],
     log_y: bool,
 ) -> Result<Vec<PathBuf>> {
-    let mut p = LinePlot::new(title)
-        .x_label(x_label)
-        .y_label("loss")
-        .log_y(log_y);
+    let mut p = LinePlot::new(title).x_label(x_label).y_label("loss").log_y(log_y);
     for (name, xs, ys) in lines {
-        let pts = xs
-            .iter()
-            .zip(ys.iter())
-            .filter(|(_, y)| y.is_finite())
-            .map(|(x, y)| (*x, *y))
-            .collect();
+        let pts = xs.iter().zip(ys.iter()).filter(|(_, y)| y.is_finite()).map(|(x, y)| (*x, *y)).collect();
         p = p.series(name, pts, Mark::LinePoints);
     }
     p.save(stem).map_err(|e| plot_err(stem, e))
@@ -216,23 +174,12 @@ pub fn plot_density(
     eigenvalues: &[f64],
 ) -> Result<Vec<PathBuf>> {
     let floor = 1e-8;
-    let pts: Vec<(f64, f64)> = grid
-        .iter()
-        .zip(density)
-        .map(|(x, d)| (*x, d.max(floor)))
-        .collect();
-    let mut p = LinePlot::new(title)
-        .x_label("eigenvalue")
-        .y_label("density (log scale)")
-        .log_y(true)
-        .line("SLQ density", pts);
+    let pts: Vec<(f64, f64)> = grid.iter().zip(density).map(|(x, d)| (*x, d.max(floor))).collect();
+    let mut p =
+        LinePlot::new(title).x_label("eigenvalue").y_label("density (log scale)").log_y(true).line("SLQ density", pts);
     if !eigenvalues.is_empty() {
         let top = density.iter().copied().fold(floor, f64::max);
-        p = p.series(
-            "Lanczos extreme eigenvalues",
-            eigenvalues.iter().map(|e| (*e, top)).collect(),
-            Mark::Points,
-        );
+        p = p.series("Lanczos extreme eigenvalues", eigenvalues.iter().map(|e| (*e, top)).collect(), Mark::Points);
     }
     p.save(stem).map_err(|e| plot_err(stem, e))
 }
@@ -279,30 +226,17 @@ mod tests {
         assert_eq!(lines[3], "DATASET STRUCTURED_GRID");
         assert_eq!(lines[4], "DIMENSIONS 4 3 1");
         assert_eq!(lines[5], "POINTS 12 double");
-        let pts: Vec<Vec<f64>> = lines[6..18]
-            .iter()
-            .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
-            .collect();
+        let pts: Vec<Vec<f64>> =
+            lines[6..18].iter().map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect()).collect();
         // x fastest, then y; z = 2 · loss
         assert_eq!(pts[5][0], 0.0);
         assert_eq!(pts[5][1], 0.5);
         assert!((pts[5][2] - 2.0 * s.loss[5]).abs() < 1e-12);
-        let top = s
-            .loss
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(f64::MIN, f64::max);
+        let top = s.loss.iter().copied().filter(|v| v.is_finite()).fold(f64::MIN, f64::max);
         assert!((pts[7][2] - 2.0 * top).abs() < 1e-9 * top);
         assert_eq!(lines[18], "POINT_DATA 12");
-        let valid_at = lines
-            .iter()
-            .position(|l| l.starts_with("SCALARS valid"))
-            .unwrap();
-        let valid: Vec<f64> = lines[valid_at + 2..valid_at + 14]
-            .iter()
-            .map(|v| v.parse().unwrap())
-            .collect();
+        let valid_at = lines.iter().position(|l| l.starts_with("SCALARS valid")).unwrap();
+        let valid: Vec<f64> = lines[valid_at + 2..valid_at + 14].iter().map(|v| v.parse().unwrap()).collect();
         assert_eq!(valid.iter().filter(|v| **v == 0.0).count(), 1);
         assert_eq!(valid[7], 0.0);
         assert_eq!(lines.len(), 19 + 3 * 14);
@@ -313,40 +247,11 @@ mod tests {
         let s = surface();
         let dir = tempfile::tempdir().unwrap();
         let traj = [(1.5, 1.2), (0.5, 0.3), (0.0, 0.0)];
-        let f = plot_contour(
-            &dir.path().join("contour"),
-            "test",
-            &s,
-            ("a", "b"),
-            Some(&traj),
-            true,
-        )
-        .unwrap();
-        let f3 = plot_surface3d(
-            &dir.path().join("surf"),
-            "test",
-            &s,
-            ("a", "b"),
-            Some(&[(0.0, 0.0, 1.0)]),
-            true,
-        )
-        .unwrap();
-        let fl = plot_lines(
-            &dir.path().join("line"),
-            "test",
-            "t",
-            &[("l", &s.xs, &s.loss[..4])],
-            false,
-        )
-        .unwrap();
-        let fd = plot_density(
-            &dir.path().join("dens"),
-            "test",
-            &[0.0, 1.0, 2.0],
-            &[0.1, 0.5, 0.0],
-            &[2.0],
-        )
-        .unwrap();
+        let f = plot_contour(&dir.path().join("contour"), "test", &s, ("a", "b"), Some(&traj), true).unwrap();
+        let f3 =
+            plot_surface3d(&dir.path().join("surf"), "test", &s, ("a", "b"), Some(&[(0.0, 0.0, 1.0)]), true).unwrap();
+        let fl = plot_lines(&dir.path().join("line"), "test", "t", &[("l", &s.xs, &s.loss[..4])], false).unwrap();
+        let fd = plot_density(&dir.path().join("dens"), "test", &[0.0, 1.0, 2.0], &[0.1, 0.5, 0.0], &[2.0]).unwrap();
         for p in f.iter().chain(&f3).chain(&fl).chain(&fd) {
             assert!(std::fs::metadata(p).unwrap().len() > 1000, "{p:?}");
         }

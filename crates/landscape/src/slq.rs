@@ -29,11 +29,7 @@ pub struct SlqConfig {
 
 impl Default for SlqConfig {
     fn default() -> Self {
-        Self {
-            probes: 4,
-            steps: 60,
-            seed: 0,
-        }
+        Self { probes: 4, steps: 60, seed: 0 }
     }
 }
 
@@ -60,28 +56,16 @@ impl SpectralQuadrature {
 
     /// Smallest and largest node over all probes.
     pub fn range(&self) -> (f64, f64) {
-        self.nodes
-            .iter()
-            .flatten()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                (a.min(*x), b.max(*x))
-            })
+        self.nodes.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)))
     }
 
     /// Gaussian-smoothed density on `grid` with kernel width `sigma` (integrates to 1 over ℝ).
     pub fn density(&self, grid: &[f64], sigma: f64) -> Result<Vec<f64>> {
         if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(Error::InvalidArgument {
-                name: "sigma",
-                value: sigma.to_string(),
-                allowed: "finite and > 0",
-            });
+            return Err(Error::InvalidArgument { name: "sigma", value: sigma.to_string(), allowed: "finite and > 0" });
         }
         let c = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
-        Ok(grid
-            .iter()
-            .map(|t| self.mean_of(|x| c * (-0.5 * ((t - x) / sigma).powi(2)).exp()))
-            .collect())
+        Ok(grid.iter().map(|t| self.mean_of(|x| c * (-0.5 * ((t - x) / sigma).powi(2)).exp())).collect())
     }
 }
 
@@ -96,9 +80,8 @@ pub fn slq<L: LinearOperator + ?Sized>(op: &mut L, cfg: &SlqConfig) -> Result<Sp
     }
     let n = op.dim();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let probes: Vec<Vec<f64>> = (0..cfg.probes)
-        .map(|_| (0..n).map(|_| StandardNormal.sample(&mut rng)).collect())
-        .collect();
+    let probes: Vec<Vec<f64>> =
+        (0..cfg.probes).map(|_| (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()).collect();
     slq_with_probes(op, &probes, cfg.steps)
 }
 
@@ -145,10 +128,7 @@ mod tests {
         for p in 0..=(2 * m - 1) {
             let want = dot(&v, &w) / vv;
             let got = quad.mean_of(|x| x.powi(p as i32));
-            assert!(
-                (got - want).abs() < 1e-10 * (1.0 + want.abs()),
-                "p={p}: {got} vs {want}"
-            );
+            assert!((got - want).abs() < 1e-10 * (1.0 + want.abs()), "p={p}: {got} vs {want}");
             op.apply(&w, &mut tmp).unwrap();
             std::mem::swap(&mut w, &mut tmp);
         }
@@ -163,41 +143,18 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let n = 200;
         // two clusters: 150 eigenvalues near 0, 50 near 5
-        let eig: Vec<f64> = (0..n)
-            .map(|i| {
-                if i < 150 {
-                    rng.random_range(-0.2..0.2)
-                } else {
-                    rng.random_range(4.8..5.2)
-                }
-            })
-            .collect();
+        let eig: Vec<f64> =
+            (0..n).map(|i| if i < 150 { rng.random_range(-0.2..0.2) } else { rng.random_range(4.8..5.2) }).collect();
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         let mut op = DenseOperator::new(n, q.matrix().to_vec()).unwrap();
-        let quad = slq(
-            &mut op,
-            &SlqConfig {
-                probes: 20,
-                steps: 40,
-                seed: 3,
-            },
-        )
-        .unwrap();
-        let grid: Vec<f64> = (0..=2000)
-            .map(|i| -3.0 + 11.0 * i as f64 / 2000.0)
-            .collect();
+        let quad = slq(&mut op, &SlqConfig { probes: 20, steps: 40, seed: 3 }).unwrap();
+        let grid: Vec<f64> = (0..=2000).map(|i| -3.0 + 11.0 * i as f64 / 2000.0).collect();
         let dens = quad.density(&grid, 0.1).unwrap();
         let dx = grid[1] - grid[0];
         let total: f64 = dens.iter().sum::<f64>() * dx;
         assert!((total - 1.0).abs() < 1e-3, "integral {total}");
         // mass of the upper cluster ≈ 50/200; the probe average has std ≈ sqrt(2·0.25·0.75/(n·P)) ≈ 0.0097
-        let upper: f64 = grid
-            .iter()
-            .zip(&dens)
-            .filter(|(t, _)| **t > 2.5)
-            .map(|(_, d)| d)
-            .sum::<f64>()
-            * dx;
+        let upper: f64 = grid.iter().zip(&dens).filter(|(t, _)| **t > 2.5).map(|(_, d)| d).sum::<f64>() * dx;
         assert!((upper - 0.25).abs() < 0.04, "upper mass {upper}");
         let (lo, hi) = quad.range();
         assert!(lo > -0.25 && hi < 5.25 && hi > 4.7, "range {lo}..{hi}");

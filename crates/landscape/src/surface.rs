@@ -62,15 +62,7 @@ impl Axis {
             return vec![self.min];
         }
         let step = (self.max - self.min) / (self.points - 1) as f64;
-        (0..self.points)
-            .map(|i| {
-                if i + 1 == self.points {
-                    self.max
-                } else {
-                    self.min + step * i as f64
-                }
-            })
-            .collect()
+        (0..self.points).map(|i| if i + 1 == self.points { self.max } else { self.min + step * i as f64 }).collect()
     }
 }
 
@@ -88,10 +80,7 @@ pub struct Surface {
 impl Surface {
     /// Rows `z[j][i]` as the plot builders want them.
     pub fn rows(&self) -> Vec<Vec<f64>> {
-        self.loss
-            .chunks(self.xs.len())
-            .map(<[f64]>::to_vec)
-            .collect()
+        self.loss.chunks(self.xs.len()).map(<[f64]>::to_vec).collect()
     }
     /// Loss at grid index `(i, j)`.
     pub fn at(&self, i: usize, j: usize) -> f64 {
@@ -209,11 +198,7 @@ where
         _ => {
             return Err(Error::InvalidArgument {
                 name: "directions",
-                value: format!(
-                    "{} direction(s) with y axis {}",
-                    dirs.len(),
-                    if y.is_some() { "set" } else { "unset" }
-                ),
+                value: format!("{} direction(s) with y axis {}", dirs.len(), if y.is_some() { "set" } else { "unset" }),
                 allowed: "one direction without a y axis (line) or two with a y axis (plane)",
             });
         }
@@ -246,36 +231,22 @@ where
     let mut writer = None;
     let mut done: HashMap<usize, f64> = HashMap::new();
     if let Some(path) = &opts.resume_file {
-        let exists = path.exists()
-            && std::fs::metadata(path)
-                .map(|m| m.len() > 0)
-                .unwrap_or(false);
+        let exists = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
         if exists {
             done = read_partial(path, &fp, total)?;
         }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
         let mut w = BufWriter::new(f);
         if exists {
             // an interrupted write may have left a partial last line: start on a fresh one
             let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
             if text.last() != Some(&b'\n') {
-                writeln!(w)
-                    .and_then(|_| w.flush())
-                    .map_err(|e| Error::io(path, e))?;
+                writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
             }
         } else {
-            let h = Header {
-                fingerprint: fp.clone(),
-                points: total,
-            };
+            let h = Header { fingerprint: fp.clone(), points: total };
             serde_json::to_writer(&mut w, &h).map_err(|e| Error::json(path, e))?;
-            writeln!(w)
-                .and_then(|_| w.flush())
-                .map_err(|e| Error::io(path, e))?;
+            writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
         }
         writer = Some(Mutex::new((w, path.clone())));
     }
@@ -286,20 +257,16 @@ where
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(todo.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {pos}/{len} points {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} points {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b.set_message("surface");
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| Error::InvalidArgument {
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().map_err(|e| Error::InvalidArgument {
             name: "threads",
             value: format!("{} ({e})", opts.threads),
             allowed: "a thread count the OS can start",
@@ -330,29 +297,17 @@ where
                 if let Some(w) = &writer {
                     let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
                     let (w, path) = &mut *g;
-                    let rec = PointRecord {
-                        i,
-                        loss: l.is_finite().then_some(l),
-                    };
-                    serde_json::to_writer(&mut *w, &rec)
-                        .map_err(|e| Error::json(path.clone(), e))?;
-                    writeln!(w)
-                        .and_then(|_| w.flush())
-                        .map_err(|e| Error::io(path.clone(), e))?;
+                    let rec = PointRecord { i, loss: l.is_finite().then_some(l) };
+                    serde_json::to_writer(&mut *w, &rec).map_err(|e| Error::json(path.clone(), e))?;
+                    writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path.clone(), e))?;
                 }
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((i, l));
+                results.lock().unwrap_or_else(|p| p.into_inner()).push((i, l));
                 bar.inc(1);
             }
         };
         if let Err(e) = run() {
             stop.store(true, Ordering::Relaxed);
-            first_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
+            first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
         }
     };
     pool.broadcast(work);
@@ -367,13 +322,7 @@ where
 }
 
 /// Merges the resume files of several shards into one surface on the given axes.
-pub fn merge_partials(
-    files: &[PathBuf],
-    center: &[f64],
-    dirs: &[&[f64]],
-    x: Axis,
-    y: Option<Axis>,
-) -> Result<Surface> {
+pub fn merge_partials(files: &[PathBuf], center: &[f64], dirs: &[&[f64]], x: Axis, y: Option<Axis>) -> Result<Surface> {
     let xs = x.values();
     let ys = y.map_or(vec![0.0], |a| a.values());
     let total = xs.len() * ys.len();
@@ -420,18 +369,9 @@ pub fn project(center: &[f64], dirs: &[&[f64]], points: &[Vec<f64>]) -> Result<V
         let rhs: Vec<f64> = dirs.iter().map(|d| dot(d, &r)).collect();
         let coords = solve_small(&g, &rhs, k)?;
         combine(center, &coords, dirs, &mut proj);
-        let resid: f64 = p
-            .iter()
-            .zip(&proj)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let resid: f64 = p.iter().zip(&proj).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
         let rn = dot(&r, &r).sqrt();
-        out.push(Projection {
-            coords,
-            residual: resid,
-            relative_residual: if rn > 0.0 { resid / rn } else { 0.0 },
-        });
+        out.push(Projection { coords, residual: resid, relative_residual: if rn > 0.0 { resid / rn } else { 0.0 } });
     }
     Ok(out)
 }
@@ -443,9 +383,7 @@ fn solve_small(g: &[f64], rhs: &[f64], k: usize) -> Result<Vec<f64>> {
     let mut b = rhs.to_vec();
     let scale = (0..k).map(|i| a[i * k + i].abs()).fold(0.0, f64::max);
     for c in 0..k {
-        let p = (c..k)
-            .max_by(|&i, &j| a[i * k + c].abs().total_cmp(&a[j * k + c].abs()))
-            .unwrap_or(c);
+        let p = (c..k).max_by(|&i, &j| a[i * k + c].abs().total_cmp(&a[j * k + c].abs())).unwrap_or(c);
         if a[p * k + c].abs() <= 1e-13 * scale {
             return Err(Error::InvalidArgument {
                 name: "directions",
@@ -498,11 +436,7 @@ pub fn project_trajectory<O: Objective + ?Sized>(
         let loss_real = objective.loss(p)?;
         combine(center, &pr.coords, dirs, &mut theta);
         let loss_projected = objective.loss(&theta)?;
-        out.push(TrajectoryPoint {
-            projection: pr,
-            loss_real,
-            loss_projected,
-        });
+        out.push(TrajectoryPoint { projection: pr, loss_real, loss_projected });
     }
     Ok(out)
 }
@@ -547,32 +481,17 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let eig: Vec<f64> = (0..8).map(|i| i as f64 - 2.0).collect();
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
-        (
-            q,
-            gaussian(8, &mut rng),
-            gaussian(8, &mut rng),
-            gaussian(8, &mut rng),
-        )
+        (q, gaussian(8, &mut rng), gaussian(8, &mut rng), gaussian(8, &mut rng))
     }
 
     #[test]
     fn plane_matches_closed_form_for_one_and_two_threads() {
         let (q, c, d1, d2) = setup(0);
         let a = q.matrix().to_vec();
-        let qa = |v: &[f64]| -> f64 {
-            0.5 * (0..8)
-                .map(|i| v[i] * dot(&a[i * 8..i * 8 + 8], v))
-                .sum::<f64>()
-        };
-        let (x, y) = (
-            Axis::new(-1.0, 1.0, 7).unwrap(),
-            Axis::new(-0.5, 2.0, 5).unwrap(),
-        );
+        let qa = |v: &[f64]| -> f64 { 0.5 * (0..8).map(|i| v[i] * dot(&a[i * 8..i * 8 + 8], v)).sum::<f64>() };
+        let (x, y) = (Axis::new(-1.0, 1.0, 7).unwrap(), Axis::new(-0.5, 2.0, 5).unwrap());
         for threads in [1, 2] {
-            let opts = SurfaceOptions {
-                threads,
-                ..Default::default()
-            };
+            let opts = SurfaceOptions { threads, ..Default::default() };
             let s = evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &opts).unwrap();
             assert_eq!(s.loss.len(), 35);
             for (j, b) in s.ys.iter().enumerate() {
@@ -593,43 +512,22 @@ mod tests {
     #[test]
     fn interrupted_surface_resumes_without_recomputing_finished_points() {
         let (q, c, d1, d2) = setup(1);
-        let (x, y) = (
-            Axis::new(-1.0, 1.0, 6).unwrap(),
-            Axis::new(-1.0, 1.0, 4).unwrap(),
-        );
-        let full =
-            evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &SurfaceOptions::default()).unwrap();
+        let (x, y) = (Axis::new(-1.0, 1.0, 6).unwrap(), Axis::new(-1.0, 1.0, 4).unwrap());
+        let full = evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &SurfaceOptions::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("partial.jsonl");
-        let opts = SurfaceOptions {
-            threads: 2,
-            resume_file: Some(file.clone()),
-            ..Default::default()
-        };
+        let opts = SurfaceOptions { threads: 2, resume_file: Some(file.clone()), ..Default::default() };
         let count = Arc::new(AtomicUsize::new(0));
-        let flaky = Flaky {
-            inner: q.clone(),
-            count: count.clone(),
-            limit: 10,
-        };
+        let flaky = Flaky { inner: q.clone(), count: count.clone(), limit: 10 };
         assert!(evaluate_surface(&flaky, &c, &[&d1, &d2], x, Some(y), &opts).is_err());
         // an interruption in the middle of a write leaves a partial line
         let mut f = OpenOptions::new().append(true).open(&file).unwrap();
         write!(f, "{{\"i\": 3, \"lo").unwrap();
         drop(f);
-        let finished = std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .filter(|l| l.ends_with('}'))
-            .count()
-            - 1;
+        let finished = std::fs::read_to_string(&file).unwrap().lines().filter(|l| l.ends_with('}')).count() - 1;
         assert!(finished >= 8 && finished <= 10, "finished {finished}");
         let count2 = Arc::new(AtomicUsize::new(0));
-        let ok = Flaky {
-            inner: q.clone(),
-            count: count2.clone(),
-            limit: usize::MAX,
-        };
+        let ok = Flaky { inner: q.clone(), count: count2.clone(), limit: usize::MAX };
         let resumed = evaluate_surface(&ok, &c, &[&d1, &d2], x, Some(y), &opts).unwrap();
         assert_eq!(count2.load(Ordering::SeqCst), 24 - finished);
         for (a, b) in resumed.loss.iter().zip(&full.loss) {
@@ -637,30 +535,19 @@ mod tests {
         }
         // a third run has nothing left to do
         let count3 = Arc::new(AtomicUsize::new(0));
-        let ok = Flaky {
-            inner: q.clone(),
-            count: count3.clone(),
-            limit: usize::MAX,
-        };
+        let ok = Flaky { inner: q.clone(), count: count3.clone(), limit: usize::MAX };
         evaluate_surface(&ok, &c, &[&d1, &d2], x, Some(y), &opts).unwrap();
         assert_eq!(count3.load(Ordering::SeqCst), 0);
         // a different surface refuses the file
         let other = Axis::new(-2.0, 1.0, 6).unwrap();
-        assert!(matches!(
-            evaluate_surface(&q, &c, &[&d1, &d2], other, Some(y), &opts),
-            Err(Error::Mismatch { .. })
-        ));
+        assert!(matches!(evaluate_surface(&q, &c, &[&d1, &d2], other, Some(y), &opts), Err(Error::Mismatch { .. })));
     }
 
     #[test]
     fn shards_merge_into_the_full_surface() {
         let (q, c, d1, d2) = setup(2);
-        let (x, y) = (
-            Axis::new(-1.0, 1.0, 5).unwrap(),
-            Axis::new(-1.0, 1.0, 5).unwrap(),
-        );
-        let full =
-            evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &SurfaceOptions::default()).unwrap();
+        let (x, y) = (Axis::new(-1.0, 1.0, 5).unwrap(), Axis::new(-1.0, 1.0, 5).unwrap());
+        let full = evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &SurfaceOptions::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut files = vec![];
         for rank in 0..3 {
@@ -677,10 +564,7 @@ mod tests {
         }
         let merged = merge_partials(&files, &c, &[&d1, &d2], x, Some(y)).unwrap();
         assert_eq!(merged.loss, full.loss);
-        let bad = SurfaceOptions {
-            shard: Some((3, 3)),
-            ..Default::default()
-        };
+        let bad = SurfaceOptions { shard: Some((3, 3)), ..Default::default() };
         assert!(evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &bad).is_err());
     }
 
@@ -699,28 +583,17 @@ mod tests {
         crate::vecops::scale(0.3, &mut noise);
         let pts: Vec<Vec<f64>> = [(0.2, -1.0), (1.5, 0.25), (0.0, 0.0)]
             .iter()
-            .map(|(a, b)| {
-                (0..n)
-                    .map(|k| c[k] + a * d1[k] + b * d2[k] + noise[k])
-                    .collect()
-            })
+            .map(|(a, b)| (0..n).map(|k| c[k] + a * d1[k] + b * d2[k] + noise[k]).collect())
             .collect();
         let pr = project(&c, &[&d1, &d2], &pts).unwrap();
         for (p, (a, b)) in pr.iter().zip([(0.2, -1.0), (1.5, 0.25), (0.0, 0.0)]) {
-            assert!(
-                (p.coords[0] - a).abs() < 1e-10 && (p.coords[1] - b).abs() < 1e-10,
-                "{:?}",
-                p.coords
-            );
+            assert!((p.coords[0] - a).abs() < 1e-10 && (p.coords[1] - b).abs() < 1e-10, "{:?}", p.coords);
             assert!((p.residual - 0.3).abs() < 1e-10);
         }
         assert!(project(&c, &[&d1, &d1], &pts).is_err());
         // losses at the checkpoint and at its projection
         let mut q = crate::testfns::Quadratic::new(vec![0.0; n * n], vec![0.0; n]).unwrap();
         let tp = project_trajectory(&mut q, &c, &[&d1, &d2], &pts).unwrap();
-        assert!(
-            tp.iter()
-                .all(|t| t.loss_real == 0.0 && t.loss_projected == 0.0)
-        );
+        assert!(tp.iter().all(|t| t.loss_real == 0.0 && t.loss_projected == 0.0));
     }
 }

@@ -22,12 +22,7 @@ impl Quadratic {
     pub fn new(a: Vec<f64>, center: Vec<f64>) -> Result<Self> {
         let n = center.len();
         check_len("a (n*n)", n * n, a.len())?;
-        Ok(Self {
-            n,
-            a,
-            center,
-            tmp: vec![0.0; n],
-        })
+        Ok(Self { n, a, center, tmp: vec![0.0; n] })
     }
 
     /// `A = Q diag(eigenvalues) Qᵀ` with a random orthogonal `Q` (Gram–Schmidt of a Gaussian
@@ -37,13 +32,8 @@ impl Quadratic {
         let n = eigenvalues.len();
         let mut q;
         loop {
-            let g: Vec<Vec<f64>> = (0..n)
-                .map(|_| {
-                    (0..n)
-                        .map(|_| rng.sample::<f64, _>(StandardNormal))
-                        .collect()
-                })
-                .collect();
+            let g: Vec<Vec<f64>> =
+                (0..n).map(|_| (0..n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect()).collect();
             q = orthonormal_basis(&g, 1e-8);
             if q.len() == n {
                 break;
@@ -65,10 +55,7 @@ impl Quadratic {
                 a[j * n + i] = s;
             }
         }
-        (
-            Self::new(a, vec![0.0; n]).expect("sizes agree by construction"),
-            q,
-        )
+        (Self::new(a, vec![0.0; n]).expect("sizes agree by construction"), q)
     }
 
     /// The matrix `A`, row-major.

@@ -25,9 +25,7 @@ pub struct TraceEstimate {
 }
 
 fn rademacher(n: usize, rng: &mut impl Rng) -> Vec<f64> {
-    (0..n)
-        .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-        .collect()
+    (0..n).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
 }
 
 fn mean_and_se(samples: &[f64]) -> (f64, f64) {
@@ -41,11 +39,7 @@ fn mean_and_se(samples: &[f64]) -> (f64, f64) {
 }
 
 /// Hutchinson's estimator `tr(A) ≈ (1/m) Σ zᵀ A z` with `m = probes` Rademacher vectors.
-pub fn hutchinson<L: LinearOperator + ?Sized>(
-    op: &mut L,
-    probes: usize,
-    rng: &mut impl Rng,
-) -> Result<TraceEstimate> {
+pub fn hutchinson<L: LinearOperator + ?Sized>(op: &mut L, probes: usize, rng: &mut impl Rng) -> Result<TraceEstimate> {
     if probes < 2 {
         return Err(Error::InvalidArgument {
             name: "probes",
@@ -62,20 +56,12 @@ pub fn hutchinson<L: LinearOperator + ?Sized>(
         samples.push(dot(&z, &az));
     }
     let (trace, std_error) = mean_and_se(&samples);
-    Ok(TraceEstimate {
-        trace,
-        std_error,
-        products: probes,
-    })
+    Ok(TraceEstimate { trace, std_error, products: probes })
 }
 
 /// Hutch++ with a budget of `products` operator applications (at least 6): `k = products/3`
 /// sketch vectors, `k` projections, the rest as Hutchinson probes on the deflated operator.
-pub fn hutch_pp<L: LinearOperator + ?Sized>(
-    op: &mut L,
-    products: usize,
-    rng: &mut impl Rng,
-) -> Result<TraceEstimate> {
+pub fn hutch_pp<L: LinearOperator + ?Sized>(op: &mut L, products: usize, rng: &mut impl Rng) -> Result<TraceEstimate> {
     if products < 6 {
         return Err(Error::InvalidArgument {
             name: "products",
@@ -116,11 +102,7 @@ pub fn hutch_pp<L: LinearOperator + ?Sized>(
         samples.push(dot(&g, &ag));
     }
     let (t_res, std_error) = mean_and_se(&samples);
-    Ok(TraceEstimate {
-        trace: t_low + t_res,
-        std_error,
-        products: used,
-    })
+    Ok(TraceEstimate { trace: t_low + t_res, std_error, products: used })
 }
 
 #[cfg(test)]
@@ -153,12 +135,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(100 + s);
             let e = hutchinson(&mut op, m, &mut rng).unwrap();
             assert_eq!(e.products, m);
-            assert!(
-                (e.trace - tr).abs() < 4.0 * e.std_error,
-                "seed {s}: {} vs {tr} ± {}",
-                e.trace,
-                e.std_error
-            );
+            assert!((e.trace - tr).abs() < 4.0 * e.std_error, "seed {s}: {} vs {tr} ± {}", e.trace, e.std_error);
             sq += (e.trace - tr).powi(2);
         }
         // empirical mean squared error vs theory var1/m (χ² with 40 dof: within a factor ~1.6)
@@ -186,10 +163,7 @@ mod tests {
         }
         let rmse_pp = (sq / seeds as f64).sqrt();
         let rmse_h = (var1 / budget as f64).sqrt();
-        assert!(
-            rmse_pp < 0.1 * rmse_h,
-            "Hutch++ RMSE {rmse_pp} vs Hutchinson {rmse_h}"
-        );
+        assert!(rmse_pp < 0.1 * rmse_h, "Hutch++ RMSE {rmse_pp} vs Hutchinson {rmse_h}");
         // relative accuracy on this spectrum: better than 1 %
         assert!(rmse_pp < 0.01 * tr, "{rmse_pp} vs trace {tr}");
     }
@@ -198,16 +172,7 @@ mod tests {
     fn too_small_budgets_are_rejected() {
         let (mut op, _, _) = psd_decaying(5, 2);
         let mut rng = StdRng::seed_from_u64(0);
-        assert!(matches!(
-            hutchinson(&mut op, 1, &mut rng),
-            Err(Error::InvalidArgument { name: "probes", .. })
-        ));
-        assert!(matches!(
-            hutch_pp(&mut op, 5, &mut rng),
-            Err(Error::InvalidArgument {
-                name: "products",
-                ..
-            })
-        ));
+        assert!(matches!(hutchinson(&mut op, 1, &mut rng), Err(Error::InvalidArgument { name: "probes", .. })));
+        assert!(matches!(hutch_pp(&mut op, 5, &mut rng), Err(Error::InvalidArgument { name: "products", .. })));
     }
 }
