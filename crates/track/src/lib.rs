@@ -16,6 +16,8 @@ pub mod lap;
 pub mod gnn;
 #[cfg(feature = "wip-gnn")]
 pub mod assign;
+#[cfg(feature = "wip-gnn")]
+pub mod training;
 
 pub use error::{Error, Result};
 

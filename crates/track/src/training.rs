@@ -1,0 +1,551 @@
+//! PAT and PTT training of the interaction network with the core [`Trainer`], and the
+//! reconstruction/evaluation helpers they share.
+//!
+//! - **PAT** (predict-and-track, end to end): `ŷ = assign(1 − σ(z))` per layer pair with the
+//!   blackbox gradient ([`crate::assign`]); Hamming loss `mean(ŷ(1 − y) + (1 − ŷ)y)` computed
+//!   separately on tracker edges (target hit in the first `tracker_layers` layers) and on
+//!   calorimeter edges, then summed.
+//! - **PTT** (predict-then-track): binary cross-entropy on the edge probabilities, tracker and
+//!   calorimeter terms summed the same way; the assignment runs at inference only.
+//!
+//! The trainer sees one frame per micro-batch (`batch_size = 1`) and accumulates `grad_accum`
+//! of them per optimiser step (32 in the paper); validation reconstructs tracks on the validation
+//! frames and reports `purity`, `efficiency`, edge `tpr`/`fpr`, which selects the best checkpoint
+//! (`monitor = "purity"`, `monitor_mode = "max"`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use gradlab_core::observe::Observer;
+use gradlab_core::train::{TrainConfig, TrainReport, Trainer, Validation};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::assign::{AssignConfig, FrameLap, assign};
+use crate::gnn::{GnnConfig, GraphInput, GraphKind, InteractionNetwork, seeded_init};
+use crate::graph::{GraphConfig, HitGraph, LineGraph};
+use crate::lap::Unmatched;
+use crate::sim::Frame;
+use crate::tracks::{FrameMetrics, TrackFilter, build_tracks, evaluate};
+
+/// Map a crate error into the core error type the trainer speaks.
+pub(crate) fn core_err(e: crate::Error) -> gradlab_core::Error {
+    gradlab_core::Error::invalid("gradlab-track", e.to_string(), "see the message")
+}
+
+/// Training method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Predict-and-track: Hamming loss through the assignment.
+    Pat,
+    /// Predict-then-track: BCE on edge probabilities.
+    Ptt,
+}
+
+/// One frame prepared for the network.
+#[derive(Debug, Clone)]
+pub struct FrameData {
+    /// The hit graph (truth, positions, track building).
+    pub graph: HitGraph,
+    /// Network inputs.
+    pub input: GraphInput,
+    /// Per-layer assignment structure.
+    pub lap: Arc<FrameLap>,
+    /// Edge truth as 0/1 `[E]` (f32).
+    pub truth: Tensor,
+    /// 1 on tracker edges `[E]` (f32).
+    pub tracker_mask: Tensor,
+    /// Number of tracker edges.
+    pub n_tracker: usize,
+}
+
+impl FrameData {
+    /// Build graphs and tensors of a frame. Tracker edges are those whose target hit lies in the
+    /// first `tracker_layers` layers.
+    pub fn new(frame: &Frame, graph: &GraphConfig, model: &GnnConfig, tracker_layers: u16, dev: &Device) -> crate::Result<Self> {
+        let g = HitGraph::build(frame, graph)?;
+        Self::from_graph(g, model, tracker_layers, dev)
+    }
+
+    /// From a hit graph.
+    pub fn from_graph(g: HitGraph, model: &GnnConfig, tracker_layers: u16, dev: &Device) -> crate::Result<Self> {
+        let input = match model.graph {
+            GraphKind::Line => GraphInput::line(&LineGraph::build(&g), model, dev),
+            GraphKind::Hit => GraphInput::hit(&g, dev),
+        }
+        .map_err(|e| crate::Error::InvalidArgument { name: "graph", value: e.to_string(), allowed: "a graph the network accepts".into() })?;
+        let m = g.num_edges();
+        let truth: Vec<f32> = g.edge_truth.iter().map(|&t| if t { 1.0 } else { 0.0 }).collect();
+        let trk: Vec<f32> = g.dst.iter().map(|&d| if g.layer[d as usize] < tracker_layers { 1.0 } else { 0.0 }).collect();
+        let n_tracker = trk.iter().filter(|&&x| x > 0.0).count();
+        let lap = Arc::new(FrameLap::new(&g)?);
+        let t = |v: Vec<f32>| {
+            Tensor::from_vec(v, m, dev).map_err(|e| crate::Error::InvalidArgument { name: "tensor", value: e.to_string(), allowed: "".into() })
+        };
+        Ok(FrameData { truth: t(truth)?, tracker_mask: t(trk)?, input, lap, graph: g, n_tracker })
+    }
+
+    /// Number of hit-graph edges.
+    pub fn num_edges(&self) -> usize {
+        self.graph.num_edges()
+    }
+}
+
+/// Prepare many frames in parallel.
+pub fn prepare(frames: &[Frame], graph: &GraphConfig, model: &GnnConfig, tracker_layers: u16) -> crate::Result<Vec<FrameData>> {
+    frames.par_iter().map(|f| FrameData::new(f, graph, model, tracker_layers, &Device::Cpu)).collect()
+}
+
+/// The network with its parameters.
+pub struct Model {
+    /// Parameters (incl. BatchNorm running statistics).
+    pub vm: VarMap,
+    /// The network.
+    pub net: InteractionNetwork,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("net", &self.net).finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// A freshly initialised network (deterministic in `seed`).
+    pub fn new(cfg: &GnnConfig, seed: u64) -> gradlab_core::Result<Self> {
+        let vm = VarMap::new();
+        let net = InteractionNetwork::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        seeded_init(&vm, seed)?;
+        Ok(Model { vm, net })
+    }
+
+    /// Edge probabilities (eval mode: BatchNorm running statistics).
+    pub fn probabilities(&self, fd: &FrameData) -> gradlab_core::Result<Vec<f32>> {
+        let z = self.net.forward_t(&fd.input, false)?;
+        Ok(candle_nn::ops::sigmoid(&z)?.to_vec1::<f32>()?)
+    }
+}
+
+/// Masked means of a per-edge loss: tracker term + calorimeter term (empty terms are dropped).
+fn split_mean(per_edge: &Tensor, fd: &FrameData) -> candle_core::Result<Tensor> {
+    let n = fd.num_edges();
+    let n_cal = n - fd.n_tracker;
+    let trk = per_edge.mul(&fd.tracker_mask)?.sum_all()?;
+    let cal = (per_edge.sum_all()? - &trk)?;
+    let mut total = Tensor::zeros((), per_edge.dtype(), per_edge.device())?;
+    if fd.n_tracker > 0 {
+        total = (total + (trk / fd.n_tracker as f64)?)?;
+    }
+    if n_cal > 0 {
+        total = (total + (cal / n_cal as f64)?)?;
+    }
+    Ok(total)
+}
+
+/// The training loss of one frame (train-mode forward).
+pub fn frame_loss(model: &Model, fd: &FrameData, method: Method, assign_cfg: &AssignConfig, train: bool) -> candle_core::Result<Tensor> {
+    let z = model.net.forward_t(&fd.input, train)?;
+    loss_from_logits(&z, fd, method, assign_cfg)
+}
+
+/// The loss given logits `z` (exposed for tests).
+pub fn loss_from_logits(z: &Tensor, fd: &FrameData, method: Method, assign_cfg: &AssignConfig) -> candle_core::Result<Tensor> {
+    let y = &fd.truth;
+    match method {
+        Method::Ptt => {
+            // Stable BCE with logits: max(z, 0) − z·y + log(1 + exp(−|z|)).
+            let bce = ((z.relu()? - z.mul(y)?)? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+            split_mean(&bce, fd)
+        }
+        Method::Pat => {
+            let p = candle_nn::ops::sigmoid(z)?;
+            let w = p.affine(-1.0, 1.0)?;
+            let yh = assign(&w, &fd.lap, assign_cfg)?;
+            // ŷ(1 − y) + (1 − ŷ)y = ŷ + y − 2ŷy
+            let ham = ((&yh + y)? - (yh.mul(y)? * 2.0)?)?;
+            split_mean(&ham, fd)
+        }
+    }
+}
+
+/// How edges are selected at reconstruction time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selector {
+    /// Per-layer assignment on `w = 1 − p`.
+    Lap(Unmatched),
+    /// Keep edges with `p > t` (no assignment): the score-threshold baseline.
+    Threshold(f64),
+}
+
+/// Selected edges of a frame.
+pub fn select(fd: &FrameData, probs: &[f32], sel: Selector) -> crate::Result<Vec<bool>> {
+    match sel {
+        Selector::Lap(u) => {
+            let w: Vec<f64> = probs.iter().map(|&p| 1.0 - p as f64).collect();
+            fd.lap.solve(&w, u)
+        }
+        Selector::Threshold(t) => Ok(probs.iter().map(|&p| p as f64 > t).collect()),
+    }
+}
+
+/// Result of reconstructing one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FrameEval {
+    /// Track metrics (`None` when the selection branches into more paths than allowed).
+    pub tracks: Option<FrameMetrics>,
+    /// True / false positives and negatives of the selected edges.
+    pub tp: usize,
+    /// False positives.
+    pub fp: usize,
+    /// False negatives.
+    pub fn_: usize,
+    /// True negatives.
+    pub tn: usize,
+}
+
+/// Paths beyond which a dense (threshold) selection counts as a failed frame.
+pub const MAX_PATHS: usize = 200_000;
+
+/// Build tracks from a selection, filter them and score them.
+pub fn evaluate_selection(g: &HitGraph, selected: &[bool], filter: &TrackFilter) -> crate::Result<FrameEval> {
+    let (mut tp, mut fp, mut fn_, mut tn) = (0, 0, 0, 0);
+    for (s, t) in selected.iter().zip(&g.edge_truth) {
+        match (s, t) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            (false, false) => tn += 1,
+        }
+    }
+    let tracks = match build_tracks(g, selected, MAX_PATHS) {
+        Ok(t) => Some(evaluate(g, &filter.apply(g, t))),
+        Err(crate::Error::TooManyPaths { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(FrameEval { tracks, tp, fp, fn_, tn })
+}
+
+/// Frame-averaged metrics of many frames (failed frames count as purity = efficiency = 0).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Frames.
+    pub frames: usize,
+    /// Frames whose selection was too dense to enumerate.
+    pub failed: usize,
+    /// Mean purity.
+    pub purity: f64,
+    /// Mean efficiency.
+    pub efficiency: f64,
+    /// Edge true-positive rate (pooled).
+    pub tpr: f64,
+    /// Edge false-positive rate (pooled).
+    pub fpr: f64,
+}
+
+/// Average frame evaluations.
+pub fn summarise(evals: &[FrameEval]) -> Summary {
+    let n = evals.len();
+    if n == 0 {
+        return Summary::default();
+    }
+    let (mut p, mut e, mut failed) = (0.0, 0.0, 0);
+    let (mut tp, mut fp, mut fn_, mut tn) = (0usize, 0usize, 0usize, 0usize);
+    for ev in evals {
+        match ev.tracks {
+            Some(m) => {
+                p += m.purity;
+                e += m.efficiency;
+            }
+            None => failed += 1,
+        }
+        tp += ev.tp;
+        fp += ev.fp;
+        fn_ += ev.fn_;
+        tn += ev.tn;
+    }
+    Summary {
+        frames: n,
+        failed,
+        purity: p / n as f64,
+        efficiency: e / n as f64,
+        tpr: tp as f64 / (tp + fn_).max(1) as f64,
+        fpr: fp as f64 / (fp + tn).max(1) as f64,
+    }
+}
+
+/// Reconstruct and score frames with a model and a selector.
+pub fn evaluate_model(model: &Model, frames: &[FrameData], sel: Selector, filter: &TrackFilter) -> gradlab_core::Result<Summary> {
+    let mut evals = Vec::with_capacity(frames.len());
+    for fd in frames {
+        let p = model.probabilities(fd)?;
+        let s = select(fd, &p, sel).map_err(core_err)?;
+        evals.push(evaluate_selection(&fd.graph, &s, filter).map_err(core_err)?);
+    }
+    Ok(summarise(&evals))
+}
+
+fn d_tracker_layers() -> u16 {
+    2
+}
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// PAT or PTT.
+    pub method: Method,
+    /// Network.
+    #[serde(default)]
+    pub model: GnnConfig,
+    /// Assignment (λ, estimator, no-link cost); used in training by PAT, at inference by both.
+    #[serde(default)]
+    pub assign: AssignConfig,
+    /// Trainer configuration (batch_size 1 = one frame per micro-batch; grad_accum 32).
+    pub train: TrainConfig,
+    /// Edges whose target hit is in the first this many layers form the tracker term.
+    #[serde(default = "d_tracker_layers")]
+    pub tracker_layers: u16,
+    /// Track filter used for validation purity.
+    #[serde(default)]
+    pub filter: TrackFilter,
+}
+
+impl TrainSpec {
+    /// Check the specification.
+    pub fn validate(&self) -> crate::Result<()> {
+        self.model.validate()?;
+        self.assign.validate()?;
+        if self.train.batch_size != 1 {
+            return Err(crate::Error::config("train.batch_size", self.train.batch_size, "1 (one frame per micro-batch; use grad_accum for frames per step)"));
+        }
+        Ok(())
+    }
+}
+
+/// Validation: mean loss (eval mode) and reconstruction metrics with the assignment.
+pub fn validate(model: &Model, frames: &[FrameData], spec: &TrainSpec) -> gradlab_core::Result<Validation> {
+    let mut loss = 0.0;
+    let mut evals = Vec::with_capacity(frames.len());
+    for fd in frames {
+        let z = model.net.forward_t(&fd.input, false)?;
+        loss += loss_from_logits(&z, fd, spec.method, &spec.assign)?.to_scalar::<f32>()? as f64;
+        let p = candle_nn::ops::sigmoid(&z)?.to_vec1::<f32>()?;
+        let s = select(fd, &p, Selector::Lap(spec.assign.unmatched())).map_err(core_err)?;
+        evals.push(evaluate_selection(&fd.graph, &s, &spec.filter).map_err(core_err)?);
+    }
+    let s = summarise(&evals);
+    let mut v = Validation::loss(loss / frames.len().max(1) as f64);
+    v.metrics.insert("purity".into(), s.purity);
+    v.metrics.insert("efficiency".into(), s.efficiency);
+    v.metrics.insert("tpr".into(), s.tpr);
+    v.metrics.insert("fpr".into(), s.fpr);
+    Ok(v)
+}
+
+/// Train a model; on return it holds the best checkpoint's weights when checkpointing.
+pub fn train<'a>(
+    spec: &TrainSpec,
+    init_seed: u64,
+    train_frames: &[FrameData],
+    val_frames: &[FrameData],
+    checkpoint_dir: Option<&Path>,
+    resume: bool,
+    observers: Vec<Box<dyn Observer + 'a>>,
+) -> gradlab_core::Result<(Model, TrainReport)> {
+    spec.validate().map_err(core_err)?;
+    let model = Model::new(&spec.model, init_seed)?;
+    let report = {
+        let mut tr = Trainer::new(spec.train.clone(), &model.vm)?;
+        for o in observers {
+            tr = tr.observe(BoxedObserver(o));
+        }
+        if let Some(d) = checkpoint_dir {
+            tr = tr.checkpoint_to(d).resume(resume);
+        }
+        tr.fit(
+            train_frames.len(),
+            |idx| {
+                let mut total: Option<Tensor> = None;
+                for &i in idx {
+                    let l = frame_loss(&model, &train_frames[i], spec.method, &spec.assign, true)?;
+                    total = Some(match total {
+                        None => l,
+                        Some(t) => (t + l)?,
+                    });
+                }
+                let t = total.ok_or_else(|| gradlab_core::Error::invalid("batch", 0, "at least one frame"))?;
+                Ok((t / idx.len() as f64)?)
+            },
+            || validate(&model, val_frames, spec),
+        )?
+    };
+    if let Some(best) = &report.best_checkpoint {
+        gradlab_core::train::load_weights(&model.vm, best)?;
+    }
+    Ok((model, report))
+}
+
+struct BoxedObserver<'a>(Box<dyn Observer + 'a>);
+impl Observer for BoxedObserver<'_> {
+    fn on_start(&mut self, e: &gradlab_core::observe::StartEvent) -> gradlab_core::Result<()> {
+        self.0.on_start(e)
+    }
+    fn on_step(&mut self, e: &gradlab_core::observe::StepEvent) -> gradlab_core::Result<()> {
+        self.0.on_step(e)
+    }
+    fn on_eval(&mut self, e: &gradlab_core::observe::EvalEvent) -> gradlab_core::Result<()> {
+        self.0.on_eval(e)
+    }
+    fn on_end(&mut self) -> gradlab_core::Result<()> {
+        self.0.on_end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Frame, Hit};
+    use gradlab_core::optim::{OptimizerConfig, RmsPropParams};
+    use gradlab_core::train::MonitorMode;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Straight-ish tracks through 12 layers with small random kinks, crossing at random.
+    pub(crate) fn toy_frame(seed: u64, tracks: usize) -> Frame {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut hits = Vec::new();
+        for t in 0..tracks {
+            let (mut x, mut y) = (rng.random_range(-8.0..8.0f32), rng.random_range(-8.0..8.0f32));
+            let (mut tx, mut ty) = (rng.random_range(-0.03..0.03f32), rng.random_range(-0.03..0.03f32));
+            let mut zp = 0.0;
+            for l in 0..12u16 {
+                let z = if l < 2 { l as f32 * 57.8 } else { 110.0 + (l - 2) as f32 * 5.5 };
+                x += tx * (z - zp);
+                y += ty * (z - zp);
+                zp = z;
+                tx += rng.random_range(-0.02..0.02f32);
+                ty += rng.random_range(-0.02..0.02f32);
+                let edep = if l == 11 { 0.3 } else { 0.03 };
+                hits.push(Hit { layer: l, x, y, z, edep, cluster: 4, track: t as u32, primary: true });
+            }
+        }
+        Frame { hits, spot: [0.0, 0.0], primaries: tracks as u32 }
+    }
+
+    fn spec(method: Method, steps_eval: usize) -> TrainSpec {
+        let mut t = TrainConfig::new(6, 1);
+        t.grad_accum = 4;
+        t.optimizer = OptimizerConfig::Rmsprop(RmsPropParams { lr: 3e-3, ..Default::default() });
+        t.eval_every_steps = Some(steps_eval);
+        t.monitor = "purity".into();
+        t.monitor_mode = MonitorMode::Max;
+        t.seed = 3;
+        TrainSpec {
+            method,
+            model: GnnConfig { angle_encoding_dim: 8, ..Default::default() },
+            assign: AssignConfig::default(),
+            train: t,
+            tracker_layers: 2,
+            filter: TrackFilter::default(),
+        }
+    }
+
+    fn data(model: &GnnConfig) -> (Vec<FrameData>, Vec<FrameData>) {
+        let tr: Vec<Frame> = (0..8).map(|s| toy_frame(s, 12)).collect();
+        let va: Vec<Frame> = (100..103).map(|s| toy_frame(s, 12)).collect();
+        let g = GraphConfig::default();
+        (prepare(&tr, &g, model, 2).unwrap(), prepare(&va, &g, model, 2).unwrap())
+    }
+
+    #[test]
+    fn ptt_and_pat_training_lower_their_losses() {
+        for method in [Method::Ptt, Method::Pat] {
+            let s = spec(method, 2);
+            let (tr, va) = data(&s.model);
+            let before = {
+                let m = Model::new(&s.model, 5).unwrap();
+                validate(&m, &va, &s).unwrap()
+            };
+            let (_, rep) = train(&s, 5, &tr, &va, None, false, vec![]).unwrap();
+            assert_eq!(rep.steps, 12);
+            let best_loss = rep.history.iter().map(|h| h.val_loss).fold(f64::INFINITY, f64::min);
+            assert!(best_loss < before.loss, "{method:?}: {best_loss} vs initial {}", before.loss);
+        }
+    }
+
+    #[test]
+    fn resume_reproduces_an_uninterrupted_run() {
+        let s = spec(Method::Pat, 3);
+        let (tr, va) = data(&s.model);
+        let read = |m: &Model| gradlab_core::params::read_params_f64(&m.vm).unwrap();
+        let full = {
+            let tmp = tempfile::tempdir().unwrap();
+            let (m, _) = train(&s, 5, &tr, &va, Some(tmp.path()), false, vec![]).unwrap();
+            let _ = m;
+            // Compare last weights: reload last.safetensors.
+            let m2 = Model::new(&s.model, 0).unwrap();
+            gradlab_core::train::load_weights(&m2.vm, &tmp.path().join("last.safetensors")).unwrap();
+            read(&m2)
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let model = Model::new(&s.model, 5).unwrap();
+            let mut t = Trainer::new(s.train.clone(), &model.vm).unwrap().checkpoint_to(tmp.path()).stop_after_steps(5);
+            let r = t
+                .fit(tr.len(), |idx| Ok(frame_loss(&model, &tr[idx[0]], s.method, &s.assign, true)?), || validate(&model, &va, &s))
+                .unwrap();
+            assert!(r.interrupted);
+        }
+        let (_, rep) = train(&s, 5, &tr, &va, Some(tmp.path()), true, vec![]).unwrap();
+        assert_eq!(rep.steps, 12);
+        let m2 = Model::new(&s.model, 0).unwrap();
+        gradlab_core::train::load_weights(&m2.vm, &tmp.path().join("last.safetensors")).unwrap();
+        assert_eq!(read(&m2), full);
+    }
+
+    #[test]
+    fn losses_match_hand_computation() {
+        let model = GnnConfig { angle_encoding_dim: 8, ..Default::default() };
+        let fd = &prepare(&[toy_frame(1, 3)], &GraphConfig::default(), &model, 2).unwrap()[0];
+        let n = fd.num_edges();
+        let zs: Vec<f32> = (0..n).map(|k| ((k * 7919) % 13) as f32 / 3.0 - 2.0).collect();
+        let z = Tensor::from_vec(zs.clone(), n, &Device::Cpu).unwrap();
+        let truth: Vec<bool> = fd.graph.edge_truth.clone();
+        let trk: Vec<bool> = fd.graph.dst.iter().map(|&d| fd.graph.layer[d as usize] < 2).collect();
+        let split = |f: &dyn Fn(usize) -> f64| {
+            let (mut a, mut na, mut b, mut nb) = (0.0, 0, 0.0, 0);
+            for k in 0..n {
+                if trk[k] {
+                    a += f(k);
+                    na += 1;
+                } else {
+                    b += f(k);
+                    nb += 1;
+                }
+            }
+            a / na as f64 + b / nb as f64
+        };
+        let bce = split(&|k| {
+            let p = 1.0 / (1.0 + (-(zs[k] as f64)).exp());
+            if truth[k] { -p.ln() } else { -(1.0 - p).ln() }
+        });
+        let ours = loss_from_logits(&z, fd, Method::Ptt, &AssignConfig::default()).unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!((ours - bce).abs() < 1e-4, "{ours} vs {bce}");
+        let p: Vec<f32> = zs.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+        let sel = select(fd, &p, Selector::Lap(Unmatched::Forbidden)).unwrap();
+        let ham = split(&|k| if sel[k] != truth[k] { 1.0 } else { 0.0 });
+        let ours = loss_from_logits(&z, fd, Method::Pat, &AssignConfig::default()).unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!((ours - ham).abs() < 1e-5, "{ours} vs {ham}");
+        // The oracle selection gives perfect purity and the threshold selector is a plain cut.
+        let ev = evaluate_selection(&fd.graph, &truth, &TrackFilter::default()).unwrap();
+        assert_eq!(ev.tracks.unwrap().purity, 1.0);
+        assert_eq!((ev.fp, ev.fn_), (0, 0));
+        assert_eq!(select(fd, &p, Selector::Threshold(0.5)).unwrap(), p.iter().map(|&x| x > 0.5).collect::<Vec<_>>());
+        let mut bad = spec(Method::Ptt, 1);
+        bad.train.batch_size = 2;
+        assert!(bad.validate().is_err());
+    }
+}
