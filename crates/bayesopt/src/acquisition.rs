@@ -101,17 +101,11 @@ impl Default for Acquisition {
 impl Acquisition {
     pub(crate) fn check(&self) -> crate::Result<()> {
         let (field, v) = match *self {
-            Acquisition::Ei { xi } | Acquisition::LogEi { xi } | Acquisition::Pi { xi } => {
-                ("acquisition.xi", xi)
-            }
+            Acquisition::Ei { xi } | Acquisition::LogEi { xi } | Acquisition::Pi { xi } => ("acquisition.xi", xi),
             Acquisition::Ucb { kappa } => ("acquisition.kappa", kappa),
         };
         if !(v.is_finite() && v >= 0.0) {
-            return Err(crate::Error::BadConfig {
-                field,
-                value: v.to_string(),
-                allowed: "finite and >= 0",
-            });
+            return Err(crate::Error::BadConfig { field, value: v.to_string(), allowed: "finite and >= 0" });
         }
         Ok(())
     }
@@ -152,11 +146,7 @@ impl Acquisition {
         let sigma = p.var.max(VAR_MIN).sqrt();
         let (a, da_dmu, da_dsigma) = self.eval(p.mean, sigma, best);
         for m in 0..grad.len() {
-            let dsigma = if clamped {
-                0.0
-            } else {
-                p.dvar[m] / (2.0 * sigma)
-            };
+            let dsigma = if clamped { 0.0 } else { p.dvar[m] / (2.0 * sigma) };
             grad[m] = da_dmu * p.dmean[m] + da_dsigma * dsigma;
         }
         a
@@ -165,10 +155,7 @@ impl Acquisition {
     /// Values at many points (`m × d` row-major).
     pub fn values(&self, gp: &Gp, xs: &[f64], best: f64) -> Vec<f64> {
         let (mu, var) = gp.predict_std_batch(xs);
-        mu.iter()
-            .zip(&var)
-            .map(|(&m, &v)| self.eval(m, v.max(VAR_MIN).sqrt(), best).0)
-            .collect()
+        mu.iter().zip(&var).map(|(&m, &v)| self.eval(m, v.max(VAR_MIN).sqrt(), best).0).collect()
     }
 }
 
@@ -262,9 +249,7 @@ pub struct Proposal {
 }
 
 fn far_from(x: &[f64], others: &[f64], d: usize, tol: f64) -> bool {
-    others
-        .chunks(d)
-        .all(|o| o.iter().zip(x).any(|(a, b)| (a - b).abs() > tol))
+    others.chunks(d).all(|o| o.iter().zip(x).any(|(a, b)| (a - b).abs() > tol))
 }
 
 /// Maximises `acq` over `[0, 1]^d` and returns up to `q` distinct maxima, best first,
@@ -307,19 +292,10 @@ pub fn maximize(
     let vals = acq.values(gp, &cand, best);
     let mut idx: Vec<usize> = (0..m).filter(|&i| vals[i].is_finite()).collect();
     idx.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]).then(a.cmp(&b)));
-    let starts: Vec<Vec<f64>> = idx
-        .iter()
-        .take(opts.starts)
-        .map(|&i| cand[i * d..(i + 1) * d].to_vec())
-        .collect();
+    let starts: Vec<Vec<f64>> = idx.iter().take(opts.starts).map(|&i| cand[i * d..(i + 1) * d].to_vec()).collect();
     let lo = vec![0.0; d];
     let hi = vec![1.0; d];
-    let lopts = LbfgsOptions {
-        max_iter: opts.max_iter,
-        gtol: 1e-7,
-        ftol: 1e-12,
-        ..Default::default()
-    };
+    let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-7, ftol: 1e-12, ..Default::default() };
     let mut local: Vec<Proposal> = starts
         .par_iter()
         .map(|s| {
@@ -334,19 +310,13 @@ pub fn maximize(
                 &hi,
                 lopts,
             );
-            Proposal {
-                x: r.x,
-                value: -r.f,
-            }
+            Proposal { x: r.x, value: -r.f }
         })
         .collect();
     let n_local_max = local.len();
     // Fall back to the candidates themselves after the local maxima.
     for &i in idx.iter() {
-        local.push(Proposal {
-            x: cand[i * d..(i + 1) * d].to_vec(),
-            value: vals[i],
-        });
+        local.push(Proposal { x: cand[i * d..(i + 1) * d].to_vec(), value: vals[i] });
         if local.len() > opts.starts + 4 * q + 64 {
             break;
         }
@@ -362,14 +332,8 @@ pub fn maximize(
         if !p.value.is_finite() && !out.is_empty() {
             continue;
         }
-        if far_from(&xs, exclude, d, opts.distinct_tol)
-            && far_from(&xs, &taken, d, opts.distinct_tol)
-        {
-            let value = if xs == p.x {
-                p.value
-            } else {
-                acq.value(gp, &xs, best)
-            };
+        if far_from(&xs, exclude, d, opts.distinct_tol) && far_from(&xs, &taken, d, opts.distinct_tol) {
+            let value = if xs == p.x { p.value } else { acq.value(gp, &xs, best) };
             taken.extend_from_slice(&xs);
             out.push(Proposal { x: xs, value });
         }
@@ -380,9 +344,7 @@ pub fn maximize(
         tries += 1;
         let x: Vec<f64> = (0..d).map(|_| rng.random::<f64>()).collect();
         let xs = snap(&x);
-        if (far_from(&xs, exclude, d, opts.distinct_tol)
-            && far_from(&xs, &taken, d, opts.distinct_tol))
-            || tries > 900
+        if (far_from(&xs, exclude, d, opts.distinct_tol) && far_from(&xs, &taken, d, opts.distinct_tol)) || tries > 900
         {
             let value = acq.value(gp, &xs, best);
             taken.extend_from_slice(&xs);
@@ -414,26 +376,17 @@ mod tests {
 
     #[test]
     fn log_h_matches_quadrature_into_the_far_tail() {
-        for &u in &[
-            2.0f64, 0.5, -0.5, -1.0, -1.5, -3.0, -7.0, -15.0, -19.99, -20.01, -35.0, -150.0,
-            -2000.0,
-        ] {
+        for &u in &[2.0f64, 0.5, -0.5, -1.0, -1.5, -3.0, -7.0, -15.0, -19.99, -20.01, -35.0, -150.0, -2000.0] {
             let (lh, _) = log_h(u);
             let reference = log_h_quadrature(u);
-            assert!(
-                (lh - reference).abs() < 1e-9 * reference.abs().max(1.0),
-                "u {u}: {lh} vs {reference}"
-            );
+            assert!((lh - reference).abs() < 1e-9 * reference.abs().max(1.0), "u {u}: {lh} vs {reference}");
             assert!(lh.is_finite());
         }
         // Continuity across the branch points.
         for &b in &[-1.0, -20.0] {
             let a = log_h(b - 1e-9).0;
             let c = log_h(b + 1e-9).0;
-            assert!(
-                (a - c).abs() < 1e-7 * a.abs().max(1.0),
-                "branch {b}: {a} {c}"
-            );
+            assert!((a - c).abs() < 1e-7 * a.abs().max(1.0), "branch {b}: {a} {c}");
         }
         // Plain EI underflows to 0 where log-EI is still finite and ordered.
         let ei = Acquisition::Ei { xi: 0.0 }.eval(0.0, 1.0, -40.0).0;
@@ -447,10 +400,7 @@ mod tests {
             let h = 1e-6 * u.abs().max(1.0);
             let fd = (log_h(u + h).0 - log_h(u - h).0) / (2.0 * h);
             let an = log_h(u).1;
-            assert!(
-                (fd - an).abs() < 1e-6 * an.abs().max(1.0),
-                "u {u}: fd {fd} an {an}"
-            );
+            assert!((fd - an).abs() < 1e-6 * an.abs().max(1.0), "u {u}: fd {fd} an {an}");
         }
     }
 
@@ -459,17 +409,11 @@ mod tests {
         let d = 3;
         let n = 25;
         let x: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>()).collect();
-        let y: Vec<f64> = (0..n)
-            .map(|i| (5.0 * x[i * d]).sin() + x[i * d + 1] - x[i * d + 2] * x[i * d + 2])
-            .collect();
+        let y: Vec<f64> = (0..n).map(|i| (5.0 * x[i * d]).sin() + x[i * d + 1] - x[i * d + 2] * x[i * d + 2]).collect();
         let mut g = Gp::new(
             KernelKind::Matern52,
             d,
-            Hyper {
-                log_ls: vec![-1.2, -1.0, -0.8],
-                log_sf2: 0.0,
-                log_sn2: -9.0,
-            },
+            Hyper { log_ls: vec![-1.2, -1.0, -0.8], log_sf2: 0.0, log_sn2: -9.0 },
             JitterPolicy::default(),
         );
         g.set_data(x, y).unwrap();
@@ -480,11 +424,7 @@ mod tests {
     #[test]
     fn acquisition_gradients_match_finite_differences() {
         let g = toy_gp();
-        let best = g
-            .y()
-            .iter()
-            .map(|&y| g.standardise(y))
-            .fold(f64::INFINITY, f64::min);
+        let best = g.y().iter().map(|&y| g.standardise(y)).fold(f64::INFINITY, f64::min);
         let mut rng = StdRng::seed_from_u64(9);
         for acq in [
             Acquisition::Ei { xi: 0.01 },
@@ -517,48 +457,21 @@ mod tests {
     #[test]
     fn maximizer_beats_dense_random_search_and_returns_distinct_points() {
         let g = toy_gp();
-        let best = g
-            .y()
-            .iter()
-            .map(|&y| g.standardise(y))
-            .fold(f64::INFINITY, f64::min);
+        let best = g.y().iter().map(|&y| g.standardise(y)).fold(f64::INFINITY, f64::min);
         let acq = Acquisition::LogEi { xi: 0.01 };
         let ident = |x: &[f64]| x.to_vec();
-        let props = maximize(
-            &acq,
-            &g,
-            best,
-            &MaximizeOptions::default(),
-            5,
-            g.x(),
-            &ident,
-            1,
-        );
+        let props = maximize(&acq, &g, best, &MaximizeOptions::default(), 5, g.x(), &ident, 1);
         assert_eq!(props.len(), 5);
         // Brute force reference: 200k random points.
         let mut rng = StdRng::seed_from_u64(2);
         let xs = sample_unit(Sampler::Random, 200_000, 3, &mut rng);
-        let brute = acq
-            .values(&g, &xs, best)
-            .into_iter()
-            .fold(f64::NEG_INFINITY, f64::max);
-        assert!(
-            props[0].value >= brute - 1e-9,
-            "maximiser {} < brute force {}",
-            props[0].value,
-            brute
-        );
+        let brute = acq.values(&g, &xs, best).into_iter().fold(f64::NEG_INFINITY, f64::max);
+        assert!(props[0].value >= brute - 1e-9, "maximiser {} < brute force {}", props[0].value, brute);
         for i in 0..5 {
             assert!(props[i].x.iter().all(|v| (0.0..=1.0).contains(v)));
             assert!(props[i].value <= props[0].value + 1e-12);
             for j in 0..i {
-                assert!(
-                    props[i]
-                        .x
-                        .iter()
-                        .zip(&props[j].x)
-                        .any(|(a, b)| (a - b).abs() > 1e-3)
-                );
+                assert!(props[i].x.iter().zip(&props[j].x).any(|(a, b)| (a - b).abs() > 1e-3));
             }
         }
     }

@@ -16,9 +16,7 @@
 use crate::error::{Error, Result};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
-use faer::linalg::triangular_solve::{
-    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
-};
+use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
 use faer::{Mat, MatMut, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +36,7 @@ pub struct JitterPolicy {
 
 impl Default for JitterPolicy {
     fn default() -> Self {
-        JitterPolicy {
-            first_rel: 1e-6,
-            factor: 10.0,
-            max_tries: 6,
-            min_pivot_rel: 1e-10,
-        }
+        JitterPolicy { first_rel: 1e-6, factor: 10.0, max_tries: 6, min_pivot_rel: 1e-10 }
     }
 }
 
@@ -65,14 +58,7 @@ impl IncrementalCholesky {
     pub fn with_capacity(capacity: usize, policy: JitterPolicy) -> Self {
         let mut l = Mat::<f64>::zeros(0, 0);
         l.reserve(capacity, capacity);
-        IncrementalCholesky {
-            l,
-            cap: capacity,
-            jitter: 0.0,
-            extra: Vec::new(),
-            policy,
-            par: Par::Seq,
-        }
+        IncrementalCholesky { l, cap: capacity, jitter: 0.0, extra: Vec::new(), policy, par: Par::Seq }
     }
 
     /// Factorises `a` (only its lower triangle is read) from scratch.
@@ -139,30 +125,14 @@ impl IncrementalCholesky {
     pub fn refactor(&mut self, a: MatRef<'_, f64>) -> Result<()> {
         assert_eq!(a.nrows(), a.ncols(), "refactor needs a square matrix");
         let n = a.nrows();
-        let mean_diag = if n == 0 {
-            1.0
-        } else {
-            (0..n).map(|i| a[(i, i)]).sum::<f64>() / n as f64
-        };
-        let scale = if mean_diag.is_finite() && mean_diag > 0.0 {
-            mean_diag
-        } else {
-            1.0
-        };
-        let mut mem = MemBuffer::new(cholesky_in_place_scratch::<f64>(
-            n,
-            self.par,
-            Default::default(),
-        ));
+        let mean_diag = if n == 0 { 1.0 } else { (0..n).map(|i| a[(i, i)]).sum::<f64>() / n as f64 };
+        let scale = if mean_diag.is_finite() && mean_diag > 0.0 { mean_diag } else { 1.0 };
+        let mut mem = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, self.par, Default::default()));
         let mut rel = 0.0;
         let mut last_pivot = 0;
         for attempt in 0..=self.policy.max_tries {
             if attempt > 0 {
-                rel = if attempt == 1 {
-                    self.policy.first_rel
-                } else {
-                    rel * self.policy.factor
-                };
+                rel = if attempt == 1 { self.policy.first_rel } else { rel * self.policy.factor };
             }
             let jitter = rel * scale;
             self.l.truncate(0, 0);
@@ -174,13 +144,7 @@ impl IncrementalCholesky {
                 self.l[(j, j)] += jitter;
             }
             let stack = MemStack::new(&mut mem);
-            match cholesky_in_place(
-                self.l.as_mut(),
-                Default::default(),
-                self.par,
-                stack,
-                Default::default(),
-            ) {
+            match cholesky_in_place(self.l.as_mut(), Default::default(), self.par, stack, Default::default()) {
                 Ok(_) => {
                     for j in 0..n {
                         for i in 0..j {
@@ -202,29 +166,16 @@ impl IncrementalCholesky {
         }
         self.l.truncate(0, 0);
         self.extra.clear();
-        Err(Error::NotPositiveDefinite {
-            pivot: last_pivot,
-            dim: n,
-            jitter: rel,
-            tries: self.policy.max_tries,
-        })
+        Err(Error::NotPositiveDefinite { pivot: last_pivot, dim: n, jitter: rel, tries: self.policy.max_tries })
     }
 
     /// Appends one row: `p = A[n, 0..n]`, `c = A[n, n]` (without jitter). `O(n²)`.
     /// Returns the new pivot `L[n, n]`. On error the factor is unchanged.
     pub fn append_row(&mut self, p: &[f64], c: f64) -> Result<f64> {
         let n = self.dim();
-        assert_eq!(
-            p.len(),
-            n,
-            "append_row: p has length {} but the factor is {n}",
-            p.len()
-        );
+        assert_eq!(p.len(), n, "append_row: p has length {} but the factor is {n}", p.len());
         if !c.is_finite() {
-            return Err(Error::NonFinite {
-                what: "appended diagonal entry",
-                value: c,
-            });
+            return Err(Error::NonFinite { what: "appended diagonal entry", value: c });
         }
         let mut q = Mat::<f64>::zeros(n, 1);
         for i in 0..n {
@@ -256,12 +207,7 @@ impl IncrementalCholesky {
             }
             rel *= self.policy.factor;
         }
-        Err(Error::NotPositiveDefinite {
-            pivot: index,
-            dim: index + 1,
-            jitter: rel,
-            tries: self.policy.max_tries,
-        })
+        Err(Error::NotPositiveDefinite { pivot: index, dim: index + 1, jitter: rel, tries: self.policy.max_tries })
     }
 
     /// Appends `b` rows: `p = A[0..n, n..n+b]` (n × b), `c = A[n..n+b, n..n+b]` (b × b,
@@ -331,6 +277,16 @@ impl IncrementalCholesky {
         self.solve_upper_in_place(rhs, par);
     }
 
+    /// `(L Lᵀ)⁻¹`, lower triangle only (the strict upper triangle is unspecified).
+    /// `2n³/3` flops: triangular inverse, then a triangular product.
+    pub fn inverse_lower(&self, par: Par) -> Mat<f64> {
+        let n = self.dim();
+        let mut out = Mat::<f64>::zeros(n, n);
+        let mut mem = MemBuffer::new(faer::linalg::cholesky::llt::inverse::inverse_scratch::<f64>(n, par));
+        faer::linalg::cholesky::llt::inverse::inverse(out.as_mut(), self.l.as_ref(), par, MemStack::new(&mut mem));
+        out
+    }
+
     /// `L⁻¹ v` for a vector.
     pub fn solve_lower_vec(&self, v: &[f64]) -> Vec<f64> {
         let mut m = Mat::from_fn(v.len(), 1, |i, _| v[i]);
@@ -385,11 +341,8 @@ mod tests {
             let n = rng.random_range(1..120);
             let n0 = rng.random_range(0..n);
             let a = spd(n, &mut rng);
-            let mut inc = IncrementalCholesky::factor(
-                a.as_ref().submatrix(0, 0, n0, n0),
-                JitterPolicy::default(),
-            )
-            .unwrap();
+            let mut inc =
+                IncrementalCholesky::factor(a.as_ref().submatrix(0, 0, n0, n0), JitterPolicy::default()).unwrap();
             for k in n0..n {
                 let p: Vec<f64> = (0..k).map(|j| a[(k, j)]).collect();
                 inc.append_row(&p, a[(k, k)]).unwrap();
@@ -413,11 +366,7 @@ mod tests {
             let mut k = 0;
             while k < n {
                 let b = rng.random_range(1..=(n - k).min(17));
-                inc.append_block(
-                    a.as_ref().submatrix(0, k, k, b),
-                    a.as_ref().submatrix(k, k, b, b),
-                )
-                .unwrap();
+                inc.append_block(a.as_ref().submatrix(0, k, k, b), a.as_ref().submatrix(k, k, b, b)).unwrap();
                 k += b;
             }
             let full = a.llt(faer::Side::Lower).unwrap();
@@ -437,6 +386,14 @@ mod tests {
         c.solve_in_place(x.as_mut(), Par::Seq);
         let back = &a * &x;
         assert!(rel_diff(back.as_ref(), b.as_ref()) < 1e-10);
+        let inv = c.inverse_lower(Par::Seq);
+        let mut dense = Mat::<f64>::identity(n, n);
+        c.solve_in_place(dense.as_mut(), Par::Seq);
+        for j in 0..n {
+            for i in j..n {
+                assert!((inv[(i, j)] - dense[(i, j)]).abs() < 1e-9 * dense[(j, j)].abs());
+            }
+        }
     }
 
     #[test]
@@ -473,16 +430,9 @@ mod tests {
         let mut b = Mat::<f64>::identity(n, n);
         b[(2, 2)] = -1.0;
         let e = IncrementalCholesky::factor(b.as_ref(), JitterPolicy::default()).unwrap_err();
-        assert!(
-            matches!(e, Error::NotPositiveDefinite { tries: 6, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, Error::NotPositiveDefinite { tries: 6, .. }), "{e}");
         // Appending a duplicate row to a noise-free factor needs per-pivot jitter.
-        let mut c = IncrementalCholesky::factor(
-            Mat::<f64>::identity(2, 2).as_ref(),
-            JitterPolicy::default(),
-        )
-        .unwrap();
+        let mut c = IncrementalCholesky::factor(Mat::<f64>::identity(2, 2).as_ref(), JitterPolicy::default()).unwrap();
         let d = c.append_row(&[1.0, 0.0], 1.0).unwrap();
         assert!(d > 0.0 && c.diag_shift()[2] > 0.0);
         // Appending an indefinite row fails and leaves the factor unchanged.

@@ -11,11 +11,7 @@ pub enum Error {
     EmptyRange { name: String, low: f64, high: f64 },
     /// A bound is NaN or infinite.
     #[error("parameter `{name}`: bound `{which}` is {value}, must be finite")]
-    NonFiniteBound {
-        name: String,
-        which: &'static str,
-        value: f64,
-    },
+    NonFiniteBound { name: String, which: &'static str, value: f64 },
     /// A log-scaled parameter has a non-positive lower bound.
     #[error("parameter `{name}`: log scale needs low > 0, got {low}")]
     NonPositiveLogBound { name: String, low: f64 },
@@ -33,38 +29,21 @@ pub enum Error {
     UnknownParameter { name: String, known: String },
     /// A value outside its parameter's domain or of the wrong kind.
     #[error("parameter `{name}`: value {value} is not allowed ({allowed})")]
-    BadValue {
-        name: String,
-        value: String,
-        allowed: String,
-    },
+    BadValue { name: String, value: String, allowed: String },
     /// A vector of the wrong length.
     #[error("{what}: expected length {expected}, got {got}")]
-    DimensionMismatch {
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    DimensionMismatch { what: &'static str, expected: usize, got: usize },
     /// The kernel matrix could not be made positive definite by escalating jitter.
     #[error(
         "matrix not positive definite at pivot {pivot} of {dim} even with relative jitter {jitter:e} after {tries} tries"
     )]
-    NotPositiveDefinite {
-        pivot: usize,
-        dim: usize,
-        jitter: f64,
-        tries: usize,
-    },
+    NotPositiveDefinite { pivot: usize, dim: usize, jitter: f64, tries: usize },
     /// A numeric value that must be finite was not.
     #[error("{what} is not finite ({value})")]
     NonFinite { what: &'static str, value: f64 },
     /// A configuration value out of its allowed range.
     #[error("config `{field}` = {value}: {allowed}")]
-    BadConfig {
-        field: &'static str,
-        value: String,
-        allowed: &'static str,
-    },
+    BadConfig { field: &'static str, value: String, allowed: &'static str },
     /// A trial id that the study does not know, or that is not pending.
     #[error("trial {id}: {problem}")]
     BadTrial { id: u64, problem: &'static str },
@@ -73,16 +52,10 @@ pub enum Error {
     TooFewObservations { need: usize, have: usize },
     /// I/O error with the file it concerns.
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// JSON error with the file it concerns.
     #[error("{path}: {source}")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Json { path: PathBuf, source: serde_json::Error },
     /// A study file does not match the requested search space.
     #[error("{path}: stored study has a different search space than the one given")]
     SpaceMismatch { path: PathBuf },

@@ -33,11 +33,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions {
-            restarts: 4,
-            max_iter: 60,
-            bounds: HyperBounds::default(),
-        }
+        FitOptions { restarts: 4, max_iter: 60, bounds: HyperBounds::default() }
     }
 }
 
@@ -103,12 +99,7 @@ pub struct Gp {
 impl Gp {
     /// Empty GP on `d` inputs.
     pub fn new(kind: KernelKind, d: usize, hyper: Hyper, jitter: JitterPolicy) -> Gp {
-        assert_eq!(
-            hyper.log_ls.len(),
-            d,
-            "hyperparameters for {} inputs, GP has {d}",
-            hyper.log_ls.len()
-        );
+        assert_eq!(hyper.log_ls.len(), d, "hyperparameters for {} inputs, GP has {d}", hyper.log_ls.len());
         Gp {
             kind,
             inv_ls2: hyper.inv_ls2(),
@@ -198,11 +189,7 @@ impl Gp {
         let v = self.y.iter().map(|y| (y - m).powi(2)).sum::<f64>() / n as f64;
         let s = v.sqrt();
         self.y_mean = m;
-        self.y_std = if s.is_finite() && s > 1e-12 * m.abs().max(1.0) {
-            s
-        } else {
-            1.0
-        };
+        self.y_std = if s.is_finite() && s > 1e-12 * m.abs().max(1.0) { s } else { 1.0 };
     }
 
     /// Sets explicit standardisation (e.g. when restoring a saved model).
@@ -221,14 +208,7 @@ impl Gp {
             if i == j {
                 sf2 + sn2
             } else {
-                sf2 * self
-                    .kind
-                    .eval_r2(r2(
-                        &self.x[i * d..(i + 1) * d],
-                        &self.x[j * d..(j + 1) * d],
-                        &inv,
-                    ))
-                    .0
+                sf2 * self.kind.eval_r2(r2(&self.x[i * d..(i + 1) * d], &self.x[j * d..(j + 1) * d], &inv)).0
             }
         })
     }
@@ -237,11 +217,7 @@ impl Gp {
     /// factorises from scratch.
     pub fn set_data(&mut self, x: Vec<f64>, y: Vec<f64>) -> Result<()> {
         if x.len() != y.len() * self.d {
-            return Err(Error::DimensionMismatch {
-                what: "GP inputs",
-                expected: y.len() * self.d,
-                got: x.len(),
-            });
+            return Err(Error::DimensionMismatch { what: "GP inputs", expected: y.len() * self.d, got: x.len() });
         }
         self.x = x;
         self.y = y;
@@ -251,20 +227,9 @@ impl Gp {
 
     /// Replaces the data with a given standardisation and hyperparameters, factorises from
     /// scratch (restoring a saved model state).
-    pub fn restore(
-        &mut self,
-        x: Vec<f64>,
-        y: Vec<f64>,
-        hyper: Hyper,
-        mean: f64,
-        std: f64,
-    ) -> Result<()> {
+    pub fn restore(&mut self, x: Vec<f64>, y: Vec<f64>, hyper: Hyper, mean: f64, std: f64) -> Result<()> {
         if x.len() != y.len() * self.d {
-            return Err(Error::DimensionMismatch {
-                what: "GP inputs",
-                expected: y.len() * self.d,
-                got: x.len(),
-            });
+            return Err(Error::DimensionMismatch { what: "GP inputs", expected: y.len() * self.d, got: x.len() });
         }
         self.x = x;
         self.y = y;
@@ -299,20 +264,14 @@ impl Gp {
         match dk {
             Some(dk) => {
                 for i in 0..n {
-                    let (k, dr) =
-                        self.kind
-                            .eval_r2(r2(x, &self.x[i * d..(i + 1) * d], &self.inv_ls2));
+                    let (k, dr) = self.kind.eval_r2(r2(x, &self.x[i * d..(i + 1) * d], &self.inv_ls2));
                     out[i] = sf2 * k;
                     dk[i] = sf2 * dr;
                 }
             }
             None => {
                 for i in 0..n {
-                    out[i] = sf2
-                        * self
-                            .kind
-                            .eval_r2(r2(x, &self.x[i * d..(i + 1) * d], &self.inv_ls2))
-                            .0;
+                    out[i] = sf2 * self.kind.eval_r2(r2(x, &self.x[i * d..(i + 1) * d], &self.inv_ls2)).0;
                 }
             }
         }
@@ -322,17 +281,10 @@ impl Gp {
     /// standardisation.
     pub fn append(&mut self, x: &[f64], y: f64) -> Result<AppendInfo> {
         if x.len() != self.d {
-            return Err(Error::DimensionMismatch {
-                what: "GP input",
-                expected: self.d,
-                got: x.len(),
-            });
+            return Err(Error::DimensionMismatch { what: "GP input", expected: self.d, got: x.len() });
         }
         if !y.is_finite() {
-            return Err(Error::NonFinite {
-                what: "observation",
-                value: y,
-            });
+            return Err(Error::NonFinite { what: "observation", value: y });
         }
         let n = self.len();
         let mut p = vec![0.0; n];
@@ -351,10 +303,7 @@ impl Gp {
         self.zz += zn * zn;
         self.sum_log_diag += d.ln();
         self.alpha = None;
-        Ok(AppendInfo {
-            std_residual: zn,
-            lml_increment: -0.5 * zn * zn - d.ln() - 0.5 * LN_2PI,
-        })
+        Ok(AppendInfo { std_residual: zn, lml_increment: -0.5 * zn * zn - d.ln() - 0.5 * LN_2PI })
     }
 
     /// Drops the observations after the first `n` (exact; used to remove fantasies).
@@ -417,12 +366,7 @@ impl Gp {
         let d = self.d;
         let sf2 = self.hyper.sf2();
         if n == 0 {
-            return PredictionGrad {
-                mean: 0.0,
-                var: sf2,
-                dmean: vec![0.0; d],
-                dvar: vec![0.0; d],
-            };
+            return PredictionGrad { mean: 0.0, var: sf2, dmean: vec![0.0; d], dvar: vec![0.0; d] };
         }
         let mut k = vec![0.0; n];
         let mut dk = vec![0.0; n];
@@ -448,12 +392,7 @@ impl Gp {
         if var_raw <= 0.0 {
             dvar.iter_mut().for_each(|g| *g = 0.0);
         }
-        PredictionGrad {
-            mean,
-            var: var_raw.max(0.0),
-            dmean,
-            dvar,
-        }
+        PredictionGrad { mean, var: var_raw.max(0.0), dmean, dvar }
     }
 
     /// Means and latent variances at many points (`m × d` row-major), standardised units.
@@ -480,13 +419,10 @@ impl Gp {
                         k[(i, j)] = buf[i];
                     }
                 }
-                let mean: Vec<f64> = (0..b)
-                    .map(|j| (0..n).map(|i| k[(i, j)] * alpha[i]).sum::<f64>())
-                    .collect();
+                let mean: Vec<f64> = (0..b).map(|j| (0..n).map(|i| k[(i, j)] * alpha[i]).sum::<f64>()).collect();
                 self.chol.solve_lower_in_place(k.as_mut(), Par::Seq);
-                let var: Vec<f64> = (0..b)
-                    .map(|j| (sf2 - (0..n).map(|i| k[(i, j)] * k[(i, j)]).sum::<f64>()).max(0.0))
-                    .collect();
+                let var: Vec<f64> =
+                    (0..b).map(|j| (sf2 - (0..n).map(|i| k[(i, j)] * k[(i, j)]).sum::<f64>()).max(0.0)).collect();
                 (mean, var)
             })
             .collect();
@@ -502,10 +438,7 @@ impl Gp {
     /// Prediction in original units.
     pub fn predict(&self, x: &[f64]) -> Prediction {
         let (m, v) = self.predict_std(x);
-        Prediction {
-            mean: self.y_mean + self.y_std * m,
-            var: v * self.y_std * self.y_std,
-        }
+        Prediction { mean: self.y_mean + self.y_std * m, var: v * self.y_std * self.y_std }
     }
 
     /// Negative log marginal likelihood and its gradient w.r.t. the flattened log
@@ -526,11 +459,8 @@ impl Gp {
         let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
         let z = chol.solve_lower_vec(&ys);
         let alpha = chol.solve_upper_vec(&z);
-        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>()
-            - 0.5 * chol.log_det()
-            - 0.5 * n as f64 * LN_2PI;
-        let mut kinv = Mat::<f64>::identity(n, n);
-        chol.solve_in_place(kinv.as_mut(), Par::Seq);
+        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>() - 0.5 * chol.log_det() - 0.5 * n as f64 * LN_2PI;
+        let kinv = chol.inverse_lower(Par::Seq);
         // W = ααᵀ − K⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂K_ij/∂θ.
         let inv = hyper.inv_ls2();
         let sf2 = hyper.sf2();
@@ -578,22 +508,11 @@ impl Gp {
         let mut starts = vec![self.hyper.to_vec()];
         let mut rng = StdRng::seed_from_u64(seed);
         for _ in 0..opts.restarts {
-            starts.push(
-                (0..d + 2)
-                    .map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i]))
-                    .collect(),
-            );
+            starts.push((0..d + 2).map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i])).collect());
         }
-        let lopts = LbfgsOptions {
-            max_iter: opts.max_iter,
-            gtol: 1e-5,
-            ftol: 1e-9,
-            ..Default::default()
-        };
-        let results: Vec<_> = starts
-            .par_iter()
-            .map(|s| minimize_box(|t, g| self.neg_lml_grad(t, g), s, &lo, &hi, lopts))
-            .collect();
+        let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
+        let results: Vec<_> =
+            starts.par_iter().map(|s| minimize_box(|t, g| self.neg_lml_grad(t, g), s, &lo, &hi, lopts)).collect();
         let evaluations = results.iter().map(|r| r.evaluations).sum();
         let mut best = 0;
         for (i, r) in results.iter().enumerate() {
@@ -605,20 +524,13 @@ impl Gp {
             self.set_hyper(Hyper::from_vec(&results[best].x));
         }
         self.refactor()?;
-        Ok(FitReport {
-            lml: self.lml(),
-            evaluations,
-        })
+        Ok(FitReport { lml: self.lml(), evaluations })
     }
 
     /// Sets hyperparameters and refactorises (standardisation unchanged).
     pub fn set_hyperparameters(&mut self, hyper: Hyper) -> Result<()> {
         if hyper.log_ls.len() != self.d {
-            return Err(Error::DimensionMismatch {
-                what: "length scales",
-                expected: self.d,
-                got: hyper.log_ls.len(),
-            });
+            return Err(Error::DimensionMismatch { what: "length scales", expected: self.d, got: hyper.log_ls.len() });
         }
         self.set_hyper(hyper);
         self.refactor()
@@ -635,9 +547,7 @@ mod tests {
         let y = (0..n)
             .map(|i| {
                 let p = &x[i * d..(i + 1) * d];
-                (3.0 * p[0]).sin()
-                    + p.iter().map(|v| v * v).sum::<f64>()
-                    + 0.01 * rng.random::<f64>()
+                (3.0 * p[0]).sin() + p.iter().map(|v| v * v).sum::<f64>() + 0.01 * rng.random::<f64>()
             })
             .collect();
         (x, y)
@@ -661,11 +571,7 @@ mod tests {
             let theta = g.hyper().to_vec();
             let mut grad = vec![0.0; theta.len()];
             let f0 = g.neg_lml_grad(&theta, &mut grad);
-            assert!(
-                (f0 + g.lml()).abs() < 1e-8 * f0.abs(),
-                "{f0} vs {}",
-                -g.lml()
-            );
+            assert!((f0 + g.lml()).abs() < 1e-8 * f0.abs(), "{f0} vs {}", -g.lml());
             let mut scratch = grad.clone();
             for i in 0..theta.len() {
                 let h = 1e-5;
@@ -673,13 +579,8 @@ mod tests {
                 tp[i] += h;
                 let mut tm = theta.clone();
                 tm[i] -= h;
-                let fd = (g.neg_lml_grad(&tp, &mut scratch) - g.neg_lml_grad(&tm, &mut scratch))
-                    / (2.0 * h);
-                assert!(
-                    (fd - grad[i]).abs() < 1e-5 * grad[i].abs().max(1.0),
-                    "{kind:?} θ{i}: fd {fd} an {}",
-                    grad[i]
-                );
+                let fd = (g.neg_lml_grad(&tp, &mut scratch) - g.neg_lml_grad(&tm, &mut scratch)) / (2.0 * h);
+                assert!((fd - grad[i]).abs() < 1e-5 * grad[i].abs().max(1.0), "{kind:?} θ{i}: fd {fd} an {}", grad[i]);
             }
         }
     }
@@ -727,15 +628,8 @@ mod tests {
         let kind = g.kind();
         let inv = h.inv_ls2();
         let kmat = Mat::from_fn(n, n, |i, j| {
-            h.sf2()
-                * kind
-                    .eval_r2(r2(&g.x()[2 * i..2 * i + 2], &g.x()[2 * j..2 * j + 2], &inv))
-                    .0
-                + if i == j {
-                    h.sn2() + g.cholesky().jitter()
-                } else {
-                    0.0
-                }
+            h.sf2() * kind.eval_r2(r2(&g.x()[2 * i..2 * i + 2], &g.x()[2 * j..2 * j + 2], &inv)).0
+                + if i == j { h.sn2() + g.cholesky().jitter() } else { 0.0 }
         });
         let (ym, ysd) = g.standardisation();
         use faer::linalg::solvers::DenseSolveCore;
@@ -743,9 +637,7 @@ mod tests {
         let xs = [0.3, 0.4, 0.9, 0.1, 0.5, 0.5];
         let (bm, bv) = g.predict_std_batch(&xs);
         for (t, x) in xs.chunks(2).enumerate() {
-            let k: Vec<f64> = (0..n)
-                .map(|i| h.sf2() * kind.eval_r2(r2(x, &g.x()[2 * i..2 * i + 2], &inv)).0)
-                .collect();
+            let k: Vec<f64> = (0..n).map(|i| h.sf2() * kind.eval_r2(r2(x, &g.x()[2 * i..2 * i + 2], &inv)).0).collect();
             let mut mean = 0.0;
             let mut q = 0.0;
             for i in 0..n {
@@ -766,8 +658,7 @@ mod tests {
         let h = gp(KernelKind::Matern52, 5, 3).hyper().clone();
         // Build incrementally from 10 points.
         let mut inc = Gp::new(KernelKind::Matern52, 3, h.clone(), JitterPolicy::default());
-        inc.restore(x[..30].to_vec(), y[..10].to_vec(), h.clone(), 0.5, 2.0)
-            .unwrap();
+        inc.restore(x[..30].to_vec(), y[..10].to_vec(), h.clone(), 0.5, 2.0).unwrap();
         let mut lml = inc.lml();
         for i in 10..60 {
             let before = inc.predict_std(&x[i * 3..i * 3 + 3]);
@@ -791,21 +682,12 @@ mod tests {
     #[test]
     fn fit_improves_likelihood_and_finds_smooth_scale() {
         let mut g = gp(KernelKind::Matern52, 40, 2);
-        g.set_hyperparameters(Hyper {
-            log_ls: vec![0.01f64.ln(); 2],
-            log_sf2: 0.0,
-            log_sn2: -2.0,
-        })
-        .unwrap();
+        g.set_hyperparameters(Hyper { log_ls: vec![0.01f64.ln(); 2], log_sf2: 0.0, log_sn2: -2.0 }).unwrap();
         let before = g.lml();
         let rep = g.fit(&FitOptions::default(), 0).unwrap();
         assert!(rep.lml > before + 10.0, "{before} -> {}", rep.lml);
         // The toy function is smooth: fitted length scales are far above the start 0.01.
-        assert!(
-            g.hyper().log_ls.iter().all(|l| l.exp() > 0.1),
-            "{:?}",
-            g.hyper()
-        );
+        assert!(g.hyper().log_ls.iter().all(|l| l.exp() > 0.1), "{:?}", g.hyper());
         // A local optimum check: the gradient is small or at a bound.
         let theta = g.hyper().to_vec();
         let mut grad = vec![0.0; theta.len()];
@@ -813,12 +695,7 @@ mod tests {
         let (lo, hi) = FitOptions::default().bounds.log_box(2);
         for i in 0..theta.len() {
             let at_bound = (theta[i] - lo[i]).abs() < 1e-6 || (theta[i] - hi[i]).abs() < 1e-6;
-            assert!(
-                at_bound || grad[i].abs() < 1e-2,
-                "θ{i} = {} grad {}",
-                theta[i],
-                grad[i]
-            );
+            assert!(at_bound || grad[i].abs() < 1e-2, "θ{i} = {} grad {}", theta[i], grad[i]);
         }
     }
 }

@@ -46,11 +46,7 @@ pub struct Hyper {
 impl Hyper {
     /// Defaults for a `d`-dimensional unit cube: ℓ = 0.3, σ_f² = 1, σ_n² = 1e-4.
     pub fn default_for(d: usize) -> Hyper {
-        Hyper {
-            log_ls: vec![0.3f64.ln(); d],
-            log_sf2: 0.0,
-            log_sn2: 1e-4f64.ln(),
-        }
+        Hyper { log_ls: vec![0.3f64.ln(); d], log_sf2: 0.0, log_sn2: 1e-4f64.ln() }
     }
 
     /// Flattened `[ln ℓ_1..ln ℓ_d, ln σ_f², ln σ_n²]`.
@@ -64,11 +60,7 @@ impl Hyper {
     /// Inverse of [`Hyper::to_vec`].
     pub fn from_vec(v: &[f64]) -> Hyper {
         let d = v.len() - 2;
-        Hyper {
-            log_ls: v[..d].to_vec(),
-            log_sf2: v[d],
-            log_sn2: v[d + 1],
-        }
+        Hyper { log_ls: v[..d].to_vec(), log_sf2: v[d], log_sn2: v[d + 1] }
     }
 
     /// `1/ℓ_m²`.
@@ -101,11 +93,7 @@ pub struct HyperBounds {
 
 impl Default for HyperBounds {
     fn default() -> Self {
-        HyperBounds {
-            length_scale: (0.01, 20.0),
-            signal_variance: (0.01, 100.0),
-            noise_variance: (1e-6, 1.0),
-        }
+        HyperBounds { length_scale: (0.01, 20.0), signal_variance: (0.01, 100.0), noise_variance: (1e-6, 1.0) }
     }
 }
 
@@ -161,18 +149,12 @@ mod tests {
                 let h = 1e-6 * r2;
                 let fd = (kind.eval_r2(r2 + h).0 - kind.eval_r2(r2 - h).0) / (2.0 * h);
                 let an = kind.eval_r2(r2).1;
-                assert!(
-                    (fd - an).abs() < 1e-7 * an.abs().max(1e-3),
-                    "{kind:?} r2 {r2}: {fd} vs {an}"
-                );
+                assert!((fd - an).abs() < 1e-7 * an.abs().max(1e-3), "{kind:?} r2 {r2}: {fd} vs {an}");
             }
             assert!((kind.eval_r2(0.0).0 - 1.0).abs() < 1e-15);
         }
         // Matérn-5/2 at r = 1: (1 + √5 + 5/3) e^{−√5}.
         let s5 = 5f64.sqrt();
-        assert!(
-            (KernelKind::Matern52.eval_r2(1.0).0 - (1.0 + s5 + 5.0 / 3.0) * (-s5).exp()).abs()
-                < 1e-15
-        );
+        assert!((KernelKind::Matern52.eval_r2(1.0).0 - (1.0 + s5 + 5.0 / 3.0) * (-s5).exp()).abs() < 1e-15);
     }
 }

@@ -23,12 +23,7 @@ pub struct LbfgsOptions {
 
 impl Default for LbfgsOptions {
     fn default() -> Self {
-        LbfgsOptions {
-            max_iter: 100,
-            memory: 10,
-            gtol: 1e-6,
-            ftol: 1e-10,
-        }
+        LbfgsOptions { max_iter: 100, memory: 10, gtol: 1e-6, ftol: 1e-10 }
     }
 }
 
@@ -65,22 +60,14 @@ pub fn minimize_box(
     opts: LbfgsOptions,
 ) -> LbfgsResult {
     let n = x0.len();
-    assert!(
-        lo.len() == n && hi.len() == n,
-        "minimize_box: bounds length"
-    );
+    assert!(lo.len() == n && hi.len() == n, "minimize_box: bounds length");
     let mut x = x0.to_vec();
     project(&mut x, lo, hi);
     let mut g = vec![0.0; n];
     let mut fx = f(&x, &mut g);
     let mut evals = 1;
     if !fx.is_finite() {
-        return LbfgsResult {
-            x,
-            f: fx,
-            iterations: 0,
-            evaluations: evals,
-        };
+        return LbfgsResult { x, f: fx, iterations: 0, evaluations: evals };
     }
     let mut mem: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::new();
     let mut iterations = 0;
@@ -90,13 +77,9 @@ pub fn minimize_box(
     while iterations < opts.max_iter {
         iterations += 1;
         // Active set: at a bound with the gradient pushing outwards.
-        let active: Vec<bool> = (0..n)
-            .map(|i| (x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0))
-            .collect();
-        let pg_norm = (0..n)
-            .filter(|&i| !active[i])
-            .map(|i| g[i].abs())
-            .fold(0.0, f64::max);
+        let active: Vec<bool> =
+            (0..n).map(|i| (x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0)).collect();
+        let pg_norm = (0..n).filter(|&i| !active[i]).map(|i| g[i].abs()).fold(0.0, f64::max);
         if pg_norm < opts.gtol {
             break;
         }
@@ -106,11 +89,7 @@ pub fn minimize_box(
         }
         let mut alphas = Vec::with_capacity(mem.len());
         for (s, y, rho) in mem.iter().rev() {
-            let a = rho
-                * (0..n)
-                    .filter(|&i| !active[i])
-                    .map(|i| s[i] * d[i])
-                    .sum::<f64>();
+            let a = rho * (0..n).filter(|&i| !active[i]).map(|i| s[i] * d[i]).sum::<f64>();
             for i in 0..n {
                 if !active[i] {
                     d[i] -= a * y[i];
@@ -125,11 +104,7 @@ pub fn minimize_box(
             }
         }
         for ((s, y, rho), a) in mem.iter().zip(alphas.iter().rev()) {
-            let b = rho
-                * (0..n)
-                    .filter(|&i| !active[i])
-                    .map(|i| y[i] * d[i])
-                    .sum::<f64>();
+            let b = rho * (0..n).filter(|&i| !active[i]).map(|i| y[i] * d[i]).sum::<f64>();
             for i in 0..n {
                 if !active[i] {
                     d[i] += (a - b) * s[i];
@@ -189,12 +164,7 @@ pub fn minimize_box(
             break;
         }
     }
-    LbfgsResult {
-        x,
-        f: fx,
-        iterations,
-        evaluations: evals,
-    }
+    LbfgsResult { x, f: fx, iterations, evaluations: evals }
 }
 
 #[cfg(test)]
@@ -224,10 +194,7 @@ mod tests {
                 &x0,
                 &vec![-5.0; n],
                 &vec![5.0; n],
-                LbfgsOptions {
-                    max_iter: 500,
-                    ..Default::default()
-                },
+                LbfgsOptions { max_iter: 500, ..Default::default() },
             );
             for xi in &r.x {
                 assert!((xi - 1.0).abs() < 1e-4, "n {n}: {:?} f {}", r.x, r.f);
@@ -248,17 +215,9 @@ mod tests {
             }
             v
         };
-        let r = minimize_box(
-            f,
-            &[0.7, 0.2, 0.3],
-            &[0.0; 3],
-            &[1.0; 3],
-            LbfgsOptions::default(),
-        );
+        let r = minimize_box(f, &[0.7, 0.2, 0.3], &[0.0; 3], &[1.0; 3], LbfgsOptions::default());
         assert!(
-            (r.x[0] - 0.0).abs() < 1e-12
-                && (r.x[1] - 0.5).abs() < 1e-6
-                && (r.x[2] - 1.0).abs() < 1e-12,
+            (r.x[0] - 0.0).abs() < 1e-12 && (r.x[1] - 0.5).abs() < 1e-6 && (r.x[2] - 1.0).abs() < 1e-12,
             "{:?}",
             r.x
         );
@@ -273,28 +232,18 @@ mod tests {
             &[-1.0, 0.0],
             &[-2.0, -2.0],
             &[0.5, 2.0],
-            LbfgsOptions {
-                max_iter: 500,
-                ..Default::default()
-            },
+            LbfgsOptions { max_iter: 500, ..Default::default() },
         );
         // On x0 = 0.5 the best x1 is 0.25 (f = 0.25); interior stationary points are none.
         let mut best = f64::INFINITY;
         let mut g = [0.0; 2];
         for i in 0..=4000 {
             for j in 0..=400 {
-                let p = [
-                    -2.0 + 2.5 * i as f64 / 4000.0,
-                    -2.0 + 4.0 * j as f64 / 400.0,
-                ];
+                let p = [-2.0 + 2.5 * i as f64 / 4000.0, -2.0 + 4.0 * j as f64 / 400.0];
                 best = best.min(rosen(&p, &mut g));
             }
         }
         assert!(r.f <= best + 1e-8, "lbfgs {} vs grid {}", r.f, best);
-        assert!(
-            (r.x[0] - 0.5).abs() < 1e-9 && (r.x[1] - 0.25).abs() < 1e-5,
-            "{:?}",
-            r.x
-        );
+        assert!((r.x[0] - 0.5).abs() < 1e-9 && (r.x[1] - 0.25).abs() < 1e-5, "{:?}", r.x);
     }
 }

@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
+// Index loops mirror the formulae; negated comparisons deliberately treat NaN as failure.
+#![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod acquisition;
 pub mod chol;
 pub mod error;
+pub mod experiments;
 pub mod gp;
 pub mod kernel;
 pub mod lbfgs;
@@ -13,5 +16,6 @@ pub mod testfns;
 pub mod tune;
 
 pub use error::{Error, Result};
+pub use experiments::experiments;
 pub use minimize::{MinimizeResult, Minimizer, minimize};
 pub use study::{Study, StudyConfig};

@@ -55,10 +55,8 @@ impl ProgressObserver {
     pub fn new(budget: usize) -> Self {
         let bar = indicatif::ProgressBar::new(budget as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} evals  best {msg}  [{elapsed_precise}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} evals  best {msg}  [{elapsed_precise}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         ProgressObserver { bar }
     }
@@ -88,13 +86,8 @@ impl JsonLinesObserver {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(JsonLinesObserver {
-            file: std::io::BufWriter::new(file),
-        })
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Ok(JsonLinesObserver { file: std::io::BufWriter::new(file) })
     }
 }
 
@@ -210,11 +203,7 @@ impl Minimizer {
         let mut best_so_far = Vec::new();
         let mut best = f64::INFINITY;
         let mut since_improve = 0usize;
-        let mut told: Vec<&Trial> = study
-            .trials()
-            .iter()
-            .filter(|t| t.tell_index.is_some())
-            .collect();
+        let mut told: Vec<&Trial> = study.trials().iter().filter(|t| t.tell_index.is_some()).collect();
         told.sort_by_key(|t| t.tell_index);
         for t in told {
             if let Some(v) = t.value {
@@ -268,15 +257,9 @@ impl Minimizer {
                 b
             };
             let results: Vec<std::result::Result<f64, String>> = if batch.len() > 1 {
-                batch
-                    .par_iter()
-                    .map(|t| objective(&t.params).map_err(|e| e.to_string()))
-                    .collect()
+                batch.par_iter().map(|t| objective(&t.params).map_err(|e| e.to_string())).collect()
             } else {
-                batch
-                    .iter()
-                    .map(|t| objective(&t.params).map_err(|e| e.to_string()))
-                    .collect()
+                batch.iter().map(|t| objective(&t.params).map_err(|e| e.to_string())).collect()
             };
             for (t, r) in batch.iter().zip(results) {
                 match r {
@@ -296,10 +279,7 @@ impl Minimizer {
             if let Some(p) = &self.save_path {
                 study.save(p)?;
             }
-            let told: Vec<Trial> = batch
-                .iter()
-                .map(|t| study.trials()[t.id as usize].clone())
-                .collect();
+            let told: Vec<Trial> = batch.iter().map(|t| study.trials()[t.id as usize].clone()).collect();
             let stats = study.last_stats().clone();
             let ev = IterationEvent {
                 iteration,
@@ -321,11 +301,7 @@ impl Minimizer {
             best_params: b.map(|t| t.params.clone()),
             best_value: b.and_then(|t| t.value),
             evaluations: study.n_finished(),
-            failed: study
-                .trials()
-                .iter()
-                .filter(|t| t.state == TrialState::Failed)
-                .count(),
+            failed: study.trials().iter().filter(|t| t.state == TrialState::Failed).count(),
             best_so_far,
             overhead_s: overhead,
             stopped_by,
@@ -347,9 +323,7 @@ pub fn minimize<F>(objective: F, space: &Space, budget: usize) -> Result<Minimiz
 where
     F: Fn(&Point) -> f64 + Sync,
 {
-    let (_, r) = Minimizer::new(budget).run(space, |p: &Point| {
-        Ok::<f64, std::convert::Infallible>(objective(p))
-    })?;
+    let (_, r) = Minimizer::new(budget).run(space, |p: &Point| Ok::<f64, std::convert::Infallible>(objective(p)))?;
     Ok(r)
 }
 
@@ -365,17 +339,8 @@ mod tests {
         StudyConfig {
             seed,
             lag,
-            maximize: MaximizeOptions {
-                candidates: 500,
-                starts: 4,
-                max_iter: 40,
-                ..Default::default()
-            },
-            fit: FitOptions {
-                restarts: 2,
-                max_iter: 40,
-                ..Default::default()
-            },
+            maximize: MaximizeOptions { candidates: 500, starts: 4, max_iter: 40, ..Default::default() },
+            fit: FitOptions { restarts: 2, max_iter: 40, ..Default::default() },
             ..Default::default()
         }
     }
@@ -389,19 +354,12 @@ mod tests {
         let f = TestFunction::Branin;
         let dir = tempfile::tempdir().unwrap();
         for lag in [LagPolicy::Every(3), LagPolicy::adaptive()] {
-            let (full, _) = Minimizer::new(30)
-                .config(cfg(7, lag))
-                .run(&f.space(), obj(f))
-                .unwrap();
+            let (full, _) = Minimizer::new(30).config(cfg(7, lag)).run(&f.space(), obj(f)).unwrap();
             let path = dir.path().join(format!("{}.json", lag.label()));
             for k in [4, 13, 21] {
                 let _ = std::fs::remove_file(&path);
                 // Run k evaluations, then drop everything but the file.
-                let (s, _) = Minimizer::new(k)
-                    .config(cfg(7, lag))
-                    .save_to(&path)
-                    .run(&f.space(), obj(f))
-                    .unwrap();
+                let (s, _) = Minimizer::new(k).config(cfg(7, lag)).save_to(&path).run(&f.space(), obj(f)).unwrap();
                 drop(s);
                 // Simulate a kill right after an ask: the pending trial is saved too.
                 let mut s = Study::load(&path).unwrap();
@@ -409,11 +367,7 @@ mod tests {
                 s.save(&path).unwrap();
                 drop(s);
                 let s = Study::load(&path).unwrap();
-                let (resumed, _) = Minimizer::new(30)
-                    .config(cfg(7, lag))
-                    .save_to(&path)
-                    .resume(s, obj(f))
-                    .unwrap();
+                let (resumed, _) = Minimizer::new(30).config(cfg(7, lag)).save_to(&path).resume(s, obj(f)).unwrap();
                 assert_eq!(resumed.trials().len(), full.trials().len());
                 for (a, b) in resumed.trials().iter().zip(full.trials()) {
                     assert_eq!(a.params, b.params, "{lag:?} k {k}: trial {}", a.id);
@@ -429,11 +383,7 @@ mod tests {
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let objective = |p: &Point| {
             let c = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if c == 7 {
-                Err("simulated crash".to_string())
-            } else {
-                obj(f)(p)
-            }
+            if c == 7 { Err("simulated crash".to_string()) } else { obj(f)(p) }
         };
         let dir = tempfile::tempdir().unwrap();
         let hist = dir.path().join("h.jsonl");
@@ -446,12 +396,7 @@ mod tests {
         assert_eq!(r.evaluations, 40);
         assert!(r.best_value.unwrap() < 0.45, "best {:?}", r.best_value);
         assert_eq!(std::fs::read_to_string(&hist).unwrap().lines().count(), 40);
-        assert!(
-            study
-                .trials()
-                .iter()
-                .any(|t| t.error.as_deref() == Some("simulated crash"))
-        );
+        assert!(study.trials().iter().any(|t| t.error.as_deref() == Some("simulated crash")));
         // best_so_far is monotone.
         assert!(r.best_so_far.windows(2).all(|w| w[1] <= w[0]));
     }
@@ -461,22 +406,12 @@ mod tests {
         let f = TestFunction::Branin;
         let (_, r) = Minimizer::new(200)
             .config(cfg(2, LagPolicy::adaptive()))
-            .stop(StopRule {
-                target: Some(0.5),
-                ..Default::default()
-            })
+            .stop(StopRule { target: Some(0.5), ..Default::default() })
             .run(&f.space(), obj(f))
             .unwrap();
-        assert!(
-            r.stopped_by.starts_with("target") && r.best_value.unwrap() <= 0.5,
-            "{r:?}"
-        );
+        assert!(r.stopped_by.starts_with("target") && r.best_value.unwrap() <= 0.5, "{r:?}");
         assert!(r.evaluations < 200);
-        let (s, r) = Minimizer::new(25)
-            .config(cfg(2, LagPolicy::Every(1)))
-            .batch(5)
-            .run(&f.space(), obj(f))
-            .unwrap();
+        let (s, r) = Minimizer::new(25).config(cfg(2, LagPolicy::Every(1))).batch(5).run(&f.space(), obj(f)).unwrap();
         assert_eq!(r.evaluations, 25);
         assert!(s.trials().iter().all(|t| t.state == TrialState::Complete));
     }

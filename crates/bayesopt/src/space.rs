@@ -51,32 +51,17 @@ impl Param {
     fn validate(&self) -> Result<()> {
         let name = self.name().to_string();
         if name.is_empty() {
-            return Err(Error::BadName {
-                name,
-                problem: "empty",
-            });
+            return Err(Error::BadName { name, problem: "empty" });
         }
         let finite = |which: &'static str, value: f64| {
-            if value.is_finite() {
-                Ok(())
-            } else {
-                Err(Error::NonFiniteBound {
-                    name: name.clone(),
-                    which,
-                    value,
-                })
-            }
+            if value.is_finite() { Ok(()) } else { Err(Error::NonFiniteBound { name: name.clone(), which, value }) }
         };
         match self {
             Param::Float { low, high, .. } | Param::LogFloat { low, high, .. } => {
                 finite("low", *low)?;
                 finite("high", *high)?;
                 if low >= high {
-                    return Err(Error::EmptyRange {
-                        name,
-                        low: *low,
-                        high: *high,
-                    });
+                    return Err(Error::EmptyRange { name, low: *low, high: *high });
                 }
                 if matches!(self, Param::LogFloat { .. }) && *low <= 0.0 {
                     return Err(Error::NonPositiveLogBound { name, low: *low });
@@ -84,27 +69,17 @@ impl Param {
             }
             Param::Int { low, high, .. } => {
                 if low > high {
-                    return Err(Error::EmptyRange {
-                        name,
-                        low: *low as f64,
-                        high: *high as f64,
-                    });
+                    return Err(Error::EmptyRange { name, low: *low as f64, high: *high as f64 });
                 }
             }
             Param::Categorical { choices, .. } => {
                 if choices.is_empty() {
-                    return Err(Error::BadChoices {
-                        name,
-                        problem: "are empty".into(),
-                    });
+                    return Err(Error::BadChoices { name, problem: "are empty".into() });
                 }
                 let mut seen = std::collections::BTreeSet::new();
                 for c in choices {
                     if !seen.insert(c) {
-                        return Err(Error::BadChoices {
-                            name,
-                            problem: format!("contain `{c}` twice"),
-                        });
+                        return Err(Error::BadChoices { name, problem: format!("contain `{c}` twice") });
                     }
                 }
             }
@@ -192,32 +167,17 @@ impl Space {
         for p in &params {
             p.validate()?;
             if !names.insert(p.name().to_string()) {
-                return Err(Error::BadName {
-                    name: p.name().to_string(),
-                    problem: "used twice",
-                });
+                return Err(Error::BadName { name: p.name().to_string(), problem: "used twice" });
             }
             offsets.push(dim);
             dim += p.encoded_dim();
         }
-        Ok(Space {
-            params,
-            offsets,
-            dim,
-        })
+        Ok(Space { params, offsets, dim })
     }
 
     /// A space of `d` floats named `x0..x{d-1}`, all on `[low, high]`.
     pub fn uniform_box(d: usize, low: f64, high: f64) -> Result<Space> {
-        Space::new(
-            (0..d)
-                .map(|i| Param::Float {
-                    name: format!("x{i}"),
-                    low,
-                    high,
-                })
-                .collect(),
-        )
+        Space::new((0..d).map(|i| Param::Float { name: format!("x{i}"), low, high }).collect())
     }
 
     /// Space from bounds per dimension (names `x0..`).
@@ -226,11 +186,7 @@ impl Space {
             bounds
                 .iter()
                 .enumerate()
-                .map(|(i, &(low, high))| Param::Float {
-                    name: format!("x{i}"),
-                    low,
-                    high,
-                })
+                .map(|(i, &(low, high))| Param::Float { name: format!("x{i}"), low, high })
                 .collect(),
         )
     }
@@ -262,40 +218,22 @@ impl Space {
 
     /// Index of the parameter called `name`.
     pub fn index_of(&self, name: &str) -> Result<usize> {
-        self.params
-            .iter()
-            .position(|p| p.name() == name)
-            .ok_or_else(|| Error::UnknownParameter {
-                name: name.to_string(),
-                known: self
-                    .params
-                    .iter()
-                    .map(|p| p.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        self.params.iter().position(|p| p.name() == name).ok_or_else(|| Error::UnknownParameter {
+            name: name.to_string(),
+            known: self.params.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// Checks a point's length and each value's kind and range.
     pub fn check_point(&self, point: &[Value]) -> Result<()> {
         if point.len() != self.params.len() {
-            return Err(Error::DimensionMismatch {
-                what: "point",
-                expected: self.params.len(),
-                got: point.len(),
-            });
+            return Err(Error::DimensionMismatch { what: "point", expected: self.params.len(), got: point.len() });
         }
         for (p, v) in self.params.iter().zip(point) {
-            let bad = |allowed: String| Error::BadValue {
-                name: p.name().to_string(),
-                value: v.to_string(),
-                allowed,
-            };
+            let bad = |allowed: String| Error::BadValue { name: p.name().to_string(), value: v.to_string(), allowed };
             match (p, v) {
                 (Param::Float { low, high, .. } | Param::LogFloat { low, high, .. }, _) => {
-                    let x = v
-                        .as_f64()
-                        .ok_or_else(|| bad(format!("a number in [{low}, {high}]")))?;
+                    let x = v.as_f64().ok_or_else(|| bad(format!("a number in [{low}, {high}]")))?;
                     if !(x >= *low && x <= *high) {
                         return Err(bad(format!("a number in [{low}, {high}]")));
                     }
@@ -336,9 +274,7 @@ impl Space {
             // Accept an integer-valued float for an int and an int for a float.
             let v = match (p, v) {
                 (Param::Int { .. }, Value::Float(f)) if f.fract() == 0.0 => Value::Int(*f as i64),
-                (Param::Float { .. } | Param::LogFloat { .. }, Value::Int(i)) => {
-                    Value::Float(*i as f64)
-                }
+                (Param::Float { .. } | Param::LogFloat { .. }, Value::Int(i)) => Value::Float(*i as f64),
                 _ => v.clone(),
             };
             point.push(v);
@@ -349,11 +285,7 @@ impl Space {
 
     /// The point as a `name -> value` map.
     pub fn point_to_map(&self, point: &[Value]) -> BTreeMap<String, Value> {
-        self.params
-            .iter()
-            .zip(point)
-            .map(|(p, v)| (p.name().to_string(), v.clone()))
-            .collect()
+        self.params.iter().zip(point).map(|(p, v)| (p.name().to_string(), v.clone())).collect()
     }
 
     /// Encodes a valid point into unit-cube coordinates.
@@ -391,30 +323,19 @@ impl Space {
     /// Decodes unit-cube coordinates (clamped to [0, 1]) into a point.
     pub fn decode(&self, u: &[f64]) -> Result<Point> {
         if u.len() != self.dim {
-            return Err(Error::DimensionMismatch {
-                what: "unit-cube vector",
-                expected: self.dim,
-                got: u.len(),
-            });
+            return Err(Error::DimensionMismatch { what: "unit-cube vector", expected: self.dim, got: u.len() });
         }
         if let Some(&bad) = u.iter().find(|x| !x.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "unit-cube coordinate",
-                value: bad,
-            });
+            return Err(Error::NonFinite { what: "unit-cube coordinate", value: bad });
         }
         let mut point = Vec::with_capacity(self.params.len());
         for (p, &off) in self.params.iter().zip(&self.offsets) {
             let t = u[off].clamp(0.0, 1.0);
             point.push(match p {
-                Param::Float { low, high, .. } => {
-                    Value::Float((low + t * (high - low)).clamp(*low, *high))
+                Param::Float { low, high, .. } => Value::Float((low + t * (high - low)).clamp(*low, *high)),
+                Param::LogFloat { low, high, .. } => {
+                    Value::Float((low.ln() + t * (high.ln() - low.ln())).exp().clamp(*low, *high))
                 }
-                Param::LogFloat { low, high, .. } => Value::Float(
-                    (low.ln() + t * (high.ln() - low.ln()))
-                        .exp()
-                        .clamp(*low, *high),
-                ),
                 Param::Int { low, high, .. } => {
                     let span = (high - low) as f64 + 1.0;
                     let i = (*low as f64 + (t * span - 0.5).round()) as i64;
@@ -443,9 +364,7 @@ impl Space {
     /// True if the space has only `float`/`log_float` parameters (snapping is the identity
     /// up to clamping).
     pub fn is_continuous(&self) -> bool {
-        self.params
-            .iter()
-            .all(|p| matches!(p, Param::Float { .. } | Param::LogFloat { .. }))
+        self.params.iter().all(|p| matches!(p, Param::Float { .. } | Param::LogFloat { .. }))
     }
 }
 
@@ -455,25 +374,10 @@ mod tests {
 
     fn mixed() -> Space {
         Space::new(vec![
-            Param::Float {
-                name: "x".into(),
-                low: -2.0,
-                high: 3.0,
-            },
-            Param::LogFloat {
-                name: "lr".into(),
-                low: 1e-5,
-                high: 1e-1,
-            },
-            Param::Int {
-                name: "layers".into(),
-                low: 1,
-                high: 4,
-            },
-            Param::Categorical {
-                name: "act".into(),
-                choices: vec!["relu".into(), "tanh".into(), "gelu".into()],
-            },
+            Param::Float { name: "x".into(), low: -2.0, high: 3.0 },
+            Param::LogFloat { name: "lr".into(), low: 1e-5, high: 1e-1 },
+            Param::Int { name: "layers".into(), low: 1, high: 4 },
+            Param::Categorical { name: "act".into(), choices: vec!["relu".into(), "tanh".into(), "gelu".into()] },
         ])
         .unwrap()
     }
@@ -482,12 +386,7 @@ mod tests {
     fn encode_decode_roundtrip() {
         let s = mixed();
         assert_eq!(s.encoded_dim(), 6);
-        let p = vec![
-            Value::Float(0.5),
-            Value::Float(1e-3),
-            Value::Int(3),
-            Value::Choice("gelu".into()),
-        ];
+        let p = vec![Value::Float(0.5), Value::Float(1e-3), Value::Int(3), Value::Choice("gelu".into())];
         let u = s.encode(&p).unwrap();
         assert!((u[0] - 0.5).abs() < 1e-15);
         assert!((u[1] - 0.5).abs() < 1e-12);
@@ -501,12 +400,7 @@ mod tests {
 
     #[test]
     fn int_bins_are_equal_width_and_snap() {
-        let s = Space::new(vec![Param::Int {
-            name: "k".into(),
-            low: 0,
-            high: 4,
-        }])
-        .unwrap();
+        let s = Space::new(vec![Param::Int { name: "k".into(), low: 0, high: 4 }]).unwrap();
         let mut counts = [0usize; 5];
         for i in 0..1000 {
             let t = (i as f64 + 0.5) / 1000.0;
@@ -524,88 +418,37 @@ mod tests {
 
     #[test]
     fn validation_errors() {
-        let e = Space::new(vec![Param::Float {
-            name: "a".into(),
-            low: 1.0,
-            high: 1.0,
-        }])
-        .unwrap_err();
+        let e = Space::new(vec![Param::Float { name: "a".into(), low: 1.0, high: 1.0 }]).unwrap_err();
         assert!(matches!(e, Error::EmptyRange { .. }), "{e}");
-        let e = Space::new(vec![Param::Float {
-            name: "a".into(),
-            low: f64::NAN,
-            high: 1.0,
-        }])
-        .unwrap_err();
-        assert!(
-            matches!(e, Error::NonFiniteBound { which: "low", .. }),
-            "{e}"
-        );
-        let e = Space::new(vec![Param::LogFloat {
-            name: "a".into(),
-            low: 0.0,
-            high: 1.0,
-        }])
-        .unwrap_err();
+        let e = Space::new(vec![Param::Float { name: "a".into(), low: f64::NAN, high: 1.0 }]).unwrap_err();
+        assert!(matches!(e, Error::NonFiniteBound { which: "low", .. }), "{e}");
+        let e = Space::new(vec![Param::LogFloat { name: "a".into(), low: 0.0, high: 1.0 }]).unwrap_err();
         assert!(matches!(e, Error::NonPositiveLogBound { .. }), "{e}");
-        let e = Space::new(vec![Param::Int {
-            name: "a".into(),
-            low: 3,
-            high: 2,
-        }])
-        .unwrap_err();
+        let e = Space::new(vec![Param::Int { name: "a".into(), low: 3, high: 2 }]).unwrap_err();
         assert!(matches!(e, Error::EmptyRange { .. }), "{e}");
-        let e = Space::new(vec![Param::Categorical {
-            name: "a".into(),
-            choices: vec![],
-        }])
-        .unwrap_err();
+        let e = Space::new(vec![Param::Categorical { name: "a".into(), choices: vec![] }]).unwrap_err();
         assert!(matches!(e, Error::BadChoices { .. }), "{e}");
         let e = Space::new(vec![
-            Param::Float {
-                name: "a".into(),
-                low: 0.0,
-                high: 1.0,
-            },
-            Param::Int {
-                name: "a".into(),
-                low: 0,
-                high: 1,
-            },
+            Param::Float { name: "a".into(), low: 0.0, high: 1.0 },
+            Param::Int { name: "a".into(), low: 0, high: 1 },
         ])
         .unwrap_err();
         assert!(matches!(e, Error::BadName { .. }), "{e}");
         assert!(matches!(Space::new(vec![]).unwrap_err(), Error::EmptySpace));
         let s = mixed();
         let e = s.index_of("nope").unwrap_err();
-        assert!(
-            e.to_string().contains("nope") && e.to_string().contains("layers"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("nope") && e.to_string().contains("layers"), "{e}");
         let e = s
-            .check_point(&[
-                Value::Float(9.0),
-                Value::Float(1e-3),
-                Value::Int(1),
-                Value::Choice("relu".into()),
-            ])
+            .check_point(&[Value::Float(9.0), Value::Float(1e-3), Value::Int(1), Value::Choice("relu".into())])
             .unwrap_err();
         assert!(matches!(e, Error::BadValue { .. }), "{e}");
         let e = s
-            .check_point(&[
-                Value::Float(0.0),
-                Value::Float(1e-3),
-                Value::Int(1),
-                Value::Choice("elu".into()),
-            ])
+            .check_point(&[Value::Float(0.0), Value::Float(1e-3), Value::Int(1), Value::Choice("elu".into())])
             .unwrap_err();
         assert!(e.to_string().contains("elu"), "{e}");
         let mut m = BTreeMap::new();
         m.insert("bogus".to_string(), Value::Int(1));
-        assert!(matches!(
-            s.point_from_map(&m).unwrap_err(),
-            Error::UnknownParameter { .. }
-        ));
+        assert!(matches!(s.point_from_map(&m).unwrap_err(), Error::UnknownParameter { .. }));
     }
 
     #[test]

@@ -55,11 +55,7 @@ impl Default for LagPolicy {
 impl LagPolicy {
     /// The adaptive policy with default thresholds.
     pub fn adaptive() -> LagPolicy {
-        LagPolicy::Adaptive {
-            max_lag: 20,
-            residual: 3.0,
-            lml_drop: 0.5,
-        }
+        LagPolicy::Adaptive { max_lag: 20, residual: 3.0, lml_drop: 0.5 }
     }
 
     /// Short label (`lag1`, `lag3`, `lag_inf`, `adaptive`).
@@ -73,22 +69,12 @@ impl LagPolicy {
 
     fn check(&self) -> Result<()> {
         match *self {
-            LagPolicy::Every(0) => Err(Error::BadConfig {
-                field: "lag.every",
-                value: "0".into(),
-                allowed: ">= 1",
-            }),
-            LagPolicy::Adaptive {
-                max_lag,
-                residual,
-                lml_drop,
-            } => {
+            LagPolicy::Every(0) => Err(Error::BadConfig { field: "lag.every", value: "0".into(), allowed: ">= 1" }),
+            LagPolicy::Adaptive { max_lag, residual, lml_drop } => {
                 if max_lag == 0 || !(residual > 0.0) || !(lml_drop > 0.0) {
                     Err(Error::BadConfig {
                         field: "lag.adaptive",
-                        value: format!(
-                            "max_lag {max_lag}, residual {residual}, lml_drop {lml_drop}"
-                        ),
+                        value: format!("max_lag {max_lag}, residual {residual}, lml_drop {lml_drop}"),
                         allowed: "max_lag >= 1, residual > 0, lml_drop > 0",
                     })
                 } else {
@@ -294,9 +280,7 @@ pub struct Study {
 
 fn mix(a: u64, b: u64) -> u64 {
     // splitmix64 of a combination: decorrelated per-ask streams.
-    let mut z = a ^ b
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(0x632B_E59B_D9B4_E019);
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -335,26 +319,17 @@ impl Study {
 
     /// Pending trials.
     pub fn pending(&self) -> Vec<&Trial> {
-        self.trials
-            .iter()
-            .filter(|t| t.state == TrialState::Pending)
-            .collect()
+        self.trials.iter().filter(|t| t.state == TrialState::Pending).collect()
     }
 
     /// Number of completed or failed trials.
     pub fn n_finished(&self) -> usize {
-        self.trials
-            .iter()
-            .filter(|t| t.state != TrialState::Pending)
-            .count()
+        self.trials.iter().filter(|t| t.state != TrialState::Pending).count()
     }
 
     /// Number of completed trials.
     pub fn n_complete(&self) -> usize {
-        self.trials
-            .iter()
-            .filter(|t| t.state == TrialState::Complete)
-            .count()
+        self.trials.iter().filter(|t| t.state == TrialState::Complete).count()
     }
 
     /// Best completed trial.
@@ -362,11 +337,7 @@ impl Study {
         self.trials
             .iter()
             .filter(|t| t.state == TrialState::Complete)
-            .min_by(|a, b| {
-                a.value
-                    .unwrap_or(f64::INFINITY)
-                    .total_cmp(&b.value.unwrap_or(f64::INFINITY))
-            })
+            .min_by(|a, b| a.value.unwrap_or(f64::INFINITY).total_cmp(&b.value.unwrap_or(f64::INFINITY)))
     }
 
     /// Statistics of the last ask.
@@ -385,18 +356,13 @@ impl Study {
     }
 
     fn n_initial(&self) -> usize {
-        if self.config.n_initial > 0 {
-            self.config.n_initial
-        } else {
-            (2 * self.space.encoded_dim() + 1).max(5)
-        }
+        if self.config.n_initial > 0 { self.config.n_initial } else { (2 * self.space.encoded_dim() + 1).max(5) }
     }
 
     /// Completed trials in tell order: indices into `trials`.
     fn observed(&self) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.trials.len())
-            .filter(|&i| self.trials[i].state == TrialState::Complete)
-            .collect();
+        let mut idx: Vec<usize> =
+            (0..self.trials.len()).filter(|&i| self.trials[i].state == TrialState::Complete).collect();
         idx.sort_by_key(|&i| self.trials[i].tell_index);
         idx
     }
@@ -409,21 +375,14 @@ impl Study {
     /// Asks for `q` points at once.
     pub fn ask_batch(&mut self, q: usize) -> Result<Vec<Trial>> {
         if q == 0 {
-            return Err(Error::BadConfig {
-                field: "q",
-                value: "0".into(),
-                allowed: ">= 1",
-            });
+            return Err(Error::BadConfig { field: "q", value: "0".into(), allowed: ">= 1" });
         }
         let ask_index = self.n_asks;
         let seed = mix(self.config.seed, ask_index);
         let d = self.space.encoded_dim();
         let n_init = self.n_initial();
         let obs = self.observed();
-        let mut stats = AskStats {
-            n: obs.len(),
-            ..Default::default()
-        };
+        let mut stats = AskStats { n: obs.len(), ..Default::default() };
         let mut xs: Vec<Vec<f64>> = Vec::with_capacity(q);
         // Initial design: one Latin hypercube of n_initial points, in order.
         let mut design_rng = StdRng::seed_from_u64(mix(self.config.seed, u64::MAX));
@@ -477,14 +436,8 @@ impl Study {
         if self.gp.is_none() {
             if let Some(m) = self.model.clone() {
                 let mut gp = Gp::new(self.config.kernel, d, m.hyper.clone(), self.config.jitter);
-                let x: Vec<f64> = obs[..m.refit_points]
-                    .iter()
-                    .flat_map(|&i| self.trials[i].x.clone())
-                    .collect();
-                let y: Vec<f64> = obs[..m.refit_points]
-                    .iter()
-                    .map(|&i| self.trials[i].value.unwrap_or(0.0))
-                    .collect();
+                let x: Vec<f64> = obs[..m.refit_points].iter().flat_map(|&i| self.trials[i].x.clone()).collect();
+                let y: Vec<f64> = obs[..m.refit_points].iter().map(|&i| self.trials[i].value.unwrap_or(0.0)).collect();
                 gp.restore(x, y, m.hyper.clone(), m.y_mean, m.y_std)?;
                 for &i in &obs[m.refit_points..m.synced] {
                     let t = &self.trials[i];
@@ -495,8 +448,7 @@ impl Study {
                 self.gp = Some(gp);
             }
         }
-        let mut need_refit =
-            self.gp.is_none() || self.gp.as_ref().is_some_and(|g| g.len() > obs.len());
+        let mut need_refit = self.gp.is_none() || self.gp.as_ref().is_some_and(|g| g.len() > obs.len());
         let mut max_resid: f64 = 0.0;
         if let Some(gp) = self.gp.as_mut() {
             if !need_refit {
@@ -519,11 +471,7 @@ impl Study {
             need_refit = match self.config.lag {
                 LagPolicy::Every(k) => m.since_refit >= k,
                 LagPolicy::Never => false,
-                LagPolicy::Adaptive {
-                    max_lag,
-                    residual,
-                    lml_drop,
-                } => {
+                LagPolicy::Adaptive { max_lag, residual, lml_drop } => {
                     m.since_refit >= max_lag
                         || max_resid > residual
                         || gp.lml() / (gp.len() as f64) < m.lml_per_point - lml_drop
@@ -533,15 +481,8 @@ impl Study {
         if need_refit {
             let t1 = Instant::now();
             let x: Vec<f64> = obs.iter().flat_map(|&i| self.trials[i].x.clone()).collect();
-            let y: Vec<f64> = obs
-                .iter()
-                .map(|&i| self.trials[i].value.unwrap_or(0.0))
-                .collect();
-            let hyper = self
-                .model
-                .as_ref()
-                .map(|m| m.hyper.clone())
-                .unwrap_or_else(|| Hyper::default_for(d));
+            let y: Vec<f64> = obs.iter().map(|&i| self.trials[i].value.unwrap_or(0.0)).collect();
+            let hyper = self.model.as_ref().map(|m| m.hyper.clone()).unwrap_or_else(|| Hyper::default_for(d));
             let mut gp = Gp::new(self.config.kernel, d, hyper, self.config.jitter);
             // Sequential factorisations keep the model bit-reproducible after a reload.
             gp.set_data(x, y)?;
@@ -613,25 +554,11 @@ impl Study {
         let snap = |x: &[f64]| space.snap(x).unwrap_or_else(|_| x.to_vec());
         let acq = self.config.acquisition;
         let mut out = Vec::with_capacity(q);
-        let best_std = |gp: &Gp| {
-            gp.y()
-                .iter()
-                .map(|&y| gp.standardise(y))
-                .fold(f64::INFINITY, f64::min)
-        };
+        let best_std = |gp: &Gp| gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min);
         match (self.config.batch, q) {
             (BatchStrategy::LocalMaxima, _) | (_, 1) => {
                 gp.prepare();
-                let props = maximize(
-                    &acq,
-                    &gp,
-                    best_std(&gp),
-                    &self.config.maximize,
-                    q,
-                    &exclude,
-                    &snap,
-                    mix(seed, 2),
-                );
+                let props = maximize(&acq, &gp, best_std(&gp), &self.config.maximize, q, &exclude, &snap, mix(seed, 2));
                 out.extend(props.into_iter().map(|p| p.x));
             }
             _ => {
@@ -647,11 +574,7 @@ impl Study {
                         &snap,
                         mix(seed, 2 + k as u64),
                     );
-                    let x = props
-                        .into_iter()
-                        .next()
-                        .map(|p| p.x)
-                        .unwrap_or_else(|| vec![0.5; d]);
+                    let x = props.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]);
                     let y = fantasy(&gp, &x);
                     let _ = gp.append(&x, y);
                     exclude.extend_from_slice(&x);
@@ -667,15 +590,9 @@ impl Study {
     }
 
     fn pending_mut(&mut self, id: u64) -> Result<&mut Trial> {
-        let t = self.trials.get_mut(id as usize).ok_or(Error::BadTrial {
-            id,
-            problem: "unknown id",
-        })?;
+        let t = self.trials.get_mut(id as usize).ok_or(Error::BadTrial { id, problem: "unknown id" })?;
         if t.state != TrialState::Pending {
-            return Err(Error::BadTrial {
-                id,
-                problem: "already told",
-            });
+            return Err(Error::BadTrial { id, problem: "already told" });
         }
         Ok(t)
     }
@@ -742,10 +659,7 @@ impl Study {
     pub fn from_json(s: &str) -> std::result::Result<Study, serde_json::Error> {
         let f: StudyFile = serde_json::from_str(s)?;
         if f.format != FORMAT {
-            return Err(serde::de::Error::custom(format!(
-                "format `{}`, expected `{FORMAT}`",
-                f.format
-            )));
+            return Err(serde::de::Error::custom(format!("format `{}`, expected `{FORMAT}`", f.format)));
         }
         Ok(Study {
             space: f.space,
@@ -762,26 +676,14 @@ impl Study {
     /// Saves atomically (write a temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, self.to_json()).map_err(|source| Error::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        std::fs::write(&tmp, self.to_json()).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
     }
 
     /// Loads a saved study.
     pub fn load(path: &Path) -> Result<Study> {
-        let s = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let study = Study::from_json(&s).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let s = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let study = Study::from_json(&s).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
         study.config.check()?;
         Ok(study)
     }
@@ -796,17 +698,8 @@ mod tests {
     fn quick_config(seed: u64) -> StudyConfig {
         StudyConfig {
             seed,
-            maximize: MaximizeOptions {
-                candidates: 300,
-                starts: 3,
-                max_iter: 30,
-                ..Default::default()
-            },
-            fit: FitOptions {
-                restarts: 1,
-                max_iter: 30,
-                ..Default::default()
-            },
+            maximize: MaximizeOptions { candidates: 300, starts: 3, max_iter: 30, ..Default::default() },
+            fit: FitOptions { restarts: 1, max_iter: 30, ..Default::default() },
             ..Default::default()
         }
     }
@@ -850,31 +743,15 @@ mod tests {
     #[test]
     fn json_roundtrip_preserves_study() {
         let space = Space::new(vec![
-            Param::Float {
-                name: "a".into(),
-                low: 0.0,
-                high: 1.0,
-            },
-            Param::Int {
-                name: "k".into(),
-                low: 1,
-                high: 5,
-            },
-            Param::Categorical {
-                name: "c".into(),
-                choices: vec!["x".into(), "y".into()],
-            },
+            Param::Float { name: "a".into(), low: 0.0, high: 1.0 },
+            Param::Int { name: "k".into(), low: 1, high: 5 },
+            Param::Categorical { name: "c".into(), choices: vec!["x".into(), "y".into()] },
         ])
         .unwrap();
         let mut s = Study::new(space, quick_config(3)).unwrap();
         for _ in 0..9 {
             let t = s.ask().unwrap();
-            let v = t.params[0].as_f64().unwrap()
-                + if t.params[2] == Value::Choice("x".into()) {
-                    0.0
-                } else {
-                    1.0
-                };
+            let v = t.params[0].as_f64().unwrap() + if t.params[2] == Value::Choice("x".into()) { 0.0 } else { 1.0 };
             s.tell(t.id, v).unwrap();
         }
         let j = s.to_json();
@@ -887,19 +764,9 @@ mod tests {
     #[test]
     fn batch_strategies_give_distinct_points() {
         let f = TestFunction::Hartmann6;
-        for batch in [
-            BatchStrategy::LocalMaxima,
-            BatchStrategy::ConstantLiar(Lie::Max),
-            BatchStrategy::KrigingBeliever,
-        ] {
-            let mut s = Study::new(
-                f.space(),
-                StudyConfig {
-                    batch,
-                    ..quick_config(4)
-                },
-            )
-            .unwrap();
+        for batch in [BatchStrategy::LocalMaxima, BatchStrategy::ConstantLiar(Lie::Max), BatchStrategy::KrigingBeliever]
+        {
+            let mut s = Study::new(f.space(), StudyConfig { batch, ..quick_config(4) }).unwrap();
             for t in s.ask_batch(13).unwrap() {
                 s.tell(t.id, eval(f, &t)).unwrap();
             }
@@ -907,13 +774,7 @@ mod tests {
             assert_eq!(b.len(), 5);
             for i in 0..5 {
                 for j in 0..i {
-                    assert!(
-                        b[i].x
-                            .iter()
-                            .zip(&b[j].x)
-                            .any(|(p, q)| (p - q).abs() > 1e-3),
-                        "{batch:?}"
-                    );
+                    assert!(b[i].x.iter().zip(&b[j].x).any(|(p, q)| (p - q).abs() > 1e-3), "{batch:?}");
                 }
             }
         }
@@ -922,30 +783,16 @@ mod tests {
     #[test]
     fn bad_config_is_rejected() {
         let f = TestFunction::Branin;
-        let e = Study::new(
-            f.space(),
-            StudyConfig {
-                lag: LagPolicy::Every(0),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let e = Study::new(f.space(), StudyConfig { lag: LagPolicy::Every(0), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("lag"), "{e}");
-        let e = Study::new(
-            f.space(),
-            StudyConfig {
-                acquisition: Acquisition::Ei { xi: -1.0 },
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let e = Study::new(f.space(), StudyConfig { acquisition: Acquisition::Ei { xi: -1.0 }, ..Default::default() })
+            .unwrap_err();
         assert!(e.to_string().contains("xi"), "{e}");
         let j = r#"{"seed": 1, "lag": {"every": 2}, "bogus": 3}"#;
         assert!(serde_json::from_str::<StudyConfig>(j).is_err());
-        let c: StudyConfig = serde_json::from_str(
-            r#"{"seed": 1, "lag": "never", "acquisition": {"kind": "ucb", "kappa": 2.0}}"#,
-        )
-        .unwrap();
+        let c: StudyConfig =
+            serde_json::from_str(r#"{"seed": 1, "lag": "never", "acquisition": {"kind": "ucb", "kappa": 2.0}}"#)
+                .unwrap();
         assert_eq!(c.lag, LagPolicy::Never);
     }
 }

@@ -127,13 +127,7 @@ pub fn hartmann6(x: &[f64]) -> f64 {
         [4047.0, 8828.0, 8732.0, 5743.0, 1091.0, 381.0],
     ];
     -(0..4)
-        .map(|i| {
-            ALPHA[i]
-                * (-(0..6)
-                    .map(|j| A[i][j] * (x[j] - 1e-4 * P[i][j]).powi(2))
-                    .sum::<f64>())
-                .exp()
-        })
+        .map(|i| ALPHA[i] * (-(0..6).map(|j| A[i][j] * (x[j] - 1e-4 * P[i][j]).powi(2)).sum::<f64>()).exp())
         .sum::<f64>()
 }
 
@@ -147,9 +141,7 @@ pub fn ackley(x: &[f64]) -> f64 {
 
 /// Rosenbrock function.
 pub fn rosenbrock(x: &[f64]) -> f64 {
-    x.windows(2)
-        .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
-        .sum()
+    x.windows(2).map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2)).sum()
 }
 
 #[cfg(test)]
@@ -163,11 +155,7 @@ mod tests {
     fn known_optima() {
         for f in TestFunction::ALL {
             let v = f.eval(&f.argmin());
-            assert!(
-                (v - f.optimum()).abs() < 1e-5,
-                "{f:?}: {v} vs {}",
-                f.optimum()
-            );
+            assert!((v - f.optimum()).abs() < 1e-5, "{f:?}: {v} vs {}", f.optimum());
         }
         // Branin's three minimisers.
         for x in [[-PI, 12.275], [PI, 2.275], [9.42478, 2.475]] {
@@ -186,10 +174,7 @@ mod tests {
             let hi: Vec<f64> = b.iter().map(|p| p.1).collect();
             let mut best = f64::INFINITY;
             for _ in 0..20 {
-                let x0: Vec<f64> = b
-                    .iter()
-                    .map(|&(l, h)| l + rng.random::<f64>() * (h - l))
-                    .collect();
+                let x0: Vec<f64> = b.iter().map(|&(l, h)| l + rng.random::<f64>() * (h - l)).collect();
                 let r = minimize_box(
                     |x, g| {
                         for i in 0..x.len() {
@@ -205,18 +190,11 @@ mod tests {
                     &x0,
                     &lo,
                     &hi,
-                    LbfgsOptions {
-                        max_iter: 300,
-                        ..Default::default()
-                    },
+                    LbfgsOptions { max_iter: 300, ..Default::default() },
                 );
                 best = best.min(r.f);
             }
-            assert!(
-                best >= f.optimum() - 1e-6,
-                "{f:?}: found {best} below {}",
-                f.optimum()
-            );
+            assert!(best >= f.optimum() - 1e-6, "{f:?}: found {best} below {}", f.optimum());
         }
         // Hartmann-6 from near its minimiser converges to the published value.
         let x0 = [0.2, 0.15, 0.47, 0.27, 0.31, 0.65];
@@ -236,10 +214,6 @@ mod tests {
             &[1.0; 6],
             LbfgsOptions::default(),
         );
-        assert!(
-            (r.f - TestFunction::Hartmann6.optimum()).abs() < 1e-6,
-            "{}",
-            r.f
-        );
+        assert!((r.f - TestFunction::Hartmann6.optimum()).abs() < 1e-6, "{}", r.f);
     }
 }

@@ -148,16 +148,11 @@ fn run_command(
     timeout: Option<Duration>,
 ) -> std::result::Result<f64, String> {
     let mut cmd = Command::new(&args[0]);
-    cmd.args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(&args[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(w) = workdir {
         cmd.current_dir(w);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start `{}`: {e}", args[0]))?;
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start `{}`: {e}", args[0]))?;
     let mut out = child.stdout.take().ok_or("no stdout")?;
     let mut err = child.stderr.take().ok_or("no stderr")?;
     let t_out = std::thread::spawn(move || {
@@ -178,10 +173,7 @@ fn run_command(
                 if timeout.is_some_and(|t| start.elapsed() > t) {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "timed out after {:.1} s",
-                        start.elapsed().as_secs_f64()
-                    ));
+                    return Err(format!("timed out after {:.1} s", start.elapsed().as_secs_f64()));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -191,19 +183,11 @@ fn run_command(
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
     if !status.success() {
-        let tail = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let tail = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         return Err(format!("exit status {status}: {tail}"));
     }
     parse_objective(&stdout).ok_or_else(|| {
-        let last = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         format!("no number on the last output line `{last}`")
     })
 }
@@ -211,39 +195,25 @@ fn run_command(
 /// Runs or resumes a tuning study (see the module docs).
 pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
     if opts.command.is_empty() {
-        return Err(Error::Command {
-            command: String::new(),
-            problem: "empty command".into(),
-        });
+        return Err(Error::Command { command: String::new(), problem: "empty command".into() });
     }
-    let text = std::fs::read_to_string(&opts.space).map_err(|source| Error::Io {
-        path: opts.space.clone(),
-        source,
-    })?;
-    let space: Space = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: opts.space.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&opts.space).map_err(|source| Error::Io { path: opts.space.clone(), source })?;
+    let space: Space =
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: opts.space.clone(), source })?;
     // Validate placeholders before running anything.
     let probe = space.decode(&vec![0.5; space.encoded_dim()])?;
     substitute(&opts.command, &space, &probe)?;
     let (study, resumed) = if opts.study.exists() {
         let s = Study::load(&opts.study)?;
         if s.space() != &space {
-            return Err(Error::SpaceMismatch {
-                path: opts.study.clone(),
-            });
+            return Err(Error::SpaceMismatch { path: opts.study.clone() });
         }
         (s, true)
     } else {
         (Study::new(space.clone(), opts.config.clone())?, false)
     };
     let config = study.config().clone();
-    let mut m = Minimizer::new(opts.budget)
-        .config(config)
-        .batch(opts.parallel)
-        .stop(opts.stop)
-        .save_to(&opts.study);
+    let mut m = Minimizer::new(opts.budget).config(config).batch(opts.parallel).stop(opts.stop).save_to(&opts.study);
     if !opts.quiet {
         m = m.observer(ProgressObserver::new(opts.budget));
     }
@@ -280,20 +250,9 @@ mod tests {
 
     fn space() -> Space {
         Space::new(vec![
-            Param::Float {
-                name: "x".into(),
-                low: -2.0,
-                high: 2.0,
-            },
-            Param::Int {
-                name: "k".into(),
-                low: 0,
-                high: 3,
-            },
-            Param::Categorical {
-                name: "mode".into(),
-                choices: vec!["a".into(), "b".into()],
-            },
+            Param::Float { name: "x".into(), low: -2.0, high: 2.0 },
+            Param::Int { name: "k".into(), low: 0, high: 3 },
+            Param::Categorical { name: "mode".into(), choices: vec!["a".into(), "b".into()] },
         ])
         .unwrap()
     }
@@ -302,14 +261,8 @@ mod tests {
     fn substitution_and_parsing() {
         let s = space();
         let p = vec![Value::Float(0.25), Value::Int(2), Value::Choice("b".into())];
-        let args: Vec<String> = ["run", "--x={x}", "{k}{mode}", "{{lit}}"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            substitute(&args, &s, &p).unwrap(),
-            ["run", "--x=0.25", "2b", "{lit}"]
-        );
+        let args: Vec<String> = ["run", "--x={x}", "{k}{mode}", "{{lit}}"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(substitute(&args, &s, &p).unwrap(), ["run", "--x=0.25", "2b", "{lit}"]);
         let e = substitute(&["{nope}".to_string()], &s, &p).unwrap_err();
         assert!(matches!(e, Error::UnknownParameter { .. }), "{e}");
         assert!(substitute(&["{x".to_string()], &s, &p).is_err());
@@ -337,15 +290,8 @@ mod tests {
         opts.history = Some(dir.path().join("history.jsonl"));
         opts.config = StudyConfig {
             seed: 3,
-            maximize: MaximizeOptions {
-                candidates: 300,
-                starts: 3,
-                ..Default::default()
-            },
-            fit: FitOptions {
-                restarts: 1,
-                ..Default::default()
-            },
+            maximize: MaximizeOptions { candidates: 300, starts: 3, ..Default::default() },
+            fit: FitOptions { restarts: 1, ..Default::default() },
             ..Default::default()
         };
         let r = run_tune(opts.clone()).unwrap();
@@ -364,11 +310,7 @@ mod tests {
         let bp = r.best_params.unwrap();
         let expect = (bp["x"].as_f64().unwrap() - 0.5).powi(2)
             + 0.1 * bp["k"].as_f64().unwrap()
-            + if bp["mode"] == Value::Choice("b".into()) {
-                1.0
-            } else {
-                0.0
-            };
+            + if bp["mode"] == Value::Choice("b".into()) { 1.0 } else { 0.0 };
         assert!((expect - best).abs() < 1e-8);
         // Resume to a larger budget.
         opts.budget = 18;
@@ -377,15 +319,8 @@ mod tests {
         assert_eq!(r2.evaluations, 18);
         assert!(r2.best_value.unwrap() <= best);
         // Different space: refused.
-        std::fs::write(
-            &space_path,
-            r#"{"params":[{"type":"float","name":"x","low":0,"high":1}]}"#,
-        )
-        .unwrap();
+        std::fs::write(&space_path, r#"{"params":[{"type":"float","name":"x","low":0,"high":1}]}"#).unwrap();
         opts.command = vec!["echo".into(), "{x}".into()];
-        assert!(matches!(
-            run_tune(opts).unwrap_err(),
-            Error::SpaceMismatch { .. }
-        ));
+        assert!(matches!(run_tune(opts).unwrap_err(), Error::SpaceMismatch { .. }));
     }
 }
