@@ -1,0 +1,492 @@
+//! The emulator: normalisers, the MLP(s), the head, save/load and batched inference.
+
+use super::error::{EmulatorError, Result};
+use super::heads::{self, HeadKind, LogSign, N_ENV, N_STATE, N_WATER, N_X, N_Y, Penalties, PenaltyScales};
+use super::net::{Mlp, init_linear_uniform};
+use crate::layout;
+use crate::state::{AerosolState, Environment};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use gradlab_core::data::{array_to_tensor, tensor_to_array};
+use gradlab_core::normalize::{NormKind, Normalizer};
+use ndarray::{Array2, ArrayView2, Axis};
+use std::path::{Path, PathBuf};
+
+/// How the 28 targets are represented for the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// z-score per column (the paper's default).
+    #[default]
+    ZScore,
+    /// core's signed log `sign·ln(1 + |v|/s)`, then z-score.
+    SignedLog,
+    /// z-scored `ln(|v| + ε)` regressed, plus a sign classifier for the columns whose sign is not
+    /// fixed on the training data (the paper's log variant).
+    LogSign,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![128, 128]
+}
+fn yes() -> bool {
+    true
+}
+fn default_eps_rel() -> f64 {
+    1e-6
+}
+
+/// Architecture, normalisation and constraints of one emulator variant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorConfig {
+    /// Hidden layer widths (default 128, 128: the paper's 32 → 128 → 128 → 28).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Input normalisation.
+    #[serde(default)]
+    pub input_norm: NormKind,
+    /// Target representation.
+    #[serde(default)]
+    pub output: OutputKind,
+    /// Constraint layer.
+    #[serde(default)]
+    pub head: HeadKind,
+    /// Whether the head is part of the model during training (it is always applied in
+    /// inference). Ignored for `log_sign`, whose losses act on magnitudes and signs.
+    #[serde(default = "yes")]
+    pub head_in_training: bool,
+    /// Soft constraints in the loss.
+    #[serde(default)]
+    pub penalties: Penalties,
+    /// ε of the log-magnitude transform relative to the column's mean |value|.
+    #[serde(default = "default_eps_rel")]
+    pub log_eps_rel: f64,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            hidden: default_hidden(),
+            input_norm: NormKind::ZScore,
+            output: OutputKind::ZScore,
+            head: HeadKind::Plain,
+            head_in_training: true,
+            penalties: Penalties::default(),
+            log_eps_rel: default_eps_rel(),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err(EmulatorError::config("hidden", format!("{:?}", self.hidden), "one or more widths >= 1"));
+        }
+        for (f, v) in [("penalties.mass", self.penalties.mass), ("penalties.positivity", self.penalties.positivity)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(EmulatorError::config(f, v, "a finite weight >= 0"));
+            }
+        }
+        if !(self.log_eps_rel > 0.0 && self.log_eps_rel < 1.0) {
+            return Err(EmulatorError::config("log_eps_rel", self.log_eps_rel, "0 < eps < 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `emulator.json` of a saved emulator.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    format: String,
+    config: EmulatorConfig,
+    dt: f64,
+    x_norm: Normalizer,
+    y_norm: Normalizer,
+    log_sign: Option<LogSign>,
+    scales: PenaltyScales,
+}
+
+const FORMAT: &str = "gradlab-aerosol/m7-emulator/v1";
+const CONFIG_FILE: &str = "emulator.json";
+const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Physical training data of the emulator: inputs X `[N, 32]` and targets `[N, 28]`
+/// (24 tendencies, 4 water contents).
+#[derive(Debug, Clone)]
+pub struct EmulatorData {
+    /// Inputs in physical units.
+    pub x: Array2<f32>,
+    /// Targets in physical units.
+    pub t: Array2<f32>,
+}
+
+impl EmulatorData {
+    /// From dataset tables X `[N, 32]` and y `[N, 28]` (state after the step, then water), in
+    /// f64 so that the tendencies `y − x` are computed before rounding to f32.
+    pub fn from_xy(x: &ArrayView2<f64>, y: &ArrayView2<f64>) -> Result<Self> {
+        check_cols("X", x.dim(), N_X)?;
+        check_cols("y", y.dim(), N_Y)?;
+        if x.nrows() != y.nrows() {
+            return Err(EmulatorError::Shape {
+                what: "y".into(),
+                expected: format!("[{}, {N_Y}] (as many rows as X)", x.nrows()),
+                got: vec![y.nrows(), y.ncols()],
+            });
+        }
+        let t = Array2::from_shape_fn((x.nrows(), N_Y), |(i, j)| {
+            if j < N_STATE { (y[[i, j]] - x[[i, N_ENV + j]]) as f32 } else { y[[i, j]] as f32 }
+        });
+        Ok(EmulatorData { x: x.mapv(|v| v as f32), t })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.x.nrows() == 0
+    }
+
+    /// The given rows.
+    pub fn rows(&self, idx: &[usize]) -> EmulatorData {
+        EmulatorData { x: self.x.select(Axis(0), idx), t: self.t.select(Axis(0), idx) }
+    }
+}
+
+pub(crate) fn check_cols(what: &str, dim: (usize, usize), cols: usize) -> Result<()> {
+    if dim.1 != cols {
+        return Err(EmulatorError::Shape {
+            what: what.into(),
+            expected: format!("[N, {cols}]"),
+            got: vec![dim.0, dim.1],
+        });
+    }
+    Ok(())
+}
+
+/// What one batched emulator step returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmulatorStep {
+    /// The states after the step.
+    pub states: Vec<AerosolState>,
+    /// Aerosol water of the soluble modes NS, KS, AS, CS after the step \[kg m⁻³\].
+    pub water: Vec<[f64; 4]>,
+}
+
+/// A trained (or freshly initialised) M7 emulator.
+///
+/// ```no_run
+/// use gradlab_aerosol::emulator::Emulator;
+/// use gradlab_aerosol::{AerosolState, Environment};
+///
+/// let emulator = Emulator::load("runs/m7-emulator/latest/models/completion")?;
+/// let env = vec![Environment { h2so4_production: 1e4, ..Environment::default() }; 2];
+/// let mut state = AerosolState { h2so4: 1e7, ..AerosolState::default() };
+/// state.so4[1] = 1e9;
+/// state.n[1] = 500.0;
+/// let out = emulator.step(&env, &[state, state])?;
+/// assert_eq!(out.states.len(), 2);
+/// # Ok::<(), gradlab_aerosol::emulator::EmulatorError>(())
+/// ```
+pub struct Emulator {
+    cfg: EmulatorConfig,
+    dt: f64,
+    xn: Normalizer,
+    yn: Normalizer,
+    log_sign: Option<LogSign>,
+    scales: PenaltyScales,
+    vm: VarMap,
+    reg: Mlp,
+    cls: Option<Mlp>,
+    device: Device,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("config", &self.cfg).field("dt", &self.dt).finish_non_exhaustive()
+    }
+}
+
+/// Rows per forward pass in inference (bounds memory for a global step).
+const CHUNK: usize = 1 << 16;
+
+impl Emulator {
+    /// A new emulator with normalisers fitted on `train` and seeded initial weights. `dt` is
+    /// the box model's time step (the sulfur budget is `P·dt`).
+    pub fn new(cfg: EmulatorConfig, dt: f64, train: &EmulatorData, seed: u64, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        if !(dt > 0.0 && dt.is_finite()) {
+            return Err(EmulatorError::config("dt", dt, "a time step > 0 s"));
+        }
+        check_cols("training X", train.x.dim(), N_X)?;
+        check_cols("training targets", train.t.dim(), N_Y)?;
+        let xn = Normalizer::fit(&train.x.view(), cfg.input_norm)?;
+        let (yn, log_sign) = match cfg.output {
+            OutputKind::ZScore => (Normalizer::fit(&train.t.view(), NormKind::ZScore)?, None),
+            OutputKind::SignedLog => (Normalizer::fit(&train.t.view(), NormKind::SignedLog)?, None),
+            OutputKind::LogSign => {
+                let ls = LogSign::fit(&train.t.view(), cfg.log_eps_rel);
+                (Normalizer::fit(&ls.magnitude(&train.t.view()).view(), NormKind::ZScore)?, Some(ls))
+            }
+        };
+        let n = train.len() as f64;
+        let std: Vec<f64> = train
+            .t
+            .columns()
+            .into_iter()
+            .map(|c| {
+                let m = c.iter().map(|&v| v as f64).sum::<f64>() / n;
+                (c.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n).sqrt()
+            })
+            .collect();
+        let scales = PenaltyScales::from_std(&std);
+        let em = Self::build(cfg, dt, xn, yn, log_sign, scales, device)?;
+        init_linear_uniform(&em.vm, seed)?;
+        Ok(em)
+    }
+
+    fn build(
+        cfg: EmulatorConfig,
+        dt: f64,
+        xn: Normalizer,
+        yn: Normalizer,
+        log_sign: Option<LogSign>,
+        scales: PenaltyScales,
+        device: &Device,
+    ) -> Result<Self> {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
+        let mut sizes = vec![N_X];
+        sizes.extend(&cfg.hidden);
+        sizes.push(N_Y);
+        let reg = Mlp::new(&sizes, vb.pp("reg"))?;
+        let cls = match &log_sign {
+            Some(ls) if !ls.variable().is_empty() => {
+                let mut s = sizes.clone();
+                *s.last_mut().expect("non-empty") = ls.variable().len();
+                Some(Mlp::new(&s, vb.pp("cls"))?)
+            }
+            _ => None,
+        };
+        Ok(Emulator { cfg, dt, xn, yn, log_sign, scales, vm, reg, cls, device: device.clone() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.cfg
+    }
+
+    /// The time step of the sulfur budget \[s\].
+    pub fn dt(&self) -> f64 {
+        self.dt
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The parameters (for the trainer and checkpoints).
+    pub fn varmap(&self) -> &VarMap {
+        &self.vm
+    }
+
+    /// The sign/magnitude encoding, for `log_sign` emulators.
+    pub fn log_sign(&self) -> Option<&LogSign> {
+        self.log_sign.as_ref()
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameters(&self) -> usize {
+        gradlab_core::params::count_params(&self.vm)
+    }
+
+    /// Network outputs `(raw [N, 28], sign logits)` for physical inputs `[N, 32]`.
+    pub fn raw(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let xn = self.xn.transform_tensor(x)?;
+        let raw = self.reg.forward(&xn)?;
+        let logits = match &self.cls {
+            Some(c) => Some(c.forward(&xn)?),
+            None => None,
+        };
+        Ok((raw, logits))
+    }
+
+    /// Physical outputs before the head.
+    pub fn decode(&self, raw: &Tensor, logits: Option<&Tensor>) -> Result<Tensor> {
+        match &self.log_sign {
+            Some(ls) => ls.decode(&self.yn.inverse_tensor(raw)?, logits),
+            None => Ok(self.yn.inverse_tensor(raw)?),
+        }
+    }
+
+    /// Physical outputs `[N, 28]` (tendencies and water) of physical inputs `[N, 32]`, with the
+    /// head applied — the emulator's prediction as a tensor on its device.
+    pub fn forward_physical(&self, x: &Tensor) -> Result<Tensor> {
+        let (raw, logits) = self.raw(x)?;
+        let phys = self.decode(&raw, logits.as_ref())?;
+        heads::apply(self.cfg.head, &phys, x, self.dt)
+    }
+
+    /// Training targets in the network's representation: `(targets [N, 28], sign labels)`.
+    pub fn encode_targets(&self, t: &ArrayView2<f32>) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
+        match &self.log_sign {
+            Some(ls) => Ok((self.yn.transform(&ls.magnitude(t).view())?, Some(ls.labels(t)))),
+            None => Ok((self.yn.transform(t)?, None)),
+        }
+    }
+
+    /// The training loss of a batch: MSE in the network's representation (after the head, in
+    /// physical units then re-normalised, when the head is active in training), plus the sign
+    /// cross-entropy for `log_sign`, plus the soft penalties. `x` physical `[N, 32]`, `target`
+    /// and `labels` from [`Emulator::encode_targets`].
+    pub fn loss(&self, x: &Tensor, target: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        let (raw, logits) = self.raw(x)?;
+        let head_on = self.cfg.head_in_training && self.cfg.head != HeadKind::Plain && self.log_sign.is_none();
+        let need_phys = head_on || self.cfg.penalties.any();
+        let phys = if need_phys {
+            let p = self.decode(&raw, logits.as_ref())?;
+            Some(if head_on { heads::apply(self.cfg.head, &p, x, self.dt)? } else { p })
+        } else {
+            None
+        };
+        let pred = match (&phys, head_on) {
+            (Some(p), true) => self.yn.transform_tensor(p)?,
+            _ => raw,
+        };
+        let mut loss = pred.sub(target)?.sqr()?.mean_all()?;
+        if let (Some(z), Some(l)) = (&logits, labels) {
+            loss = loss.add(&heads::bce_with_logits(z, l)?)?;
+        }
+        if let Some(p) = &phys
+            && let Some(pen) = heads::penalty(&self.cfg.penalties, &self.scales, p, x, self.dt)?
+        {
+            loss = loss.add(&pen)?;
+        }
+        Ok(loss)
+    }
+
+    /// Predicted tendencies and water `[N, 28]` (physical units, head applied) for physical
+    /// inputs `[N, 32]`, computed in chunks.
+    pub fn predict(&self, x: &ArrayView2<f32>) -> Result<Array2<f32>> {
+        check_cols("X", x.dim(), N_X)?;
+        let mut out = Array2::<f32>::zeros((x.nrows(), N_Y));
+        let mut start = 0;
+        while start < x.nrows() {
+            let end = (start + CHUNK).min(x.nrows());
+            let xt = array_to_tensor(&x.slice(ndarray::s![start..end, ..]), &self.device)?;
+            let p = tensor_to_array(&self.forward_physical(&xt)?)?;
+            out.slice_mut(ndarray::s![start..end, ..]).assign(&p);
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// One emulated step in the dataset layout: X `[N, 32]` → y `[N, 28]` (states after the
+    /// step, then water), in f64. With the correction head the next state is `max(x + Δ, 0)`
+    /// evaluated in f64, so no state is negative.
+    pub fn step_table(&self, x: &ArrayView2<f64>) -> Result<Array2<f64>> {
+        check_cols("X", x.dim(), N_X)?;
+        let d = self.predict(&x.mapv(|v| v as f32).view())?;
+        let positive = self.cfg.head == HeadKind::Correction;
+        Ok(Array2::from_shape_fn((x.nrows(), N_Y), |(i, j)| {
+            if j < N_STATE {
+                let v = x[[i, N_ENV + j]] + d[[i, j]] as f64;
+                if positive { v.max(0.0) } else { v }
+            } else {
+                d[[i, j]] as f64
+            }
+        }))
+    }
+
+    /// One emulated step for a batch of cells (the host-model interface): environments and
+    /// states in M7 units, one per cell. Sea salt is not emulated and passes through unchanged.
+    pub fn step(&self, env: &[Environment], state: &[AerosolState]) -> Result<EmulatorStep> {
+        if env.len() != state.len() {
+            return Err(EmulatorError::Shape {
+                what: "env vs state".into(),
+                expected: format!("{} environments (one per state)", state.len()),
+                got: vec![env.len()],
+            });
+        }
+        let mut x = Array2::<f64>::zeros((env.len(), N_X));
+        for (i, (e, s)) in env.iter().zip(state).enumerate() {
+            let r = x.row_mut(i).into_slice().expect("standard layout");
+            layout::write_env(e, &mut r[..N_ENV]);
+            layout::write_state(s, false, &mut r[N_ENV..]);
+        }
+        let y = self.step_table(&x.view())?;
+        let mut states = Vec::with_capacity(env.len());
+        let mut water = Vec::with_capacity(env.len());
+        for (i, s0) in state.iter().enumerate() {
+            let r = y.row(i);
+            let r = r.as_slice().expect("standard layout");
+            let mut s = layout::read_state(&r[..N_STATE], false);
+            s.ss = s0.ss;
+            states.push(s);
+            water.push([r[N_STATE], r[N_STATE + 1], r[N_STATE + 2], r[N_STATE + 3]]);
+        }
+        let _ = N_WATER;
+        Ok(EmulatorStep { states, water })
+    }
+
+    /// Writes `emulator.json` (configuration, time step, normalisers) and
+    /// `weights.safetensors` into `dir`.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        let saved = Saved {
+            format: FORMAT.into(),
+            config: self.cfg.clone(),
+            dt: self.dt,
+            x_norm: self.xn.clone(),
+            y_norm: self.yn.clone(),
+            log_sign: self.log_sign.clone(),
+            scales: self.scales.clone(),
+        };
+        gradlab_core::run::write_json(&dir.join(CONFIG_FILE), &saved)?;
+        let p = dir.join(WEIGHTS_FILE);
+        self.vm
+            .save(&p)
+            .map_err(|e| EmulatorError::Saved { path: dir.to_path_buf(), detail: format!("{WEIGHTS_FILE}: {e}") })?;
+        Ok(())
+    }
+
+    /// Loads a saved emulator onto the CPU.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load_on(dir, &Device::Cpu)
+    }
+
+    /// Loads a saved emulator onto `device`.
+    pub fn load_on(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir: PathBuf = dir.as_ref().to_path_buf();
+        let bad = |detail: String| EmulatorError::Saved { path: dir.clone(), detail };
+        let cfg_path = dir.join(CONFIG_FILE);
+        if !cfg_path.exists() {
+            return Err(bad(format!("no {CONFIG_FILE} (write one with Emulator::save)")));
+        }
+        let s: Saved = gradlab_core::run::read_json(&cfg_path)?;
+        if s.format != FORMAT {
+            return Err(bad(format!("format `{}`, expected `{FORMAT}`", s.format)));
+        }
+        s.config.validate()?;
+        if s.x_norm.columns() != N_X || s.y_norm.columns() != N_Y {
+            return Err(bad(format!(
+                "normalisers have {} and {} columns, expected {N_X} and {N_Y}",
+                s.x_norm.columns(),
+                s.y_norm.columns()
+            )));
+        }
+        if (s.config.output == OutputKind::LogSign) != s.log_sign.is_some() {
+            return Err(bad("log_sign encoding present iff output = log_sign".into()));
+        }
+        let em = Self::build(s.config, s.dt, s.x_norm, s.y_norm, s.log_sign, s.scales, device)?;
+        gradlab_core::train::load_weights(&em.vm, &dir.join(WEIGHTS_FILE))?;
+        Ok(em)
+    }
+}

@@ -1,0 +1,184 @@
+//! Emulator tests on synthetic data in the reference layout (independent of the box model).
+
+use super::eval::{evaluate, species_means};
+use super::heads::{HeadKind, N_ENV, N_STATE, N_X, N_Y, PRODUCTION_COLUMN, Penalties};
+use super::model::{Emulator, EmulatorConfig, EmulatorData, OutputKind};
+use super::train::fit;
+use crate::state::{AerosolState, Environment};
+use candle_core::Device;
+use gradlab_core::train::{EarlyStopping, TrainConfig};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+const DT: f64 = 720.0;
+
+/// X with realistic magnitudes; tendencies `Δ_j = x_j·(0.6·e0 − 0.4)` (either sign, some next
+/// states negative only if predicted badly), H2SO4 gaining production, water `1e-9·e1·(1 + j)`.
+fn synthetic(n: usize, seed: u64) -> EmulatorData {
+    let mut r = StdRng::seed_from_u64(seed);
+    let x = Array2::from_shape_fn((n, N_X), |(_, j)| match j {
+        PRODUCTION_COLUMN => 10f64.powf(r.random_range(2.0..4.0)),
+        0..=7 => r.random_range(0.0..1.0),
+        8..=12 => 10f64.powf(r.random_range(7.0..8.0)),
+        13..=24 => 10f64.powf(r.random_range(-1.0..0.0)),
+        _ => 10f64.powf(r.random_range(2.0..3.0)),
+    });
+    let y = Array2::from_shape_fn((n, N_Y), |(i, j)| {
+        if j < N_STATE {
+            let xs = x[[i, N_ENV + j]];
+            let p = if j == 0 { x[[i, PRODUCTION_COLUMN]] * DT } else { 0.0 };
+            xs + xs * (0.6 * x[[i, 0]] - 0.4) + p
+        } else {
+            1e-9 * x[[i, 1]] * (1 + j - N_STATE) as f64
+        }
+    });
+    EmulatorData::from_xy(&x.view(), &y.view()).unwrap()
+}
+
+fn train_cfg(epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::new(epochs, 64);
+    c.optimizer = gradlab_core::optim::OptimizerConfig::Adamw(gradlab_core::optim::AdamWParams {
+        lr: 3e-3,
+        weight_decay: 0.0,
+        ..Default::default()
+    });
+    c.early_stopping = Some(EarlyStopping { patience: 5, min_delta: 0.0 });
+    c
+}
+
+fn train(cfg: EmulatorConfig, epochs: usize) -> (Emulator, EmulatorData, EmulatorData) {
+    let tr = synthetic(1500, 1);
+    let va = synthetic(300, 2);
+    let te = synthetic(400, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let (em, rep) = fit(cfg, DT, &train_cfg(epochs), 0, &tr, &va, &Device::Cpu, tmp.path(), vec![]).unwrap();
+    assert!(rep.steps > 0);
+    (em, tr, te)
+}
+
+fn small(head: HeadKind) -> EmulatorConfig {
+    EmulatorConfig { hidden: vec![64, 64], head, ..Default::default() }
+}
+
+#[test]
+fn plain_emulator_learns_and_round_trips_through_save_load() {
+    let (em, tr, te) = train(small(HeadKind::Plain), 25);
+    let pred = em.predict(&te.x.view()).unwrap();
+    let means = species_means(&tr.x.view()).unwrap();
+    let e = evaluate(&te.x.view(), &te.t.view(), &pred.view(), DT, &means).unwrap();
+    assert!(e.r2_mean > 0.8, "R² {}", e.r2_mean);
+    // An untrained emulator is far worse (the threshold above is not trivially met).
+    let fresh = Emulator::new(small(HeadKind::Plain), DT, &tr, 0, &Device::Cpu).unwrap();
+    let p0 = fresh.predict(&te.x.view()).unwrap();
+    assert!(evaluate(&te.x.view(), &te.t.view(), &p0.view(), DT, &means).unwrap().r2_mean < 0.5);
+
+    let tmp = tempfile::tempdir().unwrap();
+    em.save(tmp.path()).unwrap();
+    let back = Emulator::load(tmp.path()).unwrap();
+    assert_eq!(back.predict(&te.x.view()).unwrap(), pred);
+    assert_eq!(back.config(), em.config());
+    // step() agrees with predict(): next state = x + Δ, water as predicted.
+    let env: Vec<Environment> =
+        (0..5).map(|i| crate::layout::read_env(&te.x.row(i).mapv(|v| v as f64).to_vec())).collect();
+    let st: Vec<AerosolState> =
+        (0..5).map(|i| crate::layout::read_state(&te.x.row(i).mapv(|v| v as f64).to_vec()[N_ENV..], false)).collect();
+    let out = back.step(&env, &st).unwrap();
+    let mut xr = Array2::<f64>::zeros((5, N_X));
+    for i in 0..5 {
+        let r = xr.row_mut(i).into_slice().unwrap();
+        crate::layout::write_env(&env[i], &mut r[..N_ENV]);
+        crate::layout::write_state(&st[i], false, &mut r[N_ENV..]);
+    }
+    let d = back.predict(&xr.mapv(|v| v as f32).view()).unwrap();
+    for i in 0..5 {
+        let mut next = [0.0; 24];
+        crate::layout::write_state(&out.states[i], false, &mut next);
+        for j in 0..N_STATE {
+            assert_eq!(next[j], xr[[i, N_ENV + j]] + d[[i, j]] as f64);
+        }
+        assert_eq!(out.water[i][2], d[[i, N_STATE + 2]] as f64);
+    }
+    assert!(back.step(&env[..2], &st).is_err());
+    // Loading errors name the problem.
+    let empty = tempfile::tempdir().unwrap();
+    let e = Emulator::load(empty.path()).unwrap_err().to_string();
+    assert!(e.contains("emulator.json"), "{e}");
+    std::fs::remove_file(tmp.path().join("weights.safetensors")).unwrap();
+    assert!(Emulator::load(tmp.path()).is_err());
+}
+
+#[test]
+fn completion_conserves_mass_and_correction_is_positive_after_training() {
+    let (tr, te) = (synthetic(1500, 1), synthetic(400, 3));
+    let means = species_means(&tr.x.view()).unwrap();
+    let (em, _, _) = train(small(HeadKind::Completion), 4);
+    let pred = em.predict(&te.x.view()).unwrap();
+    let e = evaluate(&te.x.view(), &te.t.view(), &pred.view(), DT, &means).unwrap();
+    // Round-off of f32 sums of terms up to ~the concentrations: ≤ ~1e-6 of the mean.
+    for k in 0..4 {
+        assert!(e.mass_max[k] < 1e-5, "species {k}: {:?}", e.mass_max);
+    }
+    // Without the head the same network violates the budgets by far more.
+    let (pl, _, _) = train(small(HeadKind::Plain), 4);
+    let pp = pl.predict(&te.x.view()).unwrap();
+    let ep = evaluate(&te.x.view(), &te.t.view(), &pp.view(), DT, &means).unwrap();
+    assert!(ep.mass_max.iter().all(|&m| m > 1e-4), "{:?}", ep.mass_max);
+
+    // Correction, active in inference only (trained as plain): no negative concentration.
+    let cfg = EmulatorConfig { head_in_training: false, ..small(HeadKind::Correction) };
+    let (co, _, _) = train(cfg, 2);
+    let pc = co.predict(&te.x.view()).unwrap();
+    let ec = evaluate(&te.x.view(), &te.t.view(), &pc.view(), DT, &means).unwrap();
+    assert_eq!(ec.negative_fraction, 0.0);
+    assert_eq!(ec.negative_water_fraction, 0.0);
+    let env: Vec<Environment> =
+        (0..50).map(|i| crate::layout::read_env(&te.x.row(i).mapv(|v| v as f64).to_vec())).collect();
+    let st: Vec<AerosolState> =
+        (0..50).map(|i| crate::layout::read_state(&te.x.row(i).mapv(|v| v as f64).to_vec()[N_ENV..], false)).collect();
+    let out = co.step(&env, &st).unwrap();
+    assert!(out.states.iter().all(|s| s.validate(0).is_ok()));
+}
+
+#[test]
+fn log_sign_and_penalty_variants_train() {
+    let (tr, te) = (synthetic(1500, 1), synthetic(400, 3));
+    let means = species_means(&tr.x.view()).unwrap();
+    let cfg = EmulatorConfig { output: OutputKind::LogSign, ..small(HeadKind::Plain) };
+    let (em, _, _) = train(cfg, 15);
+    let ls = em.log_sign().unwrap();
+    // Tendencies change sign with e0 (variable), water is always positive (fixed).
+    assert!(ls.fixed[1].is_none() && ls.fixed[N_STATE] == Some(1.0));
+    let pred = em.predict(&te.x.view()).unwrap();
+    let e = evaluate(&te.x.view(), &te.t.view(), &pred.view(), DT, &means).unwrap();
+    assert!(e.r2_log_mean > 0.5 && e.r2_mean > 0.5, "{} {}", e.r2_log_mean, e.r2_mean);
+    let tmp = tempfile::tempdir().unwrap();
+    em.save(tmp.path()).unwrap();
+    assert_eq!(Emulator::load(tmp.path()).unwrap().predict(&te.x.view()).unwrap(), pred);
+
+    // A strong mass penalty reduces the budget violation relative to the plain network.
+    let cfg = EmulatorConfig { penalties: Penalties { mass: 10.0, positivity: 0.0 }, ..small(HeadKind::Plain) };
+    let (pm, _, _) = train(cfg, 6);
+    let (pl, _, _) = train(small(HeadKind::Plain), 6);
+    let v = |m: &Emulator| {
+        let p = m.predict(&te.x.view()).unwrap();
+        let e = evaluate(&te.x.view(), &te.t.view(), &p.view(), DT, &means).unwrap();
+        e.mass_rmse.iter().sum::<f64>()
+    };
+    assert!(v(&pm) < v(&pl), "{} vs {}", v(&pm), v(&pl));
+}
+
+#[test]
+fn bad_settings_are_rejected_with_the_field_name() {
+    let tr = synthetic(50, 1);
+    let cfg = EmulatorConfig { hidden: vec![], ..Default::default() };
+    let e = Emulator::new(cfg, DT, &tr, 0, &Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("hidden"), "{e}");
+    let cfg = EmulatorConfig { penalties: Penalties { mass: -1.0, positivity: 0.0 }, ..Default::default() };
+    assert!(Emulator::new(cfg, DT, &tr, 0, &Device::Cpu).unwrap_err().to_string().contains("penalties.mass"));
+    assert!(Emulator::new(EmulatorConfig::default(), 0.0, &tr, 0, &Device::Cpu).is_err());
+    let j = serde_json::json!({"hidden": [8], "heads": "plain"});
+    assert!(serde_json::from_value::<EmulatorConfig>(j).unwrap_err().to_string().contains("heads"));
+    let em = Emulator::new(EmulatorConfig::default(), DT, &tr, 0, &Device::Cpu).unwrap();
+    assert!(em.predict(&Array2::<f32>::zeros((3, 31)).view()).is_err());
+    assert!(EmulatorData::from_xy(&Array2::zeros((3, 32)).view(), &Array2::zeros((2, 28)).view()).is_err());
+}
