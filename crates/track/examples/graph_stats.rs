@@ -46,7 +46,17 @@ fn main() {
                 prim += fr.hits.iter().filter(|h| h.primary).count() as f64;
             }
             let k = frames as f64;
-            println!("{thick} mm  N={n}: nodes {:.0} ({:.2}/p, prim {:.2}/p) edges {:.0} (true {:.0}) line {:.0} pair01 {:.0} pair12 {:.0}", nodes / k, nodes / k / n as f64, prim / k / n as f64, edges / k, te / k, lg / k, p0 / k, p1 / k);
+            println!(
+                "{thick} mm  N={n}: nodes {:.0} ({:.2}/p, prim {:.2}/p) edges {:.0} (true {:.0}) line {:.0} pair01 {:.0} pair12 {:.0}",
+                nodes / k,
+                nodes / k / n as f64,
+                prim / k / n as f64,
+                edges / k,
+                te / k,
+                lg / k,
+                p0 / k,
+                p1 / k
+            );
         }
     }
 }

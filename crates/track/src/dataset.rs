@@ -57,15 +57,11 @@ pub struct Manifest {
 impl Manifest {
     /// Info of split `name`.
     pub fn split(&self, name: &str) -> Result<&SplitInfo> {
-        self.splits
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s)
-            .ok_or_else(|| Error::InvalidArgument {
-                name: "split",
-                value: name.to_string(),
-                allowed: format!("{:?}", self.splits.iter().map(|s| &s.0).collect::<Vec<_>>()),
-            })
+        self.splits.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| Error::InvalidArgument {
+            name: "split",
+            value: name.to_string(),
+            allowed: format!("{:?}", self.splits.iter().map(|s| &s.0).collect::<Vec<_>>()),
+        })
     }
 }
 
@@ -98,10 +94,7 @@ fn file_names(split: &str) -> [String; 4] {
 }
 
 fn npy_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Npy {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    Error::Npy { path: path.to_path_buf(), message: e.to_string() }
 }
 
 /// Arrays of one split.
@@ -147,9 +140,7 @@ pub fn generate(
 ) -> Result<Manifest> {
     let manifest_path = dir.join("manifest.json");
     if manifest_path.exists() && !overwrite {
-        return Err(Error::AlreadyExists {
-            path: dir.to_path_buf(),
-        });
+        return Err(Error::AlreadyExists { path: dir.to_path_buf() });
     }
     let mut seen = std::collections::HashSet::new();
     for (name, _) in splits {
@@ -167,16 +158,10 @@ pub fn generate(
     let det = config.detector.load()?;
     config.detector = DetectorSource::Inline(Box::new(det));
     let sim = Simulator::new(&config)?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     if overwrite && manifest_path.exists() {
         // Remove the old manifest first so a crash never leaves a stale manifest over new data.
-        std::fs::remove_file(&manifest_path).map_err(|source| Error::Io {
-            path: manifest_path.clone(),
-            source,
-        })?;
+        std::fs::remove_file(&manifest_path).map_err(|source| Error::Io { path: manifest_path.clone(), source })?;
     }
     let total: usize = splits.iter().map(|s| s.1).sum();
     let bar = if progress {
@@ -216,43 +201,21 @@ pub fn generate(
         checksums.insert(names[1].clone(), checksum_u32(a.hits_u32.as_slice().expect("standard layout")));
         checksums.insert(names[2].clone(), checksum_u64(a.frame_ptr.as_slice().expect("standard layout")));
         checksums.insert(names[3].clone(), checksum_f32(a.frame_info.as_slice().expect("standard layout")));
-        infos.push((
-            name.clone(),
-            SplitInfo {
-                first_frame: first,
-                frames: *n,
-                hits: a.hits_f32.nrows(),
-                checksums,
-            },
-        ));
+        infos.push((name.clone(), SplitInfo { first_frame: first, frames: *n, hits: a.hits_f32.nrows(), checksums }));
         first += *n as u64;
     }
     bar.finish_and_clear();
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        seed,
-        config,
-        splits: infos,
-    };
+    let manifest = Manifest { format_version: FORMAT_VERSION, seed, config, splits: infos };
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    std::fs::write(&manifest_path, text).map_err(|source| Error::Io {
-        path: manifest_path,
-        source,
-    })?;
+    std::fs::write(&manifest_path, text).map_err(|source| Error::Io { path: manifest_path, source })?;
     Ok(manifest)
 }
 
 /// Read and check a dataset's manifest.
 pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let m: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
     if m.format_version != FORMAT_VERSION {
         return Err(Error::CorruptDataset {
             path,
@@ -263,10 +226,7 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
 }
 
 fn corrupt(path: PathBuf, message: impl Into<String>) -> Error {
-    Error::CorruptDataset {
-        path,
-        message: message.into(),
-    }
+    Error::CorruptDataset { path, message: message.into() }
 }
 
 /// Load every frame of split `split`, verifying shapes, offsets and checksums.
@@ -293,10 +253,16 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Vec<Frame>> {
         return Err(corrupt(p[1].clone(), format!("shape {:?}, manifest expects ({}, 4)", hits_u32.dim(), info.hits)));
     }
     if frame_ptr.len() != info.frames + 1 {
-        return Err(corrupt(p[2].clone(), format!("{} offsets, manifest expects {}", frame_ptr.len(), info.frames + 1)));
+        return Err(corrupt(
+            p[2].clone(),
+            format!("{} offsets, manifest expects {}", frame_ptr.len(), info.frames + 1),
+        ));
     }
     if frame_info.dim() != (info.frames, 3) {
-        return Err(corrupt(p[3].clone(), format!("shape {:?}, manifest expects ({}, 3)", frame_info.dim(), info.frames)));
+        return Err(corrupt(
+            p[3].clone(),
+            format!("shape {:?}, manifest expects ({}, 3)", frame_info.dim(), info.frames),
+        ));
     }
     let (hf, hu) = (hits_f32.as_standard_layout(), hits_u32.as_standard_layout());
     let (fp, fi) = (frame_ptr.as_standard_layout(), frame_info.as_standard_layout());
@@ -332,11 +298,7 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Vec<Frame>> {
                 primary: u[3] == 1,
             });
         }
-        frames.push(Frame {
-            hits,
-            spot: [fi[3 * f], fi[3 * f + 1]],
-            primaries: fi[3 * f + 2] as u32,
-        });
+        frames.push(Frame { hits, spot: [fi[3 * f], fi[3 * f + 1]], primaries: fi[3 * f + 2] as u32 });
     }
     Ok(frames)
 }

@@ -74,10 +74,7 @@ pub struct PixelGrid {
 impl PixelGrid {
     /// Pixel pitch (x, y) [mm].
     pub fn pitch(&self) -> (f64, f64) {
-        (
-            2.0 * self.half_x_mm / self.nx as f64,
-            2.0 * self.half_y_mm / self.ny as f64,
-        )
+        (2.0 * self.half_x_mm / self.nx as f64, 2.0 * self.half_y_mm / self.ny as f64)
     }
 
     /// Snap a position to the centre of its pixel; `None` outside the sensor.
@@ -91,12 +88,7 @@ impl PixelGrid {
         }
         let ix = fx as u32;
         let iy = fy as u32;
-        Some((
-            ix,
-            iy,
-            -self.half_x_mm + (ix as f64 + 0.5) * px,
-            -self.half_y_mm + (iy as f64 + 0.5) * py,
-        ))
+        Some((ix, iy, -self.half_x_mm + (ix as f64 + 0.5) * px, -self.half_y_mm + (iy as f64 + 0.5) * py))
     }
 }
 
@@ -134,24 +126,17 @@ impl DetectorConfig {
     /// Read and validate a detector JSON file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: DetectorConfig = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let cfg: DetectorConfig =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// The Bergen DTC shipped with the crate (`configs/detector-bergen-dtc.json`, embedded).
     pub fn bergen_dtc() -> Self {
-        let cfg: DetectorConfig = serde_json::from_str(include_str!(
-            "../../../configs/detector-bergen-dtc.json"
-        ))
-        .expect("embedded detector config parses");
+        let cfg: DetectorConfig = serde_json::from_str(include_str!("../../../configs/detector-bergen-dtc.json"))
+            .expect("embedded detector config parses");
         cfg.validate().expect("embedded detector config is valid");
         cfg
     }
@@ -163,11 +148,7 @@ impl DetectorConfig {
             if self.materials.contains_key(name) {
                 Ok(())
             } else {
-                Err(Error::UnknownMaterial {
-                    name: name.to_string(),
-                    used_in,
-                    known: known.clone(),
-                })
+                Err(Error::UnknownMaterial { name: name.to_string(), used_in, known: known.clone() })
             }
         };
         for (name, m) in &self.materials {
@@ -360,14 +341,11 @@ impl Detector {
 
     /// Index of a material by name.
     pub fn material_index(&self, name: &str) -> Result<usize> {
-        self.material_names
-            .iter()
-            .position(|m| m == name)
-            .ok_or_else(|| Error::UnknownMaterial {
-                name: name.to_string(),
-                used_in: "lookup".into(),
-                known: self.material_names.clone(),
-            })
+        self.material_names.iter().position(|m| m == name).ok_or_else(|| Error::UnknownMaterial {
+            name: name.to_string(),
+            used_in: "lookup".into(),
+            known: self.material_names.clone(),
+        })
     }
 
     /// Upstream face of the first volume [mm].
@@ -465,18 +443,14 @@ mod tests {
         c.materials.get_mut("water").unwrap().density_g_cm3 = -1.0;
         assert!(c.validate().unwrap_err().to_string().contains("materials.water.density_g_cm3"));
         // Unknown fields are refused by serde.
-        let text = r#"{"name":"x","materials":{},"stacks":[],"pixels":{"nx":1,"ny":1,"half_x_mm":1,"half_y_mm":1},"bogus":1}"#;
+        let text =
+            r#"{"name":"x","materials":{},"stacks":[],"pixels":{"nx":1,"ny":1,"half_x_mm":1,"half_y_mm":1},"bogus":1}"#;
         assert!(serde_json::from_str::<DetectorConfig>(text).is_err());
     }
 
     #[test]
     fn digitisation_snaps_to_pixel_centres() {
-        let g = PixelGrid {
-            nx: 10,
-            ny: 4,
-            half_x_mm: 5.0,
-            half_y_mm: 2.0,
-        };
+        let g = PixelGrid { nx: 10, ny: 4, half_x_mm: 5.0, half_y_mm: 2.0 };
         assert_eq!(g.digitise(0.2, -1.9), Some((5, 0, 0.5, -1.5)));
         assert_eq!(g.digitise(-5.0, 1.99), Some((0, 3, -4.5, 1.5)));
         assert_eq!(g.digitise(5.0, 0.0), None);

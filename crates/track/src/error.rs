@@ -29,7 +29,9 @@ pub enum Error {
         known: Vec<String>,
     },
     /// Two volumes of the detector overlap along the beam axis.
-    #[error("volumes overlap along z: `{first}` ends at {first_end_mm} mm but `{second}` starts at {second_start_mm} mm")]
+    #[error(
+        "volumes overlap along z: `{first}` ends at {first_end_mm} mm but `{second}` starts at {second_start_mm} mm"
+    )]
     Overlap {
         /// Upstream volume.
         first: String,
@@ -104,10 +106,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Build an [`Error::InvalidConfig`].
     pub fn config(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Error::InvalidConfig {
-            field: field.into(),
-            value: value.to_string(),
-            allowed: allowed.into(),
-        }
+        Error::InvalidConfig { field: field.into(), value: value.to_string(), allowed: allowed.into() }
     }
 }

@@ -39,10 +39,7 @@ fn default_seed() -> f64 {
 
 impl Default for FollowerConfig {
     fn default() -> Self {
-        FollowerConfig {
-            max_scatter_rad: default_scatter(),
-            max_seed_theta_rad: default_seed(),
-        }
+        FollowerConfig { max_scatter_rad: default_scatter(), max_seed_theta_rad: default_seed() }
     }
 }
 
@@ -115,7 +112,9 @@ pub fn follow(g: &HitGraph, cfg: &FollowerConfig) -> Result<Vec<Track>> {
                 }
             }
         }
-        props.sort_by(|a, b| (a.0, a.1, a.2, a.3).partial_cmp(&(b.0, b.1, b.2, b.3)).unwrap_or(std::cmp::Ordering::Equal));
+        props.sort_by(|a, b| {
+            (a.0, a.1, a.2, a.3).partial_cmp(&(b.0, b.1, b.2, b.3)).unwrap_or(std::cmp::Ordering::Equal)
+        });
         let mut extended = vec![false; tracks.len()];
         let mut next_open = Vec::new();
         for (_, _, t, c) in props {
@@ -144,7 +143,7 @@ mod tests {
     use crate::graph::GraphConfig;
     use crate::sim::Frame;
     use crate::tracks::tests::{h, hand_frame};
-    use crate::tracks::{evaluate, TrackFilter};
+    use crate::tracks::{TrackFilter, evaluate};
 
     #[test]
     fn follows_straight_tracks() {
@@ -171,11 +170,7 @@ mod tests {
             hits.push(a);
             hits.push(b);
         }
-        let f = Frame {
-            hits,
-            spot: [0.0, 0.0],
-            primaries: 2,
-        };
+        let f = Frame { hits, spot: [0.0, 0.0], primaries: 2 };
         let g = HitGraph::build(&f, &GraphConfig::default()).unwrap();
         let tracks = TrackFilter::default().apply(&g, follow(&g, &FollowerConfig::default()).unwrap());
         let m = evaluate(&g, &tracks);
@@ -190,10 +185,7 @@ mod tests {
     #[test]
     fn rejects_bad_config() {
         let g = HitGraph::build(&hand_frame(), &GraphConfig::default()).unwrap();
-        let cfg = FollowerConfig {
-            max_scatter_rad: -1.0,
-            ..Default::default()
-        };
+        let cfg = FollowerConfig { max_scatter_rad: -1.0, ..Default::default() };
         assert!(follow(&g, &cfg).unwrap_err().to_string().contains("max_scatter_rad"));
     }
 }

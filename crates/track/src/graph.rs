@@ -195,11 +195,7 @@ impl HitGraph {
         // Nodes are sorted by (layer, x): a window search in x per source node.
         for src_layer in 1..self.num_layers {
             let tgt = self.layer_ptr[src_layer - 1] as usize..self.layer_ptr[src_layer] as usize;
-            let tan = if (src_layer as u16) < cfg.tracker_source_layers {
-                tan_trk
-            } else {
-                tan_cal
-            };
+            let tan = if (src_layer as u16) < cfg.tracker_source_layers { tan_trk } else { tan_cal };
             let tgt_x: Vec<f32> = tgt.clone().map(|j| self.pos[3 * j]).collect();
             let (zmin, zmax) = tgt.clone().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), j| {
                 (a.min(self.pos[3 * j + 2]), b.max(self.pos[3 * j + 2]))
@@ -230,11 +226,7 @@ impl HitGraph {
                     if theta < cut {
                         self.src.push(s as u32);
                         self.dst.push(j as u32);
-                        self.edge_features.extend_from_slice(&[
-                            rho as f32,
-                            dy.atan2(dx) as f32,
-                            theta as f32,
-                        ]);
+                        self.edge_features.extend_from_slice(&[rho as f32, dy.atan2(dx) as f32, theta as f32]);
                         self.edge_truth.push(self.track[s] == self.track[j]);
                     }
                 }
@@ -366,12 +358,7 @@ impl LineGraph {
                 angle.push(c.acos());
             }
         }
-        LineGraph {
-            node_features,
-            pred,
-            succ,
-            angle,
-        }
+        LineGraph { node_features, pred, succ, angle }
     }
 
     /// Number of line-graph nodes (= hit-graph edges).
@@ -405,15 +392,9 @@ impl LineGraph {
 /// `pe[2i] = sin(√θ·ω_i)`, `pe[2i+1] = cos(√θ·ω_i)`, `ω_i = scaling^(−2i/d)`.
 pub fn encode_angles(angles: &[f32], d: usize, scaling: f32) -> Result<Vec<f32>> {
     if d == 0 || d % 2 != 0 {
-        return Err(Error::InvalidArgument {
-            name: "d",
-            value: d.to_string(),
-            allowed: "an even number > 0".into(),
-        });
+        return Err(Error::InvalidArgument { name: "d", value: d.to_string(), allowed: "an even number > 0".into() });
     }
-    let omega: Vec<f32> = (0..d / 2)
-        .map(|i| (-(2.0 * i as f32) * scaling.ln() / d as f32).exp())
-        .collect();
+    let omega: Vec<f32> = (0..d / 2).map(|i| (-(2.0 * i as f32) * scaling.ln() / d as f32).exp()).collect();
     let mut out = Vec::with_capacity(angles.len() * d);
     for &a in angles {
         let r = a.max(0.0).sqrt();
@@ -458,16 +439,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn hit(layer: u16, x: f32, y: f32, z: f32, track: u32) -> Hit {
-        Hit {
-            layer,
-            x,
-            y,
-            z,
-            edep: 0.01 * (layer as f32 + 1.0),
-            cluster: 4,
-            track,
-            primary: true,
-        }
+        Hit { layer, x, y, z, edep: 0.01 * (layer as f32 + 1.0), cluster: 4, track, primary: true }
     }
 
     fn random_frame(seed: u64, n_layers: u16, per_layer: usize, spread: f32) -> Frame {
@@ -484,11 +456,7 @@ mod tests {
             let j = rng.random_range(0..=i);
             hits.swap(i, j);
         }
-        Frame {
-            hits,
-            spot: [0.5, -0.5],
-            primaries: per_layer as u32,
-        }
+        Frame { hits, spot: [0.5, -0.5], primaries: per_layer as u32 }
     }
 
     /// Brute force: all pairs of adjacent-layer hits passing the polar-angle cut.

@@ -52,11 +52,7 @@ impl Material {
             ("z_over_a", self.z_over_a, "0 < Z/A <= 1"),
             ("mean_excitation_ev", self.mean_excitation_ev, "I > 0 eV"),
             ("radiation_length_g_cm2", self.radiation_length_g_cm2, "X0 > 0 g/cm²"),
-            (
-                "nuclear_interaction_length_g_cm2",
-                self.nuclear_interaction_length_g_cm2,
-                "λ_I > 0 g/cm²",
-            ),
+            ("nuclear_interaction_length_g_cm2", self.nuclear_interaction_length_g_cm2, "λ_I > 0 g/cm²"),
         ];
         for (field, v, allowed) in checks {
             if !(v.is_finite() && v > 0.0) {
@@ -64,11 +60,7 @@ impl Material {
             }
         }
         if self.z_over_a > 1.0 {
-            return Err(Error::config(
-                format!("materials.{name}.z_over_a"),
-                self.z_over_a,
-                "0 < Z/A <= 1",
-            ));
+            return Err(Error::config(format!("materials.{name}.z_over_a"), self.z_over_a, "0 < Z/A <= 1"));
         }
         Ok(())
     }
@@ -134,11 +126,7 @@ impl RangeTable {
         let d_ln_e = (E_MAX.ln() - ln_e0) / (N_GRID - 1) as f64;
         let s_low = bethe_mass_stopping_power(m, E_LOW);
         let stopping = |e: f64| {
-            if e >= E_LOW {
-                bethe_mass_stopping_power(m, e)
-            } else {
-                s_low * (e / E_LOW).sqrt()
-            }
+            if e >= E_LOW { bethe_mass_stopping_power(m, e) } else { s_low * (e / E_LOW).sqrt() }
         };
         let mut s = Vec::with_capacity(N_GRID);
         let mut r = Vec::with_capacity(N_GRID);
@@ -150,20 +138,13 @@ impl RangeTable {
             if k > 0 {
                 // Simpson on [prev_e, e] of dE/S(E).
                 let mid = 0.5 * (prev_e + e);
-                range += (e - prev_e) / 6.0
-                    * (1.0 / stopping(prev_e) + 4.0 / stopping(mid) + 1.0 / stopping(e));
+                range += (e - prev_e) / 6.0 * (1.0 / stopping(prev_e) + 4.0 / stopping(mid) + 1.0 / stopping(e));
             }
             s.push(stopping(e));
             r.push(range.ln());
             prev_e = e;
         }
-        RangeTable {
-            ln_e0,
-            d_ln_e,
-            ln_r: r,
-            s,
-            density: m.density_g_cm3,
-        }
+        RangeTable { ln_e0, d_ln_e, ln_r: r, s, density: m.density_g_cm3 }
     }
 
     /// Density of the material [g/cm³].
@@ -308,13 +289,8 @@ pub fn thin_layer(m: &Material, e: f64, thickness_mm: f64) -> ThinLayer {
     let x = m.density_g_cm3 * thickness_mm * 0.1;
     let xi = 0.5 * BETHE_K * m.z_over_a * x / beta2;
     let i = m.mean_excitation_ev * 1e-6;
-    let most_probable = xi
-        * ((2.0 * ELECTRON_MASS_MEV * beta2 * gamma * gamma / i).ln() + (xi / i).ln() + 0.2 - beta2);
-    ThinLayer {
-        xi,
-        most_probable,
-        kappa: xi / t_max(e),
-    }
+    let most_probable = xi * ((2.0 * ELECTRON_MASS_MEV * beta2 * gamma * gamma / i).ln() + (xi / i).ln() + 0.2 - beta2);
+    ThinLayer { xi, most_probable, kappa: xi / t_max(e) }
 }
 
 /// Sample a standard Moyal variate λ (density exp(−(λ + e^{−λ})/2)/√(2π), mode 0), the usual
@@ -405,14 +381,8 @@ mod tests {
     use super::*;
 
     // PSTAR (NIST) CSDA ranges of protons in liquid water [g/cm²].
-    const PSTAR_WATER: [(f64, f64); 6] = [
-        (50.0, 2.227),
-        (100.0, 7.718),
-        (150.0, 15.77),
-        (200.0, 25.96),
-        (230.0, 32.95),
-        (10.0, 0.1230),
-    ];
+    const PSTAR_WATER: [(f64, f64); 6] =
+        [(50.0, 2.227), (100.0, 7.718), (150.0, 15.77), (200.0, 25.96), (230.0, 32.95), (10.0, 0.1230)];
 
     #[test]
     fn water_range_matches_pstar_within_2_percent() {

@@ -24,8 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::detector::{Detector, DetectorConfig, PixelGrid};
 use crate::error::{Error, Result};
 use crate::physics::{
-    bohr_variance, kinematics, moyal_from_normal, thin_layer, ClusterModel, Material, RangeTable,
-    ScatteringAccumulator,
+    ClusterModel, Material, RangeTable, ScatteringAccumulator, bohr_variance, kinematics, moyal_from_normal, thin_layer,
 };
 
 /// Where the detector description comes from: a path to a JSON file or an inline object.
@@ -261,11 +260,7 @@ impl SimConfig {
     pub fn bergen(thickness_mm: f64, primaries: usize) -> Self {
         SimConfig {
             detector: DetectorSource::Inline(Box::new(DetectorConfig::bergen_dtc())),
-            phantom: PhantomConfig {
-                material: default_water(),
-                thickness_mm,
-                gap_mm: default_gap(),
-            },
+            phantom: PhantomConfig { material: default_water(), thickness_mm, gap_mm: default_gap() },
             beam: BeamConfig::default(),
             physics: PhysicsConfig::default(),
             primaries_per_frame: primaries,
@@ -339,15 +334,7 @@ pub struct Proton {
 impl Proton {
     /// A proton at (x, y, z) moving along +z with energy `e`.
     pub fn new(x: f64, y: f64, z: f64, e: f64) -> Self {
-        Proton {
-            x,
-            y,
-            z,
-            tx: 0.0,
-            ty: 0.0,
-            e,
-            scattering: ScatteringAccumulator::default(),
-        }
+        Proton { x, y, z, tx: 0.0, ty: 0.0, e, scattering: ScatteringAccumulator::default() }
     }
 }
 
@@ -370,13 +357,7 @@ impl World {
     /// A world of one slab of `material` from `z0` to `z1` (for tests and validation).
     pub fn single_slab(material: Material, z0: f64, z1: f64) -> Self {
         let t = RangeTable::new(&material);
-        World {
-            z: vec![z0, z1],
-            material: vec![0],
-            layer: vec![None],
-            materials: vec![material],
-            tables: vec![t],
-        }
+        World { z: vec![z0, z1], material: vec![0], layer: vec![None], materials: vec![material], tables: vec![t] }
     }
 
     /// Build the world: phantom slab, air gap, detector volumes (gaps filled with world material).
@@ -406,13 +387,7 @@ impl World {
             push(s.z0, det.world, None, &mut cur);
             push(s.z1, s.material, s.layer, &mut cur);
         }
-        Ok(World {
-            z,
-            material,
-            layer,
-            materials: det.materials.clone(),
-            tables: det.tables.clone(),
-        })
+        Ok(World { z, material, layer, materials: det.materials.clone(), tables: det.tables.clone() })
     }
 
     /// Index of the slab containing `z` (the first slab if upstream of the world).
@@ -465,11 +440,7 @@ pub fn transport<R: Rng + ?Sized>(
         let sensitive = world.layer[k];
         while p.z < z1 - 1e-12 {
             let remaining = z1 - p.z;
-            let dz = if sensitive.is_some() {
-                remaining
-            } else {
-                remaining.min(phys.max_step_mm)
-            };
+            let dz = if sensitive.is_some() { remaining } else { remaining.min(phys.max_step_mm) };
             let slope = (1.0 + p.tx * p.tx + p.ty * p.ty).sqrt();
             let s = dz * slope;
             let range_mm = table.range_mm(p.e);
@@ -494,8 +465,7 @@ pub fn transport<R: Rng + ?Sized>(
             }
             // Nuclear interaction somewhere in this step?
             if nuc.enabled && p.e > nuc.threshold_mev {
-                let mu = s * 0.1 * m.density_g_cm3 / m.nuclear_interaction_length_g_cm2
-                    * nuc.cross_section_scale;
+                let mu = s * 0.1 * m.density_g_cm3 / m.nuclear_interaction_length_g_cm2 * nuc.cross_section_scale;
                 let u: f64 = rng.random();
                 if u < -(-mu).exp_m1() {
                     let f: f64 = rng.random();
@@ -676,7 +646,11 @@ impl Simulator {
             ));
         }
         if !(n.secondary_theta_mean_rad.is_finite() && n.secondary_theta_mean_rad >= 0.0) {
-            return Err(Error::config("physics.nuclear.secondary_theta_mean_rad", n.secondary_theta_mean_rad, ">= 0 rad"));
+            return Err(Error::config(
+                "physics.nuclear.secondary_theta_mean_rad",
+                n.secondary_theta_mean_rad,
+                ">= 0 rad",
+            ));
         }
         if !(n.threshold_mev.is_finite() && n.threshold_mev >= 0.0) {
             return Err(Error::config("physics.nuclear.threshold_mev", n.threshold_mev, ">= 0 MeV"));
@@ -687,12 +661,7 @@ impl Simulator {
         let ph_start = detector.front_z() - ph.gap_mm - ph.thickness_mm;
         let start_z = ph_start - b.start_upstream_mm;
         let world = World::new(&detector, ph, start_z)?;
-        Ok(Simulator {
-            config: config.clone(),
-            detector,
-            world,
-            start_z,
-        })
+        Ok(Simulator { config: config.clone(), detector, world, start_z })
     }
 
     /// z of the beam start plane [mm].
@@ -713,12 +682,8 @@ impl Simulator {
         let [sx, sy] = self.spot(frame);
         let g = |rng: &mut StdRng| -> f64 { rng.sample(StandardNormal) };
         let e0 = (b.energy_mev + b.energy_sigma_mev * g(&mut rng)).max(1.0);
-        let mut p = Proton::new(
-            sx + b.spot_sigma_mm * g(&mut rng),
-            sy + b.spot_sigma_mm * g(&mut rng),
-            self.start_z,
-            e0,
-        );
+        let mut p =
+            Proton::new(sx + b.spot_sigma_mm * g(&mut rng), sy + b.spot_sigma_mm * g(&mut rng), self.start_z, e0);
         p.tx = (b.divergence_mrad * 1e-3 * g(&mut rng)).tan();
         p.ty = (b.divergence_mrad * 1e-3 * g(&mut rng)).tan();
         let grid = &self.detector.config.pixels;
@@ -735,9 +700,8 @@ impl Simulator {
         // Depth-first over generations, deterministic order.
         let mut stack: Vec<(Secondary, u32)> = sec.into_iter().rev().map(|q| (q, 2)).collect();
         while let Some((Secondary(mut q), generation)) = stack.pop() {
-            let (_, more) = transport(&self.world, phys, &mut q, &mut rng, generation <= max_gen, |h| {
-                record(h, false, out)
-            });
+            let (_, more) =
+                transport(&self.world, phys, &mut q, &mut rng, generation <= max_gen, |h| record(h, false, out));
             stack.extend(more.into_iter().rev().map(|q| (q, generation + 1)));
         }
         PrimaryTruth { fate, secondaries }
@@ -770,22 +734,12 @@ impl Simulator {
             drop_layers_after_gap(&mut hits);
         }
         let [sx, sy] = self.spot(frame);
-        (
-            Frame {
-                hits,
-                spot: [sx as f32, sy as f32],
-                primaries: n,
-            },
-            truth,
-        )
+        (Frame { hits, spot: [sx as f32, sy as f32], primaries: n }, truth)
     }
 
     /// Simulate frames `first..first + count` in parallel.
     pub fn simulate_frames(&self, seed: u64, first: u64, count: u64) -> Vec<Frame> {
-        (first..first + count)
-            .into_par_iter()
-            .map(|f| self.simulate_frame(seed, f))
-            .collect()
+        (first..first + count).into_par_iter().map(|f| self.simulate_frame(seed, f)).collect()
     }
 }
 
@@ -850,10 +804,7 @@ mod tests {
         let phys = PhysicsConfig {
             energy_straggling: false,
             multiple_scattering: false,
-            nuclear: NuclearConfig {
-                enabled: false,
-                ..Default::default()
-            },
+            nuclear: NuclearConfig { enabled: false, ..Default::default() },
             ..Default::default()
         };
         let mut rng = StdRng::seed_from_u64(0);
@@ -871,13 +822,8 @@ mod tests {
         // Full physics minus nuclear: mean stopping depth within 2 % of PSTAR (the projected range
         // is ≈ 0.1–0.2 % shorter than CSDA), range straggling ≈ 1.1–1.2 % of the range.
         let world = World::single_slab(Material::water(), 0.0, 400.0);
-        let phys = PhysicsConfig {
-            nuclear: NuclearConfig {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let phys =
+            PhysicsConfig { nuclear: NuclearConfig { enabled: false, ..Default::default() }, ..Default::default() };
         let mut rng = StdRng::seed_from_u64(1);
         let n = 600;
         let mut zs = Vec::with_capacity(n);
@@ -897,15 +843,15 @@ mod tests {
     #[test]
     fn rms_angle_after_slab_matches_highland() {
         // 20 mm of water at 230 MeV (energy loss 2 %, Highland at the mean pβc), and 5 mm Al.
-        for (mat, thick) in [(Material::water(), 20.0), (crate::detector::DetectorConfig::bergen_dtc().materials["aluminium"].clone(), 5.0)] {
+        for (mat, thick) in [
+            (Material::water(), 20.0),
+            (crate::detector::DetectorConfig::bergen_dtc().materials["aluminium"].clone(), 5.0),
+        ] {
             let x0 = mat.radiation_length_mm();
             let table = RangeTable::new(&mat);
             let world = World::single_slab(mat, 0.0, thick);
             let phys = PhysicsConfig {
-                nuclear: NuclearConfig {
-                    enabled: false,
-                    ..Default::default()
-                },
+                nuclear: NuclearConfig { enabled: false, ..Default::default() },
                 max_step_mm: 0.25,
                 ..Default::default()
             };
@@ -959,16 +905,7 @@ mod tests {
 
     #[test]
     fn drop_after_gap() {
-        let h = |layer| Hit {
-            layer,
-            x: 0.0,
-            y: 0.0,
-            z: 0.0,
-            edep: 0.0,
-            cluster: 3,
-            track: 0,
-            primary: true,
-        };
+        let h = |layer| Hit { layer, x: 0.0, y: 0.0, z: 0.0, edep: 0.0, cluster: 3, track: 0, primary: true };
         let mut v = vec![h(0), h(1), h(1), h(2), h(4), h(5)];
         drop_layers_after_gap(&mut v);
         assert_eq!(v.len(), 4);

@@ -42,18 +42,14 @@ fn default_last_edep() -> f32 {
 
 impl Default for TrackFilter {
     fn default() -> Self {
-        TrackFilter {
-            more_hits_than: default_min_hits(),
-            last_hit_min_edep_mev: default_last_edep(),
-        }
+        TrackFilter { more_hits_than: default_min_hits(), last_hit_min_edep_mev: default_last_edep() }
     }
 }
 
 impl TrackFilter {
     /// Whether `t` passes.
     pub fn accepts(&self, g: &HitGraph, t: &[u32]) -> bool {
-        t.len() > self.more_hits_than
-            && t.last().is_some_and(|&n| g.edep[n as usize] > self.last_hit_min_edep_mev)
+        t.len() > self.more_hits_than && t.last().is_some_and(|&n| g.edep[n as usize] > self.last_hit_min_edep_mev)
     }
 
     /// Keep the tracks that pass.
@@ -168,10 +164,7 @@ pub struct FrameMetrics {
 
 /// Purity and efficiency of (already filtered) `tracks` on frame graph `g`.
 pub fn evaluate(g: &HitGraph, tracks: &[Track]) -> FrameMetrics {
-    let considered: Vec<&Track> = tracks
-        .iter()
-        .filter(|t| t.iter().all(|&n| g.is_primary[n as usize]))
-        .collect();
+    let considered: Vec<&Track> = tracks.iter().filter(|t| t.iter().all(|&n| g.is_primary[n as usize])).collect();
     let correct = considered
         .iter()
         .filter(|t| {
@@ -188,14 +181,7 @@ pub fn evaluate(g: &HitGraph, tracks: &[Track]) -> FrameMetrics {
             if true_tracks == 0 { 0.0 } else { correct as f64 / true_tracks as f64 },
         )
     };
-    FrameMetrics {
-        reconstructed: tracks.len(),
-        considered: considered.len(),
-        correct,
-        true_tracks,
-        purity,
-        efficiency,
-    }
+    FrameMetrics { reconstructed: tracks.len(), considered: considered.len(), correct, true_tracks, purity, efficiency }
 }
 
 /// Frame-averaged purity and efficiency with their standard errors.
@@ -229,13 +215,7 @@ pub fn average(frames: &[FrameMetrics]) -> MeanMetrics {
     };
     let (purity, purity_sem) = stats(&|m| m.purity);
     let (efficiency, efficiency_sem) = stats(&|m| m.efficiency);
-    MeanMetrics {
-        frames: n,
-        purity,
-        purity_sem,
-        efficiency,
-        efficiency_sem,
-    }
+    MeanMetrics { frames: n, purity, purity_sem, efficiency, efficiency_sem }
 }
 
 /// Edge mask of the true edges between consecutive hits of each true track (an oracle
@@ -254,16 +234,7 @@ pub(crate) mod tests {
 
     pub(crate) fn h(layer: u16, x: f32, track: u32, primary: bool, edep: f32) -> Hit {
         let z = if layer < 2 { layer as f32 * 57.8 } else { 107.8 + (layer - 2) as f32 * 5.5 };
-        Hit {
-            layer,
-            x,
-            y: 0.0,
-            z,
-            edep,
-            cluster: 4,
-            track,
-            primary,
-        }
+        Hit { layer, x, y: 0.0, z, edep, cluster: 4, track, primary }
     }
 
     /// Three straight tracks at x = 0, 20, 40 over layers 0..=7 (track 2 has a secondary hit
@@ -279,11 +250,7 @@ pub(crate) mod tests {
         for l in 0..3u16 {
             hits.push(h(l, -30.0, 3, true, 0.02));
         }
-        Frame {
-            hits,
-            spot: [0.0, 0.0],
-            primaries: 4,
-        }
+        Frame { hits, spot: [0.0, 0.0], primaries: 4 }
     }
 
     fn select(g: &HitGraph, f: impl Fn(usize, usize) -> bool) -> Vec<bool> {
@@ -318,16 +285,18 @@ pub(crate) mod tests {
         let trk = |n: usize| g.track[n];
         // Select true edges of tracks 0 and 1, then cut track 1 between layers 4 and 5.
         let mut sel = select(&g, |s, t| trk(s) == trk(t) && trk(s) < 2);
-        for e in 0..g.num_edges() {
+        for (e, s) in sel.iter_mut().enumerate() {
             if trk(g.src[e] as usize) == 1 && g.layer[g.src[e] as usize] == 5 {
-                sel[e] = false;
+                *s = false;
             }
         }
         let tracks = TrackFilter::default().apply(&g, build_tracks(&g, &sel, 1000).unwrap());
         // Track 1 split into layers 0..=4 (5 hits, last edep 0.02 → rejected) and 5..=7 (3 hits).
         assert_eq!(tracks.len(), 1);
         // A "mixed" track: hand-build one with hits of tracks 0 and 1.
-        let n = |l: usize, t: u32| (0..g.num_nodes()).find(|&i| g.layer[i] as usize == l && g.track[i] == t).unwrap() as u32;
+        let n = |l: usize, t: u32| {
+            (0..g.num_nodes()).find(|&i| g.layer[i] as usize == l && g.track[i] == t).unwrap() as u32
+        };
         let mixed: Track = (0..8).map(|l| n(l, if l < 4 { 0 } else { 1 })).collect();
         let good: Track = (0..8).map(|l| n(l, 0)).collect();
         let m = evaluate(&g, &[mixed, good]);
@@ -342,12 +311,9 @@ pub(crate) mod tests {
     fn branching_selection_gives_all_paths() {
         // Two hits in layer 1 both linked to one hit in layer 0 and one hit in layer 2:
         // a diamond → 2 root-to-leaf paths.
-        let hits = vec![h(0, 0.0, 0, true, 0.1), h(1, 0.0, 0, true, 0.1), h(1, 1.0, 1, true, 0.1), h(2, 0.0, 0, true, 0.1)];
-        let f = Frame {
-            hits,
-            spot: [0.0, 0.0],
-            primaries: 2,
-        };
+        let hits =
+            vec![h(0, 0.0, 0, true, 0.1), h(1, 0.0, 0, true, 0.1), h(1, 1.0, 1, true, 0.1), h(2, 0.0, 0, true, 0.1)];
+        let f = Frame { hits, spot: [0.0, 0.0], primaries: 2 };
         let g = HitGraph::build(&f, &GraphConfig::default()).unwrap();
         assert_eq!(g.num_edges(), 4);
         let sel = vec![true; 4];

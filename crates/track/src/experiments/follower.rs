@@ -7,10 +7,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::SetupParams;
-use crate::follower::{follow, FollowerConfig};
+use crate::follower::{FollowerConfig, follow};
 use crate::graph::HitGraph;
 use crate::sim::Simulator;
-use crate::tracks::{average, build_tracks, evaluate, oracle_selection, FrameMetrics, TrackFilter};
+use crate::tracks::{FrameMetrics, TrackFilter, average, build_tracks, evaluate, oracle_selection};
 
 /// Parameters of `track-follower`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +71,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         for &t in &p.thicknesses_mm {
             let sim = Simulator::new(&p.setup.sim_config(&det, t, n))?;
             let start = std::time::Instant::now();
-            let per: Vec<Result<(FrameMetrics, FrameMetrics), crate::Error>> = (p.first_frame..p.first_frame + p.frames as u64)
+            let per: Vec<Result<(FrameMetrics, FrameMetrics), crate::Error>> = (p.first_frame
+                ..p.first_frame + p.frames as u64)
                 .into_par_iter()
                 .map(|f| {
                     let frame = sim.simulate_frame(p.seed, f);
@@ -98,7 +99,13 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             rows.push(vec![
                 n.to_string(),
                 format!("{t:.0}"),
-                format!("{:.1} ± {:.1} / {:.1} ± {:.1}", 100.0 * fol.purity, 100.0 * fol.purity_sem, 100.0 * fol.efficiency, 100.0 * fol.efficiency_sem),
+                format!(
+                    "{:.1} ± {:.1} / {:.1} ± {:.1}",
+                    100.0 * fol.purity,
+                    100.0 * fol.purity_sem,
+                    100.0 * fol.efficiency,
+                    100.0 * fol.efficiency_sem
+                ),
                 paper_f,
                 format!("{:.1} / {:.1}", 100.0 * ora.purity, 100.0 * ora.efficiency),
                 paper_pat,
@@ -120,7 +127,14 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         p.frames, p.first_frame, p.seed, p.filter.more_hits_than, p.filter.last_hit_min_edep_mev
     ));
     report.table(
-        &["p+/frame", "water mm", "follower (ours) pur / eff", "follower (paper)", "oracle pur / eff", "PAT λ=50 (paper)"],
+        &[
+            "p+/frame",
+            "water mm",
+            "follower (ours) pur / eff",
+            "follower (paper)",
+            "oracle pur / eff",
+            "PAT λ=50 (paper)",
+        ],
         &rows,
     );
     ctx.dir.write_summary(&serde_json::json!({ "results": out }))?;

@@ -6,7 +6,7 @@ use gradlab_core::plot::{LinePlot, Mark};
 use gradlab_core::report::Report;
 use serde::{Deserialize, Serialize};
 
-use super::{paper_sizes, SetupParams};
+use super::{SetupParams, paper_sizes};
 use crate::dataset;
 use crate::graph::{GraphSizes, HitGraph, LineGraph};
 use crate::sim::Simulator;
@@ -59,11 +59,7 @@ impl Default for SetupParams {
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
-    let s = if v.len() > 1 {
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
+    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
     (m, s)
 }
 
@@ -94,7 +90,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
                 sizes.push(GraphSizes::of(&g, &lg));
                 prim_hits += f.hits.iter().filter(|h| h.primary).count();
             }
-            let col = |f: &dyn Fn(&GraphSizes) -> usize| mean_sd(&sizes.iter().map(|s| f(s) as f64).collect::<Vec<_>>());
+            let col =
+                |f: &dyn Fn(&GraphSizes) -> usize| mean_sd(&sizes.iter().map(|s| f(s) as f64).collect::<Vec<_>>());
             let (nodes, nodes_sd) = col(&|s| s.nodes);
             let (edges, edges_sd) = col(&|s| s.edges);
             let (lines, lines_sd) = col(&|s| s.line_edges);
@@ -135,7 +132,18 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         p.stats_frames, p.seed, p.setup.graph.calorimeter_max_theta_rad, p.setup.graph.tracker_max_theta_rad
     ));
     report.table(
-        &["water mm", "p+/frame", "nodes", "paper", "edges", "paper", "line-graph edges", "paper", "hits/primary", "true edges"],
+        &[
+            "water mm",
+            "p+/frame",
+            "nodes",
+            "paper",
+            "edges",
+            "paper",
+            "line-graph edges",
+            "paper",
+            "hits/primary",
+            "true edges",
+        ],
         &rows,
     );
 
@@ -191,12 +199,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             .series("primary hits", prim, Mark::Points)
             .series("secondary hits", sec, Mark::Points);
         for track in 0..4u32 {
-            let pts: Vec<(f64, f64)> = frame
-                .hits
-                .iter()
-                .filter(|h| h.track == track && h.primary)
-                .map(|h| (h.z as f64, coord(h)))
-                .collect();
+            let pts: Vec<(f64, f64)> =
+                frame.hits.iter().filter(|h| h.track == track && h.primary).map(|h| (h.z as f64, coord(h))).collect();
             if pts.len() > 1 {
                 plot = plot.line(&format!("true track {track}"), pts);
             }
