@@ -382,14 +382,16 @@ fn regret(ctx: &mut RunContext) -> ExperimentResult {
             .y_label("best − f*")
             .log_y(true);
         for &pol in &p.policies {
-            let runs: Vec<(Vec<f64>, f64)> = (0..p.seeds)
+            let runs: Vec<(Vec<f64>, f64, usize)> = (0..p.seeds)
                 .into_par_iter()
                 .map(|s| {
                     let cfg = StudyConfig { seed: p.seed + s as u64, lag: pol, ..p.study.clone() };
-                    run_bo(f, cfg, p.budget, 1, StopRule::default())
-                        .map(|(_, r)| (r.best_so_far, r.overhead_s.iter().sum::<f64>()))
+                    run_bo(f, cfg, p.budget, 1, StopRule::default()).map(|(st, r)| {
+                        (r.best_so_far, r.overhead_s.iter().sum::<f64>(), st.model_checkpoint().map_or(0, |m| m.refits))
+                    })
                 })
                 .collect::<crate::Result<Vec<_>>>()?;
+            let refits: Vec<f64> = runs.iter().map(|r| r.2 as f64).collect();
             let finals: Vec<f64> = runs.iter().map(|r| *r.0.last().unwrap_or(&f64::NAN)).collect();
             let regrets: Vec<f64> = finals.iter().map(|v| v - f.optimum()).collect();
             let overheads: Vec<f64> = runs.iter().map(|r| r.1 / p.budget as f64 * 1e3).collect();
@@ -403,7 +405,7 @@ fn regret(ctx: &mut RunContext) -> ExperimentResult {
             for (s, r) in runs.iter().enumerate() {
                 ctx.metrics()?.log(&serde_json::json!({
                     "function": f.name(), "policy": pol.label(), "seed": p.seed + s as u64,
-                    "best_so_far": r.0, "overhead_s": r.1,
+                    "best_so_far": r.0, "overhead_s": r.1, "refits": r.2,
                 }))?;
             }
             if !ctx.quiet {
@@ -417,10 +419,11 @@ fn regret(ctx: &mut RunContext) -> ExperimentResult {
                 pm(&regrets, 3),
                 fmt_num(median(regrets.clone()), 3),
                 fmt_num(mean_std(&overheads).0, 3),
+                fmt_num(mean_std(&refits).0, 3),
             ]);
             summary.push(serde_json::json!({
                 "function": f.name(), "policy": pol.label(), "final_mean": mean_std(&finals).0, "final_std": mean_std(&finals).1,
-                "regret_mean": mean_std(&regrets).0, "regret_std": mean_std(&regrets).1, "overhead_ms_per_eval": mean_std(&overheads).0,
+                "regret_mean": mean_std(&regrets).0, "regret_std": mean_std(&regrets).1, "overhead_ms_per_eval": mean_std(&overheads).0, "refits_mean": mean_std(&refits).0,
                 "mean_curve": curve.iter().map(|c| c.1).collect::<Vec<_>>(),
             }));
         }
@@ -429,7 +432,15 @@ fn regret(ctx: &mut RunContext) -> ExperimentResult {
     ctx.dir.write_summary(&summary)?;
     report.heading(&format!("Best value after {} evaluations", p.budget));
     report.table(
-        &["function", "policy", "best (mean ± std)", "regret (mean ± std)", "median regret", "overhead (ms / eval)"],
+        &[
+            "function",
+            "policy",
+            "best (mean ± std)",
+            "regret (mean ± std)",
+            "median regret",
+            "overhead (ms / eval)",
+            "refits",
+        ],
         &rows,
     );
     for &f in &p.functions {

@@ -781,6 +781,33 @@ mod tests {
     }
 
     #[test]
+    fn lag_policy_controls_refits() {
+        let f = TestFunction::Branin;
+        // n_initial = 5 for Branin; asks 6..=17 use the model (12 asks).
+        for (lag, expect) in [(LagPolicy::Every(1), 12), (LagPolicy::Every(4), 3), (LagPolicy::Never, 1)] {
+            let mut s = Study::new(f.space(), StudyConfig { lag, ..quick_config(5) }).unwrap();
+            let mut refits = 0;
+            for _ in 0..17 {
+                let t = s.ask().unwrap();
+                refits += s.last_stats().refit as usize;
+                s.tell(t.id, eval(f, &t)).unwrap();
+            }
+            assert_eq!(refits, expect, "{lag:?}");
+            assert_eq!(s.model_checkpoint().unwrap().refits, expect);
+            // Between refits the model is the appended factor: it must equal a from-scratch
+            // factorisation with the same hyperparameters and standardisation.
+            let gp = s.gp().unwrap();
+            let m = s.model_checkpoint().unwrap();
+            let mut fresh = Gp::new(gp.kind(), 2, m.hyper.clone(), JitterPolicy::default());
+            fresh.restore(gp.x().to_vec(), gp.y().to_vec(), m.hyper.clone(), m.y_mean, m.y_std).unwrap();
+            let p = [0.3, 0.6];
+            let (a, b) = (gp.predict_std(&p), fresh.predict_std(&p));
+            assert!((a.0 - b.0).abs() < 1e-8 && (a.1 - b.1).abs() < 1e-8, "{lag:?}: {a:?} vs {b:?}");
+            assert!((gp.lml() - fresh.lml()).abs() < 1e-8 * fresh.lml().abs().max(1.0));
+        }
+    }
+
+    #[test]
     fn bad_config_is_rejected() {
         let f = TestFunction::Branin;
         let e = Study::new(f.space(), StudyConfig { lag: LagPolicy::Every(0), ..Default::default() }).unwrap_err();
