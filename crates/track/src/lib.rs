@@ -10,18 +10,17 @@ pub mod graph;
 pub mod physics;
 pub mod sim;
 pub mod tracks;
-#[cfg(feature = "wip-gnn")]
 pub mod lap;
-#[cfg(feature = "wip-gnn")]
 pub mod gnn;
-#[cfg(feature = "wip-gnn")]
 pub mod assign;
-#[cfg(feature = "wip-gnn")]
 pub mod training;
+pub mod gnn_experiments;
 
 pub use error::{Error, Result};
 
 /// The experiments of this crate, for the `cargo xtask experiment` runner.
 pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
-    experiments::all()
+    let mut v = experiments::all();
+    v.extend(gnn_experiments::all());
+    v
 }
