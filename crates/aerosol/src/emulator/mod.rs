@@ -9,12 +9,17 @@
 //!
 //! * [`model::Emulator`]: build, train ([`train::fit`]), save, `Emulator::load(dir)?.step(&env, &state)`.
 //! * [`eval`]: R², R² of log|Δ|, mass bias/RMSE, negativity.
+//! * [`rollout`]: the emulator in place of the box model for K consecutive steps.
+//! * [`speed`]: throughput against the box model on the same cells.
 
 pub mod error;
 pub mod eval;
+pub mod experiments;
 pub mod heads;
 pub mod model;
 pub mod net;
+pub mod rollout;
+pub mod speed;
 pub mod train;
 
 pub use error::{EmulatorError, Result};

@@ -182,3 +182,62 @@ fn bad_settings_are_rejected_with_the_field_name() {
     assert!(em.predict(&Array2::<f32>::zeros((3, 31)).view()).is_err());
     assert!(EmulatorData::from_xy(&Array2::zeros((3, 32)).view(), &Array2::zeros((2, 28)).view()).is_err());
 }
+
+/// Runs `configs/<EM_CONFIG>.json` (quick when `EM_QUICK=1`, `EM_SET` = `;`-separated
+/// `--set` overrides) into `runs/` — a development harness until xtask registers the crate:
+/// `EM_CONFIG=m7-emulator EM_QUICK=1 cargo test --release -p gradlab-aerosol --features wip-emulator -- --ignored run_config`
+#[test]
+#[ignore]
+fn run_config() {
+    use gradlab_core::experiment::{ExperimentConfig, RunContext};
+    let name = std::env::var("EM_CONFIG").expect("EM_CONFIG");
+    let quick = std::env::var("EM_QUICK").is_ok_and(|v| v == "1");
+    let sets: Vec<String> = std::env::var("EM_SET")
+        .map(|s| s.split(';').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = root.join(format!("configs/{name}.json"));
+    let cfg = ExperimentConfig::load(&file).unwrap();
+    let params = cfg.resolve(quick, &sets).unwrap();
+    let dir = gradlab_core::run::RunDir::create(root.join("runs"), &name).unwrap();
+    eprintln!("run dir {}", dir.path().display());
+    let mut ctx = RunContext::new(&name, &file, &cfg.entry, params, quick, true, dir).unwrap();
+    let exp = super::experiments::experiments().into_iter().find(|e| e.entry == cfg.entry).unwrap();
+    (exp.run)(&mut ctx).unwrap();
+}
+
+#[test]
+fn experiments_run_end_to_end_at_a_tiny_scale() {
+    use gradlab_core::experiment::RunContext;
+    let tmp = tempfile::tempdir().unwrap();
+    let params = serde_json::json!({
+        "seed": 1,
+        "data": {"samples": 400, "sampler": {"spinup_steps": [1, 3]}},
+        "hidden": [16],
+        "variants": [{"name": "completion", "head": "completion"}, {"name": "correction", "head": "correction"}],
+        "train": {"epochs": 2, "batch_size": 64},
+        "rollout": {"cells": 20, "steps": 3},
+        "scatter_points": 50
+    });
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-emulator").unwrap();
+    let mut ctx = RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (super::experiments::experiments()[0].run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::run::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let v = &s["variants"];
+    // Completion closes the budgets on real box-model data; correction leaves nothing negative.
+    for k in 0..4 {
+        assert!(v[0]["test"]["mass_max"][k].as_f64().unwrap() < 1e-5, "{}", v[0]["test"]["mass_max"]);
+    }
+    assert_eq!(v[1]["test"]["negative_fraction"].as_f64().unwrap(), 0.0);
+    assert_eq!(v[1]["rollout"][2]["negative_fraction"].as_f64().unwrap(), 0.0);
+    assert!(ctx.dir.path().join("report.md").exists() && ctx.dir.path().join("scatter_number.png").exists());
+    assert!(Emulator::load(ctx.dir.path().join("models/completion")).is_ok());
+
+    let params = serde_json::json!({"seed": 0, "pool_cells": 50, "batch_sizes": [64, 200], "repeats": 1,
+        "hidden": [8], "sampler": {"spinup_steps": [1, 2]}});
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-speed").unwrap();
+    let mut ctx = RunContext::new("m7-speed", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (super::experiments::experiments()[1].run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::run::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    assert!(s["rows"][1]["speedup_cpu"].as_f64().unwrap() > 0.0);
+}
