@@ -5,6 +5,7 @@
 
 mod registry;
 mod runner;
+mod tools;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -44,6 +45,13 @@ enum Cmd {
     List,
     /// fmt --check, then clippy -D warnings, then the test suite (cheapest first).
     Validate,
+    /// Tune any program with lazy-GP Bayesian optimisation: every `{param}` in the command is
+    /// replaced by a trial value, the objective (minimised) is read from the last line of its
+    /// output. The study is saved after every evaluation; rerunning resumes it.
+    Tune(tools::TuneArgs),
+    /// Apply one M7 box-model step to the cells (rows) of an .npy file.
+    #[command(name = "m7-step")]
+    M7Step(tools::M7StepArgs),
     /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -64,6 +72,8 @@ fn main() {
         }
         Cmd::List => runner::list(&project_root()),
         Cmd::Validate => validate(),
+        Cmd::Tune(a) => tools::tune(a),
+        Cmd::M7Step(a) => tools::m7_step(a),
         Cmd::Bench { args } => {
             cargo(&[&["bench", "--workspace"][..], &args.iter().map(String::as_str).collect::<Vec<_>>()].concat())
         }

@@ -6,6 +6,7 @@ use gradlab_core::experiment::Experiment;
 pub fn all() -> Vec<Experiment> {
     let mut v = gradlab_core::experiments();
     v.extend(gradlab_landscape::experiments());
+    v.extend(gradlab_bayesopt::experiments());
     v.extend(gradlab_track::experiments());
     v.sort_by_key(|e| e.entry);
     v
