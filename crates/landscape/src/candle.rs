@@ -260,6 +260,12 @@ pub mod mlp {
     }
 }
 
+/// Mean cross-entropy of the MLP's logits against `u32` class labels.
+pub fn cross_entropy(m: &mlp::Mlp, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    use candle_core::Module;
+    candle_nn::loss::cross_entropy(&m.forward(x)?, y)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -393,10 +399,4 @@ pub(crate) mod tests {
         let mut serial = obj.replicate().unwrap();
         assert_eq!(s1.at(2, 2), serial.loss(&theta).unwrap());
     }
-}
-
-/// Mean cross-entropy of the MLP's logits against `u32` class labels.
-pub fn cross_entropy(m: &mlp::Mlp, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
-    use candle_core::Module;
-    candle_nn::loss::cross_entropy(&m.forward(x)?, y)
 }

@@ -223,7 +223,7 @@ mod tests {
         curve.point(t, &mut x);
         let mut g = vec![0.0; 3];
         q.loss_grad(&x, &mut g).unwrap();
-        for k in 0..3 {
+        for (k, gk) in g.iter().enumerate() {
             let h = 1e-6;
             let mut cp = curve.clone();
             cp.control[k] += h;
@@ -233,7 +233,7 @@ mod tests {
             cp.point(t, &mut x);
             let fm = q.loss(&x).unwrap();
             let fd = (fp - fm) / (2.0 * h);
-            assert!((fd - 2.0 * t * (1.0 - t) * g[k]).abs() < 1e-8);
+            assert!((fd - 2.0 * t * (1.0 - t) * gk).abs() < 1e-8);
         }
     }
 }

@@ -190,7 +190,7 @@ pub fn pca_directions(trajectory: &[Vec<f64>], reference: &[f64], k: usize, cent
         let idx = t - 1 - j;
         let lam = vals[idx].max(0.0);
         let sigma = lam.sqrt();
-        if !(sigma > 1e-12 * total.sqrt().max(f64::MIN_POSITIVE)) {
+        if sigma.is_nan() || sigma <= 1e-12 * total.sqrt().max(f64::MIN_POSITIVE) {
             return Err(Error::InvalidArgument {
                 name: "pca components",
                 value: format!("{k}: singular value {j} is {sigma:e}"),

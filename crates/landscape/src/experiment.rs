@@ -677,14 +677,27 @@ mod tests {
 
     /// The quick scale as the xtask runs it (about a minute): `cargo test --release -p
     /// gradlab-landscape -- --ignored quick_demo`.
-    #[test]
-    #[ignore]
-    fn quick_demo() {
-        let (tmp, s) = run_with(true, &[]);
+    fn run_and_keep(quick: bool, name: &str) {
+        let (tmp, s) = run_with(quick, &[]);
         println!("{}", serde_json::to_string_pretty(&s).unwrap());
-        let keep = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs/landscape-demo/quick-test");
+        let keep = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs/landscape-demo").join(name);
         let _ = std::fs::remove_dir_all(&keep);
         std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
         std::fs::rename(tmp.path().join("run"), &keep).unwrap();
+    }
+
+    /// The quick scale as the xtask runs it (under a minute), kept in `runs/landscape-demo/quick-test`:
+    /// `cargo test --release -p gradlab-landscape --lib -- --ignored quick_demo --nocapture`.
+    #[test]
+    #[ignore]
+    fn quick_demo() {
+        run_and_keep(true, "quick-test");
+    }
+
+    /// The paper scale (a few minutes), kept in `runs/landscape-demo/full-test`.
+    #[test]
+    #[ignore]
+    fn full_demo() {
+        run_and_keep(false, "full-test");
     }
 }

@@ -73,7 +73,8 @@ pub fn write_vtk(path: &Path, s: &Surface, z_scale: f64) -> Result<()> {
         }
     }
     let _ = writeln!(out, "POINT_DATA {}", nx * ny);
-    let fields: [(&str, Box<dyn Fn(f64) -> f64>); 3] = [
+    type Field = (&'static str, Box<dyn Fn(f64) -> f64>);
+    let fields: [Field; 3] = [
         ("loss", Box::new(move |l: f64| if l.is_finite() { l } else { top })),
         (
             "log10_loss",

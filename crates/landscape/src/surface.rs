@@ -525,7 +525,7 @@ mod tests {
         write!(f, "{{\"i\": 3, \"lo").unwrap();
         drop(f);
         let finished = std::fs::read_to_string(&file).unwrap().lines().filter(|l| l.ends_with('}')).count() - 1;
-        assert!(finished >= 8 && finished <= 10, "finished {finished}");
+        assert!((8..=10).contains(&finished), "finished {finished}");
         let count2 = Arc::new(AtomicUsize::new(0));
         let ok = Flaky { inner: q.clone(), count: count2.clone(), limit: usize::MAX };
         let resumed = evaluate_surface(&ok, &c, &[&d1, &d2], x, Some(y), &opts).unwrap();
