@@ -10,6 +10,7 @@ pub mod dataset;
 #[cfg(feature = "wip-emulator")]
 pub mod emulator;
 pub mod error;
+pub mod experiments;
 pub mod layout;
 pub mod model;
 pub mod process;
@@ -20,3 +21,8 @@ pub use config::{M7Config, Processes, WaterScheme};
 pub use error::{Error, Result};
 pub use model::{M7, StepInfo};
 pub use state::{AerosolState, Diagnostics, Environment};
+
+/// The experiments of this crate, for the xtask runner.
+pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
+    experiments::all()
+}

@@ -1,7 +1,7 @@
 //! The box model: one M7 step for one cell, and batched steps over many cells.
 
 use crate::config::M7Config;
-use crate::constants::{G_CM3_TO_KG_M3, N_MODES};
+use crate::constants::G_CM3_TO_KG_M3;
 use crate::error::Result;
 use crate::process::coagulation::{self, NucleationSource};
 use crate::process::condensation::{SinkGas, condensation_sinks, produce_and_condense};
@@ -167,6 +167,5 @@ fn to_diagnostics(p: &ModeProperties) -> Diagnostics {
     for i in 0..4 {
         d.water[i] = p.water[i] * G_CM3_TO_KG_M3;
     }
-    let _ = N_MODES;
     d
 }

@@ -236,7 +236,7 @@ pub fn coagulate(
             }
         }
         let n0 = start_n[i];
-        let (n_end, integral) = riccati(n0, a, b, c, dt);
+        let (n_end, _integral) = riccati(n0, a, b, c, dt);
         let n_end = n_end.min(n0 + c * dt);
         new_n[i] = n_end;
         out.particles_lost += n0 + c * dt - n_end;
@@ -246,7 +246,6 @@ pub fn coagulate(
             }
             continue;
         }
-        let _ = integral;
         for &slot in MODE_SLOTS[i] {
             let s = if is_ns { s_rate } else { 0.0 };
             let total = start_m[slot] + s * dt;

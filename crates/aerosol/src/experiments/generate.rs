@@ -1,0 +1,355 @@
+//! `m7-generate`: training data for the emulator — sample spun-up cells, take one M7 step each,
+//! write the dataset in the reference layout and report distributions, zero-tendency shares,
+//! process activity and box-model throughput.
+
+use crate::config::M7Config;
+use crate::dataset::{Dtype, tables, write_dataset};
+use crate::layout::{self, Column};
+use crate::model::M7;
+use crate::sampler::{SamplerConfig, models, sample_cell};
+use crate::state::{AerosolState, Environment};
+use gradlab_core::experiment::{ExperimentResult, RunContext};
+use gradlab_core::plot::Histogram;
+use gradlab_core::report::{Report, fmt_num};
+use ndarray::{Array2, s};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Parameters of `m7-generate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Seed of the sampler and of the split.
+    pub seed: u64,
+    /// Number of samples (cells).
+    pub samples: usize,
+    /// Cells per generation chunk (progress and metrics granularity).
+    #[serde(default = "default_chunk")]
+    pub chunk: usize,
+    /// Train and validation fractions; the rest is test.
+    #[serde(default = "default_split")]
+    pub split: [f64; 2],
+    /// Keep sea salt in the state columns.
+    #[serde(default)]
+    pub include_sea_salt: bool,
+    /// Element type of the written arrays.
+    #[serde(default)]
+    pub dtype: Dtype,
+    /// Write the dataset into `<run>/dataset/`.
+    #[serde(default = "yes")]
+    pub write_dataset: bool,
+    /// Cells used for histograms (the first ones; all statistics in tables use every cell).
+    #[serde(default = "default_hist")]
+    pub histogram_cells: usize,
+    /// Histogram bins.
+    #[serde(default = "default_bins")]
+    pub bins: usize,
+    /// Cells and repeats of the throughput measurement.
+    #[serde(default = "default_tp")]
+    pub throughput: [usize; 2],
+    /// Box model of the recorded step.
+    #[serde(default)]
+    pub m7: M7Config,
+    /// Sampler.
+    #[serde(default)]
+    pub sampler: SamplerConfig,
+}
+
+fn default_chunk() -> usize {
+    20_000
+}
+fn default_split() -> [f64; 2] {
+    [0.8, 0.1]
+}
+fn yes() -> bool {
+    true
+}
+fn default_hist() -> usize {
+    200_000
+}
+fn default_bins() -> usize {
+    60
+}
+fn default_tp() -> [usize; 2] {
+    [50_000, 3]
+}
+
+/// Process-activity counters.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Activity {
+    cells: usize,
+    condensation: usize,
+    nucleation: usize,
+    coagulation: usize,
+    ageing: usize,
+    mode_shift: usize,
+    water: usize,
+    cloudy: usize,
+    production: usize,
+}
+
+impl Activity {
+    fn add(&mut self, o: &Activity) {
+        self.cells += o.cells;
+        self.condensation += o.condensation;
+        self.nucleation += o.nucleation;
+        self.coagulation += o.coagulation;
+        self.ageing += o.ageing;
+        self.mode_shift += o.mode_shift;
+        self.water += o.water;
+        self.cloudy += o.cloudy;
+        self.production += o.production;
+    }
+}
+
+fn measure_throughput(model: &M7, cells: &[(Environment, AerosolState)], repeats: usize) -> (f64, f64) {
+    let run = |c: &[(Environment, AerosolState)]| {
+        let mut acc = 0.0;
+        for (env, s) in c {
+            let mut s = *s;
+            let (d, _) = model.step(env, &mut s);
+            acc += s.n[1] + d.water[2];
+        }
+        acc
+    };
+    let mut best1 = f64::INFINITY;
+    let mut best_all = f64::INFINITY;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(pool.install(|| run(cells)));
+        best1 = best1.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        std::hint::black_box(cells.par_chunks(1024).map(run).sum::<f64>());
+        best_all = best_all.min(t.elapsed().as_secs_f64());
+    }
+    let n = cells.len() as f64;
+    (n / best1, n / best_all)
+}
+
+fn justification(name: &str) -> &'static str {
+    if name.starts_with("du_") {
+        "dust exists only in land cells with dust emission; M7 moves dust only by coagulation, ageing and shifting"
+    } else if name.starts_with("so4_ns") || name == "n_ns" {
+        "the nucleation mode is empty unless nucleation happened during spin-up or in this step"
+    } else if name.starts_with("bc_cs") || name.starts_with("oc_cs") {
+        "coarse BC/OC only arrive by coagulation of KS particles with coarse particles"
+    } else if name == "n_cs" || name == "n_ai" || name == "n_ci" {
+        "M7 has no intra-modal coagulation for CS/AI/CI; their number changes only by ageing or shifting"
+    } else if name.starts_with("n_") {
+        "empty mode"
+    } else if name.starts_with("water") {
+        "empty mode, or sea salt below 45 % RH"
+    } else {
+        "empty mode or inactive process"
+    }
+}
+
+/// Runs `m7-generate`.
+pub fn run(ctx: &mut RunContext) -> ExperimentResult {
+    let p: Params = ctx.params()?;
+    let (model, spin) = models(&p.m7, &p.sampler)?;
+    let ss = p.include_sea_salt;
+    let xc = layout::x_columns(ss);
+    let yc = layout::y_columns(ss);
+    let n_state = yc.len() - 4;
+    let mut x = Array2::<f64>::zeros((p.samples, xc.len()));
+    let mut y = Array2::<f64>::zeros((p.samples, yc.len()));
+    let mut activity = Activity::default();
+    let bar = gradlab_core::observe::progress_bar(p.samples as u64, "m7-generate", ctx.quiet);
+    let t_gen = Instant::now();
+    let chunk = p.chunk.max(1);
+    let mut start = 0usize;
+    while start < p.samples {
+        let count = chunk.min(p.samples - start);
+        let samples: Vec<_> = (0..count as u64)
+            .into_par_iter()
+            .map(|i| sample_cell(&model, &spin, &p.sampler, p.seed, start as u64 + i))
+            .collect();
+        let (cx, cy) = tables(&samples, ss);
+        x.slice_mut(s![start..start + count, ..]).assign(&cx);
+        y.slice_mut(s![start..start + count, ..]).assign(&cy);
+        let mut a = Activity { cells: count, ..Default::default() };
+        for smp in &samples {
+            let i = &smp.info;
+            a.condensation += (i.condensed > 0.0) as usize;
+            a.nucleation += (i.nucleated > 0.0) as usize;
+            a.coagulation += (i.coagulated > 0.0) as usize;
+            a.ageing += (i.aged > 0.0) as usize;
+            a.mode_shift += (i.shifted > 0.0) as usize;
+            a.water += smp.diagnostics.water.iter().any(|&w| w > 0.0) as usize;
+            a.cloudy += (smp.env.cloud_cover > 0.0) as usize;
+            a.production += (smp.env.h2so4_production > 0.0) as usize;
+        }
+        activity.add(&a);
+        start += count;
+        bar.set_position(start as u64);
+        ctx.metrics()?.log(&serde_json::json!({
+            "cells": start,
+            "elapsed_s": t_gen.elapsed().as_secs_f64(),
+        }))?;
+    }
+    bar.finish_and_clear();
+    let gen_seconds = t_gen.elapsed().as_secs_f64();
+
+    // Tendencies and zero shares over all cells.
+    let xs = x.slice(s![.., 8..]);
+    let ys = y.slice(s![.., ..n_state]);
+    let tend = &ys - &xs;
+    let mut zero_rows = Vec::new();
+    let mut zero_share = Vec::new();
+    for (k, col) in yc.iter().take(n_state).enumerate() {
+        let t = tend.column(k);
+        let n = t.len().max(1) as f64;
+        let zero = t.iter().filter(|v| **v == 0.0).count() as f64 / n;
+        let pos = t.iter().filter(|v| **v > 0.0).count() as f64 / n;
+        let neg = t.iter().filter(|v| **v < 0.0).count() as f64 / n;
+        let empty = xs.column(k).iter().zip(ys.column(k)).filter(|(a, b)| **a == 0.0 && **b == 0.0).count() as f64 / n;
+        zero_share.push((col.name.clone(), zero));
+        zero_rows.push(vec![
+            col.name.clone(),
+            format!("{:.1} %", 100.0 * zero),
+            format!("{:.1} %", 100.0 * empty),
+            format!("{:.1} %", 100.0 * pos),
+            format!("{:.1} %", 100.0 * neg),
+            if zero > 0.25 { justification(&col.name).to_string() } else { String::new() },
+        ]);
+    }
+
+    // Throughput on the sampled pre-step states.
+    let n_tp = p.throughput[0].min(p.samples);
+    let cells: Vec<(Environment, AerosolState)> = (0..n_tp)
+        .map(|i| {
+            let r = x.row(i);
+            let r = r.as_slice().expect("standard layout");
+            (layout::read_env(&r[..8]), layout::read_state(&r[8..], ss))
+        })
+        .collect();
+    let (tp1, tp_all) = measure_throughput(&model, &cells, p.throughput[1]);
+    let threads = rayon::current_num_threads();
+
+    // Histograms on the first cells.
+    let nh = p.histogram_cells.min(p.samples);
+    let figs = ctx.dir.subdir("figures")?;
+    let mut figure_list: Vec<(String, String)> = Vec::new();
+    let hist = |title: &str, xlabel: &str, data: Vec<(&str, Vec<f64>)>, log: bool, stem: &str| -> ExperimentResult {
+        let mut h = Histogram::new(title).x_label(xlabel).y_label("cells").bins(p.bins).log_y(true).log_x(log);
+        for (name, v) in data {
+            h = h.data(name, v);
+        }
+        h.save(&figs.join(stem))?;
+        Ok(())
+    };
+    for (k, col) in xc.iter().enumerate() {
+        let v: Vec<f64> = x.slice(s![..nh, k]).to_vec();
+        let log = k >= 8 || col.name == "h2so4_production" || col.name == "ionisation";
+        let stem = format!("x_{}", col.name);
+        hist(
+            &format!("{} [{}]", col.name, col.unit),
+            if log { "value (log scale)" } else { "value" },
+            vec![(col.name.as_str(), v)],
+            log,
+            &stem,
+        )?;
+        figure_list.push((format!("input {}", col.name), format!("figures/{stem}.png")));
+    }
+    for (k, col) in yc.iter().take(n_state).enumerate() {
+        let t = tend.slice(s![..nh, k]);
+        let pos: Vec<f64> = t.iter().filter(|v| **v > 0.0).copied().collect();
+        let neg: Vec<f64> = t.iter().filter(|v| **v < 0.0).map(|v| -v).collect();
+        let stem = format!("tendency_{}", col.name);
+        hist(
+            &format!("|Δ {}| per step [{}]", col.name, col.unit),
+            "|tendency| (log scale)",
+            vec![("Δ > 0", pos), ("Δ < 0", neg)],
+            true,
+            &stem,
+        )?;
+        figure_list.push((format!("tendency {}", col.name), format!("figures/{stem}.png")));
+    }
+    for (k, col) in yc.iter().enumerate().skip(n_state) {
+        let v: Vec<f64> = y.slice(s![..nh, k]).to_vec();
+        let stem = format!("y_{}", col.name);
+        hist(&format!("{} [{}]", col.name, col.unit), "value (log scale)", vec![(col.name.as_str(), v)], true, &stem)?;
+        figure_list.push((format!("output {}", col.name), format!("figures/{stem}.png")));
+    }
+
+    // Dataset.
+    let dataset_dir = ctx.dir.path().join("dataset");
+    let manifest = if p.write_dataset {
+        Some(write_dataset(&dataset_dir, &x, &y, ss, (p.split[0], p.split[1]), p.seed, p.dtype, &p.m7, &p.sampler)?)
+    } else {
+        None
+    };
+
+    // Report.
+    let frac = |c: usize| format!("{:.1} %", 100.0 * c as f64 / activity.cells.max(1) as f64);
+    let mut report = Report::new("m7-generate: M7 box-model training data");
+    report.paragraph(&format!(
+        "Command: `{}`. {} cells, seed {}, Δt = {} s, water scheme {:?}. Each cell is spun up by the \
+         box model from emissions for {}–{} steps of {} s and then stepped once; X = environment + \
+         state before the step, y = state after + water (reference layout, {} / {} columns).",
+        ctx.command(),
+        p.samples,
+        p.seed,
+        p.m7.dt,
+        p.m7.water,
+        p.sampler.spinup_steps[0],
+        p.sampler.spinup_steps[1],
+        p.sampler.spinup_dt,
+        xc.len(),
+        yc.len()
+    ));
+    report.heading("Throughput");
+    report.table(
+        &["measure", "value"],
+        &[
+            vec!["box-model step, 1 thread".into(), format!("{} cells/s", fmt_num(tp1, 3))],
+            vec![format!("box-model step, {threads} threads"), format!("{} cells/s", fmt_num(tp_all, 3))],
+            vec![
+                "generation incl. spin-up".into(),
+                format!("{} cells/s ({:.1} s total)", fmt_num(p.samples as f64 / gen_seconds, 3), gen_seconds),
+            ],
+        ],
+    );
+    report.heading("Process activity (share of cells where the process changed the state)");
+    report.table(
+        &["process", "share of cells"],
+        &[
+            vec!["condensation".into(), frac(activity.condensation)],
+            vec!["nucleation".into(), frac(activity.nucleation)],
+            vec!["coagulation".into(), frac(activity.coagulation)],
+            vec!["ageing".into(), frac(activity.ageing)],
+            vec!["mode shifting".into(), frac(activity.mode_shift)],
+            vec!["water uptake (any soluble mode)".into(), frac(activity.water)],
+            vec!["(cells with cloud cover > 0)".into(), frac(activity.cloudy)],
+            vec!["(cells with H2SO4 production > 0)".into(), frac(activity.production)],
+        ],
+    );
+    report.heading("Tendencies: share of exactly zero, of empty variables, and signs");
+    report.paragraph("'empty' = the variable is 0 before and after the step (a subset of the zero tendencies). A justification is given where more than 25 % of tendencies are exactly zero.");
+    report.table(&["variable", "Δ = 0", "empty", "Δ > 0", "Δ < 0", "why zero"], &zero_rows);
+    report.heading("Distributions");
+    report
+        .paragraph(&format!("Histograms over the first {nh} cells, log-scaled axes (tendencies: |Δ| split by sign)."));
+    for (cap, path) in &figure_list {
+        report.figure(cap, path);
+    }
+    report.write(&ctx.dir)?;
+
+    let cols = |c: &[Column]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    ctx.dir.write_summary(&serde_json::json!({
+        "samples": p.samples,
+        "throughput_cells_per_s_1_thread": tp1,
+        "throughput_cells_per_s_all_threads": tp_all,
+        "threads": threads,
+        "generation_cells_per_s": p.samples as f64 / gen_seconds,
+        "activity": activity,
+        "zero_tendency_share": zero_share.iter().map(|(n, z)| serde_json::json!({"variable": n, "share": z})).collect::<Vec<_>>(),
+        "x_columns": cols(&xc),
+        "y_columns": cols(&yc),
+        "dataset": manifest.map(|m| serde_json::json!({"dir": dataset_dir, "counts": m.counts})),
+    }))?;
+    Ok(())
+}
