@@ -141,6 +141,28 @@ pub fn read_grads_f64(vm: &VarMap, grads: &GradStore) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Seeded initialisation: Glorot-uniform for every tensor with ≥ 2 dimensions (fan-out = first
+/// dimension, fan-in = the rest), zeros for 1-D tensors (biases, norms' shifts). candle's own
+/// initialisers are not seeded; use this when runs must be reproducible. Note that it also sets
+/// 1-D scale parameters (e.g. BatchNorm weights) to zero — re-set those afterwards if the model has any.
+pub fn init_glorot_uniform(vm: &VarMap, seed: u64) -> Result<()> {
+    use rand::Rng;
+    let layout = ParamLayout::of(vm)?;
+    let mut r = crate::rng::rng(seed);
+    let mut flat = vec![0.0f64; layout.total];
+    for e in &layout.entries {
+        if e.shape.len() >= 2 {
+            let fan_out = e.shape[0] as f64;
+            let fan_in = e.len as f64 / fan_out;
+            let a = (6.0 / (fan_in + fan_out)).sqrt();
+            for v in &mut flat[e.range()] {
+                *v = r.random_range(-a..a);
+            }
+        }
+    }
+    write_params_f64(vm, &flat)
+}
+
 /// Number of scalar parameters in `vm`.
 pub fn count_params(vm: &VarMap) -> usize {
     sorted_vars(vm).iter().map(|(_, v)| v.elem_count()).sum()
@@ -203,6 +225,21 @@ mod tests {
         let w = data["l0.weight"].as_tensor().to_vec2::<f64>().unwrap();
         // l0.bias occupies 0..5; l0.weight[r][c] = 5 + 3r + c.
         assert_eq!(w[1][2], 5.0 + 3.0 + 2.0);
+    }
+
+    #[test]
+    fn glorot_init_is_seeded_and_bounded() {
+        let vm = VarMap::new();
+        mlp(&vm, DType::F32);
+        init_glorot_uniform(&vm, 3).unwrap();
+        let a = read_params_f64(&vm).unwrap();
+        init_glorot_uniform(&vm, 3).unwrap();
+        assert_eq!(a, read_params_f64(&vm).unwrap());
+        let l = ParamLayout::of(&vm).unwrap();
+        assert!(a[l.get("l0.bias").unwrap().range()].iter().all(|&v| v == 0.0));
+        let bound = (6.0f64 / (3.0 + 5.0)).sqrt();
+        let w = &a[l.get("l0.weight").unwrap().range()];
+        assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|&v| v != 0.0));
     }
 
     #[test]

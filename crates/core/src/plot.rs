@@ -105,7 +105,10 @@ fn tr(v: f64, log: bool) -> Option<f64> {
 fn label(v: f64, log: bool) -> String {
     let x = if log { 10f64.powf(v) } else { v };
     let a = x.abs();
-    if a != 0.0 && !(1e-2..1e4).contains(&a) {
+    if a < 1e-12 {
+        return "0".into();
+    }
+    if !(1e-2..1e4).contains(&a) {
         format!("{x:.1e}")
     } else if a >= 100.0 || (x.fract() == 0.0 && a < 100.0) {
         format!("{x:.0}")
@@ -564,11 +567,10 @@ impl HeatMap {
         for (name, at) in &self.markers {
             chart.draw_series(std::iter::once(Cross::new(*at, 8, WHITE.stroke_width(3)))).map_err(perr(&self.title))?;
             chart
-                .draw_series(std::iter::once(Text::new(
-                    name.clone(),
-                    *at,
-                    ("sans-serif", 16).into_font().color(&WHITE),
-                )))
+                .draw_series(std::iter::once(
+                    EmptyElement::at(*at)
+                        + Text::new(name.clone(), (10, -20), ("sans-serif", 16).into_font().color(&WHITE)),
+                ))
                 .map_err(perr(&self.title))?;
         }
         if !self.paths.is_empty() {
@@ -723,13 +725,15 @@ impl Surface3d {
             let p: Vec<(f64, f64, f64)> = self.path.iter().map(|&(x, y, z)| (x, z, y)).collect();
             chart.draw_series(LineSeries::new(p, RED.stroke_width(3))).map_err(perr(&self.title))?;
         }
-        // Axis names (3-D charts have no axis descriptions in plotters).
+        // Axis names (3-D charts have no axis descriptions in plotters), at the middle of the
+        // edges that carry the tick labels in the default view.
         let style = ("sans-serif", 18).into_font().color(&BLACK);
+        let (mx, my) = ((xlo + xhi) / 2.0, (ylo + yhi) / 2.0);
         chart
             .draw_series([
-                Text::new(self.xl.clone(), (xhi, zlo, ylo), style.clone()),
-                Text::new(self.zl.clone(), (xlo, zhi, ylo), style.clone()),
-                Text::new(self.yl.clone(), (xlo, zlo, yhi), style),
+                Text::new(self.xl.clone(), (mx, zlo, yhi), style.clone()),
+                Text::new(self.yl.clone(), (xhi, zlo, my), style.clone()),
+                Text::new(self.zl.clone(), (xlo, zhi, ylo), style),
             ])
             .map_err(perr(&self.title))?;
         Ok(())

@@ -123,7 +123,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     sizes.push(2);
     let model = Mlp::new(&sizes, vb)?;
     // Deterministic initialisation from the seed (candle's own initialiser is not seeded).
-    init_params(&vm, p.seed)?;
+    crate::params::init_glorot_uniform(&vm, p.seed)?;
 
     let vx = array_to_tensor(&va_n.x.view(), &dev)?;
     let vy = array_to_tensor(&va_n.y.view(), &dev)?;
@@ -222,22 +222,4 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         eprintln!("core-regression: test R² = {r2:.4} ({} steps, {train_secs:.1} s)", report.steps);
     }
     Ok(())
-}
-
-/// Seeded Glorot-uniform weights and zero biases for every variable of `vm`.
-pub fn init_params(vm: &VarMap, seed: u64) -> Result<()> {
-    let layout = crate::params::ParamLayout::of(vm)?;
-    let mut r = crate::rng::rng(seed);
-    let mut flat = vec![0.0f64; layout.total];
-    for e in &layout.entries {
-        if e.shape.len() >= 2 {
-            let fan_out = e.shape[0] as f64;
-            let fan_in = e.len as f64 / fan_out;
-            let a = (6.0 / (fan_in + fan_out)).sqrt();
-            for v in &mut flat[e.range()] {
-                *v = r.random_range(-a..a);
-            }
-        }
-    }
-    crate::params::write_params_f64(vm, &flat)
 }
