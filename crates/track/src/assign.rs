@@ -67,7 +67,11 @@ impl AssignConfig {
         }
         if let Some(u) = self.no_link_cost {
             if !u.is_finite() {
-                return Err(Error::config("assign.no_link_cost", u, "a finite number, or absent for maximum cardinality"));
+                return Err(Error::config(
+                    "assign.no_link_cost",
+                    u,
+                    "a finite number, or absent for maximum cardinality",
+                ));
             }
         }
         Ok(())
@@ -107,7 +111,11 @@ impl FrameLap {
             next = p.range.end;
         }
         if next != n_edges {
-            return Err(Error::InvalidArgument { name: "pairs", value: format!("blocks end at {next}"), allowed: format!("blocks covering {n_edges} edges") });
+            return Err(Error::InvalidArgument {
+                name: "pairs",
+                value: format!("blocks end at {next}"),
+                allowed: format!("blocks covering {n_edges} edges"),
+            });
         }
         Ok(FrameLap { pairs, n_edges })
     }
@@ -125,7 +133,11 @@ impl FrameLap {
     /// Solve every layer pair (in parallel) on edge costs `w`; returns the selected edges.
     pub fn solve(&self, w: &[f64], unmatched: Unmatched) -> Result<Vec<bool>> {
         if w.len() != self.n_edges {
-            return Err(Error::InvalidArgument { name: "w", value: format!("{} costs", w.len()), allowed: format!("one per edge ({})", self.n_edges) });
+            return Err(Error::InvalidArgument {
+                name: "w",
+                value: format!("{} costs", w.len()),
+                allowed: format!("one per edge ({})", self.n_edges),
+            });
         }
         let parts: Vec<Vec<bool>> = self
             .pairs
@@ -165,7 +177,9 @@ impl CustomOp1 for AssignOp {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("assignment: input must be contiguous".into()))?;
+        let (a, b) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("assignment: input must be contiguous".into()))?;
         let w: Vec<f64> = match storage {
             CpuStorage::F32(s) => s[a..b].iter().map(|&x| x as f64).collect(),
             CpuStorage::F64(s) => s[a..b].to_vec(),
@@ -259,7 +273,10 @@ mod tests {
         let hamming = |y: &Tensor| -> Tensor {
             // mean(ŷ(1 − y) + (1 − ŷ)y)
             let one = Tensor::ones_like(&target).unwrap();
-            (y.mul(&(&one - &target).unwrap()).unwrap() + (&one - y).unwrap().mul(&target).unwrap()).unwrap().mean_all().unwrap()
+            (y.mul(&(&one - &target).unwrap()).unwrap() + (&one - y).unwrap().mul(&target).unwrap())
+                .unwrap()
+                .mean_all()
+                .unwrap()
         };
         let mut losses = Vec::new();
         for _ in 0..50 {

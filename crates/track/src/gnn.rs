@@ -104,11 +104,19 @@ impl CustomOp1 for ScatterMax {
         let dev = arg.device();
         let g = match arg.dtype() {
             DType::F32 => {
-                let (a, r, g) = (arg.flatten_all()?.to_vec1::<f32>()?, res.flatten_all()?.to_vec1::<f32>()?, grad_res.flatten_all()?.to_vec1::<f32>()?);
+                let (a, r, g) = (
+                    arg.flatten_all()?.to_vec1::<f32>()?,
+                    res.flatten_all()?.to_vec1::<f32>()?,
+                    grad_res.flatten_all()?.to_vec1::<f32>()?,
+                );
                 Tensor::from_vec(self.bwd_vec(&a, &r, &g, h), arg.shape(), dev)?
             }
             DType::F64 => {
-                let (a, r, g) = (arg.flatten_all()?.to_vec1::<f64>()?, res.flatten_all()?.to_vec1::<f64>()?, grad_res.flatten_all()?.to_vec1::<f64>()?);
+                let (a, r, g) = (
+                    arg.flatten_all()?.to_vec1::<f64>()?,
+                    res.flatten_all()?.to_vec1::<f64>()?,
+                    grad_res.flatten_all()?.to_vec1::<f64>()?,
+                );
                 Tensor::from_vec(self.bwd_vec(&a, &r, &g, h), arg.shape(), dev)?
             }
             d => candle_core::bail!("scatter_max: unsupported dtype {d:?}"),
@@ -198,7 +206,11 @@ impl GnnConfig {
             return Err(crate::Error::config("model.hidden", 0, "at least 1"));
         }
         if self.graph == GraphKind::Line && (self.angle_encoding_dim == 0 || self.angle_encoding_dim % 2 != 0) {
-            return Err(crate::Error::config("model.angle_encoding_dim", self.angle_encoding_dim, "an even number ≥ 2"));
+            return Err(crate::Error::config(
+                "model.angle_encoding_dim",
+                self.angle_encoding_dim,
+                "an even number ≥ 2",
+            ));
         }
         if !(self.angle_scale.is_finite() && self.angle_scale > 0.0) {
             return Err(crate::Error::config("model.angle_scale", self.angle_scale, "a finite number > 0"));
@@ -253,7 +265,8 @@ impl GraphInput {
             }
         }
         let scaled: Vec<f32> = lg.angle.iter().map(|a| a * cfg.angle_scale).collect();
-        let enc = encode_angles(&scaled, cfg.angle_encoding_dim, cfg.encoding_base).map_err(candle_core::Error::wrap)?;
+        let enc =
+            encode_angles(&scaled, cfg.angle_encoding_dim, cfg.encoding_base).map_err(candle_core::Error::wrap)?;
         let p = lg.num_pairs();
         let (from, to) = lg.undirected_edge_index();
         let attr_index: Vec<u32> = (0..2 * p as u32).map(|k| k % p.max(1) as u32).collect();
@@ -331,10 +344,7 @@ fn bn(h: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
 impl Mlp {
     /// An MLP `d_in → h → h → d_out`.
     pub fn new(d_in: usize, h: usize, d_out: usize, slope: f64, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Mlp {
-            l1: Some(candle_nn::linear(d_in, h, vb.pp("l1"))?),
-            ..Self::tail(h, d_out, slope, vb)?
-        })
+        Ok(Mlp { l1: Some(candle_nn::linear(d_in, h, vb.pp("l1"))?), ..Self::tail(h, d_out, slope, vb)? })
     }
 
     fn tail(h: usize, d_out: usize, slope: f64, vb: VarBuilder) -> candle_core::Result<Self> {
@@ -406,7 +416,8 @@ impl InteractionNetwork {
         let x_to = self.r1_to.forward(&g.x)?; // [N, h] incl. bias
         let x_from = g.x.matmul(&self.r1_from.t()?)?;
         let e = g.attr.matmul(&self.r1_attr.t()?)?;
-        let z = ((x_to.index_select(&g.to, 0)? + x_from.index_select(&g.from, 0)?)? + e.index_select(&g.attr_index, 0)?)?;
+        let z =
+            ((x_to.index_select(&g.to, 0)? + x_from.index_select(&g.from, 0)?)? + e.index_select(&g.attr_index, 0)?)?;
         let m = self.r1.forward_after_first(&z, train)?;
         let agg = scatter_max(&m, &g.to_index, g.n)?;
         let xo = self.object.forward_t(&Tensor::cat(&[&g.x, &agg], 1)?, train)?;
@@ -449,6 +460,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn scatter_max_forward_and_fd_gradient() {
         let dev = Device::Cpu;
         let mut rng = StdRng::seed_from_u64(3);
@@ -468,7 +480,10 @@ mod tests {
         let out = scatter_max(&t, &idx, n).unwrap().to_vec2::<f64>().unwrap();
         for i in 0..n {
             for c in 0..h {
-                let direct = (0..e).filter(|&k| index[k] as usize == i).map(|k| vals[k * h + c]).fold(f64::NEG_INFINITY, f64::max);
+                let direct = (0..e)
+                    .filter(|&k| index[k] as usize == i)
+                    .map(|k| vals[k * h + c])
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let expect = if direct.is_finite() { direct } else { 0.0 };
                 assert_eq!(out[i][c], expect);
             }
@@ -496,7 +511,16 @@ mod tests {
         for t in 0..3u32 {
             for l in 0..6u16 {
                 let z = if l < 2 { l as f32 * 57.8 } else { 110.0 + (l - 2) as f32 * 5.5 };
-                hits.push(Hit { layer: l, x: t as f32 * 3.0 + 0.05 * l as f32, y: 0.3 * t as f32, z, edep: 0.02, cluster: 4, track: t, primary: true });
+                hits.push(Hit {
+                    layer: l,
+                    x: t as f32 * 3.0 + 0.05 * l as f32,
+                    y: 0.3 * t as f32,
+                    z,
+                    edep: 0.02,
+                    cluster: 4,
+                    track: t,
+                    primary: true,
+                });
             }
         }
         let f = Frame { hits, spot: [0.0, 0.0], primaries: 3 };

@@ -22,13 +22,23 @@ use crate::experiments::follower::{PAPER_FOLLOWER_100, PAPER_PAT};
 use crate::follower::{FollowerConfig, follow};
 use crate::sim::Simulator;
 use crate::tracks::{FrameMetrics, average, evaluate};
-use crate::training::{FrameData, Method, Model, Selector, Summary, TrainSpec, evaluate_model, frame_loss, prepare, train};
+use crate::training::{
+    FrameData, Method, Model, Selector, Summary, TrainSpec, evaluate_model, frame_loss, prepare, train,
+};
 
 /// The experiments of this module.
 pub fn all() -> Vec<Experiment> {
     vec![
-        Experiment { entry: "track.pat", description: "PAT (end-to-end, blackbox LAP gradient) for several λ: purity/efficiency grid", run: run_pat },
-        Experiment { entry: "track.ptt", description: "PTT (BCE, LAP at inference): purity/efficiency grid", run: run_ptt },
+        Experiment {
+            entry: "track.pat",
+            description: "PAT (end-to-end, blackbox LAP gradient) for several λ: purity/efficiency grid",
+            run: run_pat,
+        },
+        Experiment {
+            entry: "track.ptt",
+            description: "PTT (BCE, LAP at inference): purity/efficiency grid",
+            run: run_ptt,
+        },
         Experiment {
             entry: "track.compare",
             description: "PAT λ=50 vs PTT vs score threshold vs track follower, beside the paper; timings",
@@ -128,7 +138,13 @@ fn run_ptt(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
     let mut s = p.spec.clone();
     s.method = Method::Ptt;
-    run_variants(ctx, &p, vec![("PTT".into(), s)], false, "track-ptt: predict-then-track (BCE, assignment at inference)")
+    run_variants(
+        ctx,
+        &p,
+        vec![("PTT".into(), s)],
+        false,
+        "track-ptt: predict-then-track (BCE, assignment at inference)",
+    )
 }
 
 fn run_compare(ctx: &mut RunContext) -> ExperimentResult {
@@ -169,7 +185,13 @@ struct Cell {
     per_seed: Vec<Summary>,
 }
 
-fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSpec)>, compare: bool, title: &str) -> ExperimentResult {
+fn run_variants(
+    ctx: &mut RunContext,
+    p: &Params,
+    variants: Vec<(String, TrainSpec)>,
+    compare: bool,
+    title: &str,
+) -> ExperimentResult {
     if p.seeds.is_empty() || p.data.train_frames == 0 || p.data.val_frames == 0 || p.eval.frames == 0 {
         return Err("seeds, data.train_frames, data.val_frames and eval.frames must all be non-empty / ≥ 1".into());
     }
@@ -182,8 +204,10 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
     let tl = p.spec.tracker_layers;
     let t0 = Instant::now();
     let sim = Simulator::new(&p.setup.sim_config(&det, p.data.thickness_mm, p.data.primaries))?;
-    let train_frames = prepare(&sim.simulate_frames(p.seed, 0, p.data.train_frames as u64), &p.setup.graph, model_cfg, tl)?;
-    let val_frames = prepare(&sim.simulate_frames(p.seed, VAL_FIRST, p.data.val_frames as u64), &p.setup.graph, model_cfg, tl)?;
+    let train_frames =
+        prepare(&sim.simulate_frames(p.seed, 0, p.data.train_frames as u64), &p.setup.graph, model_cfg, tl)?;
+    let val_frames =
+        prepare(&sim.simulate_frames(p.seed, VAL_FIRST, p.data.val_frames as u64), &p.setup.graph, model_cfg, tl)?;
     let data_secs = t0.elapsed().as_secs_f64();
     let mean_edges = train_frames.iter().map(|f| f.num_edges()).sum::<usize>() as f64 / train_frames.len() as f64;
 
@@ -196,7 +220,9 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
             let mut spec = spec.clone();
             spec.train.seed = seed;
             let tag = format!("{label} seed {seed}");
-            let ck = ctx.dir.subdir(&format!("checkpoints/{}-seed{seed}", label.replace([' ', '='], "_").replace('λ', "lambda")))?;
+            let ck = ctx
+                .dir
+                .subdir(&format!("checkpoints/{}-seed{seed}", label.replace([' ', '='], "_").replace('λ', "lambda")))?;
             let obs: Vec<Box<dyn Observer>> = vec![
                 Box::new(JsonlObserver::new(ctx.dir.jsonl("train.jsonl")?, 10).with_tag(&tag)),
                 Box::new(ProgressObserver::new(&tag, ctx.quiet)),
@@ -204,7 +230,10 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
             let t = Instant::now();
             let (model, rep) = train(&spec, seed, &train_frames, &val_frames, Some(&ck), false, obs)?;
             let secs = t.elapsed().as_secs_f64();
-            curves.insert(tag.clone(), rep.history.iter().map(|h| (h.step as f64, h.metrics.get("purity").copied().unwrap_or(0.0))).collect());
+            curves.insert(
+                tag.clone(),
+                rep.history.iter().map(|h| (h.step as f64, h.metrics.get("purity").copied().unwrap_or(0.0))).collect(),
+            );
             train_log.push(serde_json::json!({
                 "variant": label, "seed": seed, "steps": rep.steps, "best_purity": rep.best, "best_step": rep.best_step,
                 "train_seconds": secs,
@@ -231,22 +260,35 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
                     thr.push(evaluate_model(m, &test, Selector::Threshold(p.eval.threshold), &spec.filter)?);
                 }
                 cells.push(Cell { primaries: n, thickness_mm: t, method: label.clone(), per_seed: lap });
-                cells.push(Cell { primaries: n, thickness_mm: t, method: format!("{label} score > {}", p.eval.threshold), per_seed: thr });
+                cells.push(Cell {
+                    primaries: n,
+                    thickness_mm: t,
+                    method: format!("{label} score > {}", p.eval.threshold),
+                    per_seed: thr,
+                });
             }
             if compare {
                 let fm: Vec<FrameMetrics> = test
                     .par_iter()
-                    .map(|fd| follow(&fd.graph, &p.follower).map(|tr| evaluate(&fd.graph, &p.spec.filter.apply(&fd.graph, tr))))
+                    .map(|fd| {
+                        follow(&fd.graph, &p.follower)
+                            .map(|tr| evaluate(&fd.graph, &p.spec.filter.apply(&fd.graph, tr)))
+                    })
                     .collect::<crate::Result<_>>()?;
                 follower_cells.push((n, t, average(&fm)));
                 // Timings at 100 primaries (or the largest setting below it), first thickness only.
-                if n == *p.eval.primaries.iter().filter(|&&x| x <= 100).max().unwrap_or(&n) && t == p.eval.thicknesses_mm[0] {
+                if n == *p.eval.primaries.iter().filter(|&&x| x <= 100).max().unwrap_or(&n)
+                    && t == p.eval.thicknesses_mm[0]
+                {
                     timings = time_pipeline(&models[0].2, &variants[0].1, &test, n, t)?;
                 }
             }
             if compare && n == *p.eval.primaries.iter().max().unwrap_or(&n) && t == p.eval.thicknesses_mm[0] {
                 if let Some(m) = peak_rss_mib() {
-                    timings.insert("peak_rss_mib_after_largest_setting".into(), serde_json::json!({ "primaries": n, "mib": m }));
+                    timings.insert(
+                        "peak_rss_mib_after_largest_setting".into(),
+                        serde_json::json!({ "primaries": n, "mib": m }),
+                    );
                 }
             }
         }
@@ -283,7 +325,10 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
         let fpr: Vec<f64> = c.per_seed.iter().map(|s| s.fpr).collect();
         let failed: usize = c.per_seed.iter().map(|s| s.failed).sum();
         let paper = if c.method.starts_with("PAT λ=50") && !c.method.contains("score") {
-            PAPER_PAT.iter().find(|r| r.1 as usize == c.primaries && (r.0 as f64 - c.thickness_mm).abs() < 1e-9).map(|r| format!("{:.1} / {:.1}", r.2, r.3))
+            PAPER_PAT
+                .iter()
+                .find(|r| r.1 as usize == c.primaries && (r.0 as f64 - c.thickness_mm).abs() < 1e-9)
+                .map(|r| format!("{:.1} / {:.1}", r.2, r.3))
         } else {
             None
         };
@@ -299,7 +344,10 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
         ]);
     }
     for (n, t, m) in &follower_cells {
-        let paper = PAPER_FOLLOWER_100.iter().find(|r| *n == 100 && (r.0 as f64 - t).abs() < 1e-9).map(|r| format!("{:.1} / {:.1}", r.1, r.2));
+        let paper = PAPER_FOLLOWER_100
+            .iter()
+            .find(|r| *n == 100 && (r.0 as f64 - t).abs() < 1e-9)
+            .map(|r| format!("{:.1} / {:.1}", r.1, r.2));
         rows.push(vec![
             n.to_string(),
             format!("{t:.0}"),
@@ -312,7 +360,19 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
         ]);
     }
     report.heading("Purity and efficiency");
-    report.table(&["p+/frame", "water mm", "method", "purity %", "efficiency %", "edge TPR / FPR %", "failed frames", "paper pur / eff"], &rows);
+    report.table(
+        &[
+            "p+/frame",
+            "water mm",
+            "method",
+            "purity %",
+            "efficiency %",
+            "edge TPR / FPR %",
+            "failed frames",
+            "paper pur / eff",
+        ],
+        &rows,
+    );
     report.paragraph(
         "“score > t” is the score-threshold baseline: edges with probability above t, no assignment. A frame whose selection \
          branches into more than 200 000 root-to-leaf paths counts as failed (purity and efficiency 0).",
@@ -326,7 +386,9 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
     lp.save(&ctx.dir.path().join("training_curves"))?;
     report.figure("Validation purity vs step (best checkpoint selected by it)", "training_curves.png");
     let t_ref = p.eval.thicknesses_mm[0];
-    let mut dp = LinePlot::new(&format!("Purity vs density ({t_ref:.0} mm water)")).x_label("primaries per frame").y_label("purity");
+    let mut dp = LinePlot::new(&format!("Purity vs density ({t_ref:.0} mm water)"))
+        .x_label("primaries per frame")
+        .y_label("purity");
     let methods: Vec<String> = {
         let mut m: Vec<String> = cells.iter().map(|c| c.method.clone()).collect();
         m.dedup();
@@ -365,7 +427,13 @@ fn run_variants(ctx: &mut RunContext, p: &Params, variants: Vec<(String, TrainSp
 
 /// Per-frame timings: GNN forward + backward (train mode), the LAPs alone, and end-to-end
 /// reconstruction (eval forward + LAP + track building + metrics).
-fn time_pipeline(model: &Model, spec: &TrainSpec, frames: &[FrameData], n: usize, t: f64) -> gradlab_core::Result<serde_json::Map<String, serde_json::Value>> {
+fn time_pipeline(
+    model: &Model,
+    spec: &TrainSpec,
+    frames: &[FrameData],
+    n: usize,
+    t: f64,
+) -> gradlab_core::Result<serde_json::Map<String, serde_json::Value>> {
     let k = frames.len() as f64;
     let s = Instant::now();
     for fd in frames {
@@ -384,7 +452,10 @@ fn time_pipeline(model: &Model, spec: &TrainSpec, frames: &[FrameData], n: usize
     evaluate_model(model, frames, Selector::Lap(spec.assign.unmatched()), &spec.filter)?;
     let e2e = s.elapsed().as_secs_f64() / k;
     let mut m = serde_json::Map::new();
-    m.insert("setting".into(), serde_json::json!({ "primaries": n, "thickness_mm": t, "frames": frames.len(), "graph": spec.model.graph }));
+    m.insert(
+        "setting".into(),
+        serde_json::json!({ "primaries": n, "thickness_mm": t, "frames": frames.len(), "graph": spec.model.graph }),
+    );
     m.insert("gnn_forward_backward_ms_per_frame".into(), (1e3 * fb).into());
     m.insert("lap_ms_per_frame".into(), (1e3 * lap).into());
     m.insert("reconstruction_ms_per_frame".into(), (1e3 * e2e).into());

@@ -122,8 +122,8 @@ impl SparseCost {
         // Duplicate check: sort a copy of each row's columns.
         let mut seen = vec![u32::MAX; cols];
         for r in 0..rows {
-            for p in row_ptr[r] as usize..row_ptr[r + 1] as usize {
-                let c = colv[p] as usize;
+            for &c in &colv[row_ptr[r] as usize..row_ptr[r + 1] as usize] {
+                let c = c as usize;
                 if seen[c] == r as u32 {
                     return Err(Error::InvalidArgument {
                         name: "triplets",
@@ -241,6 +241,68 @@ pub fn solve(c: &SparseCost, unmatched: Unmatched) -> Result<Matching> {
         } else {
             free_rows.push(i);
         }
+    }
+
+    // Augmenting row reduction (Jonker–Volgenant): a free row takes its best column; when the
+    // best is strictly better than the second best, that column's price v drops by the gap so
+    // the row keeps it, and the displaced row is processed next. Assigned columns are the only
+    // ones whose v becomes negative, and every assigned row stays at its row minimum, so the
+    // duals stay feasible for the Dijkstra phase below.
+    for _pass in 0..2 {
+        let mut queue: std::collections::VecDeque<usize> = free_rows.drain(..).collect();
+        let mut budget = 4 * nr + 16;
+        while let Some(i) = queue.pop_front() {
+            if budget == 0 {
+                free_rows.push(i);
+                free_rows.extend(queue.drain(..));
+                break;
+            }
+            budget -= 1;
+            let (mut u1, mut j1, mut u2, mut j2) = (dummy - v[nc + i], (nc + i) as u32, f64::INFINITY, NONE);
+            for p in c.row_ptr[i] as usize..c.row_ptr[i + 1] as usize {
+                if !usable(c.cost[p]) {
+                    continue;
+                }
+                let j = c.col[p];
+                let r = c.cost[p] - v[j as usize];
+                if r < u1 || (r == u1 && j < j1) {
+                    (u2, j2) = (u1, j1);
+                    (u1, j1) = (r, j);
+                } else if r < u2 {
+                    (u2, j2) = (r, j);
+                }
+            }
+            let mut i0 = row4col[j1 as usize];
+            let strict = u1 < u2 && u2.is_finite();
+            if strict {
+                v[j1 as usize] -= u2 - u1;
+            } else if i0 != NONE && j2 != NONE {
+                j1 = j2;
+                i0 = row4col[j1 as usize];
+            }
+            if i0 != NONE {
+                col4row[i0 as usize] = NONE;
+            }
+            row4col[j1 as usize] = i as u32;
+            col4row[i] = j1;
+            if i0 != NONE {
+                if strict {
+                    queue.push_front(i0 as usize);
+                } else {
+                    free_rows.push(i0 as usize);
+                }
+            }
+        }
+    }
+    // Row duals: the row minimum of the reduced costs (attained by the assigned column).
+    for i in 0..nr {
+        let mut m = dummy - v[nc + i];
+        for p in c.row_ptr[i] as usize..c.row_ptr[i + 1] as usize {
+            if usable(c.cost[p]) {
+                m = m.min(c.cost[p] - v[c.col[p] as usize]);
+            }
+        }
+        u[i] = m;
     }
 
     // Shortest augmenting paths.
@@ -364,7 +426,17 @@ mod tests {
     fn brute(rows: usize, cols: usize, w: &[f64]) -> Vec<(usize, f64)> {
         // For every matching size k, the minimum cost.
         let mut best = vec![f64::INFINITY; rows.min(cols) + 1];
-        fn rec(i: usize, rows: usize, cols: usize, w: &[f64], used: &mut Vec<bool>, k: usize, c: f64, best: &mut [f64]) {
+        #[allow(clippy::too_many_arguments)]
+        fn rec(
+            i: usize,
+            rows: usize,
+            cols: usize,
+            w: &[f64],
+            used: &mut Vec<bool>,
+            k: usize,
+            c: f64,
+            best: &mut [f64],
+        ) {
             if i == rows {
                 if c < best[k] {
                     best[k] = c;

@@ -1,20 +1,20 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod assign;
 pub mod dataset;
 pub mod detector;
 pub mod error;
 pub mod experiments;
 pub mod follower;
+pub mod gnn;
+pub mod gnn_experiments;
 pub mod graph;
+pub mod lap;
 pub mod physics;
 pub mod sim;
 pub mod tracks;
-pub mod lap;
-pub mod gnn;
-pub mod assign;
 pub mod training;
-pub mod gnn_experiments;
 
 pub use error::{Error, Result};
 

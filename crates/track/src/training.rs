@@ -65,7 +65,13 @@ pub struct FrameData {
 impl FrameData {
     /// Build graphs and tensors of a frame. Tracker edges are those whose target hit lies in the
     /// first `tracker_layers` layers.
-    pub fn new(frame: &Frame, graph: &GraphConfig, model: &GnnConfig, tracker_layers: u16, dev: &Device) -> crate::Result<Self> {
+    pub fn new(
+        frame: &Frame,
+        graph: &GraphConfig,
+        model: &GnnConfig,
+        tracker_layers: u16,
+        dev: &Device,
+    ) -> crate::Result<Self> {
         let g = HitGraph::build(frame, graph)?;
         Self::from_graph(g, model, tracker_layers, dev)
     }
@@ -76,14 +82,23 @@ impl FrameData {
             GraphKind::Line => GraphInput::line(&LineGraph::build(&g), model, dev),
             GraphKind::Hit => GraphInput::hit(&g, dev),
         }
-        .map_err(|e| crate::Error::InvalidArgument { name: "graph", value: e.to_string(), allowed: "a graph the network accepts".into() })?;
+        .map_err(|e| crate::Error::InvalidArgument {
+            name: "graph",
+            value: e.to_string(),
+            allowed: "a graph the network accepts".into(),
+        })?;
         let m = g.num_edges();
         let truth: Vec<f32> = g.edge_truth.iter().map(|&t| if t { 1.0 } else { 0.0 }).collect();
-        let trk: Vec<f32> = g.dst.iter().map(|&d| if g.layer[d as usize] < tracker_layers { 1.0 } else { 0.0 }).collect();
+        let trk: Vec<f32> =
+            g.dst.iter().map(|&d| if g.layer[d as usize] < tracker_layers { 1.0 } else { 0.0 }).collect();
         let n_tracker = trk.iter().filter(|&&x| x > 0.0).count();
         let lap = Arc::new(FrameLap::new(&g)?);
         let t = |v: Vec<f32>| {
-            Tensor::from_vec(v, m, dev).map_err(|e| crate::Error::InvalidArgument { name: "tensor", value: e.to_string(), allowed: "".into() })
+            Tensor::from_vec(v, m, dev).map_err(|e| crate::Error::InvalidArgument {
+                name: "tensor",
+                value: e.to_string(),
+                allowed: "".into(),
+            })
         };
         Ok(FrameData { truth: t(truth)?, tracker_mask: t(trk)?, input, lap, graph: g, n_tracker })
     }
@@ -95,7 +110,12 @@ impl FrameData {
 }
 
 /// Prepare many frames in parallel.
-pub fn prepare(frames: &[Frame], graph: &GraphConfig, model: &GnnConfig, tracker_layers: u16) -> crate::Result<Vec<FrameData>> {
+pub fn prepare(
+    frames: &[Frame],
+    graph: &GraphConfig,
+    model: &GnnConfig,
+    tracker_layers: u16,
+) -> crate::Result<Vec<FrameData>> {
     frames.par_iter().map(|f| FrameData::new(f, graph, model, tracker_layers, &Device::Cpu)).collect()
 }
 
@@ -146,13 +166,24 @@ fn split_mean(per_edge: &Tensor, fd: &FrameData) -> candle_core::Result<Tensor> 
 }
 
 /// The training loss of one frame (train-mode forward).
-pub fn frame_loss(model: &Model, fd: &FrameData, method: Method, assign_cfg: &AssignConfig, train: bool) -> candle_core::Result<Tensor> {
+pub fn frame_loss(
+    model: &Model,
+    fd: &FrameData,
+    method: Method,
+    assign_cfg: &AssignConfig,
+    train: bool,
+) -> candle_core::Result<Tensor> {
     let z = model.net.forward_t(&fd.input, train)?;
     loss_from_logits(&z, fd, method, assign_cfg)
 }
 
 /// The loss given logits `z` (exposed for tests).
-pub fn loss_from_logits(z: &Tensor, fd: &FrameData, method: Method, assign_cfg: &AssignConfig) -> candle_core::Result<Tensor> {
+pub fn loss_from_logits(
+    z: &Tensor,
+    fd: &FrameData,
+    method: Method,
+    assign_cfg: &AssignConfig,
+) -> candle_core::Result<Tensor> {
     let y = &fd.truth;
     match method {
         Method::Ptt => {
@@ -277,7 +308,12 @@ pub fn summarise(evals: &[FrameEval]) -> Summary {
 }
 
 /// Reconstruct and score frames with a model and a selector.
-pub fn evaluate_model(model: &Model, frames: &[FrameData], sel: Selector, filter: &TrackFilter) -> gradlab_core::Result<Summary> {
+pub fn evaluate_model(
+    model: &Model,
+    frames: &[FrameData],
+    sel: Selector,
+    filter: &TrackFilter,
+) -> gradlab_core::Result<Summary> {
     let mut evals = Vec::with_capacity(frames.len());
     for fd in frames {
         let p = model.probabilities(fd)?;
@@ -319,7 +355,11 @@ impl TrainSpec {
         self.model.validate()?;
         self.assign.validate()?;
         if self.train.batch_size != 1 {
-            return Err(crate::Error::config("train.batch_size", self.train.batch_size, "1 (one frame per micro-batch; use grad_accum for frames per step)"));
+            return Err(crate::Error::config(
+                "train.batch_size",
+                self.train.batch_size,
+                "1 (one frame per micro-batch; use grad_accum for frames per step)",
+            ));
         }
         Ok(())
     }
@@ -495,7 +535,11 @@ mod tests {
             let model = Model::new(&s.model, 5).unwrap();
             let mut t = Trainer::new(s.train.clone(), &model.vm).unwrap().checkpoint_to(tmp.path()).stop_after_steps(5);
             let r = t
-                .fit(tr.len(), |idx| Ok(frame_loss(&model, &tr[idx[0]], s.method, &s.assign, true)?), || validate(&model, &va, &s))
+                .fit(
+                    tr.len(),
+                    |idx| Ok(frame_loss(&model, &tr[idx[0]], s.method, &s.assign, true)?),
+                    || validate(&model, &va, &s),
+                )
                 .unwrap();
             assert!(r.interrupted);
         }
@@ -507,6 +551,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn losses_match_hand_computation() {
         let model = GnnConfig { angle_encoding_dim: 8, ..Default::default() };
         let fd = &prepare(&[toy_frame(1, 3)], &GraphConfig::default(), &model, 2).unwrap()[0];
@@ -532,12 +577,14 @@ mod tests {
             let p = 1.0 / (1.0 + (-(zs[k] as f64)).exp());
             if truth[k] { -p.ln() } else { -(1.0 - p).ln() }
         });
-        let ours = loss_from_logits(&z, fd, Method::Ptt, &AssignConfig::default()).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let ours =
+            loss_from_logits(&z, fd, Method::Ptt, &AssignConfig::default()).unwrap().to_scalar::<f32>().unwrap() as f64;
         assert!((ours - bce).abs() < 1e-4, "{ours} vs {bce}");
         let p: Vec<f32> = zs.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
         let sel = select(fd, &p, Selector::Lap(Unmatched::Forbidden)).unwrap();
         let ham = split(&|k| if sel[k] != truth[k] { 1.0 } else { 0.0 });
-        let ours = loss_from_logits(&z, fd, Method::Pat, &AssignConfig::default()).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let ours =
+            loss_from_logits(&z, fd, Method::Pat, &AssignConfig::default()).unwrap().to_scalar::<f32>().unwrap() as f64;
         assert!((ours - ham).abs() < 1e-5, "{ours} vs {ham}");
         // The oracle selection gives perfect purity and the threshold selector is a plain cut.
         let ev = evaluate_selection(&fd.graph, &truth, &TrackFilter::default()).unwrap();
