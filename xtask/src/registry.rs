@@ -7,6 +7,7 @@ pub fn all() -> Vec<Experiment> {
     let mut v = gradlab_core::experiments();
     v.extend(gradlab_landscape::experiments());
     v.extend(gradlab_bayesopt::experiments());
+    v.extend(gradlab_aerosol::experiments());
     v.extend(gradlab_track::experiments());
     v.sort_by_key(|e| e.entry);
     v
