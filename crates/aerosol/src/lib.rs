@@ -7,7 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod constants;
 pub mod dataset;
-#[cfg(feature = "wip-emulator")]
 pub mod emulator;
 pub mod error;
 pub mod experiments;

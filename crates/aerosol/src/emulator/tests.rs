@@ -185,7 +185,7 @@ fn bad_settings_are_rejected_with_the_field_name() {
 
 /// Runs `configs/<EM_CONFIG>.json` (quick when `EM_QUICK=1`, `EM_SET` = `;`-separated
 /// `--set` overrides) into `runs/` — a development harness until xtask registers the crate:
-/// `EM_CONFIG=m7-emulator EM_QUICK=1 cargo test --release -p gradlab-aerosol --features wip-emulator -- --ignored run_config`
+/// `EM_CONFIG=m7-emulator EM_QUICK=1 cargo test --release -p gradlab-aerosol -- --ignored run_config`
 #[test]
 #[ignore]
 fn run_config() {

@@ -6,9 +6,11 @@ use gradlab_core::experiment::Experiment;
 
 /// All experiments of this crate.
 pub fn all() -> Vec<Experiment> {
-    vec![Experiment {
+    let mut v = vec![Experiment {
         entry: "aerosol.m7_generate",
         description: "M7 box-model training data: spun-up atmospheric cells, one step each; dataset in the reference layout, distributions, zero-tendency shares, process activity, throughput",
         run: generate::run,
-    }]
+    }];
+    v.extend(crate::emulator::experiments::experiments());
+    v
 }
