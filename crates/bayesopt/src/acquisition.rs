@@ -196,7 +196,7 @@ pub struct MaximizeOptions {
     pub candidates: usize,
     /// Fraction of extra candidates drawn around the best observations (Gaussian, σ = 0.05).
     pub local_fraction: f64,
-    /// Number of local optimisation starts (best candidates).
+    /// Number of local optimisation starts (best candidates); a q-batch uses at least q.
     pub starts: usize,
     /// L-BFGS iterations per start.
     pub max_iter: usize,
@@ -292,7 +292,8 @@ pub fn maximize(
     let vals = acq.values(gp, &cand, best);
     let mut idx: Vec<usize> = (0..m).filter(|&i| vals[i].is_finite()).collect();
     idx.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]).then(a.cmp(&b)));
-    let starts: Vec<Vec<f64>> = idx.iter().take(opts.starts).map(|&i| cand[i * d..(i + 1) * d].to_vec()).collect();
+    let starts: Vec<Vec<f64>> =
+        idx.iter().take(opts.starts.max(q)).map(|&i| cand[i * d..(i + 1) * d].to_vec()).collect();
     let lo = vec![0.0; d];
     let hi = vec![1.0; d];
     let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-7, ftol: 1e-12, ..Default::default() };

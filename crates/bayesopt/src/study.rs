@@ -749,10 +749,19 @@ mod tests {
         ])
         .unwrap();
         let mut s = Study::new(space, quick_config(3)).unwrap();
-        for _ in 0..9 {
+        // 9 design points, then 6 model-based asks on the mixed (snapped) space.
+        for _ in 0..15 {
             let t = s.ask().unwrap();
             let v = t.params[0].as_f64().unwrap() + if t.params[2] == Value::Choice("x".into()) { 0.0 } else { 1.0 };
             s.tell(t.id, v).unwrap();
+        }
+        assert!(!s.last_stats().initial);
+        for (i, a) in s.trials().iter().enumerate() {
+            s.space().check_point(&a.params).unwrap();
+            assert_eq!(s.space().encode(&a.params).unwrap(), a.x);
+            for b in &s.trials()[..i] {
+                assert_ne!(a.x, b.x, "duplicate proposal");
+            }
         }
         let j = s.to_json();
         let r = Study::from_json(&j).unwrap();
@@ -778,6 +787,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Study>();
+        check::<Gp>();
+        check::<Space>();
+        check::<crate::chol::IncrementalCholesky>();
+        check::<Trial>();
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `cargo xtask experiment <name> [--quick]` does once the xtask registry lists the crate:
 //!
 //! ```text
-//! cargo run --release -p gradlab-bayesopt --example run_experiment -- bo-regret --quick
+//! cargo run --release -p gradlab-bayesopt --example bayesopt_experiment -- bo-regret --quick
 //! ```
 
 use gradlab_core::experiment::{ExperimentConfig, RunContext};
@@ -11,7 +11,7 @@ use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let name = args.first().ok_or("usage: run_experiment <name> [--quick] [--quiet] [--set a.b=v]...")?;
+    let name = args.first().ok_or("usage: bayesopt_experiment <name> [--quick] [--quiet] [--set a.b=v]...")?;
     let quick = args.iter().any(|a| a == "--quick");
     let quiet = args.iter().any(|a| a == "--quiet");
     let sets: Vec<String> = args.windows(2).filter(|w| w[0] == "--set").map(|w| w[1].clone()).collect();
