@@ -2,7 +2,7 @@
 //! (emulator vs box-model throughput).
 
 use super::eval::{Evaluation, evaluate, species_means};
-use super::heads::{HeadKind, N_ENV, N_STATE, Penalties};
+use super::heads::{Closing, HeadKind, N_ENV, N_STATE, Penalties};
 use super::model::{Emulator, EmulatorConfig, EmulatorData, OutputKind};
 use super::rollout::{TRACKED, rollout};
 use super::speed::{box_model_throughput, cells_to_x, emulator_throughput};
@@ -84,6 +84,13 @@ pub struct Variant {
     /// Soft constraints.
     #[serde(default)]
     pub penalties: Penalties,
+    /// Closing column per species of the completion head (default: the paper's).
+    #[serde(default)]
+    pub closing: Closing,
+    /// Robust target scaling quantile of this variant (overrides the top-level
+    /// `target_winsorize`).
+    #[serde(default)]
+    pub target_winsorize: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -113,6 +120,10 @@ pub struct EmulatorParams {
     /// Input normalisation.
     #[serde(default)]
     pub input_norm: NormKind,
+    /// Robust target scaling for every variant: the training targets are clipped per column to
+    /// their `[q, 1 − q]` quantiles before the output normaliser and the loss (0 = off).
+    #[serde(default)]
+    pub target_winsorize: f64,
     /// The head variants to train.
     pub variants: Vec<Variant>,
     /// Trainer settings (shared by all variants; the seed is overridden by `seed`).
@@ -132,16 +143,16 @@ fn default_scatter() -> usize {
 }
 
 /// The split data with the box-model time step.
-struct Splits {
-    train: EmulatorData,
-    val: EmulatorData,
-    test: EmulatorData,
-    dt: f64,
+pub(crate) struct Splits {
+    pub(crate) train: EmulatorData,
+    pub(crate) val: EmulatorData,
+    pub(crate) test: EmulatorData,
+    pub(crate) dt: f64,
     m7: M7Config,
     source: String,
 }
 
-fn load_data(p: &DataParams, seed: u64) -> Result<Splits, Box<dyn std::error::Error + Send + Sync>> {
+pub(crate) fn load_data(p: &DataParams, seed: u64) -> Result<Splits, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(dir) = &p.dir {
         let d = dataset::read_dataset(dir)?;
         if d.include_sea_salt {
@@ -232,6 +243,8 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
             head: v.head,
             head_in_training: v.head_in_training,
             penalties: v.penalties,
+            closing: v.closing,
+            target_winsorize: v.target_winsorize.unwrap_or(p.target_winsorize),
             ..Default::default()
         };
         let t = Instant::now();
@@ -247,11 +260,19 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
         let pred = em.predict(&data.test.x.view())?;
         let eval = evaluate(&data.test.x.view(), &data.test.t.view(), &pred.view(), data.dt, &means)?;
         let ro = rollout(&em, &m7, &renv, &rstart, p.rollout.steps)?;
-        ctx.metrics()?.log(&serde_json::json!({"variant": v.name, "test": &eval, "rollout_last": ro.last()}))?;
+        ctx.metrics()?.log(
+            &serde_json::json!({"variant": v.name, "closing": em.closing(), "test": &eval, "rollout_last": ro.last()}),
+        )?;
         if !ctx.quiet {
             eprintln!(
-                "m7-emulator {}: R² {:.4}, R² log {:.4}, neg frac {:.2e}, {} epochs, {:.0} s",
-                v.name, eval.r2_mean, eval.r2_log_mean, eval.negative_fraction, rep.epochs_run, seconds
+                "m7-emulator {}: R² {:.4}, R² log {:.4}, neg frac {:.2e}, {} epochs, {:.0} s, closing {:?}",
+                v.name,
+                eval.r2_mean,
+                eval.r2_log_mean,
+                eval.negative_fraction,
+                rep.epochs_run,
+                seconds,
+                em.closing()
             );
         }
         outcomes.push(Outcome {

@@ -85,15 +85,74 @@ impl Penalties {
     }
 }
 
-/// The completion matrix `A` (28×28): identity, except that each completed column holds −1 in
-/// the rows of its species' other columns and 0 on its own row.
-pub fn completion_matrix() -> Vec<f32> {
+/// Which tendency of each species completion computes from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closing {
+    /// The paper's choice: SO4 CS, BC CS, OC CS, DU AS ([`Species::completed`]).
+    #[default]
+    Paper,
+    /// Per species the column with the largest variance of the training tendencies, so the
+    /// summed errors of the other columns land where they are smallest relative to the signal.
+    MaxVariance,
+}
+
+/// The paper's closing columns, one per species of [`SPECIES`].
+pub const PAPER_CLOSING: [usize; 4] =
+    [SPECIES[0].completed, SPECIES[1].completed, SPECIES[2].completed, SPECIES[3].completed];
+
+/// The closing column per species for `kind`; `t` are the physical training targets `[N, 28]`
+/// (used by [`Closing::MaxVariance`]).
+pub fn closing_columns(kind: Closing, t: &ndarray::ArrayView2<f32>) -> [usize; 4] {
+    match kind {
+        Closing::Paper => PAPER_CLOSING,
+        Closing::MaxVariance => {
+            let var = |j: usize| {
+                let c = t.column(j);
+                let n = c.len().max(1) as f64;
+                let m = c.iter().map(|&v| v as f64).sum::<f64>() / n;
+                c.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n
+            };
+            let mut out = PAPER_CLOSING;
+            for (k, s) in SPECIES.iter().enumerate() {
+                let mut best = (s.completed, var(s.completed));
+                for &j in s.columns {
+                    let v = var(j);
+                    if v > best.1 {
+                        best = (j, v);
+                    }
+                }
+                out[k] = best.0;
+            }
+            out
+        }
+    }
+}
+
+/// Checks that `closing[k]` is a column of species `k`.
+pub fn check_closing(closing: &[usize; 4]) -> Result<()> {
+    for (k, s) in SPECIES.iter().enumerate() {
+        if !s.columns.contains(&closing[k]) {
+            return Err(super::error::EmulatorError::config(
+                "closing",
+                format!("{closing:?}"),
+                &format!("for {} one of the columns {:?}", s.name, s.columns),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The completion matrix `A` (28×28) for the closing columns `closing` (one per species):
+/// identity, except that each closing column holds −1 in the rows of its species' other columns
+/// and 0 on its own row.
+pub fn completion_matrix(closing: &[usize; 4]) -> Vec<f32> {
     let mut a = vec![0f32; N_Y * N_Y];
     for i in 0..N_Y {
         a[i * N_Y + i] = 1.0;
     }
-    for s in SPECIES {
-        let c = s.completed;
+    for (k, s) in SPECIES.iter().enumerate() {
+        let c = closing[k];
         a[c * N_Y + c] = 0.0;
         for &j in s.columns {
             if j != c {
@@ -104,13 +163,13 @@ pub fn completion_matrix() -> Vec<f32> {
     a
 }
 
-/// Completion: `out = phys·A + (P·Δt)·e_c` for the sulfur column `c`. `phys` is `[N, 28]`,
-/// `x` the physical input `[N, 32]`.
-pub fn complete(phys: &Tensor, x: &Tensor, dt: f64) -> Result<Tensor> {
+/// Completion: `out = phys·A + (P·Δt)·e_c` for the sulfur closing column `c`. `phys` is
+/// `[N, 28]`, `x` the physical input `[N, 32]`, `closing` from [`closing_columns`].
+pub fn complete(phys: &Tensor, x: &Tensor, dt: f64, closing: &[usize; 4]) -> Result<Tensor> {
     let dev = phys.device();
-    let a = Tensor::from_vec(completion_matrix(), (N_Y, N_Y), dev)?.to_dtype(phys.dtype())?;
+    let a = Tensor::from_vec(completion_matrix(closing), (N_Y, N_Y), dev)?.to_dtype(phys.dtype())?;
     let mut e = vec![0f32; N_Y];
-    e[SPECIES[0].completed] = 1.0;
+    e[closing[0]] = 1.0;
     let e = Tensor::from_vec(e, (1, N_Y), dev)?.to_dtype(phys.dtype())?;
     let p = x.narrow(1, PRODUCTION_COLUMN, 1)?.affine(dt, 0.0)?;
     Ok(phys.matmul(&a)?.add(&p.broadcast_mul(&e)?)?)
@@ -126,10 +185,10 @@ pub fn correct(phys: &Tensor, x: &Tensor) -> Result<Tensor> {
 }
 
 /// Applies `head` to the physical output.
-pub fn apply(head: HeadKind, phys: &Tensor, x: &Tensor, dt: f64) -> Result<Tensor> {
+pub fn apply(head: HeadKind, phys: &Tensor, x: &Tensor, dt: f64, closing: &[usize; 4]) -> Result<Tensor> {
     match head {
         HeadKind::Plain => Ok(phys.clone()),
-        HeadKind::Completion => complete(phys, x, dt),
+        HeadKind::Completion => complete(phys, x, dt, closing),
         HeadKind::Correction => correct(phys, x),
     }
 }
@@ -214,6 +273,11 @@ pub struct LogSign {
     pub eps: Vec<f64>,
     /// Fixed sign per column (+1 or −1), or `None` where the classifier decides.
     pub fixed: Vec<Option<f64>>,
+    /// Per column the range `[min, max]` of `ln(|v| + ε)` on the training data; decoded log
+    /// magnitudes are clamped to it, so `exp` of a wild prediction cannot leave the training
+    /// range (empty = no clamp, for emulators saved before the clamp existed).
+    #[serde(default)]
+    pub range: Vec<[f64; 2]>,
 }
 
 impl LogSign {
@@ -221,10 +285,17 @@ impl LogSign {
     pub fn fit(t: &ndarray::ArrayView2<f32>, eps_rel: f64) -> Self {
         let mut eps = Vec::with_capacity(t.ncols());
         let mut fixed = Vec::with_capacity(t.ncols());
+        let mut range = Vec::with_capacity(t.ncols());
         for col in t.columns() {
             let n = col.len().max(1) as f64;
             let m = col.iter().map(|v| (*v as f64).abs()).sum::<f64>() / n;
-            eps.push(if m > 0.0 { eps_rel * m } else { 1.0 });
+            let e = if m > 0.0 { eps_rel * m } else { 1.0 };
+            eps.push(e);
+            let (lo, hi) = col.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                let l = ((v as f64).abs() + e).ln();
+                (lo.min(l), hi.max(l))
+            });
+            range.push(if lo <= hi { [lo, hi] } else { [e.ln(), e.ln()] });
             let pos = col.iter().any(|&v| v > 0.0);
             let neg = col.iter().any(|&v| v < 0.0);
             fixed.push(match (pos, neg) {
@@ -233,7 +304,7 @@ impl LogSign {
                 _ => Some(1.0),
             });
         }
-        LogSign { eps, fixed }
+        LogSign { eps, fixed, range }
     }
 
     /// Columns whose sign the classifier predicts.
@@ -257,10 +328,17 @@ impl LogSign {
     }
 
     /// Physical values from log magnitudes `m` `[N, 28]` and classifier logits `[N, n_var]`:
-    /// `sign · max(exp(m) − ε, 0)`.
+    /// `sign · max(exp(clamp(m, range)) − ε, 0)`.
     pub fn decode(&self, m: &Tensor, logits: Option<&Tensor>) -> Result<Tensor> {
         let (dev, dty) = (m.device(), m.dtype());
         let eps = row(&self.eps, dev, dty)?;
+        let m = if self.range.len() == self.eps.len() {
+            let lo: Vec<f64> = self.range.iter().map(|r| r[0]).collect();
+            let hi: Vec<f64> = self.range.iter().map(|r| r[1]).collect();
+            m.broadcast_maximum(&row(&lo, dev, dty)?)?.broadcast_minimum(&row(&hi, dev, dty)?)?
+        } else {
+            m.clone()
+        };
         let mag = m.exp()?.broadcast_sub(&eps)?.relu()?;
         let fixed: Vec<f64> = self.fixed.iter().map(|f| f.unwrap_or(0.0)).collect();
         let mut sign = row(&fixed, dev, dty)?.broadcast_as(mag.shape())?.contiguous()?;
@@ -319,32 +397,55 @@ mod tests {
     fn completion_closes_every_budget_to_round_off() {
         let dt = 720.0;
         let (x, y) = synthetic(500, 1);
-        let out = complete(&t(&y), &t(&x), dt).unwrap().to_vec2::<f32>().unwrap();
-        for (i, o) in out.iter().enumerate() {
-            for s in SPECIES {
-                let budget = if s.production { x[[i, PRODUCTION_COLUMN]] as f64 * dt } else { 0.0 };
-                let sum: f64 = s.columns.iter().map(|&j| o[j] as f64).sum();
-                // Float round-off of the f32 sums: a few ulps of the largest term.
-                let scale: f64 = s.columns.iter().map(|&j| (o[j] as f64).abs()).sum::<f64>() + budget.abs();
-                assert!(
-                    (sum - budget).abs() <= 8.0 * f32::EPSILON as f64 * scale,
-                    "{} row {i}: {sum} vs {budget}",
-                    s.name
-                );
-                // The non-completed columns are untouched.
-                for &j in s.columns {
-                    if j != s.completed {
-                        assert_eq!(o[j], y[[i, j]]);
+        // The paper's closing columns, the largest-variance ones, and an arbitrary other choice.
+        let maxvar = closing_columns(Closing::MaxVariance, &y.view());
+        assert_ne!(maxvar, PAPER_CLOSING, "the synthetic data must pick other columns");
+        for closing in [PAPER_CLOSING, maxvar, [0, 5, 12, 16]] {
+            check_closing(&closing).unwrap();
+            let out = complete(&t(&y), &t(&x), dt, &closing).unwrap().to_vec2::<f32>().unwrap();
+            for (i, o) in out.iter().enumerate() {
+                for (k, s) in SPECIES.iter().enumerate() {
+                    let budget = if s.production { x[[i, PRODUCTION_COLUMN]] as f64 * dt } else { 0.0 };
+                    let sum: f64 = s.columns.iter().map(|&j| o[j] as f64).sum();
+                    // Float round-off of the f32 sums: a few ulps of the largest term.
+                    let scale: f64 = s.columns.iter().map(|&j| (o[j] as f64).abs()).sum::<f64>() + budget.abs();
+                    assert!(
+                        (sum - budget).abs() <= 8.0 * f32::EPSILON as f64 * scale,
+                        "{closing:?} {} row {i}: {sum} vs {budget}",
+                        s.name
+                    );
+                    // The other columns are untouched.
+                    for &j in s.columns {
+                        if j != closing[k] {
+                            assert_eq!(o[j], y[[i, j]]);
+                        }
                     }
                 }
-            }
-            for j in [17, 20, 23, 24, 27] {
-                assert_eq!(o[j], y[[i, j]]);
+                for j in [17, 20, 23, 24, 27] {
+                    assert_eq!(o[j], y[[i, j]]);
+                }
             }
         }
         // The raw input violates the budgets by far more than round-off (the test can fail).
         let v = mass_violation(&t(&y), &t(&x), dt).unwrap().abs().unwrap().max_keepdim(0).unwrap();
         assert!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|&m| m > 1e-6));
+        // A closing column outside its species is refused.
+        assert!(check_closing(&[5, 5, 11, 13]).is_err());
+    }
+
+    #[test]
+    fn max_variance_closing_picks_the_widest_column() {
+        let mut y = Array2::<f32>::zeros((4, N_Y));
+        // BC: column 6 varies most; dust: column 15; sulfur and OC keep the paper's column
+        // when it ties (all constant) — strict improvement is needed to move.
+        for (i, v) in [1.0f32, -1.0, 2.0, -2.0].iter().enumerate() {
+            y[[i, 6]] = *v;
+            y[[i, 5]] = 0.1 * v;
+            y[[i, 15]] = 3.0 * v;
+            y[[i, 13]] = 1.0 + 0.0 * v; // constant offset: zero variance
+        }
+        assert_eq!(closing_columns(Closing::MaxVariance, &y.view()), [4, 6, 11, 15]);
+        assert_eq!(closing_columns(Closing::Paper, &y.view()), PAPER_CLOSING);
     }
 
     #[test]
@@ -406,7 +507,7 @@ mod tests {
         want *= 3.0 / (64.0 * N_Y as f64);
         assert!((got - want).abs() <= 1e-3 * want, "{got} {want}");
         // Satisfied constraints cost nothing.
-        let yc = correct(&complete(&t(&y), &t(&x), dt).unwrap(), &t(&x)).unwrap();
+        let yc = correct(&complete(&t(&y), &t(&x), dt, &PAPER_CLOSING).unwrap(), &t(&x)).unwrap();
         let p = Penalties { mass: 0.0, positivity: 1.0 };
         assert_eq!(penalty(&p, &sc, &yc, &t(&x), dt).unwrap().unwrap().to_scalar::<f32>().unwrap(), 0.0);
         assert!(penalty(&Penalties::default(), &sc, &yc, &t(&x), dt).unwrap().is_none());
@@ -434,6 +535,20 @@ mod tests {
                 assert!(rel < 1e-4, "{i} {j}: {} vs {v}", back[i][j]);
             }
         }
+        // Wild log magnitudes are clamped to the training range per column: the decoded values
+        // stay within the training maxima instead of overflowing.
+        let wild = t(&m.mapv(|v| v + 200.0));
+        let back = ls.decode(&wild, Some(&logits)).unwrap().to_vec2::<f32>().unwrap();
+        for j in 0..N_Y {
+            let max_train = y.column(j).iter().fold(0f64, |a, &v| a.max((v as f64).abs()));
+            for row in &back {
+                assert!(row[j].is_finite() && (row[j] as f64).abs() <= max_train * (1.0 + 1e-4), "{j}: {}", row[j]);
+            }
+            // Without the clamp the same input overflows (the test can fail).
+        }
+        let unclamped = LogSign { range: vec![], ..ls.clone() };
+        let raw = unclamped.decode(&wild, Some(&logits)).unwrap().to_vec2::<f32>().unwrap();
+        assert!(raw.iter().flatten().any(|v| !v.is_finite()));
         let z = Tensor::new(&[[0.5f32, -2.0], [3.0, 0.0]], &Device::Cpu).unwrap();
         let l = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
         let sig = |v: f64| 1.0 / (1.0 + (-v).exp());

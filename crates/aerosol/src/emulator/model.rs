@@ -1,7 +1,9 @@
 //! The emulator: normalisers, the MLP(s), the head, save/load and batched inference.
 
 use super::error::{EmulatorError, Result};
-use super::heads::{self, HeadKind, LogSign, N_ENV, N_STATE, N_WATER, N_X, N_Y, Penalties, PenaltyScales};
+use super::heads::{
+    self, Closing, HeadKind, LogSign, N_ENV, N_STATE, N_WATER, N_X, N_Y, PAPER_CLOSING, Penalties, PenaltyScales,
+};
 use super::net::{Mlp, init_linear_uniform};
 use crate::layout;
 use crate::state::{AerosolState, Environment};
@@ -62,6 +64,14 @@ pub struct EmulatorConfig {
     /// ε of the log-magnitude transform relative to the column's mean |value|.
     #[serde(default = "default_eps_rel")]
     pub log_eps_rel: f64,
+    /// Which tendency per species the completion head computes (default: the paper's).
+    #[serde(default)]
+    pub closing: Closing,
+    /// Robust target scaling: when `q > 0`, the training targets are clipped per column to their
+    /// `[q, 1 − q]` quantiles before the output normaliser is fitted and before the loss (the
+    /// test targets and the predictions are not clipped). 0 = off (the paper's plain z-score).
+    #[serde(default)]
+    pub target_winsorize: f64,
 }
 
 impl Default for EmulatorConfig {
@@ -74,6 +84,8 @@ impl Default for EmulatorConfig {
             head_in_training: true,
             penalties: Penalties::default(),
             log_eps_rel: default_eps_rel(),
+            closing: Closing::Paper,
+            target_winsorize: 0.0,
         }
     }
 }
@@ -92,6 +104,9 @@ impl EmulatorConfig {
         if !(self.log_eps_rel > 0.0 && self.log_eps_rel < 1.0) {
             return Err(EmulatorError::config("log_eps_rel", self.log_eps_rel, "0 < eps < 1"));
         }
+        if !(self.target_winsorize >= 0.0 && self.target_winsorize < 0.5) {
+            return Err(EmulatorError::config("target_winsorize", self.target_winsorize, "a quantile 0 <= q < 0.5"));
+        }
         Ok(())
     }
 }
@@ -107,6 +122,38 @@ struct Saved {
     y_norm: Normalizer,
     log_sign: Option<LogSign>,
     scales: PenaltyScales,
+    #[serde(default = "paper_closing")]
+    closing: [usize; 4],
+    #[serde(default)]
+    clip: Option<Vec<[f32; 2]>>,
+}
+
+fn paper_closing() -> [usize; 4] {
+    PAPER_CLOSING
+}
+
+/// Per column the `[q, 1 − q]` quantiles of `t` (nearest rank).
+fn quantile_bounds(t: &ArrayView2<f32>, q: f64) -> Vec<[f32; 2]> {
+    t.columns()
+        .into_iter()
+        .map(|c| {
+            let mut v: Vec<f32> = c.to_vec();
+            v.sort_by(f32::total_cmp);
+            if v.is_empty() {
+                return [f32::NEG_INFINITY, f32::INFINITY];
+            }
+            let last = (v.len() - 1) as f64;
+            [v[(q * last).round() as usize], v[((1.0 - q) * last).round() as usize]]
+        })
+        .collect()
+}
+
+fn clip_columns(t: &ArrayView2<f32>, bounds: &[[f32; 2]]) -> Array2<f32> {
+    let mut out = t.to_owned();
+    for ((_, j), v) in out.indexed_iter_mut() {
+        *v = v.clamp(bounds[j][0], bounds[j][1]);
+    }
+    out
 }
 
 const FORMAT: &str = "gradlab-aerosol/m7-emulator/v1";
@@ -200,6 +247,8 @@ pub struct Emulator {
     yn: Normalizer,
     log_sign: Option<LogSign>,
     scales: PenaltyScales,
+    closing: [usize; 4],
+    clip: Option<Vec<[f32; 2]>>,
     vm: VarMap,
     reg: Mlp,
     cls: Option<Mlp>,
@@ -226,14 +275,24 @@ impl Emulator {
         check_cols("training X", train.x.dim(), N_X)?;
         check_cols("training targets", train.t.dim(), N_Y)?;
         let xn = Normalizer::fit(&train.x.view(), cfg.input_norm)?;
+        let clip = (cfg.target_winsorize > 0.0).then(|| quantile_bounds(&train.t.view(), cfg.target_winsorize));
+        let clipped;
+        let tt = match &clip {
+            Some(b) => {
+                clipped = clip_columns(&train.t.view(), b);
+                clipped.view()
+            }
+            None => train.t.view(),
+        };
         let (yn, log_sign) = match cfg.output {
-            OutputKind::ZScore => (Normalizer::fit(&train.t.view(), NormKind::ZScore)?, None),
-            OutputKind::SignedLog => (Normalizer::fit(&train.t.view(), NormKind::SignedLog)?, None),
+            OutputKind::ZScore => (Normalizer::fit(&tt, NormKind::ZScore)?, None),
+            OutputKind::SignedLog => (Normalizer::fit(&tt, NormKind::SignedLog)?, None),
             OutputKind::LogSign => {
-                let ls = LogSign::fit(&train.t.view(), cfg.log_eps_rel);
-                (Normalizer::fit(&ls.magnitude(&train.t.view()).view(), NormKind::ZScore)?, Some(ls))
+                let ls = LogSign::fit(&tt, cfg.log_eps_rel);
+                (Normalizer::fit(&ls.magnitude(&tt).view(), NormKind::ZScore)?, Some(ls))
             }
         };
+        let closing = heads::closing_columns(cfg.closing, &train.t.view());
         let n = train.len() as f64;
         let std: Vec<f64> = train
             .t
@@ -245,11 +304,12 @@ impl Emulator {
             })
             .collect();
         let scales = PenaltyScales::from_std(&std);
-        let em = Self::build(cfg, dt, xn, yn, log_sign, scales, device)?;
+        let em = Self::build(cfg, dt, xn, yn, log_sign, scales, closing, clip, device)?;
         init_linear_uniform(&em.vm, seed)?;
         Ok(em)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
         cfg: EmulatorConfig,
         dt: f64,
@@ -257,8 +317,16 @@ impl Emulator {
         yn: Normalizer,
         log_sign: Option<LogSign>,
         scales: PenaltyScales,
+        closing: [usize; 4],
+        clip: Option<Vec<[f32; 2]>>,
         device: &Device,
     ) -> Result<Self> {
+        heads::check_closing(&closing)?;
+        if let Some(c) = &clip
+            && c.len() != N_Y
+        {
+            return Err(EmulatorError::config("clip", c.len(), &format!("{N_Y} column bounds")));
+        }
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
         let mut sizes = vec![N_X];
@@ -273,7 +341,7 @@ impl Emulator {
             }
             _ => None,
         };
-        Ok(Emulator { cfg, dt, xn, yn, log_sign, scales, vm, reg, cls, device: device.clone() })
+        Ok(Emulator { cfg, dt, xn, yn, log_sign, scales, closing, clip, vm, reg, cls, device: device.clone() })
     }
 
     /// The configuration.
@@ -299,6 +367,11 @@ impl Emulator {
     /// The sign/magnitude encoding, for `log_sign` emulators.
     pub fn log_sign(&self) -> Option<&LogSign> {
         self.log_sign.as_ref()
+    }
+
+    /// The column per species (sulfur, BC, OC, dust) that the completion head computes.
+    pub fn closing(&self) -> [usize; 4] {
+        self.closing
     }
 
     /// Number of trainable parameters.
@@ -330,14 +403,21 @@ impl Emulator {
     pub fn forward_physical(&self, x: &Tensor) -> Result<Tensor> {
         let (raw, logits) = self.raw(x)?;
         let phys = self.decode(&raw, logits.as_ref())?;
-        heads::apply(self.cfg.head, &phys, x, self.dt)
+        heads::apply(self.cfg.head, &phys, x, self.dt, &self.closing)
     }
 
     /// Training targets in the network's representation: `(targets [N, 28], sign labels)`.
     pub fn encode_targets(&self, t: &ArrayView2<f32>) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
+        check_cols("targets", t.dim(), N_Y)?;
+        let clipped = self.clip.as_ref().map(|b| clip_columns(t, b));
+        let tc = match &clipped {
+            Some(c) => c.view(),
+            None => t.view(),
+        };
         match &self.log_sign {
-            Some(ls) => Ok((self.yn.transform(&ls.magnitude(t).view())?, Some(ls.labels(t)))),
-            None => Ok((self.yn.transform(t)?, None)),
+            // Signs from the unclipped targets (clipping at a quantile may cross zero).
+            Some(ls) => Ok((self.yn.transform(&ls.magnitude(&tc).view())?, Some(ls.labels(t)))),
+            None => Ok((self.yn.transform(&tc)?, None)),
         }
     }
 
@@ -351,7 +431,7 @@ impl Emulator {
         let need_phys = head_on || self.cfg.penalties.any();
         let phys = if need_phys {
             let p = self.decode(&raw, logits.as_ref())?;
-            Some(if head_on { heads::apply(self.cfg.head, &p, x, self.dt)? } else { p })
+            Some(if head_on { heads::apply(self.cfg.head, &p, x, self.dt, &self.closing)? } else { p })
         } else {
             None
         };
@@ -448,6 +528,8 @@ impl Emulator {
             y_norm: self.yn.clone(),
             log_sign: self.log_sign.clone(),
             scales: self.scales.clone(),
+            closing: self.closing,
+            clip: self.clip.clone(),
         };
         gradlab_core::run::write_json(&dir.join(CONFIG_FILE), &saved)?;
         let p = dir.join(WEIGHTS_FILE);
@@ -485,7 +567,7 @@ impl Emulator {
         if (s.config.output == OutputKind::LogSign) != s.log_sign.is_some() {
             return Err(bad("log_sign encoding present iff output = log_sign".into()));
         }
-        let em = Self::build(s.config, s.dt, s.x_norm, s.y_norm, s.log_sign, s.scales, device)?;
+        let em = Self::build(s.config, s.dt, s.x_norm, s.y_norm, s.log_sign, s.scales, s.closing, s.clip, device)?;
         gradlab_core::train::load_weights(&em.vm, &dir.join(WEIGHTS_FILE))?;
         Ok(em)
     }
