@@ -10,6 +10,7 @@ pub mod follower;
 pub mod gnn;
 pub mod gnn_experiments;
 pub mod graph;
+pub mod landscape_study;
 pub mod lap;
 pub mod physics;
 pub mod sim;
@@ -22,5 +23,6 @@ pub use error::{Error, Result};
 pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
     let mut v = experiments::all();
     v.extend(gnn_experiments::all());
+    v.extend(landscape_study::experiments());
     v
 }
