@@ -15,6 +15,7 @@ pub mod model;
 pub mod process;
 pub mod sampler;
 pub mod state;
+pub mod studies;
 
 pub use config::{M7Config, Processes, WaterScheme};
 pub use error::{Error, Result};

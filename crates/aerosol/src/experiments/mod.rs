@@ -12,5 +12,6 @@ pub fn all() -> Vec<Experiment> {
         run: generate::run,
     }];
     v.extend(crate::emulator::experiments::experiments());
+    v.extend(crate::studies::experiments());
     v
 }

@@ -1,0 +1,551 @@
+//! `m7-hpo`: hyperparameter optimisation of the M7 emulator with lazy Gaussian-process BO
+//! (Ram et al., MLHPC 2019) against classic BO and random search.
+//!
+//! Search space: learning rate (log), weight decay (log), width, depth and batch size
+//! (`2^batch_log2`) of the emulator; the objective is the validation R² (uniform mean over the 28
+//! outputs) after a fixed number of epochs with early stopping. Each policy gets the same
+//! evaluation budget, evaluated in batches of `q` proposals trained concurrently (one thread
+//! each). Every policy's study is saved after each batch (`studies/<policy>.json`, the
+//! `gradlab-bayesopt` JSON format) together with a JSON-lines history of timings, so an
+//! interrupted run continues where it stopped (`resume_dir`).
+
+use super::{Result, StudyError, load_splits};
+use crate::emulator::eval::{evaluate, species_means};
+use crate::emulator::experiments::DataParams;
+use crate::emulator::train::fit;
+use crate::emulator::{EmulatorConfig, EmulatorData};
+use candle_core::Device;
+use gradlab_bayesopt::space::{Param, Point, Space, Value};
+use gradlab_bayesopt::study::{LagPolicy, Study, StudyConfig};
+use gradlab_core::experiment::{ExperimentResult, RunContext};
+use gradlab_core::normalize::NormKind;
+use gradlab_core::optim::{AdamWParams, OptimizerConfig};
+use gradlab_core::plot::{LinePlot, Mark};
+use gradlab_core::report::{Report, fmt_num};
+use gradlab_core::train::{EarlyStopping, TrainConfig};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A search policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum Policy {
+    /// Bayesian optimisation with a lag policy (`every: 1` classic, `never` lag ∞).
+    Bo {
+        /// Refit policy.
+        lag: LagPolicy,
+    },
+    /// Uniform random search over the (encoded) space.
+    Random,
+}
+
+impl Policy {
+    /// Short label (`lag1`, `lag3`, `lag_inf`, `random`).
+    pub fn label(&self) -> String {
+        match self {
+            Policy::Bo { lag } => lag.label(),
+            Policy::Random => "random".into(),
+        }
+    }
+}
+
+/// One finished evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Policy label.
+    pub policy: String,
+    /// Trial id (0-based, in ask order).
+    pub id: u64,
+    /// Batch number.
+    pub batch: usize,
+    /// Hyperparameters.
+    pub params: std::collections::BTreeMap<String, Value>,
+    /// Objective (validation R²; NaN when the evaluation failed).
+    pub score: f64,
+    /// Seconds of this evaluation.
+    pub eval_s: f64,
+    /// Seconds the policy spent proposing this evaluation's batch (GP fit, update, acquisition).
+    pub overhead_s: f64,
+    /// Wall-clock seconds since the policy started when the batch finished (cumulative over
+    /// resumed sessions).
+    pub wall_s: f64,
+    /// Why the evaluation failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Best score so far after each evaluation.
+pub fn best_so_far(history: &[EvalRecord]) -> Vec<f64> {
+    let mut best = f64::NEG_INFINITY;
+    history
+        .iter()
+        .map(|r| {
+            if r.score.is_finite() && r.score > best {
+                best = r.score;
+            }
+            best
+        })
+        .collect()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StudyError + '_ {
+    move |source| StudyError::Io { path: path.to_path_buf(), source }
+}
+
+fn read_history(path: &Path) -> Result<Vec<EvalRecord>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<EvalRecord>(line) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                return Err(StudyError::Invalid {
+                    what: "history line",
+                    value: format!("{}: {e}", path.display()),
+                    allowed: "records written by m7-hpo",
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one policy until `budget` evaluations are recorded, in batches of `q` evaluated
+/// concurrently by `objective(params, trial_id)` (larger is better). The study and the history
+/// live in `state_dir` (`<label>.json`, `<label>.jsonl`); existing files are resumed.
+pub fn run_policy<F>(
+    policy: &Policy,
+    space: &Space,
+    config: &StudyConfig,
+    budget: usize,
+    q: usize,
+    state_dir: &Path,
+    objective: F,
+) -> Result<Vec<EvalRecord>>
+where
+    F: Fn(&Point, u64) -> Result<f64> + Sync,
+{
+    if budget == 0 || q == 0 {
+        return Err(StudyError::Invalid {
+            what: "budget / q", value: format!("{budget} / {q}"), allowed: "both ≥ 1"
+        });
+    }
+    std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+    let label = policy.label();
+    let study_path = state_dir.join(format!("{label}.json"));
+    let hist_path = state_dir.join(format!("{label}.jsonl"));
+    let mut cfg = config.clone();
+    if let Policy::Bo { lag } = policy {
+        cfg.lag = *lag;
+    }
+    let mut study = if study_path.exists() { Study::load(&study_path)? } else { Study::new(space.clone(), cfg)? };
+    let mut history = read_history(&hist_path)?;
+    // Records of a batch that finished after the study was last saved are dropped (the batch
+    // is re-run); the study is the source of truth.
+    history.retain(|r| (r.id as usize) < study.trials().len());
+    let offset = history.last().map(|r| r.wall_s).unwrap_or(0.0);
+    let start = Instant::now();
+    let mut batch = history.last().map(|r| r.batch + 1).unwrap_or(0);
+    while history.len() < budget {
+        let k = q.min(budget - history.len());
+        let t_ask = Instant::now();
+        let points: Vec<(u64, Point)> = match policy {
+            Policy::Bo { .. } => study.ask_batch(k)?.into_iter().map(|t| (t.id, t.params)).collect(),
+            Policy::Random => {
+                let d = space.encoded_dim();
+                (0..k)
+                    .map(|i| {
+                        let id = (study.trials().len() + i) as u64;
+                        let mut rng =
+                            StdRng::seed_from_u64(config.seed ^ 0x5eed_0000 ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                        let u: Vec<f64> = (0..d).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
+                        Ok((id, space.decode(&space.snap(&u)?)?))
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
+        let overhead = t_ask.elapsed().as_secs_f64();
+        // q concurrent evaluations, one thread each.
+        let results: Vec<(f64, f64, Option<String>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = points
+                .iter()
+                .map(|(id, pt)| {
+                    let f = &objective;
+                    s.spawn(move || {
+                        let t = Instant::now();
+                        let (v, e) = match f(pt, *id) {
+                            Ok(v) => (v, None),
+                            Err(e) => (f64::NAN, Some(e.to_string())),
+                        };
+                        (v, t.elapsed().as_secs_f64(), e)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or((f64::NAN, 0.0, Some("evaluation panicked".into()))))
+                .collect()
+        });
+        for ((id, pt), (v, _, _)) in points.iter().zip(&results) {
+            match policy {
+                Policy::Bo { .. } => {
+                    if v.is_finite() {
+                        study.tell(*id, -v)?
+                    } else {
+                        study.tell_failed(*id, "evaluation failed or non-finite R²")?
+                    }
+                }
+                Policy::Random => {
+                    // non-finite values are recorded as failed trials by `tell`
+                    study.add_observation(pt.clone(), if v.is_finite() { -v } else { f64::NAN })?;
+                }
+            }
+        }
+        study.save(&study_path)?;
+        let wall = offset + start.elapsed().as_secs_f64();
+        let mut lines = String::new();
+        for ((id, pt), (v, secs, err)) in points.iter().zip(&results) {
+            let r = EvalRecord {
+                policy: label.clone(),
+                id: *id,
+                batch,
+                params: space.point_to_map(pt),
+                score: *v,
+                eval_s: *secs,
+                overhead_s: overhead,
+                wall_s: wall,
+                error: err.clone(),
+            };
+            lines.push_str(&serde_json::to_string(&r).map_err(|e| StudyError::Invalid {
+                what: "record",
+                value: e.to_string(),
+                allowed: "serialisable",
+            })?);
+            lines.push('\n');
+            history.push(r);
+        }
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&hist_path)
+            .and_then(|mut f| f.write_all(lines.as_bytes()))
+            .map_err(io(&hist_path))?;
+        batch += 1;
+    }
+    Ok(history)
+}
+
+/// Bounds of the search space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceParams {
+    /// Learning rate range (log scale).
+    pub lr: (f64, f64),
+    /// Weight-decay range (log scale).
+    pub weight_decay: (f64, f64),
+    /// Hidden width range.
+    pub width: (i64, i64),
+    /// Number of hidden layers.
+    pub depth: (i64, i64),
+    /// Batch size `2^k` for k in this range.
+    pub batch_log2: (i64, i64),
+}
+
+impl SpaceParams {
+    /// The search space.
+    pub fn space(&self) -> Result<Space> {
+        Ok(Space::new(vec![
+            Param::LogFloat { name: "lr".into(), low: self.lr.0, high: self.lr.1 },
+            Param::LogFloat { name: "weight_decay".into(), low: self.weight_decay.0, high: self.weight_decay.1 },
+            Param::Int { name: "width".into(), low: self.width.0, high: self.width.1 },
+            Param::Int { name: "depth".into(), low: self.depth.0, high: self.depth.1 },
+            Param::Int { name: "batch_log2".into(), low: self.batch_log2.0, high: self.batch_log2.1 },
+        ])?)
+    }
+}
+
+/// What an evaluation scores on the validation rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    /// Uniform mean of the 28 per-output R² (the paper's metric).
+    #[default]
+    R2Mean,
+    /// Uniform mean of `max(R², 0)`: on small data a few near-constant outputs reach R² of
+    /// −10³ and more and would dominate the plain mean.
+    R2ClippedMean,
+}
+
+impl Score {
+    /// The score of per-output R² values.
+    pub fn of(&self, r2: &[f64]) -> f64 {
+        match self {
+            Score::R2Mean => r2.iter().sum::<f64>() / r2.len().max(1) as f64,
+            Score::R2ClippedMean => r2.iter().map(|r| r.max(0.0)).sum::<f64>() / r2.len().max(1) as f64,
+        }
+    }
+}
+
+/// Parameters of `m7-hpo`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HpoParams {
+    /// Seed of data, initialisation, shuffling and the studies.
+    pub seed: u64,
+    /// Data (as `m7-emulator`).
+    pub data: DataParams,
+    /// Search space.
+    pub space: SpaceParams,
+    /// Epochs per evaluation (with early stopping).
+    pub epochs: usize,
+    /// Early-stopping patience (epochs).
+    pub patience: usize,
+    /// Validation score.
+    #[serde(default)]
+    pub score: Score,
+    /// Evaluations per policy.
+    pub budget: usize,
+    /// Proposals per batch, evaluated concurrently.
+    pub q: usize,
+    /// Policies compared.
+    pub policies: Vec<Policy>,
+    /// Study settings shared by the BO policies (the lag is the policy's).
+    #[serde(default)]
+    pub study: StudyConfig,
+    /// Continue the studies saved in this run directory's `studies/` (`runs/m7-hpo/<ts>`).
+    #[serde(default)]
+    pub resume_dir: Option<PathBuf>,
+}
+
+/// Decoded hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hyper {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Width.
+    pub width: usize,
+    /// Depth.
+    pub depth: usize,
+    /// Batch size.
+    pub batch_size: usize,
+}
+
+impl Hyper {
+    /// From a point of [`SpaceParams::space`].
+    pub fn from_point(space: &Space, pt: &Point) -> Result<Self> {
+        let m = space.point_to_map(pt);
+        let f = |k: &str| {
+            m.get(k).and_then(Value::as_f64).ok_or(StudyError::Invalid {
+                what: "hyperparameter",
+                value: k.to_string(),
+                allowed: "lr, weight_decay, width, depth, batch_log2",
+            })
+        };
+        Ok(Hyper {
+            lr: f("lr")?,
+            weight_decay: f("weight_decay")?,
+            width: f("width")? as usize,
+            depth: f("depth")? as usize,
+            batch_size: 1usize << (f("batch_log2")? as u32),
+        })
+    }
+}
+
+/// Trains an emulator with `h` and returns its validation `score`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_and_score(
+    h: &Hyper,
+    score: Score,
+    epochs: usize,
+    patience: usize,
+    seed: u64,
+    train: &EmulatorData,
+    val: &EmulatorData,
+    dt: f64,
+    ck: &Path,
+) -> Result<f64> {
+    let cfg = EmulatorConfig { hidden: vec![h.width; h.depth], input_norm: NormKind::default(), ..Default::default() };
+    let mut tc = TrainConfig::new(epochs, h.batch_size);
+    tc.optimizer = OptimizerConfig::Adamw(AdamWParams { lr: h.lr, weight_decay: h.weight_decay, ..Default::default() });
+    tc.early_stopping = Some(EarlyStopping { patience, min_delta: 0.0 });
+    tc.seed = seed;
+    let (em, _) = fit(cfg, dt, &tc, seed, train, val, &Device::Cpu, ck, vec![])?;
+    let pred = em.predict(&val.x.view())?;
+    let means = species_means(&train.x.view())?;
+    Ok(score.of(&evaluate(&val.x.view(), &val.t.view(), &pred.view(), dt, &means)?.r2))
+}
+
+/// Runs `m7-hpo`.
+pub fn run(ctx: &mut RunContext) -> ExperimentResult {
+    let p: HpoParams = ctx.params()?;
+    if p.policies.is_empty() || p.budget == 0 || p.q == 0 || p.epochs == 0 {
+        return Err("policies must be non-empty and budget, q, epochs ≥ 1".into());
+    }
+    let space = p.space.space()?;
+    let t0 = Instant::now();
+    let data = load_splits(&p.data, p.seed)?;
+    let data_s = t0.elapsed().as_secs_f64();
+    let state_dir = match &p.resume_dir {
+        Some(d) => d.join("studies"),
+        None => ctx.dir.subdir("studies")?,
+    };
+    let scratch = ctx.dir.subdir("trials")?;
+    let mut study_cfg = p.study.clone();
+    study_cfg.seed = p.seed;
+    let mut all: Vec<(String, Vec<EvalRecord>)> = Vec::new();
+    for policy in &p.policies {
+        let label = policy.label();
+        let objective = |pt: &Point, id: u64| -> Result<f64> {
+            let h = Hyper::from_point(&space, pt)?;
+            let ck = scratch.join(format!("{label}-{id}"));
+            std::fs::create_dir_all(&ck).map_err(|source| StudyError::Io { path: ck.clone(), source })?;
+            let r = train_and_score(&h, p.score, p.epochs, p.patience, p.seed, &data.train, &data.val, data.dt, &ck);
+            let _ = std::fs::remove_dir_all(&ck);
+            r
+        };
+        let hist = run_policy(policy, &space, &study_cfg, p.budget, p.q, &state_dir, objective)?;
+        let best = best_so_far(&hist);
+        if !ctx.quiet {
+            eprintln!(
+                "m7-hpo {label}: best validation R² {:.4} after {} evaluations, {:.0} s",
+                best.last().copied().unwrap_or(f64::NAN),
+                hist.len(),
+                hist.last().map(|r| r.wall_s).unwrap_or(0.0)
+            );
+        }
+        for r in &hist {
+            ctx.metrics()?.log(r)?;
+        }
+        all.push((label, hist));
+    }
+
+    // Target: the best R² classic BO (lag 1) reached; otherwise the best over all policies.
+    let finals: Vec<f64> = all.iter().map(|(_, h)| best_so_far(h).last().copied().unwrap_or(f64::NAN)).collect();
+    let classic = all.iter().position(|(l, _)| l == "lag1");
+    let (target, target_from) = match classic {
+        Some(i) => (finals[i], "classic BO (lag 1)"),
+        None => (finals.iter().copied().fold(f64::NEG_INFINITY, f64::max), "the best policy"),
+    };
+    let tol = 1e-3;
+    let mut rows = Vec::new();
+    let mut summary = Vec::new();
+    let mut by_eval =
+        LinePlot::new("Best validation R² vs evaluations").x_label("evaluations").y_label("best validation R²");
+    let mut by_wall =
+        LinePlot::new("Best validation R² vs wall time").x_label("wall time [s]").y_label("best validation R²");
+    for (label, hist) in &all {
+        let best = best_so_far(hist);
+        let reach = best.iter().position(|b| *b >= target - tol);
+        let overhead: f64 = {
+            let mut seen = std::collections::BTreeSet::new();
+            hist.iter().filter(|r| seen.insert(r.batch)).map(|r| r.overhead_s).sum()
+        };
+        let evals: f64 = hist.iter().map(|r| r.eval_s).sum();
+        let best_rec = hist.iter().filter(|r| r.score.is_finite()).max_by(|a, b| a.score.total_cmp(&b.score));
+        rows.push(vec![
+            label.clone(),
+            hist.len().to_string(),
+            fmt_num(*best.last().unwrap_or(&f64::NAN), 4),
+            reach.map(|i| (i + 1).to_string()).unwrap_or_else(|| "not reached".into()),
+            reach.map(|i| fmt_num(hist[i].wall_s, 1)).unwrap_or_else(|| "—".into()),
+            fmt_num(hist.last().map(|r| r.wall_s).unwrap_or(0.0), 1),
+            fmt_num(overhead, 3),
+            fmt_num(evals, 1),
+            best_rec
+                .map(|r| r.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+        ]);
+        summary.push(serde_json::json!({
+            "policy": label, "evaluations": hist.len(), "best_r2": best.last(), "evals_to_target": reach.map(|i| i + 1),
+            "wall_s_to_target": reach.map(|i| hist[i].wall_s), "wall_s": hist.last().map(|r| r.wall_s), "bo_overhead_s": overhead,
+            "evaluation_s": evals, "best_params": best_rec.map(|r| &r.params),
+        }));
+        let finite = |pts: Vec<(f64, f64)>| pts.into_iter().filter(|p| p.1.is_finite()).collect::<Vec<_>>();
+        by_eval = by_eval.series(
+            label,
+            finite(best.iter().enumerate().map(|(i, b)| ((i + 1) as f64, *b)).collect()),
+            Mark::LinePoints,
+        );
+        by_wall = by_wall.series(
+            label,
+            finite(hist.iter().zip(&best).map(|(r, b)| (r.wall_s, *b)).collect()),
+            Mark::LinePoints,
+        );
+    }
+    by_eval.save(&ctx.dir.file("best_r2_vs_evaluations")?)?;
+    by_wall.save(&ctx.dir.file("best_r2_vs_wall_time")?)?;
+
+    let mut report = Report::new("m7-hpo: emulator hyperparameters by lazy vs classic BO vs random search");
+    report.paragraph(&format!("Command: `{}`", ctx.command()));
+    report.paragraph(&format!(
+        "Score: {:?}. Data: {} ({} train / {} validation rows, loaded in {:.1} s). Search space: lr ∈ [{}, {}] (log), weight decay ∈ [{}, {}] (log), \
+         width ∈ [{}, {}], depth ∈ [{}, {}], batch = 2^k, k ∈ [{}, {}]. Each evaluation trains for at most {} epochs (AdamW, early \
+         stopping patience {}) and scores R² on the validation rows (score above). Budget {} evaluations per \
+         policy, in batches of q = {} trained concurrently (one thread each); BO initial design {} points (Latin hypercube), \
+         then the q best local maxima of EI.",
+        p.score, data.source, data.train.len(), data.val.len(), data_s, p.space.lr.0, p.space.lr.1, p.space.weight_decay.0, p.space.weight_decay.1,
+        p.space.width.0, p.space.width.1, p.space.depth.0, p.space.depth.1, p.space.batch_log2.0, p.space.batch_log2.1, p.epochs,
+        p.patience, p.budget, p.q, if p.study.n_initial > 0 { p.study.n_initial.to_string() } else { "max(5, 2d+1)".into() }
+    ));
+    report.heading("Results");
+    report.table(
+        &[
+            "policy",
+            "evaluations",
+            "best val R²",
+            "evals to target",
+            "wall s to target",
+            "wall s total",
+            "BO overhead s",
+            "Σ evaluation s",
+            "best hyperparameters",
+        ],
+        &rows,
+    );
+    report.paragraph(&format!(
+        "Target = {} − {tol}: the final best R² of {target_from} ({}).",
+        fmt_num(target, 4),
+        fmt_num(target, 4)
+    ));
+    let verdict = match (
+        all.iter().position(|(l, _)| l == "lag1"),
+        summary.iter().position(|s| s["policy"] == "lag_inf"),
+        summary.iter().position(|s| s["policy"] == "lag3"),
+    ) {
+        (Some(c), li, l3) => {
+            let cw = summary[c]["wall_s_to_target"].as_f64();
+            let mut parts = Vec::new();
+            for (name, i) in [("lag ∞", li), ("lag 3", l3)] {
+                if let Some(i) = i {
+                    let w = summary[i]["wall_s_to_target"].as_f64();
+                    parts.push(match (w, cw) {
+                        (Some(w), Some(cw)) if w < cw => {
+                            format!("{name} reached classic BO's R² in less wall time ({w:.1} s vs {cw:.1} s)")
+                        }
+                        (Some(w), Some(cw)) => {
+                            format!("{name} reached classic BO's R² but not faster ({w:.1} s vs {cw:.1} s)")
+                        }
+                        _ => format!("{name} did not reach classic BO's R² within the budget"),
+                    });
+                }
+            }
+            parts.join("; ")
+        }
+        _ => "no classic BO (lag 1) policy in this run".into(),
+    };
+    report.paragraph(&format!("Verdict on this machine, this run: {verdict}."));
+    report.figure("Best validation R² vs evaluations", "best_r2_vs_evaluations.png");
+    report.figure("Best validation R² vs wall time", "best_r2_vs_wall_time.png");
+    ctx.dir.write_summary(&serde_json::json!({"policies": summary, "target": target, "verdict": verdict, "data_s": data_s, "state_dir": state_dir}))?;
+    report.write(&ctx.dir)?;
+    Ok(())
+}
