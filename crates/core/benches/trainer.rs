@@ -4,27 +4,13 @@
 //!
 //! Run: `cargo bench -p gradlab-core --bench trainer`
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gradlab_core::data::Table;
+use gradlab_core::nn::{Activation, Mlp};
 use gradlab_core::train::{TrainConfig, Trainer, Validation};
 use ndarray::Array2;
-
-struct Mlp(Vec<candle_nn::Linear>);
-
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
-        for (i, l) in self.0.iter().enumerate() {
-            h = l.forward(&h)?;
-            if i + 1 < self.0.len() {
-                h = h.relu()?;
-            }
-        }
-        Ok(h)
-    }
-}
 
 fn bench(c: &mut Criterion) {
     let n = 2048;
@@ -38,12 +24,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let sizes = [32, 128, 128, 28];
-    let model = Mlp(sizes
-        .windows(2)
-        .enumerate()
-        .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("l{i}"))).unwrap())
-        .collect());
+    let model = Mlp::new(&[32, 128, 128, 28], Activation::Relu, vb).unwrap();
     let mut g = c.benchmark_group("trainer");
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(20);

@@ -8,6 +8,7 @@ pub mod error;
 pub mod experiment;
 pub mod experiments;
 pub mod metrics;
+pub mod nn;
 pub mod normalize;
 pub mod observe;
 pub mod optim;

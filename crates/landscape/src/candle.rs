@@ -223,35 +223,14 @@ impl<M: Send + Sync + 'static> Replicate for CandleObjective<M> {
 /// A small tanh MLP used in tests, benches and examples: `sizes[0] → … → sizes[last]`, MSE loss.
 pub mod mlp {
     use candle_core::{Module, Tensor};
-    use candle_nn::{Linear, VarBuilder};
+    use candle_nn::VarBuilder;
 
-    /// Layers of the MLP.
-    #[derive(Debug, Clone)]
-    pub struct Mlp {
-        layers: Vec<Linear>,
-    }
+    /// The MLP (gradlab-core's, with tanh activations).
+    pub type Mlp = gradlab_core::nn::Mlp;
 
     /// Builds the MLP with variables `l0.*`, `l1.*`, ….
     pub fn build(sizes: &[usize], vb: VarBuilder) -> candle_core::Result<Mlp> {
-        let layers = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("l{i}"))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Mlp { layers })
-    }
-
-    impl Module for Mlp {
-        fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-            let mut h = x.clone();
-            for (i, l) in self.layers.iter().enumerate() {
-                h = l.forward(&h)?;
-                if i + 1 < self.layers.len() {
-                    h = h.tanh()?;
-                }
-            }
-            Ok(h)
-        }
+        Mlp::new(sizes, gradlab_core::nn::Activation::Tanh, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
     /// Mean squared error of the MLP on one batch.

@@ -8,14 +8,15 @@
 use crate::data::{Table, array_to_tensor, split_indices, tensor_to_array};
 use crate::device::DeviceChoice;
 use crate::experiment::{ExperimentResult, RunContext};
+use crate::nn::{Activation, Mlp};
 use crate::normalize::{NormKind, Normalizer};
 use crate::observe::{JsonlObserver, ProgressObserver};
 use crate::plot::{LinePlot, Mark, ScatterPlot};
 use crate::report::{Report, fmt_num};
 use crate::train::{TrainConfig, Trainer, Validation};
 use crate::{Error, Result, metrics};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_core::{DType, Device, Module};
+use candle_nn::{VarBuilder, VarMap};
 use ndarray::{Array2, Axis};
 use rand::Rng;
 
@@ -71,36 +72,6 @@ pub fn make_data(p: &Params) -> Table {
     Table { x, y }
 }
 
-/// A plain MLP with tanh activations.
-pub struct Mlp {
-    layers: Vec<Linear>,
-}
-
-impl Mlp {
-    /// `sizes = [in, h1, …, out]`.
-    pub fn new(sizes: &[usize], vb: VarBuilder) -> Result<Self> {
-        let layers = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("l{i}"))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Mlp { layers })
-    }
-}
-
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
-        for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h)?;
-            if i + 1 < self.layers.len() {
-                h = h.tanh()?;
-            }
-        }
-        Ok(h)
-    }
-}
-
 /// Run the experiment.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
@@ -121,7 +92,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let mut sizes = vec![p.inputs];
     sizes.extend(&p.hidden);
     sizes.push(2);
-    let model = Mlp::new(&sizes, vb)?;
+    let model = Mlp::new(&sizes, Activation::Tanh, vb)?;
     // Deterministic initialisation from the seed (candle's own initialiser is not seeded).
     crate::params::init_glorot_uniform(&vm, p.seed)?;
 
