@@ -10,7 +10,11 @@
 //! * **Completion** (Harder et al. 2022): per species one tendency is replaced by the budget minus
 //!   the sum of the others — SO4 CS gets `P·Δt − ΔH2SO4 − ΔSO4(NS, KS, AS)`, BC CS, OC CS and DU AS
 //!   get minus the sum of their other modes — so `Σ Δ = P·Δt` for sulfur and `0` for BC, OC and
-//!   dust hold up to float round-off. Implemented as `Δ·A + (P·Δt)·e₄` with a fixed 28×28 matrix.
+//!   dust hold up to float round-off. Implemented as `Δ·A + (P·Δt)·e_c` with a fixed 28×28 matrix.
+//!   Those are the paper's closing columns ([`Closing::Paper`]); [`Closing::MaxVariance`] closes
+//!   each species on its tendency with the largest training variance instead (on our data the
+//!   paper's columns are near-always zero, so completion puts every error where there is no
+//!   signal; see docs/results/aerosol.md).
 //! * **Correction**: the next state is `ReLU(x + Δ)`, i.e. `Δ ← ReLU(x + Δ) − x`; water `← ReLU(w)`.
 //! * **Penalties**: the squared mass-budget violation per species and the squared negative part of
 //!   `x + Δ` (and of the water), each divided by the natural scale of the training tendencies so the
