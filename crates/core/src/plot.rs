@@ -102,6 +102,13 @@ fn tr(v: f64, log: bool) -> Option<f64> {
     if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) }
 }
 
+/// Number of axis labels: on a log axis spanning at least one decade, one label per decade so
+/// that plotters' "nice" tick search lands on powers of ten; otherwise plotters' default (10).
+fn n_labels(lo: f64, hi: f64, log: bool) -> usize {
+    let span = hi - lo;
+    if log && span >= 1.0 { (span.floor() as usize + 1).clamp(2, 10) } else { 10 }
+}
+
 fn label(v: f64, log: bool) -> String {
     let x = if log { 10f64.powf(v) } else { v };
     let a = x.abs();
@@ -250,6 +257,8 @@ impl LinePlot {
             .y_desc(self.yl.as_str())
             .axis_desc_style(("sans-serif", 20))
             .label_style(("sans-serif", 16))
+            .x_labels(n_labels(xr.0, xr.1, lx))
+            .y_labels(n_labels(yr.0, yr.1, ly))
             .x_label_formatter(&|v| label(*v, lx))
             .y_label_formatter(&|v| label(*v, ly))
             .light_line_style(WHITE.mix(0.0))
@@ -363,6 +372,8 @@ impl ScatterPlot {
                 .y_desc(self.yl.as_str())
                 .axis_desc_style(("sans-serif", 20))
                 .label_style(("sans-serif", 16))
+                .x_labels(n_labels(r.0, r.1, lg))
+                .y_labels(n_labels(r.0, r.1, lg))
                 .x_label_formatter(&|v| label(*v, lg))
                 .y_label_formatter(&|v| label(*v, lg))
                 .light_line_style(WHITE.mix(0.0))
@@ -851,6 +862,8 @@ impl Histogram {
                 .y_desc(self.yl.as_str())
                 .axis_desc_style(("sans-serif", 20))
                 .label_style(("sans-serif", 16))
+                .x_labels(n_labels(edges[0], edges[edges.len() - 1], lx))
+                .y_labels(n_labels(ylo, ymax * 1.05, ly))
                 .x_label_formatter(&|v| label(*v, lx))
                 .y_label_formatter(&|v| label(*v, ly))
                 .light_line_style(WHITE.mix(0.0))
@@ -954,6 +967,14 @@ mod tests {
             .save(Path::new("/tmp/never"))
             .unwrap_err();
         assert!(matches!(e, Error::ShapeMismatch { .. }));
+    }
+
+    #[test]
+    fn log_axes_get_one_label_per_decade() {
+        assert_eq!(n_labels(-2.1, 0.1, true), 3);
+        assert_eq!(n_labels(-0.3, 0.2, true), 10);
+        assert_eq!(n_labels(-30.0, 30.0, true), 10);
+        assert_eq!(n_labels(-2.1, 0.1, false), 10);
     }
 
     #[test]
