@@ -196,6 +196,17 @@ const NONE: u32 = u32::MAX;
 
 /// Solve the partial assignment problem (see the module docs). The result's `selected` has one
 /// entry per triplet passed to [`SparseCost::from_triplets`].
+///
+/// ```
+/// use gradlab_track::lap::{solve, SparseCost, Unmatched};
+/// // 2 rows × 3 columns, (1, 0) forbidden: the optimum pairs row 0 with column 0 and row 1
+/// // with column 2 (cost 1 + 2 = 3) rather than row 0 with column 1 (5) and row 1 with column 2.
+/// let c = SparseCost::from_triplets(2, 3, &[0, 0, 1, 1], &[0, 1, 0, 2], &[1.0, 5.0, f64::INFINITY, 2.0])?;
+/// let m = solve(&c, Unmatched::Forbidden)?;
+/// assert_eq!(m.row_to_col, vec![Some(0), Some(2)]);
+/// assert_eq!((m.size, m.cost), (2, 3.0));
+/// # Ok::<(), gradlab_track::Error>(())
+/// ```
 pub fn solve(c: &SparseCost, unmatched: Unmatched) -> Result<Matching> {
     let n_triplets = c.n_triplets;
     let (nr, nc) = (c.rows, c.cols);
