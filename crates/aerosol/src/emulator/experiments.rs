@@ -1,6 +1,7 @@
 //! Experiments `m7-emulator` (train every head variant, evaluate, roll out) and `m7-speed`
 //! (emulator vs box-model throughput).
 
+use super::EmulatorError;
 use super::eval::{Evaluation, evaluate, species_means};
 use super::heads::{Closing, HeadKind, N_ENV, N_STATE, Penalties};
 use super::model::{Emulator, EmulatorConfig, EmulatorData, OutputKind};
@@ -142,21 +143,34 @@ fn default_scatter() -> usize {
     3000
 }
 
-/// The split data with the box-model time step.
-pub(crate) struct Splits {
-    pub(crate) train: EmulatorData,
-    pub(crate) val: EmulatorData,
-    pub(crate) test: EmulatorData,
-    pub(crate) dt: f64,
-    m7: M7Config,
-    source: String,
+/// Train / validation / test splits, the box-model configuration that produced them and where
+/// they came from. Shared by `m7-emulator`, `m7-speed` and the studies (`m7-hpo`, `m7-landscape`).
+#[derive(Debug, Clone)]
+pub struct Splits {
+    /// Training rows.
+    pub train: EmulatorData,
+    /// Validation rows.
+    pub val: EmulatorData,
+    /// Test rows.
+    pub test: EmulatorData,
+    /// Box-model time step [s].
+    pub dt: f64,
+    /// Box-model configuration of the data.
+    pub m7: M7Config,
+    /// Where the data came from.
+    pub source: String,
 }
 
-pub(crate) fn load_data(p: &DataParams, seed: u64) -> Result<Splits, Box<dyn std::error::Error + Send + Sync>> {
+/// Loads a dataset directory (`data.dir`) or samples `data.samples` cells with the box model.
+pub fn load_data(p: &DataParams, seed: u64) -> crate::emulator::Result<Splits> {
     if let Some(dir) = &p.dir {
         let d = dataset::read_dataset(dir)?;
         if d.include_sea_salt {
-            return Err(format!("{}: the emulator uses the 24-state layout without sea salt", dir.display()).into());
+            return Err(EmulatorError::config(
+                "data.dir",
+                dir.display(),
+                "a dataset in the 24-state layout without sea salt",
+            ));
         }
         let m7 = d.manifest.as_ref().map(|m| m.m7).unwrap_or_default();
         let f = |x: &Array2<f32>, y: &Array2<f32>| {
@@ -172,7 +186,7 @@ pub(crate) fn load_data(p: &DataParams, seed: u64) -> Result<Splits, Box<dyn std
         });
     }
     if p.samples < 100 {
-        return Err(format!("data.samples = {}: give at least 100 cells, or data.dir", p.samples).into());
+        return Err(EmulatorError::config("data.samples", p.samples, "at least 100 cells, or data.dir"));
     }
     let samples = sample_cells(&p.m7, &p.sampler, seed, 0, p.samples)?;
     let (x, y) = dataset::tables(&samples, false);

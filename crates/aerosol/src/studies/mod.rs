@@ -8,12 +8,8 @@ pub mod landscape;
 #[cfg(test)]
 mod tests;
 
-use crate::dataset;
-use crate::emulator::EmulatorData;
 use crate::emulator::experiments::DataParams;
-use crate::sampler::sample_cells;
 use gradlab_core::experiment::Experiment;
-use ndarray::{Array2, Axis};
 
 /// Errors of the studies.
 #[derive(Debug, thiserror::Error)]
@@ -77,60 +73,9 @@ pub fn experiments() -> Vec<Experiment> {
     ]
 }
 
-/// Train / validation / test splits and the box-model time step.
-#[derive(Debug, Clone)]
-pub struct Splits {
-    /// Training rows.
-    pub train: EmulatorData,
-    /// Validation rows.
-    pub val: EmulatorData,
-    /// Test rows.
-    pub test: EmulatorData,
-    /// Box-model time step [s].
-    pub dt: f64,
-    /// Where the data came from.
-    pub source: String,
-}
+pub use crate::emulator::experiments::Splits;
 
-/// Loads a dataset directory or samples cells with the box model (as `m7-emulator` does).
+/// Loads a dataset directory or samples cells with the box model, exactly as `m7-emulator` does.
 pub fn load_splits(p: &DataParams, seed: u64) -> Result<Splits> {
-    if let Some(dir) = &p.dir {
-        let d = dataset::read_dataset(dir)?;
-        if d.include_sea_salt {
-            return Err(StudyError::Invalid {
-                what: "data.dir",
-                value: dir.display().to_string(),
-                allowed: "a dataset in the 24-state layout without sea salt",
-            });
-        }
-        let m7 = d.manifest.as_ref().map(|m| m.m7).unwrap_or_default();
-        let f = |x: &Array2<f32>, y: &Array2<f32>| {
-            EmulatorData::from_xy(&x.mapv(f64::from).view(), &y.mapv(f64::from).view())
-        };
-        return Ok(Splits {
-            train: f(&d.x_train, &d.y_train)?,
-            val: f(&d.x_val, &d.y_val)?,
-            test: f(&d.x_test, &d.y_test)?,
-            dt: m7.dt,
-            source: format!("dataset {}", dir.display()),
-        });
-    }
-    if p.samples < 100 {
-        return Err(StudyError::Invalid {
-            what: "data.samples",
-            value: p.samples.to_string(),
-            allowed: "at least 100 cells, or data.dir",
-        });
-    }
-    let samples = sample_cells(&p.m7, &p.sampler, seed, 0, p.samples)?;
-    let (x, y) = dataset::tables(&samples, false);
-    let parts = dataset::split_indices(x.nrows(), p.split[0], p.split[1], seed)?;
-    let f = |idx: &Vec<usize>| EmulatorData::from_xy(&x.select(Axis(0), idx).view(), &y.select(Axis(0), idx).view());
-    Ok(Splits {
-        train: f(&parts[0])?,
-        val: f(&parts[1])?,
-        test: f(&parts[2])?,
-        dt: p.m7.dt,
-        source: format!("{} cells sampled with seed {seed}", p.samples),
-    })
+    Ok(crate::emulator::experiments::load_data(p, seed)?)
 }

@@ -117,6 +117,17 @@ fn tiny_data() -> Splits {
 }
 
 #[test]
+fn shared_loader_names_the_bad_field() {
+    let p: crate::emulator::experiments::DataParams =
+        serde_json::from_value(serde_json::json!({"samples": 10})).unwrap();
+    let e = load_splits(&p, 0).unwrap_err().to_string();
+    assert!(e.contains("data.samples") && e.contains("at least 100"), "{e}");
+    let d = tiny_data();
+    assert_eq!(d.train.len() + d.val.len() + d.test.len(), 300);
+    assert_eq!(d.dt, d.m7.dt);
+}
+
+#[test]
 fn emulator_objective_gradient_matches_finite_differences() {
     use crate::emulator::{EmulatorConfig, HeadKind};
     use rand::{Rng, SeedableRng};
