@@ -1,8 +1,11 @@
 //! Print per-frame graph sizes and hits per primary for the three phantoms (development aid).
-//! `cargo run --release -p gradlab-track --example graph_stats -- [gap_mm] [frames]`
+//! `cargo run --release -p gradlab-track --example graph_stats -- [gap_mm] [frames] [physics json]
+//! [thicknesses json] [primaries json] [tracker-calorimeter gap mm] [beam json] [detected|incident]`
 use gradlab_track::detector::DetectorConfig;
 use gradlab_track::graph::{GraphConfig, HitGraph, LineGraph};
-use gradlab_track::sim::{BeamConfig, DetectorSource, PhantomConfig, PhysicsConfig, SimConfig, Simulator};
+use gradlab_track::sim::{
+    BeamConfig, DetectorSource, FramePrimaries, PhantomConfig, PhysicsConfig, SimConfig, Simulator,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -19,15 +22,19 @@ fn main() {
             p.z_mm += shift;
         }
     }
+    let beam: BeamConfig = args.get(7).map(|s| serde_json::from_str(s).unwrap()).unwrap_or_default();
+    let frame_primaries: FramePrimaries =
+        args.get(8).map(|s| serde_json::from_str(&format!("\"{s}\"")).unwrap()).unwrap_or_default();
     for &thick in &thicks {
         for &n in &ns {
             let physics = physics.clone();
             let cfg = SimConfig {
                 detector: DetectorSource::Inline(Box::new(det.clone())),
                 phantom: PhantomConfig { material: "water".into(), thickness_mm: thick, gap_mm: gap },
-                beam: BeamConfig::default(),
+                beam: beam.clone(),
                 physics,
                 primaries_per_frame: n,
+                frame_primaries,
                 drop_layers_after_gap: true,
             };
             let sim = Simulator::new(&cfg).unwrap();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detector::DetectorConfig;
 use crate::graph::GraphConfig;
-use crate::sim::{BeamConfig, DetectorSource, PhantomConfig, PhysicsConfig, SimConfig};
+use crate::sim::{BeamConfig, DetectorSource, FramePrimaries, PhantomConfig, PhysicsConfig, SimConfig};
 
 pub mod follower;
 pub mod simulate;
@@ -40,6 +40,10 @@ pub struct SetupParams {
     /// Air gap phantom → detector [mm].
     #[serde(default = "default_gap")]
     pub phantom_gap_mm: f64,
+    /// Which primaries count towards a frame's N (`detected`, as the reference pipeline, or
+    /// `incident`).
+    #[serde(default)]
+    pub frame_primaries: FramePrimaries,
     /// Beam.
     #[serde(default)]
     pub beam: BeamConfig,
@@ -55,7 +59,7 @@ fn default_detector() -> DetectorSource {
     DetectorSource::Path("configs/detector-bergen-dtc.json".into())
 }
 fn default_gap() -> f64 {
-    175.0
+    100.0
 }
 
 impl SetupParams {
@@ -68,6 +72,7 @@ impl SetupParams {
             beam: self.beam.clone(),
             physics: self.physics.clone(),
             primaries_per_frame: primaries,
+            frame_primaries: self.frame_primaries,
             drop_layers_after_gap: true,
         }
     }
