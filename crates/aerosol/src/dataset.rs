@@ -126,6 +126,72 @@ pub fn split_indices(n: usize, train: f64, val: f64, seed: u64) -> Result<[Vec<u
     Ok([idx, val_idx, test])
 }
 
+/// Train / validation / test split stratified on rare extreme rows: the `tail_fraction` of rows
+/// with the largest `scores` form one stratum and the rest another; each is shuffled (seeded) and
+/// split with the same fractions, so every part receives its share of the extreme rows.
+///
+/// For heavy-tailed targets (some M7 tendencies have kurtosis ~1e5: a handful of cells hold
+/// almost all of a column's variance) a purely random split decides by chance whether the test
+/// set contains any of those cells, and with it the test variance that R² divides by.
+/// `tail_fraction = 0` is [`split_indices`].
+pub fn stratified_split_indices(
+    scores: &[f64],
+    tail_fraction: f64,
+    train: f64,
+    val: f64,
+    seed: u64,
+) -> Result<[Vec<usize>; 3]> {
+    if !(0.0..1.0).contains(&tail_fraction) {
+        return Err(Error::config("stratify_tails", tail_fraction, "a fraction 0 <= f < 1 of the rows"));
+    }
+    let n = scores.len();
+    let k = ((n as f64) * tail_fraction).ceil() as usize;
+    if k == 0 {
+        return split_indices(n, train, val, seed);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    // Largest score first; NaN scores count as extreme; ties by index (deterministic).
+    order.sort_by(|&a, &b| {
+        let (sa, sb) = (scores[a], scores[b]);
+        let key = |s: f64| if s.is_nan() { f64::INFINITY } else { s };
+        key(sb).total_cmp(&key(sa)).then(a.cmp(&b))
+    });
+    let rest = order.split_off(k);
+    let mut parts: [Vec<usize>; 3] = Default::default();
+    for (stratum, salt) in [(order, 1u64), (rest, 2u64)] {
+        let sub = split_indices(stratum.len(), train, val, seed.wrapping_add(salt.wrapping_mul(0x9E37_79B9)))?;
+        for (part, idx) in parts.iter_mut().zip(sub) {
+            part.extend(idx.into_iter().map(|i| stratum[i]));
+        }
+    }
+    Ok(parts)
+}
+
+/// Tail score of each row of `t`: the largest |z| over its columns, with each column's mean and
+/// standard deviation over all rows (columns with zero spread are skipped).
+pub fn tail_scores(t: &ndarray::ArrayView2<f32>) -> Vec<f64> {
+    let n = t.nrows().max(1) as f64;
+    let stats: Vec<(f64, f64)> = t
+        .columns()
+        .into_iter()
+        .map(|c| {
+            let m = c.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let sd = (c.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n).sqrt();
+            (m, sd)
+        })
+        .collect();
+    t.rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .zip(&stats)
+                .filter(|(_, (_, sd))| *sd > 0.0)
+                .map(|(&v, (m, sd))| ((v as f64 - m) / sd).abs())
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
 /// A fixed salt so the split shuffle differs from the sampler's streams.
 const SPLIT_SALT: u64 = 0x5EED_5917;
 
@@ -313,4 +379,48 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset> {
         include_sea_salt,
         manifest,
     })
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_shares_the_extreme_rows() {
+        let n = 1000;
+        // Rows 7, 107, ..., 1907 mod n: 10 extreme rows (score 100 + i), the rest small.
+        let mut scores = vec![0.5; n];
+        let extreme: Vec<usize> = (0..10).map(|i| 7 + 97 * i).collect();
+        for (i, &r) in extreme.iter().enumerate() {
+            scores[r] = 100.0 + i as f64;
+        }
+        let parts = stratified_split_indices(&scores, 0.01, 0.8, 0.1, 3).unwrap();
+        let mut all: Vec<usize> = parts.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "a partition of the rows");
+        let count = |p: &Vec<usize>| p.iter().filter(|i| extreme.contains(i)).count();
+        assert_eq!([count(&parts[0]), count(&parts[1]), count(&parts[2])], [8, 1, 1]);
+        assert_eq!([parts[0].len(), parts[1].len(), parts[2].len()], [800, 100, 100]);
+        // Deterministic per seed, different across seeds.
+        assert_eq!(parts, stratified_split_indices(&scores, 0.01, 0.8, 0.1, 3).unwrap());
+        assert_ne!(parts, stratified_split_indices(&scores, 0.01, 0.8, 0.1, 4).unwrap());
+        // Fraction 0 is the random split; out-of-range fractions are refused by name.
+        assert_eq!(
+            stratified_split_indices(&scores, 0.0, 0.8, 0.1, 3).unwrap(),
+            split_indices(n, 0.8, 0.1, 3).unwrap()
+        );
+        let e = stratified_split_indices(&scores, 1.5, 0.8, 0.1, 3).unwrap_err().to_string();
+        assert!(e.contains("stratify_tails") && e.contains("1.5"), "{e}");
+    }
+
+    #[test]
+    fn tail_scores_are_the_largest_abs_z() {
+        // Column 0: values 0, 0, 0, 4 → mean 1, sd √3; column 1 constant (skipped).
+        let t = ndarray::arr2(&[[0.0f32, 5.0], [0.0, 5.0], [0.0, 5.0], [4.0, 5.0]]);
+        let s = tail_scores(&t.view());
+        let sd = 3f64.sqrt();
+        for (got, want) in s.iter().zip([1.0 / sd, 1.0 / sd, 1.0 / sd, 3.0 / sd]) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
 }

@@ -20,8 +20,10 @@ use ndarray::{Array2, ArrayView2};
 pub struct Evaluation {
     /// R² per output (28).
     pub r2: Vec<f64>,
-    /// Uniform average of `r2`.
+    /// Uniform average of `r2` (the paper's headline metric).
     pub r2_mean: f64,
+    /// Median of `r2`: a summary that a few heavy-tailed outputs cannot dominate.
+    pub r2_median: f64,
     /// R² of `ln(|v| + 1e-8)` per output.
     pub r2_log: Vec<f64>,
     /// Uniform average of `r2_log`.
@@ -117,6 +119,7 @@ pub fn evaluate(
     let water_neg = p.slice(ndarray::s![.., N_STATE..]).iter().filter(|&&v| v < 0.0).count();
     Ok(Evaluation {
         r2_mean: r2.iter().sum::<f64>() / r2.len() as f64,
+        r2_median: median(&r2),
         r2,
         r2_log_mean: r2_log.iter().sum::<f64>() / r2_log.len() as f64,
         r2_log,
@@ -130,10 +133,30 @@ pub fn evaluate(
     })
 }
 
+/// Median of a non-empty slice (mean of the two middle values for an even length; NaN sorts last).
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn median_of_odd_even_and_outliers() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        // One catastrophic output moves the mean, not the median.
+        assert_eq!(median(&[0.9, -700.0, 0.95, 0.8, 0.85]), 0.85);
+        assert!(median(&[]).is_nan());
+    }
 
     #[test]
     fn hand_computed_mass_and_negativity() {

@@ -59,6 +59,12 @@ pub struct DataParams {
     /// Train and validation fractions (the rest is test) when sampling.
     #[serde(default = "default_split")]
     pub split: [f64; 2],
+    /// Fraction of the sampled cells, those with the most extreme tendencies (largest |z| over
+    /// the 28 targets), that are split as their own stratum with the same fractions, so train,
+    /// validation and test each get their share of the rare extreme cells
+    /// ([`dataset::stratified_split_indices`]). 0 = a purely random split.
+    #[serde(default)]
+    pub stratify_tails: f64,
     /// Box model of the recorded step.
     #[serde(default)]
     pub m7: M7Config,
@@ -92,6 +98,12 @@ pub struct Variant {
     /// `target_winsorize`).
     #[serde(default)]
     pub target_winsorize: Option<f64>,
+    /// Robust output scale of this variant (overrides the top-level `target_scale_quantile`).
+    #[serde(default)]
+    pub target_scale_quantile: Option<f64>,
+    /// Huber δ of this variant (overrides the top-level `huber_delta`).
+    #[serde(default)]
+    pub huber_delta: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -125,6 +137,14 @@ pub struct EmulatorParams {
     /// their `[q, 1 − q]` quantiles before the output normaliser and the loss (0 = off).
     #[serde(default)]
     pub target_winsorize: f64,
+    /// Robust output scale for every variant: the output normaliser is fitted on the training
+    /// targets clipped to their `[q, 1 − q]` quantiles, the loss sees them unclipped
+    /// ([`EmulatorConfig::target_scale_quantile`]; 0 = off, the paper's z-score).
+    #[serde(default)]
+    pub target_scale_quantile: f64,
+    /// Huber δ in the normalised target space for every variant (0 = MSE, the paper's).
+    #[serde(default)]
+    pub huber_delta: f64,
     /// The head variants to train.
     pub variants: Vec<Variant>,
     /// Trainer settings (shared by all variants; the seed is overridden by `seed`).
@@ -161,6 +181,22 @@ pub struct Splits {
     pub source: String,
 }
 
+/// The loss settings in words, for reports.
+fn loss_words(huber: f64, scale_q: f64, winsorize: f64) -> String {
+    let mut w = if huber > 0.0 { format!("Huber (δ = {huber})") } else { "MSE".to_string() };
+    w.push_str(" on targets z-scored");
+    if winsorize > 0.0 {
+        w.push_str(&format!(" after clipping to their [{winsorize}, 1 − {winsorize}] quantiles"));
+    } else if scale_q > 0.0 {
+        w.push_str(&format!(
+            " with mean and σ of the bulk (targets clipped to [{scale_q}, 1 − {scale_q}] quantiles for the fit only)"
+        ));
+    } else {
+        w.push_str(" with the training mean and σ (the paper's)");
+    }
+    w
+}
+
 /// Loads a dataset directory (`data.dir`) or samples `data.samples` cells with the box model.
 pub fn load_data(p: &DataParams, seed: u64) -> crate::emulator::Result<Splits> {
     if let Some(dir) = &p.dir {
@@ -190,15 +226,33 @@ pub fn load_data(p: &DataParams, seed: u64) -> crate::emulator::Result<Splits> {
     }
     let samples = sample_cells(&p.m7, &p.sampler, seed, 0, p.samples)?;
     let (x, y) = dataset::tables(&samples, false);
-    let parts = dataset::split_indices(x.nrows(), p.split[0], p.split[1], seed)?;
-    let f = |idx: &Vec<usize>| EmulatorData::from_xy(&x.select(Axis(0), idx).view(), &y.select(Axis(0), idx).view());
+    let all = EmulatorData::from_xy(&x.view(), &y.view())?;
+    if !(0.0..1.0).contains(&p.stratify_tails) {
+        return Err(EmulatorError::config(
+            "data.stratify_tails",
+            p.stratify_tails,
+            "a fraction 0 <= f < 1 of the cells (0: a random split)",
+        ));
+    }
+    let parts = if p.stratify_tails > 0.0 {
+        let scores = dataset::tail_scores(&all.t.view());
+        dataset::stratified_split_indices(&scores, p.stratify_tails, p.split[0], p.split[1], seed)?
+    } else {
+        dataset::split_indices(x.nrows(), p.split[0], p.split[1], seed)?
+    };
+    let f = |idx: &Vec<usize>| EmulatorData { x: all.x.select(Axis(0), idx), t: all.t.select(Axis(0), idx) };
+    let strat = if p.stratify_tails > 0.0 {
+        format!(", split stratified on the {} most extreme cells", (p.samples as f64 * p.stratify_tails).ceil())
+    } else {
+        String::new()
+    };
     Ok(Splits {
-        train: f(&parts[0])?,
-        val: f(&parts[1])?,
-        test: f(&parts[2])?,
+        train: f(&parts[0]),
+        val: f(&parts[1]),
+        test: f(&parts[2]),
         dt: p.m7.dt,
         m7: p.m7,
-        source: format!("{} cells sampled with seed {seed} (f64 tendencies)", p.samples),
+        source: format!("{} cells sampled with seed {seed} (f64 tendencies){strat}", p.samples),
     })
 }
 
@@ -259,6 +313,8 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
             penalties: v.penalties,
             closing: v.closing,
             target_winsorize: v.target_winsorize.unwrap_or(p.target_winsorize),
+            target_scale_quantile: v.target_scale_quantile.unwrap_or(p.target_scale_quantile),
+            huber_delta: v.huber_delta.unwrap_or(p.huber_delta),
             ..Default::default()
         };
         let t = Instant::now();
@@ -279,9 +335,10 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
         )?;
         if !ctx.quiet {
             eprintln!(
-                "m7-emulator {}: R² {:.4}, R² log {:.4}, neg frac {:.2e}, {} epochs, {:.0} s, closing {:?}",
+                "m7-emulator {}: R² {:.4} (median {:.4}), R² log {:.4}, neg frac {:.2e}, {} epochs, {:.0} s, closing {:?}",
                 v.name,
                 eval.r2_mean,
+                eval.r2_median,
                 eval.r2_log_mean,
                 eval.negative_fraction,
                 rep.epochs_run,
@@ -358,6 +415,7 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
         rows.push(vec![
             o.name.clone(),
             fmt_num(e.r2_mean, 4),
+            fmt_num(e.r2_median, 4),
             fmt_num(e.r2_log_mean, 4),
             e.mass_rmse.iter().map(|&v| pct(v)).collect::<Vec<_>>().join(" / "),
             e.mass_max.iter().map(|&v| pct(v)).collect::<Vec<_>>().join(" / "),
@@ -373,6 +431,7 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
         "box model (truth)".into(),
         "1".into(),
         "1".into(),
+        "1".into(),
         e.mass_rmse.iter().map(|&v| pct(v)).collect::<Vec<_>>().join(" / "),
         e.mass_max.iter().map(|&v| pct(v)).collect::<Vec<_>>().join(" / "),
         pct(e.negative_fraction),
@@ -384,6 +443,7 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
     let headers = [
         "variant",
         "R² (avg of 28)",
+        "R² (median of 28)",
         "R² log|Δ|",
         "mass RMSE / mean (S / BC / OC / DU)",
         "max mass violation / mean (S / BC / OC / DU)",
@@ -431,8 +491,8 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
     let mut r = Report::new("m7-emulator: physics-constrained neural emulator of M7");
     r.paragraph(&format!(
         "Data: {}; {} / {} / {} train / val / test rows; Δt = {} s. MLP 32 → {:?} → 28 (ReLU), inputs {:?}-normalised; \
-         Trainer: {:?}, batch {}, up to {} epochs, early stopping {:?}. Paper (Harder et al. 2022): average R² 0.771 \
-         (0.89 with the log + sign variant in the workshop paper).",
+         Trainer: {:?}, batch {}, up to {} epochs, early stopping {:?}. Loss (unless a variant overrides it): {}. \
+         Paper (Harder et al. 2022): average R² 0.771 (0.89 with the log + sign variant in the workshop paper).",
         data.source,
         data.train.len(),
         data.val.len(),
@@ -443,7 +503,8 @@ pub fn run_emulator(ctx: &mut RunContext) -> ExperimentResult {
         p.train.optimizer,
         p.train.batch_size,
         p.train.epochs,
-        p.train.early_stopping
+        p.train.early_stopping,
+        loss_words(p.huber_delta, p.target_scale_quantile, p.target_winsorize),
     ));
     r.code("sh", &ctx.command());
     r.heading("Test set, every head variant");

@@ -72,6 +72,17 @@ pub struct EmulatorConfig {
     /// test targets and the predictions are not clipped). 0 = off (the paper's plain z-score).
     #[serde(default)]
     pub target_winsorize: f64,
+    /// Robust output scale without clipping: when `q > 0`, the output normaliser is fitted on the
+    /// training targets clipped to their `[q, 1 − q]` quantiles, but the loss sees the unclipped
+    /// targets. For heavy-tailed columns the scale then follows the bulk of the cells instead of
+    /// a handful of extreme ones; pair it with `huber_delta` so those cells cannot dominate the
+    /// loss. 0 = off.
+    #[serde(default)]
+    pub target_scale_quantile: f64,
+    /// Huber loss in the normalised target space: `d²` for `|d| ≤ δ`, `2δ|d| − δ²` beyond (equal
+    /// to the MSE near zero, linear in the tails). 0 = plain MSE (the paper's).
+    #[serde(default)]
+    pub huber_delta: f64,
 }
 
 impl Default for EmulatorConfig {
@@ -86,6 +97,8 @@ impl Default for EmulatorConfig {
             log_eps_rel: default_eps_rel(),
             closing: Closing::Paper,
             target_winsorize: 0.0,
+            target_scale_quantile: 0.0,
+            huber_delta: 0.0,
         }
     }
 }
@@ -106,6 +119,16 @@ impl EmulatorConfig {
         }
         if !(self.target_winsorize >= 0.0 && self.target_winsorize < 0.5) {
             return Err(EmulatorError::config("target_winsorize", self.target_winsorize, "a quantile 0 <= q < 0.5"));
+        }
+        if !(self.target_scale_quantile >= 0.0 && self.target_scale_quantile < 0.5) {
+            return Err(EmulatorError::config(
+                "target_scale_quantile",
+                self.target_scale_quantile,
+                "a quantile 0 <= q < 0.5",
+            ));
+        }
+        if !(self.huber_delta >= 0.0 && self.huber_delta.is_finite()) {
+            return Err(EmulatorError::config("huber_delta", self.huber_delta, "a finite δ >= 0 (0: MSE)"));
         }
         Ok(())
     }
@@ -146,6 +169,18 @@ fn quantile_bounds(t: &ArrayView2<f32>, q: f64) -> Vec<[f32; 2]> {
             [v[(q * last).round() as usize], v[((1.0 - q) * last).round() as usize]]
         })
         .collect()
+}
+
+/// Mean over all elements of `d²` (δ = 0) or of the Huber loss scaled to match it near zero:
+/// `min(|d|, δ)² + 2δ·max(|d| − δ, 0)` = `d²` for `|d| ≤ δ`, `2δ|d| − δ²` beyond.
+pub(crate) fn huber_or_mse(d: &Tensor, delta: f64) -> Result<Tensor> {
+    if delta <= 0.0 {
+        return Ok(d.sqr()?.mean_all()?);
+    }
+    let a = d.abs()?;
+    let quad = a.clamp(0.0, delta)?.sqr()?;
+    let lin = ((a - delta)?.relu()? * (2.0 * delta))?;
+    Ok(quad.add(&lin)?.mean_all()?)
 }
 
 fn clip_columns(t: &ArrayView2<f32>, bounds: &[[f32; 2]]) -> Array2<f32> {
@@ -276,8 +311,13 @@ impl Emulator {
         check_cols("training targets", train.t.dim(), N_Y)?;
         let xn = Normalizer::fit(&train.x.view(), cfg.input_norm)?;
         let clip = (cfg.target_winsorize > 0.0).then(|| quantile_bounds(&train.t.view(), cfg.target_winsorize));
+        // The normaliser sees the clipped targets when winsorizing (clipped in the loss too) or
+        // when only the scale is robust (unclipped in the loss).
+        let fit_bounds = clip.clone().or_else(|| {
+            (cfg.target_scale_quantile > 0.0).then(|| quantile_bounds(&train.t.view(), cfg.target_scale_quantile))
+        });
         let clipped;
-        let tt = match &clip {
+        let tt = match &fit_bounds {
             Some(b) => {
                 clipped = clip_columns(&train.t.view(), b);
                 clipped.view()
@@ -421,7 +461,7 @@ impl Emulator {
         }
     }
 
-    /// The training loss of a batch: MSE in the network's representation (after the head, in
+    /// The training loss of a batch: MSE (or Huber, `huber_delta`) in the network's representation (after the head, in
     /// physical units then re-normalised, when the head is active in training), plus the sign
     /// cross-entropy for `log_sign`, plus the soft penalties. `x` physical `[N, 32]`, `target`
     /// and `labels` from [`Emulator::encode_targets`].
@@ -439,7 +479,7 @@ impl Emulator {
             (Some(p), true) => self.yn.transform_tensor(p)?,
             _ => raw,
         };
-        let mut loss = pred.sub(target)?.sqr()?.mean_all()?;
+        let mut loss = huber_or_mse(&pred.sub(target)?, self.cfg.huber_delta)?;
         if let (Some(z), Some(l)) = (&logits, labels) {
             loss = loss.add(&heads::bce_with_logits(z, l)?)?;
         }

@@ -359,3 +359,52 @@ fn diagnose_columns() {
         }
     }
 }
+
+#[test]
+fn huber_loss_matches_hand_values_and_gradient() {
+    use candle_core::{Tensor, Var};
+    let d = [0.5f32, -2.0, 3.0];
+    let t = Tensor::new(&d, &Device::Cpu).unwrap();
+    let v = |delta: f64| super::model::huber_or_mse(&t, delta).unwrap().to_scalar::<f32>().unwrap();
+    // δ = 1: 0.25, 2·1·2 − 1 = 3, 2·1·3 − 1 = 5 → mean 2.75; δ = 0: plain MSE.
+    assert!((v(1.0) - 2.75).abs() < 1e-6, "{}", v(1.0));
+    assert!((v(0.0) - (0.25 + 4.0 + 9.0) / 3.0).abs() < 1e-6);
+    // δ larger than every |d|: identical to the MSE.
+    assert!((v(10.0) - v(0.0)).abs() < 1e-6);
+    // Gradient: 2d/n inside, ±2δ/n outside.
+    let var = Var::from_tensor(&t).unwrap();
+    let g = super::model::huber_or_mse(var.as_tensor(), 1.0).unwrap().backward().unwrap();
+    let g: Vec<f32> = g.get(var.as_tensor()).unwrap().to_vec1().unwrap();
+    for (got, want) in g.iter().zip([1.0 / 3.0, -2.0 / 3.0, 2.0 / 3.0]) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn robust_scale_fits_on_the_bulk_but_keeps_tails_in_the_loss() {
+    // One column with a single huge value: the robust normaliser's scale follows the bulk and
+    // the encoded training target of the extreme row is not clipped.
+    let mut d = synthetic(2000, 9);
+    d.t[[5, 3]] = 1e6 * d.t.column(3).iter().fold(0f32, |a, &v| a.max(v.abs()));
+    let plain = Emulator::new(EmulatorConfig::default(), DT, &d, 0, &Device::Cpu).unwrap();
+    let cfg = EmulatorConfig { target_scale_quantile: 1e-3, huber_delta: 3.0, ..Default::default() };
+    let robust = Emulator::new(cfg, DT, &d, 0, &Device::Cpu).unwrap();
+    let (zp, _) = plain.encode_targets(&d.t.view()).unwrap();
+    let (zr, _) = robust.encode_targets(&d.t.view()).unwrap();
+    // Plain z-score: the outlier is ≈ √N σ and squeezes the bulk to ≈ 0.
+    assert!(zp[[5, 3]] > 40.0 && zp[[5, 3]] < 50.0, "{}", zp[[5, 3]]);
+    // Robust: the outlier stays far out (unclipped), the bulk keeps a unit-order spread.
+    assert!(zr[[5, 3]] > 1e4, "{}", zr[[5, 3]]);
+    let bulk_sd = |z: &Array2<f32>| {
+        let c: Vec<f64> = z.column(3).iter().enumerate().filter(|(i, _)| *i != 5).map(|(_, &v)| v as f64).collect();
+        let m = c.iter().sum::<f64>() / c.len() as f64;
+        (c.iter().map(|v| (v - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt()
+    };
+    assert!(bulk_sd(&zp) < 0.05, "{}", bulk_sd(&zp));
+    assert!((0.5..2.0).contains(&bulk_sd(&zr)), "{}", bulk_sd(&zr));
+    // Bad settings are refused by name.
+    let bad = EmulatorConfig { huber_delta: -1.0, ..Default::default() };
+    assert!(Emulator::new(bad, DT, &d, 0, &Device::Cpu).err().unwrap().to_string().contains("huber_delta"));
+    let bad = EmulatorConfig { target_scale_quantile: 0.7, ..Default::default() };
+    assert!(Emulator::new(bad, DT, &d, 0, &Device::Cpu).err().unwrap().to_string().contains("target_scale_quantile"));
+}
