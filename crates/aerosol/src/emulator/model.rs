@@ -266,7 +266,7 @@ pub struct EmulatorStep {
 /// use gradlab_aerosol::emulator::Emulator;
 /// use gradlab_aerosol::{AerosolState, Environment};
 ///
-/// let emulator = Emulator::load("runs/m7-emulator/latest/models/completion")?;
+/// let emulator = Emulator::load("runs/m7-emulator/latest/models/completion_max_variance")?;
 /// let env = vec![Environment { h2so4_production: 1e4, ..Environment::default() }; 2];
 /// let mut state = AerosolState { h2so4: 1e7, ..AerosolState::default() };
 /// state.so4[1] = 1e9;
