@@ -21,10 +21,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sim::{DetectorSource, Frame, Hit, SimConfig, Simulator};
+use crate::sim::{DetectorSource, Frame, FramePrimaries, Hit, SimConfig, Simulator};
 
-/// Version of the on-disk format.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format. 2: frames of N detected primaries (`frame_primaries` in the
+/// config). Version 1 (same files) was written by the first simulator, whose frames fired N
+/// protons: its manifests load with `frame_primaries = incident`; re-simulating from them gives
+/// statistically close, not identical, frames (that simulator had a thin-step straggling bias).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One split in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,12 +218,16 @@ pub fn generate(
 pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
-    if m.format_version != FORMAT_VERSION {
-        return Err(Error::CorruptDataset {
-            path,
-            message: format!("format_version {} but this build reads {FORMAT_VERSION}", m.format_version),
-        });
+    let mut m: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+    match m.format_version {
+        FORMAT_VERSION => {}
+        1 => m.config.frame_primaries = FramePrimaries::Incident,
+        v => {
+            return Err(Error::CorruptDataset {
+                path,
+                message: format!("format_version {v} but this build reads 1 and {FORMAT_VERSION}"),
+            });
+        }
     }
     Ok(m)
 }
@@ -355,6 +362,19 @@ mod tests {
         std::fs::copy(dir.path().join("train_frame_ptr.npy"), dir.path().join("test_frame_ptr.npy")).unwrap();
         let e = load_split(dir.path(), "test").unwrap_err().to_string();
         assert!(e.contains("manifest expects"), "{e}");
+        // A version-1 manifest (first simulator, no `frame_primaries`) loads as `incident`;
+        // an unknown version is refused by number.
+        let path = dir.path().join("manifest.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["config"]["frame_primaries"], "detected");
+        v["format_version"] = 1.into();
+        v["config"].as_object_mut().unwrap().remove("frame_primaries");
+        std::fs::write(&path, v.to_string()).unwrap();
+        assert_eq!(load_manifest(dir.path()).unwrap().config.frame_primaries, FramePrimaries::Incident);
+        v["format_version"] = 7.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = load_manifest(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("format_version 7"), "{e}");
         // Broken manifest.
         std::fs::write(dir.path().join("manifest.json"), "{").unwrap();
         assert!(matches!(load_manifest(dir.path()), Err(Error::Json { .. })));
