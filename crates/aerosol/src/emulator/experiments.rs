@@ -137,12 +137,10 @@ pub struct EmulatorParams {
     /// their `[q, 1 − q]` quantiles before the output normaliser and the loss (0 = off).
     #[serde(default)]
     pub target_winsorize: f64,
-    /// Robust output scale for every variant: the output normaliser is fitted on the training
-    /// targets clipped to their `[q, 1 − q]` quantiles, the loss sees them unclipped
-    /// ([`EmulatorConfig::target_scale_quantile`]; 0 = off, the paper's z-score).
+    /// [`EmulatorConfig::target_scale_quantile`] for every variant (0 = off, the paper's z-score).
     #[serde(default)]
     pub target_scale_quantile: f64,
-    /// Huber δ in the normalised target space for every variant (0 = MSE, the paper's).
+    /// [`EmulatorConfig::huber_delta`] for every variant (0 = MSE, the paper's).
     #[serde(default)]
     pub huber_delta: f64,
     /// The head variants to train.
