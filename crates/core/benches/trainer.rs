@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
             let cfg = TrainConfig::new(1, 256);
             Trainer::new(cfg, &vm)
                 .unwrap()
-                .fit(
+                .fit::<gradlab_core::Error, _, _>(
                     n,
                     |idx| {
                         let (x, y) = data.batch(idx, &Device::Cpu)?;

@@ -22,17 +22,32 @@ pub enum Error {
     },
 
     /// A JSON file could not be parsed or written.
-    #[error("JSON error in `{path}`: {message}")]
-    Json { path: PathBuf, message: String },
+    #[error("JSON error in `{path}`: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A line of a JSON-lines file could not be parsed.
+    #[error("JSON error in `{path}`, line {line}: {source}")]
+    JsonLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
 
     /// A configuration value is invalid. `file` names the config file (or `<cli>` / `<code>`),
     /// `field` the dotted path of the offending field.
     #[error("invalid configuration in `{file}`, field `{field}`: {message}")]
     Config { file: String, field: String, message: String },
 
-    /// A named value is outside its allowed range or set.
-    #[error("invalid value for `{name}`: {value} (allowed: {allowed})")]
-    InvalidValue { name: String, value: String, allowed: String },
+    /// A named value is outside its allowed range or set: `field` names it (a config path such
+    /// as `train.epochs`, or an argument name), `value` is what was given, `allowed` what would
+    /// have been accepted.
+    #[error("invalid value for `{field}`: {value} (allowed: {allowed})")]
+    Invalid { field: String, value: String, allowed: String },
 
     /// Two arrays that must agree in shape do not.
     #[error("shape mismatch in {what}: expected {expected:?}, got {got:?}")]
@@ -61,6 +76,14 @@ pub enum Error {
     #[error("plot `{what}`: {message}")]
     Plot { what: String, message: String },
 
+    /// An error from another crate or a caller's callback, kept whole as the source.
+    #[error("{context}: {source}")]
+    External {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A cargo feature needed for the request was not compiled in.
     #[error("`{what}` needs the cargo feature `{feature}` (build with `--features {feature}`)")]
     FeatureDisabled { what: String, feature: String },
@@ -76,8 +99,13 @@ impl Error {
     }
 
     /// An invalid value with what is allowed.
-    pub fn invalid(name: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Error::InvalidValue { name: name.into(), value: value.to_string(), allowed: allowed.into() }
+    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), value: value.to_string(), allowed: allowed.into() }
+    }
+
+    /// Wrap another error (kept as the [`std::error::Error::source`]) with what was being done.
+    pub fn external(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::External { context: context.into(), source: source.into() }
     }
 
     /// An invalid configuration field.

@@ -16,7 +16,8 @@
 //! creates the run directory, writes the resolved `config.json` first, and calls the entry point
 //! with a [`RunContext`].
 
-use crate::run::{JsonlWriter, RunDir};
+use crate::io::JsonlWriter;
+use crate::run::RunDir;
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -68,7 +69,7 @@ fn empty_object() -> Value {
 impl ExperimentConfig {
     /// Load and check a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let cfg: ExperimentConfig = crate::run::read_json(path)?;
+        let cfg: ExperimentConfig = crate::io::read_json(path)?;
         let file = path.display().to_string();
         if !cfg.params.is_object() {
             return Err(Error::config(file, "params", "must be a JSON object"));
@@ -296,7 +297,7 @@ mod tests {
         let dir = RunDir::create(tmp.path(), "x").unwrap();
         let mut ctx =
             RunContext::new("x", Path::new("configs/x.json"), "core.x", json!({"seed": 1}), true, true, dir).unwrap();
-        let c: Value = crate::run::read_json(&ctx.dir.path().join("config.json")).unwrap();
+        let c: Value = crate::io::read_json(&ctx.dir.path().join("config.json")).unwrap();
         assert_eq!(c["params"]["seed"], 1);
         ctx.metrics().unwrap().log(&json!({"a": 1})).unwrap();
         assert!(ctx.dir.path().join("metrics.jsonl").exists());

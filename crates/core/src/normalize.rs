@@ -170,12 +170,12 @@ impl Normalizer {
 
     /// Save as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::run::write_json(path, self)
+        crate::io::write_json(path, self)
     }
 
     /// Load from JSON, checking internal consistency.
     pub fn load(path: &Path) -> Result<Self> {
-        let n: Normalizer = crate::run::read_json(path)?;
+        let n: Normalizer = crate::io::read_json(path)?;
         let c = n.mean.len();
         if n.std.len() != c || n.scale.len() != c {
             return Err(Error::config(path.display().to_string(), "mean/std/scale", "must all have the same length"));

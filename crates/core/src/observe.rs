@@ -5,7 +5,7 @@
 //! quiet) and a JSON-lines metrics file ([`JsonlObserver`]).
 
 use crate::Result;
-use crate::run::JsonlWriter;
+use crate::io::JsonlWriter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -61,6 +61,78 @@ pub trait Observer {
         Ok(())
     }
     fn on_end(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for Box<O> {
+    fn on_start(&mut self, e: &StartEvent) -> Result<()> {
+        (**self).on_start(e)
+    }
+    fn on_step(&mut self, e: &StepEvent) -> Result<()> {
+        (**self).on_step(e)
+    }
+    fn on_eval(&mut self, e: &EvalEvent) -> Result<()> {
+        (**self).on_eval(e)
+    }
+    fn on_end(&mut self) -> Result<()> {
+        (**self).on_end()
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn on_start(&mut self, e: &StartEvent) -> Result<()> {
+        (**self).on_start(e)
+    }
+    fn on_step(&mut self, e: &StepEvent) -> Result<()> {
+        (**self).on_step(e)
+    }
+    fn on_eval(&mut self, e: &EvalEvent) -> Result<()> {
+        (**self).on_eval(e)
+    }
+    fn on_end(&mut self) -> Result<()> {
+        (**self).on_end()
+    }
+}
+
+/// Records the training trajectory: the flat parameters (see [`crate::params`]) before the first
+/// step and at every evaluation, with the validation loss and step of each evaluation. Pass it
+/// by `&mut` to [`crate::train::Trainer::observe`] and read it after training.
+#[derive(Clone)]
+pub struct TrajectoryObserver {
+    varmap: candle_nn::VarMap,
+    /// Flat parameters: `params[0]` at the start, then one per evaluation.
+    pub params: Vec<Vec<f64>>,
+    /// Validation loss of each evaluation (`params[i + 1]`).
+    pub val_losses: Vec<f64>,
+    /// Optimiser step of each evaluation.
+    pub steps: Vec<usize>,
+}
+
+impl std::fmt::Debug for TrajectoryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrajectoryObserver").field("points", &self.params.len()).field("steps", &self.steps).finish()
+    }
+}
+
+impl TrajectoryObserver {
+    /// A recorder of the parameters of `varmap` (shares the variables, copies nothing yet).
+    pub fn new(varmap: &candle_nn::VarMap) -> Self {
+        TrajectoryObserver { varmap: varmap.clone(), params: Vec::new(), val_losses: Vec::new(), steps: Vec::new() }
+    }
+}
+
+impl Observer for TrajectoryObserver {
+    fn on_start(&mut self, _e: &StartEvent) -> Result<()> {
+        if self.params.is_empty() {
+            self.params.push(crate::params::read_params_f64(&self.varmap)?);
+        }
+        Ok(())
+    }
+    fn on_eval(&mut self, e: &EvalEvent) -> Result<()> {
+        self.params.push(crate::params::read_params_f64(&self.varmap)?);
+        self.val_losses.push(e.val_loss);
+        self.steps.push(e.step);
         Ok(())
     }
 }
@@ -187,7 +259,7 @@ mod tests {
             is_best: true,
         })
         .unwrap();
-        let recs = crate::run::read_jsonl(&p).unwrap();
+        let recs = crate::io::read_jsonl(&p).unwrap();
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[0]["step"], 2);
         assert_eq!(recs[2]["event"], "eval");

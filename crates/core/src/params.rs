@@ -6,6 +6,10 @@
 //! each tensor starts, its length and shape, so that per-layer or per-filter operations
 //! (filter-normalised directions, per-module statistics) can be done on the flat vector.
 //!
+//! The order matters when weights come from elsewhere: a PyTorch `state_dict` saved as
+//! safetensors has the same names as a candle model built with the same `vb.pp(…)` paths
+//! (`l0.weight` is `[out, in]` in both), so [`load_named`] loads it by name, never by position.
+//!
 //! `VarMap::all_vars()` returns hash-map order, which changes from run to run; never rely on it
 //! for flat vectors.
 
@@ -28,6 +32,11 @@ pub struct ParamEntry {
 }
 
 impl ParamEntry {
+    /// Whether this is a bias-like tensor (a scalar or 1-D).
+    pub fn is_vector(&self) -> bool {
+        self.shape.len() <= 1
+    }
+
     /// The index range of this tensor in the flat vector.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len
@@ -50,15 +59,25 @@ impl ParamLayout {
     }
 
     fn from_vars(vars: &[(String, Var)]) -> Self {
-        let mut entries = Vec::with_capacity(vars.len());
+        Self::from_shapes(vars.iter().map(|(name, v)| (name.clone(), v.dims().to_vec())))
+    }
+
+    /// A layout of `(name, shape)` tensors laid out one after another in the given order (for
+    /// flat vectors that do not come from a `VarMap`, e.g. analytic test objectives).
+    pub fn from_shapes<S: Into<String>>(shapes: impl IntoIterator<Item = (S, Vec<usize>)>) -> Self {
+        let mut entries = Vec::new();
         let mut offset = 0;
-        for (name, v) in vars {
-            let shape = v.dims().to_vec();
-            let len = v.elem_count();
-            entries.push(ParamEntry { name: name.clone(), shape, offset, len });
+        for (name, shape) in shapes {
+            let len = shape.iter().product::<usize>();
+            entries.push(ParamEntry { name: name.into(), shape, offset, len });
             offset += len;
         }
         ParamLayout { entries, total: offset }
+    }
+
+    /// A layout with one 1-D tensor `x` of `n` scalars.
+    pub fn flat(n: usize) -> Self {
+        Self::from_shapes([("x", vec![n])])
     }
 
     /// The entry with this name.
@@ -141,26 +160,98 @@ pub fn read_grads_f64(vm: &VarMap, grads: &GradStore) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// Seeded initialisation: Glorot-uniform for every tensor with ≥ 2 dimensions (fan-out = first
-/// dimension, fan-in = the rest), zeros for 1-D tensors (biases, norms' shifts). candle's own
-/// initialisers are not seeded; use this when runs must be reproducible. Note that it also sets
-/// 1-D scale parameters (e.g. BatchNorm weights) to zero — re-set those afterwards if the model has any.
-pub fn init_glorot_uniform(vm: &VarMap, seed: u64) -> Result<()> {
+/// A seeded initialisation scheme for [`init`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Glorot (Xavier) uniform for every tensor with ≥ 2 dimensions (fan-out = first dimension,
+    /// fan-in = the rest): `U(±√(6 / (fan_in + fan_out)))`; biases zero.
+    Glorot,
+    /// PyTorch's default for `nn.Linear`: weights and biases `U(±1/√fan_in)`, where a bias
+    /// `<p>.bias` takes the fan-in of its `<p>.weight`.
+    TorchDefault,
+    /// PyTorch's weight bound `U(±1/√fan_in)` with zero biases.
+    TorchWeightsZeroBias,
+}
+
+/// Initialise every parameter of `vm` from `seed` (candle's own initialisers are not seeded).
+///
+/// Variables are visited sorted by name and drawn from one ChaCha8 stream, so the result depends
+/// only on the model's variables, the scheme and the seed. Whatever the scheme, normalisation
+/// layers get their usual start: 1-D `…weight` tensors (BatchNorm/LayerNorm scales) and
+/// `…running_var` are set to 1, their `…bias` shifts and `…running_mean` to 0.
+pub fn init(vm: &VarMap, seed: u64, scheme: Init) -> Result<()> {
     use rand::Rng;
     let layout = ParamLayout::of(vm)?;
     let mut r = crate::rng::rng(seed);
     let mut flat = vec![0.0f64; layout.total];
+    let fan_in_of = |e: &ParamEntry| -> usize {
+        match e.shape.len() {
+            0 => 1,
+            1 => e
+                .name
+                .strip_suffix("bias")
+                .and_then(|p| layout.get(&format!("{p}weight")))
+                .filter(|w| w.shape.len() >= 2)
+                .map_or(e.len, |w| w.len / w.shape[0].max(1)),
+            _ => e.len / e.shape[0].max(1),
+        }
+    };
     for e in &layout.entries {
-        if e.shape.len() >= 2 {
-            let fan_out = e.shape[0] as f64;
-            let fan_in = e.len as f64 / fan_out;
-            let a = (6.0 / (fan_in + fan_out)).sqrt();
-            for v in &mut flat[e.range()] {
-                *v = r.random_range(-a..a);
+        let vals = &mut flat[e.range()];
+        if e.is_vector() && (e.name.ends_with("running_var") || e.name.ends_with("weight")) {
+            vals.fill(1.0);
+            continue;
+        }
+        let norm_shift = e.name.strip_suffix("bias").and_then(|p| layout.get(&format!("{p}weight"))).is_some_and(|w| w.is_vector());
+        if e.name.ends_with("running_mean") || norm_shift {
+            continue;
+        }
+        let bound = match (scheme, e.is_vector()) {
+            (Init::Glorot, false) => {
+                let fan_out = e.shape[0] as f64;
+                (6.0 / (e.len as f64 / fan_out + fan_out)).sqrt()
             }
+            (Init::TorchDefault, _) | (Init::TorchWeightsZeroBias, false) => 1.0 / (fan_in_of(e).max(1) as f64).sqrt(),
+            (Init::Glorot, true) | (Init::TorchWeightsZeroBias, true) => continue,
+        };
+        for v in vals {
+            *v = r.random_range(-bound..bound);
         }
     }
     write_params_f64(vm, &flat)
+}
+
+/// Load tensors into `vm` by variable name (e.g. a PyTorch `state_dict` saved as safetensors and
+/// read with `candle_core::safetensors::load`). Every variable of the model must be present with
+/// its shape; names the model does not have are an error too (they usually mean a naming
+/// mismatch), listed in the message. Values are converted to each variable's dtype.
+pub fn load_named(vm: &VarMap, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+    let vars = sorted_vars(vm);
+    let missing: Vec<&str> =
+        vars.iter().filter(|(n, _)| !tensors.contains_key(n)).map(|(n, _)| n.as_str()).collect();
+    let mut extra: Vec<&str> =
+        tensors.keys().filter(|k| !vars.iter().any(|(n, _)| n == *k)).map(|k| k.as_str()).collect();
+    extra.sort_unstable();
+    if !missing.is_empty() || !extra.is_empty() {
+        return Err(Error::invalid(
+            "tensor names",
+            format!("missing {missing:?}, not in the model {extra:?}"),
+            format!("exactly the model's variables {:?}", vars.iter().map(|(n, _)| n).collect::<Vec<_>>()),
+        ));
+    }
+    for (name, v) in &vars {
+        let src = &tensors[name];
+        if src.dims() != v.dims() {
+            return Err(Error::ShapeMismatch {
+                what: format!("tensor `{name}`"),
+                expected: v.dims().to_vec(),
+                got: src.dims().to_vec(),
+            });
+        }
+        v.set(&src.to_device(v.device())?.to_dtype(v.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// Number of scalar parameters in `vm`.
@@ -231,15 +322,77 @@ mod tests {
     fn glorot_init_is_seeded_and_bounded() {
         let vm = VarMap::new();
         mlp(&vm, DType::F32);
-        init_glorot_uniform(&vm, 3).unwrap();
+        init(&vm, 3, Init::Glorot).unwrap();
         let a = read_params_f64(&vm).unwrap();
-        init_glorot_uniform(&vm, 3).unwrap();
+        init(&vm, 3, Init::Glorot).unwrap();
         assert_eq!(a, read_params_f64(&vm).unwrap());
+        init(&vm, 4, Init::Glorot).unwrap();
+        assert_ne!(a, read_params_f64(&vm).unwrap());
         let l = ParamLayout::of(&vm).unwrap();
         assert!(a[l.get("l0.bias").unwrap().range()].iter().all(|&v| v == 0.0));
         let bound = (6.0f64 / (3.0 + 5.0)).sqrt();
         let w = &a[l.get("l0.weight").unwrap().range()];
         assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
+    fn torch_default_bounds_and_norm_layers() {
+        let vm = VarMap::new();
+        mlp(&vm, DType::F64);
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
+        candle_nn::batch_norm(5, candle_nn::BatchNormConfig::default(), vb.pp("bn")).unwrap();
+        let l = ParamLayout::of(&vm).unwrap();
+        for (scheme, zero_bias) in [(Init::TorchDefault, false), (Init::TorchWeightsZeroBias, true)] {
+            init(&vm, 9, scheme).unwrap();
+            let a = read_params_f64(&vm).unwrap();
+            // fan-in 3 for l0 (weight [5, 3] and its bias), 5 for l1.
+            for (name, fan_in) in [("l0.weight", 3.0), ("l0.bias", 3.0), ("l1.weight", 5.0), ("l1.bias", 5.0)] {
+                let v = &a[l.get(name).unwrap().range()];
+                let bound = 1.0 / f64::sqrt(fan_in);
+                assert!(v.iter().all(|x| x.abs() <= bound), "{name}");
+                if name.ends_with("bias") && zero_bias {
+                    assert!(v.iter().all(|&x| x == 0.0), "{name}");
+                } else {
+                    // Uniform on ±bound: the largest of ≥ 2 draws is well away from 0.
+                    assert!(v.iter().any(|x| x.abs() > 0.05 * bound), "{name}");
+                }
+            }
+            assert!(a[l.get("bn.weight").unwrap().range()].iter().all(|&x| x == 1.0));
+            assert!(a[l.get("bn.running_var").unwrap().range()].iter().all(|&x| x == 1.0));
+            assert!(a[l.get("bn.running_mean").unwrap().range()].iter().all(|&x| x == 0.0));
+            assert!(a[l.get("bn.bias").unwrap().range()].iter().all(|&x| x == 0.0));
+        }
+    }
+
+    #[test]
+    fn load_named_checks_names_and_shapes() {
+        let src = VarMap::new();
+        mlp(&src, DType::F32);
+        init(&src, 1, Init::TorchDefault).unwrap();
+        let named: std::collections::HashMap<String, Tensor> =
+            sorted_vars(&src).into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+        let dst = VarMap::new();
+        mlp(&dst, DType::F64);
+        load_named(&dst, &named).unwrap();
+        let (a, b) = (read_params_f64(&src).unwrap(), read_params_f64(&dst).unwrap());
+        assert_eq!(a, b);
+        let mut bad = named.clone();
+        bad.insert("l2.weight".into(), Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap());
+        bad.remove("l0.bias");
+        let e = load_named(&dst, &bad).unwrap_err().to_string();
+        assert!(e.contains("l0.bias") && e.contains("l2.weight"), "{e}");
+        let mut bad = named;
+        bad.insert("l0.bias".into(), Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap());
+        assert!(matches!(load_named(&dst, &bad).unwrap_err(), Error::ShapeMismatch { .. }));
+    }
+
+    #[test]
+    fn layout_from_shapes() {
+        let l = ParamLayout::from_shapes([("a", vec![2, 3]), ("b", vec![4])]);
+        assert_eq!(l.total, 10);
+        assert_eq!(l.entries[1].range(), 6..10);
+        assert!(l.entries[1].is_vector() && !l.entries[0].is_vector());
+        assert_eq!(ParamLayout::flat(7).total, 7);
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! (PNG + SVG), raw arrays (npy) and `report.md`. A run directory is never reused: if the
 //! timestamped name exists, a numeric suffix is added.
 
+use crate::io::{JsonlWriter, write_json};
 use crate::{Error, Result};
 use serde::Serialize;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A run's output directory.
@@ -111,7 +111,7 @@ impl RunDir {
     /// Write a text file.
     pub fn write_text(&self, name: &str, text: &str) -> Result<PathBuf> {
         let p = self.file(name)?;
-        fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+        crate::io::write_text(&p, text)?;
         Ok(p)
     }
 
@@ -123,7 +123,7 @@ impl RunDir {
         D: ndarray::Dimension,
     {
         let p = self.file(name)?;
-        ndarray_npy::write_npy(&p, array).map_err(|e| Error::Npy { path: p.clone(), message: e.to_string() })?;
+        crate::io::write_npy(&p, array)?;
         Ok(p)
     }
 
@@ -131,69 +131,6 @@ impl RunDir {
     pub fn jsonl(&self, name: &str) -> Result<JsonlWriter> {
         JsonlWriter::append(self.file(name)?)
     }
-}
-
-/// Write pretty JSON to a path.
-pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let f = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = BufWriter::new(f);
-    serde_json::to_writer_pretty(&mut w, value)
-        .map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
-    w.write_all(b"\n").map_err(|e| Error::io(path, e))?;
-    w.flush().map_err(|e| Error::io(path, e))
-}
-
-/// Read JSON from a path into `T`, with the field path in the error.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        Error::config(path.display().to_string(), field, e.into_inner().to_string())
-    })
-}
-
-/// An append-only JSON-lines file, flushed after every record so that a killed run keeps
-/// everything it logged.
-#[derive(Debug)]
-pub struct JsonlWriter {
-    path: PathBuf,
-    w: BufWriter<File>,
-}
-
-impl JsonlWriter {
-    /// Open `path` for appending (created if missing).
-    pub fn append(path: impl Into<PathBuf>) -> Result<Self> {
-        let path = path.into();
-        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(JsonlWriter { path, w: BufWriter::new(f) })
-    }
-
-    /// Append one record.
-    pub fn log<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.w, record)
-            .map_err(|e| Error::Json { path: self.path.clone(), message: e.to_string() })?;
-        self.w.write_all(b"\n").map_err(|e| Error::io(&self.path, e))?;
-        self.w.flush().map_err(|e| Error::io(&self.path, e))
-    }
-
-    /// The file path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Read every record of a JSON-lines file.
-pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| Error::Json { path: path.into(), message: format!("line {}: {e}", i + 1) })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -226,7 +163,7 @@ mod tests {
         let mut w = d.jsonl("metrics.jsonl").unwrap();
         w.log(&serde_json::json!({"step": 1, "loss": 0.5})).unwrap();
         w.log(&serde_json::json!({"step": 2, "loss": 0.25})).unwrap();
-        let recs = read_jsonl(&d.path().join("metrics.jsonl")).unwrap();
+        let recs = crate::io::read_jsonl(&d.path().join("metrics.jsonl")).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[1]["loss"], 0.25);
     }

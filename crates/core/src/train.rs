@@ -212,6 +212,8 @@ pub struct Trainer<'a> {
     checkpoint_dir: Option<PathBuf>,
     resume: bool,
     stop_after_steps: Option<usize>,
+    restore_best: bool,
+    best_in_memory: Option<Vec<Tensor>>,
 }
 
 const BEST: &str = "best.safetensors";
@@ -223,7 +225,16 @@ impl<'a> Trainer<'a> {
     /// A trainer for the parameters in `varmap`.
     pub fn new(cfg: TrainConfig, varmap: &'a VarMap) -> Result<Self> {
         cfg.validate()?;
-        Ok(Trainer { cfg, varmap, observers: Vec::new(), checkpoint_dir: None, resume: false, stop_after_steps: None })
+        Ok(Trainer {
+            cfg,
+            varmap,
+            observers: Vec::new(),
+            checkpoint_dir: None,
+            resume: false,
+            stop_after_steps: None,
+            restore_best: false,
+            best_in_memory: None,
+        })
     }
 
     /// Add an observer.
@@ -256,6 +267,15 @@ impl<'a> Trainer<'a> {
         self
     }
 
+    /// Leave the best weights (by the monitored metric) in the model when [`Trainer::fit`]
+    /// returns, instead of the last ones: read back from `best.safetensors` when checkpointing,
+    /// else from a copy kept in memory at each improvement.
+    #[must_use]
+    pub fn restore_best(mut self, yes: bool) -> Self {
+        self.restore_best = yes;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
@@ -263,7 +283,40 @@ impl<'a> Trainer<'a> {
 
     /// Train. `train_loss(batch)` returns the scalar loss of a mini-batch of training-item
     /// indices (mean over the batch); `validate()` evaluates the current parameters.
-    pub fn fit<L, V>(&mut self, n_train: usize, mut train_loss: L, mut validate: V) -> Result<TrainReport>
+    ///
+    /// The closures may fail with the caller's own error type `E` (any type a core [`Error`]
+    /// converts into); such an error stops training and is returned unchanged. When the closures
+    /// end in `Ok(…?)` the type is not inferable: name it, `fit::<MyError, _, _>(…)`.
+    pub fn fit<E, L, V>(&mut self, n_train: usize, mut train_loss: L, mut validate: V) -> std::result::Result<TrainReport, E>
+    where
+        E: From<Error>,
+        L: FnMut(&[usize]) -> std::result::Result<Tensor, E>,
+        V: FnMut() -> std::result::Result<Validation, E>,
+    {
+        // The loop works in core errors; a caller's error is parked here and handed back whole.
+        let parked: std::cell::RefCell<Option<E>> = std::cell::RefCell::new(None);
+        let park = |e: E| {
+            *parked.borrow_mut() = Some(e);
+            Error::invalid("training callback", "failed", "see the caller's error")
+        };
+        let result = self.fit_core(n_train, |idx| train_loss(idx).map_err(park), || validate().map_err(park));
+        if let Some(e) = parked.into_inner() {
+            return Err(e);
+        }
+        let report = result?;
+        if self.restore_best {
+            if let Some(best) = &report.best_checkpoint {
+                load_weights(self.varmap, best)?;
+            } else if let Some(saved) = self.best_in_memory.take() {
+                for ((_, v), t) in sorted_vars(self.varmap).iter().zip(saved) {
+                    v.set(&t).map_err(Error::from)?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn fit_core<L, V>(&mut self, n_train: usize, mut train_loss: L, mut validate: V) -> Result<TrainReport>
     where
         L: FnMut(&[usize]) -> Result<Tensor>,
         V: FnMut() -> Result<Validation>,
@@ -452,7 +505,10 @@ impl<'a> Trainer<'a> {
         if improved {
             if let Some(dir) = &self.checkpoint_dir {
                 let p = dir.join(BEST);
-                self.varmap.save(&p).map_err(|e| Error::Checkpoint { path: p, message: e.to_string() })?;
+                save_atomic(self.varmap, &p)?;
+            } else if self.restore_best {
+                let copies = sorted_vars(self.varmap).iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
+                self.best_in_memory = Some(copies);
             }
         }
         self.save_last(st, opt)?;
@@ -472,13 +528,11 @@ impl<'a> Trainer<'a> {
     fn save_last(&self, st: &TrainState, opt: &AnyOptimizer) -> Result<()> {
         let Some(dir) = &self.checkpoint_dir else { return Ok(()) };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let p = dir.join(LAST);
-        self.varmap.save(&p).map_err(|e| Error::Checkpoint { path: p, message: e.to_string() })?;
+        save_atomic(self.varmap, &dir.join(LAST))?;
         let (tensors, t) = opt.state_tensors()?;
         let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-        let p = dir.join(OPT);
-        candle_core::safetensors::save(&map, &p).map_err(|e| Error::Checkpoint { path: p, message: e.to_string() })?;
-        crate::run::write_json(&dir.join(STATE), &serde_json::json!({ "state": st, "optimizer_step": t }))
+        save_tensors_atomic(&map, &dir.join(OPT))?;
+        crate::io::write_json(&dir.join(STATE), &serde_json::json!({ "state": st, "optimizer_step": t }))
     }
 
     fn load_checkpoint(&self, dir: &Path, opt: &mut AnyOptimizer) -> Result<TrainState> {
@@ -487,7 +541,7 @@ impl<'a> Trainer<'a> {
             state: TrainState,
             optimizer_step: usize,
         }
-        let saved: Saved = crate::run::read_json(&dir.join(STATE))?;
+        let saved: Saved = crate::io::read_json(&dir.join(STATE))?;
         if saved.state.config != self.cfg {
             return Err(Error::Checkpoint {
                 path: dir.join(STATE),
@@ -506,8 +560,28 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Save every variable of `varmap` as safetensors at `path`, atomically (a temporary file beside
+/// it, renamed over it), creating the directory if needed.
+pub fn save_atomic(varmap: &VarMap, path: &Path) -> Result<()> {
+    let map: HashMap<String, Tensor> = sorted_vars(varmap).into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+    save_tensors_atomic(&map, path)
+}
+
+fn save_tensors_atomic(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let ck = |m: String| Error::Checkpoint { path: path.to_path_buf(), message: m };
+    let tmp = path.with_extension(format!("safetensors.tmp{}", std::process::id()));
+    candle_core::safetensors::save(map, &tmp).map_err(|e| ck(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
 /// Load weights saved with `VarMap::save` (or a `best.safetensors` checkpoint) into `varmap`,
-/// checking that every variable is present with the right shape.
+/// checking that every variable is present with the right shape (see [`crate::params::load_named`]).
 pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
     let ck = |m: String| Error::Checkpoint { path: path.to_path_buf(), message: m };
     if !path.exists() {
@@ -516,18 +590,10 @@ pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
     let vars = sorted_vars(varmap);
     let dev = vars.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
     let t = candle_core::safetensors::load(path, &dev).map_err(|e| ck(e.to_string()))?;
-    for (name, v) in &vars {
-        let src = t.get(name).ok_or_else(|| ck(format!("no tensor `{name}` (the model has it)")))?;
-        if src.dims() != v.dims() {
-            return Err(Error::ShapeMismatch {
-                what: format!("checkpoint tensor `{name}` in {}", path.display()),
-                expected: v.dims().to_vec(),
-                got: src.dims().to_vec(),
-            });
-        }
-        v.set(&src.to_dtype(v.dtype())?)?;
-    }
-    Ok(())
+    crate::params::load_named(varmap, &t).map_err(|e| match e {
+        e @ Error::ShapeMismatch { .. } => e,
+        other => ck(other.to_string()),
+    })
 }
 
 /// Global L2 norm of the gradients of `vars`.
@@ -575,7 +641,7 @@ mod tests {
             tr = tr.stop_after_steps(s);
         }
         let rep = tr
-            .fit(
+            .fit::<Error, _, _>(
                 t.len(),
                 |idx| {
                     let (x, y) = t.batch(idx, &Device::Cpu)?;
@@ -614,6 +680,75 @@ mod tests {
         assert_eq!(rep.history.len(), 40);
     }
 
+    /// Validation loss that gets worse after the third evaluation: the best weights are those of
+    /// evaluation 3, whatever happens later.
+    fn restore_case(dir: Option<&Path>) -> (Vec<f64>, Vec<Vec<f64>>, TrainReport) {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let lin = candle_nn::linear(2, 1, vb.pp("lin")).unwrap();
+        crate::params::write_params_f64(&vm, &[0.1, -0.2, 0.3]).unwrap();
+        let t = data(64, 1);
+        let mut traj = crate::observe::TrajectoryObserver::new(&vm);
+        let mut evals = 0;
+        let rep = {
+            let mut tr = Trainer::new(TrainConfig::new(6, 16), &vm).unwrap().restore_best(true).observe(&mut traj);
+            if let Some(d) = dir {
+                tr = tr.checkpoint_to(d);
+            }
+            tr.fit::<Error, _, _>(
+                t.len(),
+                |idx| {
+                    let (x, y) = t.batch(idx, &Device::Cpu)?;
+                    Ok(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+                },
+                || {
+                    evals += 1;
+                    Ok(Validation::loss((evals as f64 - 3.0).abs()))
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(traj.params.len(), 7, "start + 6 evaluations");
+        assert_eq!(traj.val_losses, vec![2.0, 1.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(traj.steps, vec![4, 8, 12, 16, 20, 24]);
+        (read_params_f64(&vm).unwrap(), traj.params, rep)
+    }
+
+    #[test]
+    fn restore_best_and_trajectory() {
+        let (p, traj, rep) = restore_case(None);
+        assert_eq!(rep.best_step, Some(12));
+        assert_eq!(p, traj[3], "the weights of the third evaluation are restored from memory");
+        assert_ne!(p, traj[6]);
+        let tmp = tempfile::tempdir().unwrap();
+        let (p2, traj2, _) = restore_case(Some(tmp.path()));
+        assert_eq!(traj2, traj);
+        assert_eq!(p2, traj2[3], "the weights of the third evaluation are restored from best.safetensors");
+    }
+
+    #[test]
+    fn a_callers_error_comes_back_unchanged() {
+        #[derive(Debug)]
+        enum Mine {
+            Core(Error),
+            Bad(usize),
+        }
+        impl From<Error> for Mine {
+            fn from(e: Error) -> Self {
+                Mine::Core(e)
+            }
+        }
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let _ = candle_nn::linear(2, 1, vb.pp("lin")).unwrap();
+        let mut tr = Trainer::new(TrainConfig::new(1, 4), &vm).unwrap();
+        let e = tr.fit(8, |idx| Err(Mine::Bad(idx.len())), || Ok(Validation::loss(0.0))).unwrap_err();
+        assert!(matches!(e, Mine::Bad(4)), "{e:?}");
+        let mut tr = Trainer::new(TrainConfig::new(1, 4), &vm).unwrap();
+        let e = tr.fit(0, |_| Err(Mine::Bad(0)), || Ok(Validation::loss(0.0))).unwrap_err();
+        assert!(matches!(e, Mine::Core(Error::Invalid { .. })), "{e:?}");
+    }
+
     #[test]
     fn resume_is_exact() {
         let full = run(cfg(), None, None, false).0;
@@ -633,7 +768,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let _ = candle_nn::linear(2, 1, vb.pp("lin")).unwrap();
         let mut tr = Trainer::new(other, &vm).unwrap().checkpoint_to(tmp.path()).resume(true);
-        let e = tr.fit(4, |_| unreachable!(), || unreachable!()).unwrap_err();
+        let e = tr.fit::<Error, _, _>(4, |_| unreachable!(), || unreachable!()).unwrap_err();
         assert!(matches!(e, Error::Checkpoint { .. }), "{e}");
     }
 
@@ -645,7 +780,7 @@ mod tests {
         let mut tr = Trainer::new(TrainConfig::new(3, 2), &vm).unwrap();
         let mut calls = 0;
         let e = tr
-            .fit(
+            .fit::<Error, _, _>(
                 4,
                 |_| {
                     calls += 1;
@@ -678,7 +813,7 @@ mod tests {
         let mut i = 0;
         let rep = Trainer::new(c, &vm)
             .unwrap()
-            .fit(
+            .fit::<Error, _, _>(
                 2,
                 |_| Ok(lin.forward(&Tensor::new(&[[1.0f32]], &Device::Cpu)?)?.sum_all()?),
                 || {

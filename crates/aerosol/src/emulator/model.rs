@@ -571,7 +571,7 @@ impl Emulator {
             closing: self.closing,
             clip: self.clip.clone(),
         };
-        gradlab_core::run::write_json(&dir.join(CONFIG_FILE), &saved)?;
+        gradlab_core::io::write_json(&dir.join(CONFIG_FILE), &saved)?;
         let p = dir.join(WEIGHTS_FILE);
         self.vm
             .save(&p)
@@ -592,7 +592,7 @@ impl Emulator {
         if !cfg_path.exists() {
             return Err(bad(format!("no {CONFIG_FILE} (write one with Emulator::save)")));
         }
-        let s: Saved = gradlab_core::run::read_json(&cfg_path)?;
+        let s: Saved = gradlab_core::io::read_json(&cfg_path)?;
         if s.format != FORMAT {
             return Err(bad(format!("format `{}`, expected `{FORMAT}`", s.format)));
         }

@@ -272,7 +272,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-emulator").unwrap();
     let mut ctx = RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
     (super::experiments::experiments()[0].run)(&mut ctx).unwrap();
-    let s: serde_json::Value = gradlab_core::run::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
     let v = &s["variants"];
     // Completion closes the budgets on real box-model data; correction leaves nothing negative.
     for k in 0..4 {
@@ -288,7 +288,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-speed").unwrap();
     let mut ctx = RunContext::new("m7-speed", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
     (super::experiments::experiments()[1].run)(&mut ctx).unwrap();
-    let s: serde_json::Value = gradlab_core::run::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
     assert!(s["rows"][1]["speedup_cpu"].as_f64().unwrap() > 0.0);
 }
 
@@ -301,7 +301,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
 fn diagnose_columns() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let run = root.join(std::env::var("EM_RUN").expect("EM_RUN"));
-    let cfg: serde_json::Value = gradlab_core::run::read_json(&run.join("config.json")).unwrap();
+    let cfg: serde_json::Value = gradlab_core::io::read_json(&run.join("config.json")).unwrap();
     let params = cfg.get("params").cloned().unwrap_or(cfg.clone());
     let p: super::experiments::EmulatorParams = serde_json::from_value(params).unwrap();
     let d = super::experiments::load_data(&p.data, p.seed).unwrap();

@@ -172,7 +172,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     let mut ctx =
         RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", params.clone(), true, true, dir).unwrap();
     (experiments()[0].run)(&mut ctx).unwrap();
-    let s: serde_json::Value = gradlab_core::run::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
     assert_eq!(s["policies"].as_array().unwrap().len(), 3);
     let hist = std::fs::read_to_string(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
     assert!(!hist.contains("\"error\""), "{hist}");
@@ -208,7 +208,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     let mut ctx =
         RunContext::new("m7-landscape", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
     (experiments()[1].run)(&mut ctx).unwrap();
-    let s: serde_json::Value = gradlab_core::run::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
     for v in s["variants"].as_array().unwrap() {
         assert_eq!(v["top_eigenvalues"].as_array().unwrap().len(), 2);
         assert_eq!(v["trajectory"].as_array().unwrap().len(), 4, "initial point + one per epoch");

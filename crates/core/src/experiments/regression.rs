@@ -94,7 +94,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     sizes.push(2);
     let model = Mlp::new(&sizes, Activation::Tanh, vb)?;
     // Deterministic initialisation from the seed (candle's own initialiser is not seeded).
-    crate::params::init_glorot_uniform(&vm, p.seed)?;
+    crate::params::init(&vm, p.seed, crate::params::Init::Glorot)?;
 
     let vx = array_to_tensor(&va_n.x.view(), &dev)?;
     let vy = array_to_tensor(&va_n.y.view(), &dev)?;
@@ -104,7 +104,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         .observe(ProgressObserver::new("core-regression", ctx.quiet))
         .observe(JsonlObserver::new(metrics_file, 50))
         .checkpoint_to(ctx.dir.subdir("checkpoints")?)
-        .fit(
+        .restore_best(true)
+        .fit::<crate::Error, _, _>(
             tr_n.len(),
             |idx| {
                 let (x, y) = tr_n.batch(idx, &dev)?;
@@ -116,10 +117,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             },
         )?;
     let train_secs = t0.elapsed().as_secs_f64();
-    // Evaluate the best checkpoint on the held-out test set, in physical units.
-    if let Some(best) = &report.best_checkpoint {
-        crate::train::load_weights(&vm, best)?;
-    }
+    // The best checkpoint is back in the model: evaluate it on the held-out test set, in physical units.
     let pred_n = tensor_to_array(&model.forward(&array_to_tensor(&te_n.x.view(), &dev)?)?)?;
     let pred = yn.inverse(&pred_n.view())?;
     let yt = test.y.mapv(|v| v as f64);
