@@ -15,10 +15,18 @@
 //! runner resolves the parameters (params, then `quick` if asked, then each `--set a.b=value`),
 //! creates the run directory, writes the resolved `config.json` first, and calls the entry point
 //! with a [`RunContext`].
+//!
+//! **A run's `config.json` is itself a config file.** It has the same fields (`entry`,
+//! `description`, `params`, an empty `quick`) plus `run`, which says how the run was invoked.
+//! When the experiment reads its typed parameters ([`RunContext::params`]), `params` is
+//! rewritten with the typed values, defaults included, so that
+//! `cargo xtask experiment <name> --config runs/<name>/<stamp>/config.json` repeats the run
+//! exactly, whatever the defaults in the code become later.
 
 use crate::io::JsonlWriter;
 use crate::run::RunDir;
 use crate::{Error, Result};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -50,6 +58,7 @@ pub struct ExperimentConfig {
     /// Entry point name.
     pub entry: String,
     /// One-line description.
+    #[serde(default)]
     pub description: String,
     /// Paper-scale parameters.
     #[serde(default = "empty_object")]
@@ -58,8 +67,12 @@ pub struct ExperimentConfig {
     #[serde(default = "empty_object")]
     pub quick: Value,
     /// Documented runtimes, free text (e.g. `{"quick": "40 s", "full": "3 h"}`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Value>,
+    /// In a run's `config.json`: how that run was invoked (experiment, source config, quick,
+    /// overrides, command). Ignored when the file is used as a config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Value>,
 }
 
 fn empty_object() -> Value {
@@ -169,12 +182,17 @@ pub struct RunContext {
     pub quiet: bool,
     /// The run directory (config.json already written).
     pub dir: RunDir,
+    entry: String,
+    description: String,
+    /// Whether `config_file` was given with `--config` (not `configs/<name>.json`).
+    config_given: bool,
+    sets: Vec<String>,
     metrics: Option<JsonlWriter>,
 }
 
 impl RunContext {
-    /// Create the context: writes `config.json` (name, entry, quick flag and the resolved
-    /// parameters) into `dir` before anything else.
+    /// Create the context: writes `config.json` (entry, the resolved parameters, and how the
+    /// run was invoked) into `dir` before anything else.
     pub fn new(
         name: &str,
         config_file: &Path,
@@ -184,28 +202,61 @@ impl RunContext {
         quiet: bool,
         dir: RunDir,
     ) -> Result<Self> {
-        dir.write_config(&serde_json::json!({
-            "experiment": name,
-            "entry": entry,
-            "config_file": config_file.display().to_string(),
-            "quick": quick,
-            "params": params,
-        }))?;
-        Ok(RunContext {
+        let ctx = RunContext {
             name: name.to_string(),
             config_file: config_file.to_path_buf(),
             params,
             quick,
             quiet,
             dir,
+            entry: entry.to_string(),
+            description: String::new(),
+            config_given: false,
+            sets: Vec::new(),
             metrics: None,
-        })
+        };
+        ctx.write_config()?;
+        Ok(ctx)
+    }
+
+    /// Record how the run was invoked, for `config.json` and [`RunContext::command`]: the
+    /// config's description, whether the config file was given with `--config`, and the `--set`
+    /// overrides in order.
+    pub fn invoked_with(&mut self, description: &str, config_given: bool, sets: &[String]) -> Result<()> {
+        self.description = description.to_string();
+        self.config_given = config_given;
+        self.sets = sets.to_vec();
+        self.write_config()
+    }
+
+    fn write_config(&self) -> Result<()> {
+        let cfg = ExperimentConfig {
+            entry: self.entry.clone(),
+            description: self.description.clone(),
+            params: self.params.clone(),
+            quick: empty_object(),
+            runtime: None,
+            run: Some(serde_json::json!({
+                "experiment": self.name,
+                "config_file": self.config_file.display().to_string(),
+                "quick": self.quick,
+                "sets": self.sets,
+                "command": self.command(),
+            })),
+        };
+        self.dir.write_config(&cfg)?;
+        Ok(())
     }
 
     /// The parameters as a typed config (use `#[serde(deny_unknown_fields)]`); errors name the
-    /// config file and the field path.
-    pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
-        from_value(&self.params, &self.config_file.display().to_string())
+    /// config file and the field path. The typed values (defaults filled in) replace the
+    /// parameters in `config.json`, so that the file reproduces the run.
+    pub fn params<T: DeserializeOwned + Serialize>(&mut self) -> Result<T> {
+        let typed: T = from_value(&self.params, &self.config_file.display().to_string())?;
+        self.params = serde_json::to_value(&typed)
+            .map_err(|e| Error::config(self.config_file.display().to_string(), "params", e.to_string()))?;
+        self.write_config()?;
+        Ok(typed)
     }
 
     /// The run's `metrics.jsonl` writer (opened on first use).
@@ -216,10 +267,28 @@ impl RunContext {
         Ok(self.metrics.as_mut().expect("just set"))
     }
 
-    /// The command line that reproduces this run.
+    /// The command line that reproduces this run: the experiment, `--quick`, `--config` when the
+    /// config file was given, and every `--set` in order (shell-quoted where needed).
     pub fn command(&self) -> String {
-        format!("cargo xtask experiment {}{}", self.name, if self.quick { " --quick" } else { "" })
+        let mut c = format!("cargo xtask experiment {}", self.name);
+        if self.quick {
+            c.push_str(" --quick");
+        }
+        if self.config_given {
+            c.push_str(&format!(" --config {}", shell_quote(&self.config_file.display().to_string())));
+        }
+        for s in &self.sets {
+            c.push_str(&format!(" --set {}", shell_quote(s)));
+        }
+        c
     }
+}
+
+/// `s` quoted for a POSIX shell when it has characters the shell would interpret.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }
 
 #[cfg(test)]
@@ -302,5 +371,36 @@ mod tests {
         ctx.metrics().unwrap().log(&json!({"a": 1})).unwrap();
         assert!(ctx.dir.path().join("metrics.jsonl").exists());
         assert_eq!(ctx.command(), "cargo xtask experiment x --quick");
+        ctx.invoked_with("d", true, &["train.lr=0.1".into(), "name=a b".into()]).unwrap();
+        assert_eq!(
+            ctx.command(),
+            "cargo xtask experiment x --quick --config configs/x.json --set train.lr=0.1 --set 'name=a b'"
+        );
+    }
+
+    #[test]
+    fn config_json_holds_typed_params_and_loads_as_a_config() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Q {
+            seed: u64,
+            #[serde(default = "three")]
+            epochs: usize,
+        }
+        fn three() -> usize {
+            3
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(tmp.path(), "x").unwrap();
+        let mut ctx = RunContext::new("x", Path::new("configs/x.json"), "core.x", json!({"seed": 1}), true, true, dir).unwrap();
+        ctx.invoked_with("an experiment", false, &["seed=1".into()]).unwrap();
+        let q: Q = ctx.params().unwrap();
+        let file = ctx.dir.path().join("config.json");
+        let back = ExperimentConfig::load(&file).unwrap();
+        assert_eq!(back.entry, "core.x");
+        assert_eq!(back.params, json!({"seed": 1, "epochs": 3}), "defaults are written out");
+        assert_eq!(back.resolve(true, &[]).unwrap(), back.resolve(false, &[]).unwrap(), "quick is already applied");
+        assert_eq!(from_value::<Q>(&back.params, "c").unwrap(), q);
+        assert_eq!(back.run.unwrap()["command"], "cargo xtask experiment x --quick --set seed=1");
     }
 }
