@@ -62,31 +62,45 @@ pub fn run_named(
     quiet: bool,
     config_override: Option<PathBuf>,
 ) -> Result<PathBuf> {
+    let own = root.join("configs").join(format!("{name}.json"));
+    let config_given = config_override.is_some();
     let path = match config_override {
         Some(p) => p,
         None => {
-            let p = root.join("configs").join(format!("{name}.json"));
-            if !p.exists() {
+            if !own.exists() {
                 let names: Vec<String> = known(root)?.into_iter().map(|(n, _)| n).collect();
                 bail!("unknown experiment `{name}`; known experiments: {}", names.join(", "));
             }
-            p
+            own.clone()
         }
     };
     let cfg = ExperimentConfig::load(&path)?;
+    if config_given && own.exists() {
+        // A config (or a run's config.json) of another experiment is refused, not run under this name.
+        let expected = ExperimentConfig::load(&own)?.entry;
+        if cfg.entry != expected {
+            bail!(
+                "{}: field `entry` is `{}`, but experiment `{name}` runs `{expected}`; \
+                 use that config with the experiment it belongs to",
+                path.display(),
+                cfg.entry
+            );
+        }
+    }
     let params = cfg.resolve(quick, sets)?;
     let dir = match out {
         Some(o) => RunDir::at(o, false)?,
         None => RunDir::create(root.join("runs"), name)?,
     };
     if cfg.entry == QUICKSTART_ENTRY {
-        return quickstart(root, &path, &cfg, params, quiet, dir);
+        return quickstart(root, &path, &cfg, params, quiet, dir, Invocation { config_given, sets });
     }
     let exp = registry::find(&cfg.entry).ok_or_else(|| {
         let entries: Vec<&str> = registry::all().iter().map(|e| e.entry).collect();
         anyhow!("{}: field `entry`: unknown entry point `{}`; known: {}", path.display(), cfg.entry, entries.join(", "))
     })?;
     let mut ctx = RunContext::new(name, &path, &cfg.entry, params, quick, quiet, dir)?;
+    ctx.invoked_with(&cfg.description, config_given, sets)?;
     let t0 = Instant::now();
     eprintln!("running {name}{} → {}", if quick { " (quick)" } else { "" }, ctx.dir.path().display());
     (exp.run)(&mut ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
@@ -98,11 +112,17 @@ pub fn run_named(
     Ok(ctx.dir.path().to_path_buf())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct QuickstartParams {
     /// Experiments to run at quick scale, in order.
     experiments: Vec<String>,
+}
+
+/// How a run was asked for: whether `--config` named the file, and the `--set` overrides.
+struct Invocation<'a> {
+    config_given: bool,
+    sets: &'a [String],
 }
 
 fn quickstart(
@@ -112,8 +132,10 @@ fn quickstart(
     params: serde_json::Value,
     quiet: bool,
     dir: RunDir,
+    Invocation { config_given, sets }: Invocation<'_>,
 ) -> Result<PathBuf> {
-    let ctx = RunContext::new("quickstart", path, &cfg.entry, params, true, quiet, dir)?;
+    let mut ctx = RunContext::new("quickstart", path, &cfg.entry, params, true, quiet, dir)?;
+    ctx.invoked_with(&cfg.description, config_given, sets)?;
     let qp: QuickstartParams = ctx.params()?;
     let mut rows = Vec::new();
     let mut failed = Vec::new();
@@ -187,6 +209,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown experiment") && e.contains("core-regression"), "{e}");
+    }
+
+    #[test]
+    fn a_runs_config_json_reproduces_the_run() {
+        let root = crate::project_root();
+        let tmp = tempfile::tempdir().unwrap();
+        let sets = ["train.epochs=40".to_string()];
+        let first = run_named(&root, "core-regression", true, Some(tmp.path().join("a")), &sets, true, None).unwrap();
+        let cfg_file = first.join("config.json");
+        let saved = ExperimentConfig::load(&cfg_file).unwrap();
+        assert_eq!(saved.params["train"]["epochs"], 40, "overrides are in the resolved config");
+        assert!(saved.params["train"].get("grad_accum").is_some(), "defaults are written out");
+        let run = saved.run.clone().unwrap();
+        assert_eq!(run["command"], "cargo xtask experiment core-regression --quick --set train.epochs=40");
+        // Fed back (with or without --quick: the quick scale is already applied), it repeats the run.
+        for quick in [false, true] {
+            let out = tmp.path().join(format!("b{quick}"));
+            let again = run_named(&root, "core-regression", quick, Some(out), &[], true, Some(cfg_file.clone())).unwrap();
+            let again_cfg = ExperimentConfig::load(&again.join("config.json")).unwrap();
+            assert_eq!(again_cfg.params, saved.params);
+            let s1: serde_json::Value = gradlab_core::io::read_json(&first.join("summary.json")).unwrap();
+            let s2: serde_json::Value = gradlab_core::io::read_json(&again.join("summary.json")).unwrap();
+            for key in ["r2", "rmse", "mae", "r2_per_output", "best_val_loss", "steps"] {
+                assert!(s1.get(key).is_some(), "summary has {key}: {s1}");
+                assert_eq!(s1[key], s2[key], "{key}");
+            }
+            let cmd = again_cfg.run.unwrap()["command"].as_str().unwrap().to_string();
+            assert!(cmd.contains("--config") && cmd.contains("config.json"), "{cmd}");
+        }
+        // Another experiment's config is refused by name.
+        let e = run_named(&root, "landscape-demo", true, Some(tmp.path().join("c")), &[], true, Some(cfg_file))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("core.regression") && e.contains("landscape-demo"), "{e}");
     }
 
     #[test]

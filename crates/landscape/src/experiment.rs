@@ -202,7 +202,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             .observe(ProgressObserver::new("landscape-demo train", ctx.quiet))
             .observe(JsonlObserver::new(metrics, 50))
             .checkpoint_to(ctx.dir.subdir("checkpoints")?);
-        trainer.fit(
+        trainer.fit::<gradlab_core::Error, _, _>(
             n,
             |idx| {
                 let idx_t = Tensor::from_vec(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), idx.len(), &dev)?;

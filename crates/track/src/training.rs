@@ -405,7 +405,7 @@ pub fn train<'a>(
         if let Some(d) = checkpoint_dir {
             tr = tr.checkpoint_to(d).resume(resume);
         }
-        tr.fit(
+        tr.fit::<gradlab_core::Error, _, _>(
             train_frames.len(),
             |idx| {
                 let mut total: Option<Tensor> = None;
@@ -535,7 +535,7 @@ mod tests {
             let model = Model::new(&s.model, 5).unwrap();
             let mut t = Trainer::new(s.train.clone(), &model.vm).unwrap().checkpoint_to(tmp.path()).stop_after_steps(5);
             let r = t
-                .fit(
+                .fit::<gradlab_core::Error, _, _>(
                     tr.len(),
                     |idx| Ok(frame_loss(&model, &tr[idx[0]], s.method, &s.assign, true)?),
                     || validate(&model, &va, &s),

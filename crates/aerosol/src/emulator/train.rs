@@ -71,7 +71,7 @@ pub fn fit(
         for o in observers {
             trainer = trainer.observe(Boxed(o));
         }
-        trainer.fit(
+        trainer.fit::<gradlab_core::Error, _, _>(
             tr.x.nrows(),
             |idx| {
                 let (x, t, l) = tr.batch(idx, device).map_err(to_core)?;

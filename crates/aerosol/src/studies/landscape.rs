@@ -189,7 +189,7 @@ pub fn fit_with_trajectory(
     let losses = RefCell::new(Vec::new());
     let to_core =
         |e: crate::emulator::EmulatorError| gradlab_core::Error::invalid("emulator", e, "a valid emulator batch");
-    let report = Trainer::new(tc.clone(), em.varmap())?.checkpoint_to(checkpoints).fit(
+    let report = Trainer::new(tc.clone(), em.varmap())?.checkpoint_to(checkpoints).fit::<gradlab_core::Error, _, _>(
         train.len(),
         |idx| {
             let t = |a: &Array2<f32>| array_to_tensor(&a.select(NdAxis(0), idx).view(), &dev);
