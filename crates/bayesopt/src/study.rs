@@ -447,7 +447,8 @@ impl Study {
         Ok(out)
     }
 
-    /// Brings the GP up to date and runs the refit policy; returns the model.
+    /// Brings the GP up to date (rebuilt after loading, new observations appended) and refits
+    /// when the lag policy says so.
     fn sync_model(&mut self, obs: &[usize], seed: u64, stats: &mut AskStats) -> Result<()> {
         let d = self.space.encoded_dim();
         let t0 = Instant::now();
@@ -573,35 +574,21 @@ impl Study {
         let snap = |x: &[f64]| space.snap(x).unwrap_or_else(|_| x.to_vec());
         let acq = self.config.acquisition;
         let mut out = Vec::with_capacity(q);
-        let best_std = |gp: &Gp| gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min);
+        let opts = &self.config.maximize;
+        // Maximise on the current GP; pick `k` of a sequential batch uses stream
+        // MAXIMIZE_STREAM + k.
+        let pick = |gp: &mut Gp, q: usize, exclude: &[f64], k: u64| {
+            gp.prepare();
+            let best = gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min);
+            maximize(&acq, gp, best, opts, q, exclude, &snap, derive_seed(seed, MAXIMIZE_STREAM + k))
+        };
         match (self.config.batch, q) {
             (BatchStrategy::LocalMaxima, _) | (_, 1) => {
-                gp.prepare();
-                let props = maximize(
-                    &acq,
-                    &gp,
-                    best_std(&gp),
-                    &self.config.maximize,
-                    q,
-                    &exclude,
-                    &snap,
-                    derive_seed(seed, MAXIMIZE_STREAM),
-                );
-                out.extend(props.into_iter().map(|p| p.x));
+                out.extend(pick(&mut gp, q, &exclude, 0).into_iter().map(|p| p.x));
             }
             _ => {
                 for k in 0..q {
-                    gp.prepare();
-                    let props = maximize(
-                        &acq,
-                        &gp,
-                        best_std(&gp),
-                        &self.config.maximize,
-                        1,
-                        &exclude,
-                        &snap,
-                        derive_seed(seed, MAXIMIZE_STREAM + k as u64),
-                    );
+                    let props = pick(&mut gp, 1, &exclude, k as u64);
                     let x = props.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]);
                     let y = fantasy(&gp, &x);
                     let _ = gp.append(&x, y);
@@ -627,26 +614,25 @@ impl Study {
 
     /// Records the objective value of trial `id`. A non-finite value marks it failed.
     pub fn tell(&mut self, id: u64, value: f64) -> Result<()> {
-        let tell_index = self.n_tells;
-        let t = self.pending_mut(id)?;
         if value.is_finite() {
-            t.state = TrialState::Complete;
-            t.value = Some(value);
+            self.finish(id, Some(value), None)
         } else {
-            t.state = TrialState::Failed;
-            t.error = Some(format!("non-finite objective value {value}"));
+            self.finish(id, None, Some(format!("non-finite objective value {value}")))
         }
-        t.tell_index = Some(tell_index);
-        self.n_tells += 1;
-        Ok(())
     }
 
     /// Records that trial `id` failed (it is kept, never modelled).
     pub fn tell_failed(&mut self, id: u64, reason: impl Into<String>) -> Result<()> {
+        self.finish(id, None, Some(reason.into()))
+    }
+
+    /// Completes pending trial `id` with a value, or fails it with an error.
+    fn finish(&mut self, id: u64, value: Option<f64>, error: Option<String>) -> Result<()> {
         let tell_index = self.n_tells;
         let t = self.pending_mut(id)?;
-        t.state = TrialState::Failed;
-        t.error = Some(reason.into());
+        t.state = if value.is_some() { TrialState::Complete } else { TrialState::Failed };
+        t.value = value;
+        t.error = error;
         t.tell_index = Some(tell_index);
         self.n_tells += 1;
         Ok(())
