@@ -14,15 +14,13 @@ use gradlab_bayesopt::acquisition::{Acquisition, MaximizeOptions, Sampler, maxim
 use gradlab_bayesopt::gp::{FitOptions, Gp};
 use gradlab_bayesopt::kernel::Hyper;
 use gradlab_bayesopt::testfns::TestFunction;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use std::hint::black_box;
 use std::time::Duration;
 
 fn data(n: usize) -> (Vec<f64>, Vec<f64>) {
     let f = TestFunction::Levy5;
     let space = f.space();
-    let mut rng = StdRng::seed_from_u64(n as u64);
+    let mut rng = gradlab_core::rng::rng(n as u64);
     let x = sample_unit(Sampler::Lhs, n + 1, 5, &mut rng);
     let y = x
         .chunks(5)

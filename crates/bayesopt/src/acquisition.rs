@@ -12,25 +12,15 @@
 
 use crate::gp::Gp;
 use crate::lbfgs::{LbfgsOptions, minimize_box};
-use rand::rngs::StdRng;
+use gradlab_core::rng::{normal_vec, rng};
+use gradlab_core::stats::{normal_cdf, normal_pdf};
+use rand::Rng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-const SQRT_2PI: f64 = 2.506_628_274_631_000_7;
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 const VAR_MIN: f64 = 1e-12;
-
-/// Standard normal density.
-pub fn norm_pdf(u: f64) -> f64 {
-    (-0.5 * u * u).exp() / SQRT_2PI
-}
-
-/// Standard normal distribution function.
-pub fn norm_cdf(u: f64) -> f64 {
-    0.5 * libm::erfc(-u / std::f64::consts::SQRT_2)
-}
 
 /// `(ln h(u), d ln h/du)` with `h(u) = u Φ(u) + φ(u)`, accurate for all finite `u`.
 ///
@@ -39,8 +29,8 @@ pub fn norm_cdf(u: f64) -> f64 {
 /// asymptotic series (terms shrink by `(2k+1)/t²`, so 12 terms give full precision).
 pub fn log_h(u: f64) -> (f64, f64) {
     if u > -1.0 {
-        let cdf = norm_cdf(u);
-        let h = u * cdf + norm_pdf(u);
+        let cdf = normal_cdf(u);
+        let h = u * cdf + normal_pdf(u);
         return (h.ln(), cdf / h);
     }
     let t = -u;
@@ -105,7 +95,7 @@ impl Acquisition {
             Acquisition::Ucb { kappa } => ("acquisition.kappa", kappa),
         };
         if !(v.is_finite() && v >= 0.0) {
-            return Err(crate::Error::BadConfig { field, value: v.to_string(), allowed: "finite and >= 0" });
+            return Err(crate::Error::invalid(field, v, "finite and >= 0"));
         }
         Ok(())
     }
@@ -115,8 +105,8 @@ impl Acquisition {
         match *self {
             Acquisition::Ei { xi } => {
                 let u = (best - mu - xi) / sigma;
-                let cdf = norm_cdf(u);
-                let pdf = norm_pdf(u);
+                let cdf = normal_cdf(u);
+                let pdf = normal_pdf(u);
                 (sigma * (u * cdf + pdf), -cdf, pdf)
             }
             Acquisition::LogEi { xi } => {
@@ -127,8 +117,8 @@ impl Acquisition {
             Acquisition::Ucb { kappa } => (-mu + kappa * sigma, -1.0, kappa),
             Acquisition::Pi { xi } => {
                 let u = (best - mu - xi) / sigma;
-                let pdf = norm_pdf(u);
-                (norm_cdf(u), -pdf / sigma, -u * pdf / sigma)
+                let pdf = normal_pdf(u);
+                (normal_cdf(u), -pdf / sigma, -u * pdf / sigma)
             }
         }
     }
@@ -171,7 +161,7 @@ pub enum Sampler {
 }
 
 /// `m` points in `[0, 1]^d` (row-major).
-pub fn sample_unit(sampler: Sampler, m: usize, d: usize, rng: &mut StdRng) -> Vec<f64> {
+pub fn sample_unit<R: Rng + ?Sized>(sampler: Sampler, m: usize, d: usize, rng: &mut R) -> Vec<f64> {
     let mut out = vec![0.0; m * d];
     match sampler {
         Sampler::Random => out.iter_mut().for_each(|v| *v = rng.random::<f64>()),
@@ -222,18 +212,10 @@ impl Default for MaximizeOptions {
 impl MaximizeOptions {
     pub(crate) fn check(&self) -> crate::Result<()> {
         if self.candidates == 0 && self.starts == 0 {
-            return Err(crate::Error::BadConfig {
-                field: "maximize.candidates",
-                value: "0".into(),
-                allowed: "candidates + starts > 0",
-            });
+            return Err(crate::Error::invalid("maximize.candidates", "0", "candidates + starts > 0"));
         }
         if !(0.0..=10.0).contains(&self.local_fraction) {
-            return Err(crate::Error::BadConfig {
-                field: "maximize.local_fraction",
-                value: self.local_fraction.to_string(),
-                allowed: "in [0, 10]",
-            });
+            return Err(crate::Error::invalid("maximize.local_fraction", self.local_fraction, "in [0, 10]"));
         }
         Ok(())
     }
@@ -268,7 +250,7 @@ pub fn maximize(
     seed: u64,
 ) -> Vec<Proposal> {
     let d = gp.dim();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = rng(seed);
     let mut cand = sample_unit(opts.sampler, opts.candidates, d, &mut rng);
     // Extra candidates around the best observations.
     let n_local = (opts.candidates as f64 * opts.local_fraction).round() as usize;
@@ -278,13 +260,9 @@ pub fn maximize(
         let top = &order[..order.len().min(5)];
         for k in 0..n_local {
             let i = top[k % top.len()];
+            let z = normal_vec(&mut rng, d, 0.0, 0.05);
             for m in 0..d {
-                let z: f64 = {
-                    // Box–Muller
-                    let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
-                    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-                };
-                cand.push((gp.x()[i * d + m] + 0.05 * z).clamp(0.0, 1.0));
+                cand.push((gp.x()[i * d + m] + z[m]).clamp(0.0, 1.0));
             }
         }
     }
@@ -360,6 +338,7 @@ mod tests {
     use super::*;
     use crate::chol::JitterPolicy;
     use crate::kernel::{Hyper, KernelKind};
+    use crate::testutil::central_difference;
 
     /// Reference: ln h(u) = −u²/2 − ln√(2π) + ln ∫_0^∞ w e^{uw − w²/2} dw, by composite
     /// Simpson quadrature (independent of erfc and of the series).
@@ -406,7 +385,7 @@ mod tests {
     }
 
     fn toy_gp() -> Gp {
-        let mut rng = StdRng::seed_from_u64(5);
+        let mut rng = gradlab_core::rng::rng(5);
         let d = 3;
         let n = 25;
         let x: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>()).collect();
@@ -426,7 +405,7 @@ mod tests {
     fn acquisition_gradients_match_finite_differences() {
         let g = toy_gp();
         let best = g.y().iter().map(|&y| g.standardise(y)).fold(f64::INFINITY, f64::min);
-        let mut rng = StdRng::seed_from_u64(9);
+        let mut rng = gradlab_core::rng::rng(9);
         for acq in [
             Acquisition::Ei { xi: 0.01 },
             Acquisition::LogEi { xi: 0.01 },
@@ -439,12 +418,7 @@ mod tests {
                 let v = acq.value_grad(&g, &x, best, &mut grad);
                 assert!((v - acq.value(&g, &x, best)).abs() < 1e-12 * v.abs().max(1.0));
                 for m in 0..3 {
-                    let h = 1e-6;
-                    let mut xp = x.clone();
-                    xp[m] += h;
-                    let mut xm = x.clone();
-                    xm[m] -= h;
-                    let fd = (acq.value(&g, &xp, best) - acq.value(&g, &xm, best)) / (2.0 * h);
+                    let fd = central_difference(|x| acq.value(&g, x, best), &x, m, 1e-6);
                     assert!(
                         (fd - grad[m]).abs() < 1e-5 * grad[m].abs().max(1e-3),
                         "{acq:?} m {m}: fd {fd} an {}",
@@ -464,7 +438,7 @@ mod tests {
         let props = maximize(&acq, &g, best, &MaximizeOptions::default(), 5, g.x(), &ident, 1);
         assert_eq!(props.len(), 5);
         // Brute force reference: 200k random points.
-        let mut rng = StdRng::seed_from_u64(2);
+        let mut rng = gradlab_core::rng::rng(2);
         let xs = sample_unit(Sampler::Random, 200_000, 3, &mut rng);
         let brute = acq.values(&g, &xs, best).into_iter().fold(f64::NEG_INFINITY, f64::max);
         assert!(props[0].value >= brute - 1e-9, "maximiser {} < brute force {}", props[0].value, brute);
@@ -479,7 +453,7 @@ mod tests {
 
     #[test]
     fn lhs_is_stratified() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = gradlab_core::rng::rng(0);
         let m = 50;
         let xs = sample_unit(Sampler::Lhs, m, 4, &mut rng);
         for j in 0..4 {

@@ -305,11 +305,11 @@ impl IncrementalCholesky {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use gradlab_core::rng::{SeededRng, rng};
+    use rand::Rng;
 
     /// Random SPD matrix A = B Bᵀ / m + 1e-3 I.
-    fn spd(n: usize, rng: &mut StdRng) -> Mat<f64> {
+    fn spd(n: usize, rng: &mut SeededRng) -> Mat<f64> {
         let m = n + 3;
         let b = Mat::from_fn(n, m, |_, _| rng.random::<f64>() * 2.0 - 1.0);
         let mut a = &b * b.transpose();
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn append_rows_equals_scratch_for_many_sizes() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = rng(0);
         for trial in 0..30 {
             let n = rng.random_range(1..120);
             let n0 = rng.random_range(0..n);
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn append_blocks_equals_scratch() {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = rng(1);
         for trial in 0..20 {
             let n = rng.random_range(2..150);
             let a = spd(n, &mut rng);
@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn solves_match_dense() {
-        let mut rng = StdRng::seed_from_u64(2);
+        let mut rng = rng(2);
         let n = 40;
         let a = spd(n, &mut rng);
         let c = IncrementalCholesky::factor(a.as_ref(), JitterPolicy::default()).unwrap();
@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn truncate_then_append_is_exact() {
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = rng(3);
         let n = 30;
         let a = spd(n, &mut rng);
         let mut c = IncrementalCholesky::factor(a.as_ref(), JitterPolicy::default()).unwrap();

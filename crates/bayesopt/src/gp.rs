@@ -12,8 +12,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{Hyper, HyperBounds, KernelKind, r2};
 use crate::lbfgs::{LbfgsOptions, minimize_box};
 use faer::{Mat, Par};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -506,7 +505,7 @@ impl Gp {
         let d = self.d;
         let (lo, hi) = opts.bounds.log_box(d);
         let mut starts = vec![self.hyper.to_vec()];
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         for _ in 0..opts.restarts {
             starts.push((0..d + 2).map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i])).collect());
         }
@@ -540,9 +539,10 @@ impl Gp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::central_difference;
 
     fn toy(n: usize, d: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         let x: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>()).collect();
         let y = (0..n)
             .map(|i| {
@@ -574,12 +574,7 @@ mod tests {
             assert!((f0 + g.lml()).abs() < 1e-8 * f0.abs(), "{f0} vs {}", -g.lml());
             let mut scratch = grad.clone();
             for i in 0..theta.len() {
-                let h = 1e-5;
-                let mut tp = theta.clone();
-                tp[i] += h;
-                let mut tm = theta.clone();
-                tm[i] -= h;
-                let fd = (g.neg_lml_grad(&tp, &mut scratch) - g.neg_lml_grad(&tm, &mut scratch)) / (2.0 * h);
+                let fd = central_difference(|t| g.neg_lml_grad(t, &mut scratch), &theta, i, 1e-5);
                 assert!((fd - grad[i]).abs() < 1e-5 * grad[i].abs().max(1.0), "{kind:?} θ{i}: fd {fd} an {}", grad[i]);
             }
         }
@@ -587,7 +582,7 @@ mod tests {
 
     #[test]
     fn prediction_gradients_match_finite_differences() {
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = gradlab_core::rng::rng(3);
         for kind in [KernelKind::Matern52, KernelKind::Rbf] {
             let g = gp(kind, 30, 4);
             for _ in 0..5 {
@@ -596,15 +591,8 @@ mod tests {
                 let (m0, v0) = g.predict_std(&x);
                 assert!((p.mean - m0).abs() < 1e-12 && (p.var - v0).abs() < 1e-12);
                 for m in 0..4 {
-                    let h = 1e-6;
-                    let mut xp = x.clone();
-                    xp[m] += h;
-                    let mut xm = x.clone();
-                    xm[m] -= h;
-                    let (mp, vp) = g.predict_std(&xp);
-                    let (mm, vm) = g.predict_std(&xm);
-                    let fdm = (mp - mm) / (2.0 * h);
-                    let fdv = (vp - vm) / (2.0 * h);
+                    let fdm = central_difference(|x| g.predict_std(x).0, &x, m, 1e-6);
+                    let fdv = central_difference(|x| g.predict_std(x).1, &x, m, 1e-6);
                     assert!(
                         (fdm - p.dmean[m]).abs() < 1e-6 * p.dmean[m].abs().max(1.0),
                         "{kind:?} dmean {fdm} {}",

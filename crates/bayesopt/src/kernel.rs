@@ -111,16 +111,12 @@ impl HyperBounds {
 
     pub(crate) fn check(&self) -> crate::Result<()> {
         for (field, (a, b)) in [
-            ("bounds.length_scale", self.length_scale),
-            ("bounds.signal_variance", self.signal_variance),
-            ("bounds.noise_variance", self.noise_variance),
+            ("fit.bounds.length_scale", self.length_scale),
+            ("fit.bounds.signal_variance", self.signal_variance),
+            ("fit.bounds.noise_variance", self.noise_variance),
         ] {
             if !(a > 0.0 && b > a && b.is_finite()) {
-                return Err(crate::Error::BadConfig {
-                    field,
-                    value: format!("({a}, {b})"),
-                    allowed: "0 < low < high < inf",
-                });
+                return Err(crate::Error::invalid(field, format!("({a}, {b})"), "0 < low < high < inf"));
             }
         }
         Ok(())

@@ -13,9 +13,11 @@ pub mod minimize;
 pub mod space;
 pub mod study;
 pub mod testfns;
+#[cfg(test)]
+mod testutil;
 pub mod tune;
 
 pub use error::{Error, Result};
 pub use experiments::experiments;
-pub use minimize::{MinimizeResult, Minimizer, minimize};
+pub use minimize::{MinimizeResult, Minimizer, minimize, minimize_f64};
 pub use study::{Study, StudyConfig};

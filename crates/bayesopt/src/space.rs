@@ -49,37 +49,42 @@ impl Param {
     }
 
     fn validate(&self) -> Result<()> {
-        let name = self.name().to_string();
+        let name = self.name();
         if name.is_empty() {
-            return Err(Error::BadName { name, problem: "empty" });
+            return Err(Error::invalid("name", "\"\"", "a non-empty parameter name"));
         }
-        let finite = |which: &'static str, value: f64| {
-            if value.is_finite() { Ok(()) } else { Err(Error::NonFiniteBound { name: name.clone(), which, value }) }
+        let field = |f: &str| format!("{name}.{f}");
+        let finite = |which: &str, value: f64| {
+            if value.is_finite() { Ok(()) } else { Err(Error::invalid(field(which), value, "a finite number")) }
         };
         match self {
             Param::Float { low, high, .. } | Param::LogFloat { low, high, .. } => {
                 finite("low", *low)?;
                 finite("high", *high)?;
                 if low >= high {
-                    return Err(Error::EmptyRange { name, low: *low, high: *high });
+                    return Err(Error::invalid(field("high"), high, format!("> low = {low} (not an empty range)")));
                 }
                 if matches!(self, Param::LogFloat { .. }) && *low <= 0.0 {
-                    return Err(Error::NonPositiveLogBound { name, low: *low });
+                    return Err(Error::invalid(field("low"), low, "> 0 on a log scale"));
                 }
             }
             Param::Int { low, high, .. } => {
                 if low > high {
-                    return Err(Error::EmptyRange { name, low: *low as f64, high: *high as f64 });
+                    return Err(Error::invalid(field("high"), high, format!(">= low = {low} (not an empty range)")));
                 }
             }
             Param::Categorical { choices, .. } => {
                 if choices.is_empty() {
-                    return Err(Error::BadChoices { name, problem: "are empty".into() });
+                    return Err(Error::invalid(field("choices"), "[]", "at least one choice"));
                 }
                 let mut seen = std::collections::BTreeSet::new();
                 for c in choices {
                     if !seen.insert(c) {
-                        return Err(Error::BadChoices { name, problem: format!("contain `{c}` twice") });
+                        return Err(Error::invalid(
+                            field("choices"),
+                            format!("{choices:?}"),
+                            format!("distinct choices (`{c}` is there twice)"),
+                        ));
                     }
                 }
             }
@@ -159,7 +164,7 @@ impl Space {
     /// Validates the parameters and builds the space.
     pub fn new(params: Vec<Param>) -> Result<Space> {
         if params.is_empty() {
-            return Err(Error::EmptySpace);
+            return Err(Error::invalid("params", "[]", "at least one parameter"));
         }
         let mut names = std::collections::BTreeSet::new();
         let mut offsets = Vec::with_capacity(params.len());
@@ -167,7 +172,7 @@ impl Space {
         for p in &params {
             p.validate()?;
             if !names.insert(p.name().to_string()) {
-                return Err(Error::BadName { name: p.name().to_string(), problem: "used twice" });
+                return Err(Error::invalid("name", p.name(), "a name not used by another parameter"));
             }
             offsets.push(dim);
             dim += p.encoded_dim();
@@ -230,7 +235,7 @@ impl Space {
             return Err(Error::DimensionMismatch { what: "point", expected: self.params.len(), got: point.len() });
         }
         for (p, v) in self.params.iter().zip(point) {
-            let bad = |allowed: String| Error::BadValue { name: p.name().to_string(), value: v.to_string(), allowed };
+            let bad = |allowed: String| Error::invalid(p.name(), v, allowed);
             match (p, v) {
                 (Param::Float { low, high, .. } | Param::LogFloat { low, high, .. }, _) => {
                     let x = v.as_f64().ok_or_else(|| bad(format!("a number in [{low}, {high}]")))?;
@@ -266,11 +271,7 @@ impl Space {
         }
         let mut point = Vec::with_capacity(self.params.len());
         for p in &self.params {
-            let v = map.get(p.name()).ok_or_else(|| Error::BadValue {
-                name: p.name().to_string(),
-                value: "nothing".into(),
-                allowed: "a value is required".into(),
-            })?;
+            let v = map.get(p.name()).ok_or_else(|| Error::invalid(p.name(), "nothing", "a value is required"))?;
             // Accept an integer-valued float for an int and an int for a float.
             let v = match (p, v) {
                 (Param::Int { .. }, Value::Float(f)) if f.fract() == 0.0 => Value::Int(*f as i64),
@@ -419,29 +420,30 @@ mod tests {
     #[test]
     fn validation_errors() {
         let e = Space::new(vec![Param::Float { name: "a".into(), low: 1.0, high: 1.0 }]).unwrap_err();
-        assert!(matches!(e, Error::EmptyRange { .. }), "{e}");
+        let invalid = |e: &Error, f: &str| matches!(e, Error::Invalid { field, .. } if field == f);
+        assert!(invalid(&e, "a.high") && e.to_string().contains("empty range"), "{e}");
         let e = Space::new(vec![Param::Float { name: "a".into(), low: f64::NAN, high: 1.0 }]).unwrap_err();
-        assert!(matches!(e, Error::NonFiniteBound { which: "low", .. }), "{e}");
+        assert!(invalid(&e, "a.low"), "{e}");
         let e = Space::new(vec![Param::LogFloat { name: "a".into(), low: 0.0, high: 1.0 }]).unwrap_err();
-        assert!(matches!(e, Error::NonPositiveLogBound { .. }), "{e}");
+        assert!(invalid(&e, "a.low") && e.to_string().contains("log scale"), "{e}");
         let e = Space::new(vec![Param::Int { name: "a".into(), low: 3, high: 2 }]).unwrap_err();
-        assert!(matches!(e, Error::EmptyRange { .. }), "{e}");
+        assert!(invalid(&e, "a.high") && e.to_string().contains("empty range"), "{e}");
         let e = Space::new(vec![Param::Categorical { name: "a".into(), choices: vec![] }]).unwrap_err();
-        assert!(matches!(e, Error::BadChoices { .. }), "{e}");
+        assert!(invalid(&e, "a.choices"), "{e}");
         let e = Space::new(vec![
             Param::Float { name: "a".into(), low: 0.0, high: 1.0 },
             Param::Int { name: "a".into(), low: 0, high: 1 },
         ])
         .unwrap_err();
-        assert!(matches!(e, Error::BadName { .. }), "{e}");
-        assert!(matches!(Space::new(vec![]).unwrap_err(), Error::EmptySpace));
+        assert!(invalid(&e, "name"), "{e}");
+        assert!(invalid(&Space::new(vec![]).unwrap_err(), "params"));
         let s = mixed();
         let e = s.index_of("nope").unwrap_err();
         assert!(e.to_string().contains("nope") && e.to_string().contains("layers"), "{e}");
         let e = s
             .check_point(&[Value::Float(9.0), Value::Float(1e-3), Value::Int(1), Value::Choice("relu".into())])
             .unwrap_err();
-        assert!(matches!(e, Error::BadValue { .. }), "{e}");
+        assert!(invalid(&e, "x"), "{e}");
         let e = s
             .check_point(&[Value::Float(0.0), Value::Float(1e-3), Value::Int(1), Value::Choice("elu".into())])
             .unwrap_err();

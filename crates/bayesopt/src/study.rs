@@ -19,9 +19,8 @@ use crate::error::{Error, Result};
 use crate::gp::{FitOptions, Gp};
 use crate::kernel::{Hyper, KernelKind};
 use crate::space::{Point, Space};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
+use gradlab_core::rng::{derive_seed, rng};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::Path;
 use std::time::Instant;
 
@@ -69,14 +68,14 @@ impl LagPolicy {
 
     fn check(&self) -> Result<()> {
         match *self {
-            LagPolicy::Every(0) => Err(Error::BadConfig { field: "lag.every", value: "0".into(), allowed: ">= 1" }),
+            LagPolicy::Every(0) => Err(Error::invalid("lag.every", "0", ">= 1")),
             LagPolicy::Adaptive { max_lag, residual, lml_drop } => {
                 if max_lag == 0 || !(residual > 0.0) || !(lml_drop > 0.0) {
-                    Err(Error::BadConfig {
-                        field: "lag.adaptive",
-                        value: format!("max_lag {max_lag}, residual {residual}, lml_drop {lml_drop}"),
-                        allowed: "max_lag >= 1, residual > 0, lml_drop > 0",
-                    })
+                    Err(Error::invalid(
+                        "lag.adaptive",
+                        format!("max_lag {max_lag}, residual {residual}, lml_drop {lml_drop}"),
+                        "max_lag >= 1, residual > 0, lml_drop > 0",
+                    ))
                 } else {
                     Ok(())
                 }
@@ -160,11 +159,7 @@ impl StudyConfig {
         self.maximize.check()?;
         self.fit.bounds.check()?;
         if !(self.jitter.factor > 1.0 && self.jitter.first_rel > 0.0) {
-            return Err(Error::BadConfig {
-                field: "jitter",
-                value: format!("{:?}", self.jitter),
-                allowed: "factor > 1, first_rel > 0",
-            });
+            return Err(Error::invalid("jitter", format!("{:?}", self.jitter), "factor > 1, first_rel > 0"));
         }
         Ok(())
     }
@@ -251,39 +246,55 @@ impl AskStats {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StudyFile {
-    format: String,
-    space: Space,
-    config: StudyConfig,
-    trials: Vec<Trial>,
-    n_asks: u64,
-    n_tells: u64,
-    model: Option<ModelCheckpoint>,
-}
-
 const FORMAT: &str = "gradlab-bayesopt-study-v1";
 
+/// The `format` tag of a study file: serialises as [`FORMAT`], refuses anything else.
+#[derive(Clone, Copy, Debug, Default)]
+struct FormatTag;
+
+impl Serialize for FormatTag {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(FORMAT)
+    }
+}
+
+impl<'de> Deserialize<'de> for FormatTag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let f = String::deserialize(d)?;
+        if f == FORMAT {
+            Ok(FormatTag)
+        } else {
+            Err(serde::de::Error::custom(format!("format `{f}`, expected `{FORMAT}`")))
+        }
+    }
+}
+
+/// Stream of [`derive_seed`] for the initial Latin-hypercube design of a study.
+const DESIGN_STREAM: u64 = u64::MAX;
+/// Streams of [`derive_seed`] below an ask's seed: hyperparameter fit, acquisition
+/// maximisation (batch pick `k` uses `MAXIMIZE_STREAM + k`).
+const FIT_STREAM: u64 = 1;
+const MAXIMIZE_STREAM: u64 = 2;
+
 /// An ask/tell Bayesian-optimisation study.
-#[derive(Debug)]
+///
+/// Its JSON form (see [`Study::save`]) is the struct itself without the in-memory model:
+/// `format`, `space`, `config`, `trials`, `n_asks`, `n_tells`, `model`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Study {
+    format: FormatTag,
     space: Space,
     config: StudyConfig,
     trials: Vec<Trial>,
     n_asks: u64,
     n_tells: u64,
     model: Option<ModelCheckpoint>,
+    /// The GP (rebuilt from `model` and the trials after loading).
+    #[serde(skip)]
     gp: Option<Gp>,
+    #[serde(skip)]
     last: AskStats,
-}
-
-fn mix(a: u64, b: u64) -> u64 {
-    // splitmix64 of a combination: decorrelated per-ask streams.
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl Study {
@@ -291,6 +302,7 @@ impl Study {
     pub fn new(space: Space, config: StudyConfig) -> Result<Study> {
         config.check()?;
         Ok(Study {
+            format: FormatTag,
             space,
             config,
             trials: Vec::new(),
@@ -320,6 +332,13 @@ impl Study {
     /// Pending trials.
     pub fn pending(&self) -> Vec<&Trial> {
         self.trials.iter().filter(|t| t.state == TrialState::Pending).collect()
+    }
+
+    /// Told trials (completed or failed) in the order they were told.
+    pub fn told(&self) -> Vec<&Trial> {
+        let mut told: Vec<&Trial> = self.trials.iter().filter(|t| t.tell_index.is_some()).collect();
+        told.sort_by_key(|t| t.tell_index);
+        told
     }
 
     /// Number of completed or failed trials.
@@ -375,17 +394,17 @@ impl Study {
     /// Asks for `q` points at once.
     pub fn ask_batch(&mut self, q: usize) -> Result<Vec<Trial>> {
         if q == 0 {
-            return Err(Error::BadConfig { field: "q", value: "0".into(), allowed: ">= 1" });
+            return Err(Error::invalid("q", "0", ">= 1"));
         }
         let ask_index = self.n_asks;
-        let seed = mix(self.config.seed, ask_index);
+        let seed = derive_seed(self.config.seed, ask_index);
         let d = self.space.encoded_dim();
         let n_init = self.n_initial();
         let obs = self.observed();
         let mut stats = AskStats { n: obs.len(), ..Default::default() };
         let mut xs: Vec<Vec<f64>> = Vec::with_capacity(q);
         // Initial design: one Latin hypercube of n_initial points, in order.
-        let mut design_rng = StdRng::seed_from_u64(mix(self.config.seed, u64::MAX));
+        let mut design_rng = rng(derive_seed(self.config.seed, DESIGN_STREAM));
         let design = sample_unit(Sampler::Lhs, n_init, d, &mut design_rng);
         while xs.len() < q && self.trials.len() + xs.len() < n_init {
             let i = self.trials.len() + xs.len();
@@ -394,7 +413,7 @@ impl Study {
         if xs.len() < q {
             if obs.len() < 2 {
                 // Not enough data for a model (failures or pending points): random points.
-                let mut rng = StdRng::seed_from_u64(seed);
+                let mut rng = rng(seed);
                 let extra = sample_unit(Sampler::Random, q - xs.len(), d, &mut rng);
                 for c in extra.chunks(d) {
                     xs.push(self.space.snap(c)?);
@@ -428,7 +447,8 @@ impl Study {
         Ok(out)
     }
 
-    /// Brings the GP up to date and runs the refit policy; returns the model.
+    /// Brings the GP up to date (rebuilt after loading, new observations appended) and refits
+    /// when the lag policy says so.
     fn sync_model(&mut self, obs: &[usize], seed: u64, stats: &mut AskStats) -> Result<()> {
         let d = self.space.encoded_dim();
         let t0 = Instant::now();
@@ -486,7 +506,7 @@ impl Study {
             let mut gp = Gp::new(self.config.kernel, d, hyper, self.config.jitter);
             // Sequential factorisations keep the model bit-reproducible after a reload.
             gp.set_data(x, y)?;
-            gp.fit(&self.config.fit, mix(seed, 1))?;
+            gp.fit(&self.config.fit, derive_seed(seed, FIT_STREAM))?;
             let (y_mean, y_std) = gp.standardisation();
             let refits = self.model.as_ref().map_or(0, |m| m.refits) + 1;
             self.model = Some(ModelCheckpoint {
@@ -554,26 +574,21 @@ impl Study {
         let snap = |x: &[f64]| space.snap(x).unwrap_or_else(|_| x.to_vec());
         let acq = self.config.acquisition;
         let mut out = Vec::with_capacity(q);
-        let best_std = |gp: &Gp| gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min);
+        let opts = &self.config.maximize;
+        // Maximise on the current GP; pick `k` of a sequential batch uses stream
+        // MAXIMIZE_STREAM + k.
+        let pick = |gp: &mut Gp, q: usize, exclude: &[f64], k: u64| {
+            gp.prepare();
+            let best = gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min);
+            maximize(&acq, gp, best, opts, q, exclude, &snap, derive_seed(seed, MAXIMIZE_STREAM + k))
+        };
         match (self.config.batch, q) {
             (BatchStrategy::LocalMaxima, _) | (_, 1) => {
-                gp.prepare();
-                let props = maximize(&acq, &gp, best_std(&gp), &self.config.maximize, q, &exclude, &snap, mix(seed, 2));
-                out.extend(props.into_iter().map(|p| p.x));
+                out.extend(pick(&mut gp, q, &exclude, 0).into_iter().map(|p| p.x));
             }
             _ => {
                 for k in 0..q {
-                    gp.prepare();
-                    let props = maximize(
-                        &acq,
-                        &gp,
-                        best_std(&gp),
-                        &self.config.maximize,
-                        1,
-                        &exclude,
-                        &snap,
-                        mix(seed, 2 + k as u64),
-                    );
+                    let props = pick(&mut gp, 1, &exclude, k as u64);
                     let x = props.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]);
                     let y = fantasy(&gp, &x);
                     let _ = gp.append(&x, y);
@@ -599,26 +614,25 @@ impl Study {
 
     /// Records the objective value of trial `id`. A non-finite value marks it failed.
     pub fn tell(&mut self, id: u64, value: f64) -> Result<()> {
-        let tell_index = self.n_tells;
-        let t = self.pending_mut(id)?;
         if value.is_finite() {
-            t.state = TrialState::Complete;
-            t.value = Some(value);
+            self.finish(id, Some(value), None)
         } else {
-            t.state = TrialState::Failed;
-            t.error = Some(format!("non-finite objective value {value}"));
+            self.finish(id, None, Some(format!("non-finite objective value {value}")))
         }
-        t.tell_index = Some(tell_index);
-        self.n_tells += 1;
-        Ok(())
     }
 
     /// Records that trial `id` failed (it is kept, never modelled).
     pub fn tell_failed(&mut self, id: u64, reason: impl Into<String>) -> Result<()> {
+        self.finish(id, None, Some(reason.into()))
+    }
+
+    /// Completes pending trial `id` with a value, or fails it with an error.
+    fn finish(&mut self, id: u64, value: Option<f64>, error: Option<String>) -> Result<()> {
         let tell_index = self.n_tells;
         let t = self.pending_mut(id)?;
-        t.state = TrialState::Failed;
-        t.error = Some(reason.into());
+        t.state = if value.is_some() { TrialState::Complete } else { TrialState::Failed };
+        t.value = value;
+        t.error = error;
         t.tell_index = Some(tell_index);
         self.n_tells += 1;
         Ok(())
@@ -641,49 +655,24 @@ impl Study {
         self.tell(id, value)
     }
 
-    /// Serialises the study.
+    /// Serialises the study (pretty JSON).
     pub fn to_json(&self) -> String {
-        let f = StudyFile {
-            format: FORMAT.into(),
-            space: self.space.clone(),
-            config: self.config.clone(),
-            trials: self.trials.clone(),
-            n_asks: self.n_asks,
-            n_tells: self.n_tells,
-            model: self.model.clone(),
-        };
-        serde_json::to_string_pretty(&f).expect("study serialises")
+        serde_json::to_string_pretty(self).expect("study serialises")
     }
 
     /// Restores a study from its JSON text.
     pub fn from_json(s: &str) -> std::result::Result<Study, serde_json::Error> {
-        let f: StudyFile = serde_json::from_str(s)?;
-        if f.format != FORMAT {
-            return Err(serde::de::Error::custom(format!("format `{}`, expected `{FORMAT}`", f.format)));
-        }
-        Ok(Study {
-            space: f.space,
-            config: f.config,
-            trials: f.trials,
-            n_asks: f.n_asks,
-            n_tells: f.n_tells,
-            model: f.model,
-            gp: None,
-            last: AskStats::default(),
-        })
+        serde_json::from_str(s)
     }
 
-    /// Saves atomically (write a temporary file, then rename).
+    /// Saves atomically (a temporary file renamed over `path`).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, self.to_json()).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        Ok(gradlab_core::io::write_json(path, self)?)
     }
 
-    /// Loads a saved study.
+    /// Loads a saved study (errors name the file and, for a bad value, the field).
     pub fn load(path: &Path) -> Result<Study> {
-        let s = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let study = Study::from_json(&s).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+        let study: Study = gradlab_core::io::read_json(path)?;
         study.config.check()?;
         Ok(study)
     }

@@ -148,8 +148,8 @@ pub fn rosenbrock(x: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::lbfgs::{LbfgsOptions, minimize_box};
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use gradlab_core::rng::rng;
+    use rand::Rng;
 
     #[test]
     fn known_optima() {
@@ -167,7 +167,7 @@ mod tests {
     fn optima_are_not_beaten_by_search() {
         // Random search plus local polishing (finite-difference gradients) never goes below
         // the published optimum (up to tolerance): an independent check of the constants.
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = rng(0);
         for f in TestFunction::ALL {
             let b = f.bounds();
             let lo: Vec<f64> = b.iter().map(|p| p.0).collect();

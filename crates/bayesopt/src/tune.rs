@@ -11,7 +11,7 @@
 //! resumes (re-running trials that were in flight) until the budget is reached.
 
 use crate::error::{Error, Result};
-use crate::minimize::{JsonLinesObserver, Minimizer, ProgressObserver, StopRule};
+use crate::minimize::{Minimizer, StopRule};
 use crate::space::{Point, Space, Value};
 use crate::study::{Study, StudyConfig};
 use serde::Serialize;
@@ -115,10 +115,11 @@ pub fn substitute(args: &[String], space: &Space, point: &Point) -> Result<Vec<S
                             name.push(c);
                         }
                         if !closed {
-                            return Err(Error::Command {
-                                command: a.clone(),
-                                problem: format!("unclosed placeholder `{{{name}`"),
-                            });
+                            return Err(Error::invalid(
+                                "command",
+                                a,
+                                format!("closed placeholders (`{{{name}` has no closing `}}`; write `{{{{` for a literal brace)"),
+                            ));
                         }
                         let i = space.index_of(&name)?;
                         out.push_str(&point[i].to_string());
@@ -195,11 +196,9 @@ fn run_command(
 /// Runs or resumes a tuning study (see the module docs).
 pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
     if opts.command.is_empty() {
-        return Err(Error::Command { command: String::new(), problem: "empty command".into() });
+        return Err(Error::invalid("command", "[]", "a program and its arguments"));
     }
-    let text = std::fs::read_to_string(&opts.space).map_err(|source| Error::Io { path: opts.space.clone(), source })?;
-    let space: Space =
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: opts.space.clone(), source })?;
+    let space: Space = gradlab_core::io::read_json(&opts.space)?;
     // Validate placeholders before running anything.
     let probe = space.decode(&vec![0.5; space.encoded_dim()])?;
     substitute(&opts.command, &space, &probe)?;
@@ -212,14 +211,15 @@ pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
     } else {
         (Study::new(space.clone(), opts.config.clone())?, false)
     };
-    let config = study.config().clone();
-    let mut m = Minimizer::new(opts.budget).config(config).batch(opts.parallel).stop(opts.stop).save_to(&opts.study);
-    if !opts.quiet {
-        m = m.observer(ProgressObserver::new(opts.budget));
-    }
-    if let Some(h) = &opts.history {
-        m = m.observer(JsonLinesObserver::create(h)?);
-    }
+    let m = Minimizer {
+        config: study.config().clone(),
+        budget: opts.budget,
+        batch: opts.parallel,
+        stop: opts.stop,
+        save_to: Some(opts.study.clone()),
+        history: opts.history.clone(),
+        progress: !opts.quiet,
+    };
     let command = opts.command.clone();
     let workdir = opts.workdir.clone();
     let timeout = opts.timeout;

@@ -1,0 +1,188 @@
+//! Experiments (run with `cargo xtask experiment <name> [--quick]`), one module each:
+//!
+//! - `bo-lazy-vs-full` (`bayesopt.lazy_vs_full`, [`lazy_vs_full`]): cost of one BO iteration
+//!   vs the number of observations n for lag = 1, 3, 10, ∞, from measured components
+//!   (hyperparameter refit, full factorisation, O(n²) append, acquisition maximisation) with
+//!   fitted log–log slopes; and the total model + acquisition overhead of real 100-iteration
+//!   runs on Levy-5D.
+//! - `bo-regret` (`bayesopt.regret`, [`regret`]): best-so-far vs evaluations, mean ± std over
+//!   seeds, per test function and refit policy.
+//! - `bo-parallel` (`bayesopt.parallel`, [`parallel`]): iterations and evaluations to reach a
+//!   target with q = 1, 5, 20 points per iteration.
+//!
+//! Each config has one top-level `seed`; replicate `s` of a design runs with
+//! [`replicate_seed`]`(seed, s)` and the other seeds are derived from `seed` with
+//! [`gradlab_core::rng::derive_seed`] on named streams. The `seed` of a nested study
+//! configuration is derived, so a non-zero one is refused.
+
+pub mod lazy_vs_full;
+pub mod parallel;
+pub mod regret;
+
+use crate::error::{Error, Result};
+use crate::minimize::{MinimizeResult, Minimizer, StopRule};
+use crate::space::Point;
+use crate::study::{Study, StudyConfig};
+use crate::testfns::TestFunction;
+use gradlab_core::experiment::Experiment;
+use gradlab_core::plot::LinePlot;
+use gradlab_core::report::fmt_num;
+use gradlab_core::rng::derive_seed;
+
+/// The experiments of this crate.
+pub fn experiments() -> Vec<Experiment> {
+    vec![
+        Experiment {
+            entry: "bayesopt.lazy_vs_full",
+            description: "Lazy GP vs full refits: time per BO iteration vs n (lag 1/3/10/inf), log-log slopes, total overhead over 100 iterations of Levy-5D",
+            run: lazy_vs_full::run,
+        },
+        Experiment {
+            entry: "bayesopt.regret",
+            description: "Best-so-far vs evaluations (mean ± std over seeds) per test function and refit policy",
+            run: regret::run,
+        },
+        Experiment {
+            entry: "bayesopt.parallel",
+            description: "Batch BO with q = 1, 5, 20: iterations and evaluations to reach a target",
+            run: parallel::run,
+        },
+    ]
+}
+
+/// Stream of [`derive_seed`] under which the replicate seeds of a run are drawn.
+const REPLICATE_STREAM: u64 = 0x5245_504c; // "REPL"
+
+/// Seed of replicate `s` of a run with top-level seed `seed` (the same replicate seeds for
+/// every cell of a design, so cells are compared on paired runs).
+pub fn replicate_seed(seed: u64, s: usize) -> u64 {
+    derive_seed(derive_seed(seed, REPLICATE_STREAM), s as u64)
+}
+
+/// Refuses a non-zero `seed` in a nested study configuration: it is derived from the
+/// config's top-level `seed`.
+pub(crate) fn refuse_nested_seed(field: &str, study: &StudyConfig) -> Result<()> {
+    if study.seed != 0 {
+        return Err(Error::invalid(
+            format!("{field}.seed"),
+            study.seed,
+            "0 (left out): each run's seed is derived from the top-level `seed`",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a count that must be at least 1.
+pub(crate) fn require_positive(field: &str, value: usize) -> Result<()> {
+    if value == 0 { Err(Error::invalid(field, value, ">= 1")) } else { Ok(()) }
+}
+
+/// Objective of a test function on a point of its space.
+fn objective(f: TestFunction) -> impl Fn(&Point) -> std::result::Result<f64, String> + Sync {
+    move |p: &Point| Ok(f.eval(&p.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>()))
+}
+
+/// One BO run of `budget` evaluations on `f`, `q` points per iteration.
+pub(crate) fn run_bo(
+    f: TestFunction,
+    config: StudyConfig,
+    budget: usize,
+    q: usize,
+    stop: StopRule,
+) -> Result<(Study, MinimizeResult)> {
+    Minimizer { config, batch: q, stop, ..Minimizer::new(budget) }.run(&f.space(), objective(f))
+}
+
+/// Least-squares slope of ln t against ln n.
+pub fn loglog_slope(n: &[f64], t: &[f64]) -> f64 {
+    let pts: Vec<(f64, f64)> =
+        n.iter().zip(t).filter(|(a, b)| **a > 0.0 && **b > 0.0).map(|(a, b)| (a.ln(), b.ln())).collect();
+    let m = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / m;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / m;
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+/// Median (NaN for an empty list).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (m, s)
+}
+
+/// `mean ± std` for a table cell.
+pub(crate) fn pm(v: &[f64], digits: usize) -> String {
+    let (m, s) = mean_std(v);
+    format!("{} ± {}", fmt_num(m, digits), fmt_num(s, 2))
+}
+
+/// Mean over runs of `max(best − f*, floor)` at each position of the best-so-far curves
+/// (a run shorter than the longest keeps its last value), as `(position + 1, mean)`.
+pub(crate) fn mean_regret_curve(curves: &[Vec<f64>], optimum: f64, floor: f64) -> Vec<(f64, f64)> {
+    let len = curves.iter().map(Vec::len).max().unwrap_or(0);
+    (0..len)
+        .map(|i| {
+            let v: Vec<f64> = curves.iter().map(|c| (c[i.min(c.len() - 1)] - optimum).max(floor)).collect();
+            ((i + 1) as f64, mean_std(&v).0)
+        })
+        .collect()
+}
+
+/// A figure of regret (`best − f*`, log scale) against `x_label`.
+pub(crate) fn regret_plot(title: &str, x_label: &str) -> LinePlot {
+    LinePlot::new(title).x_label(x_label).y_label("best − f*").log_y(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradlab_core::experiment::{ExperimentConfig, from_value};
+
+    #[test]
+    fn slope_of_power_law() {
+        let n = [100.0, 200.0, 400.0, 800.0];
+        let t: Vec<f64> = n.iter().map(|x: &f64| 3e-9 * x.powf(2.5)).collect();
+        assert!((loglog_slope(&n, &t) - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn configs_parse() {
+        for name in ["bo-lazy-vs-full", "bo-regret", "bo-parallel"] {
+            let path =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(format!("{name}.json"));
+            let cfg = ExperimentConfig::load(&path).unwrap();
+            for quick in [false, true] {
+                let v = cfg.resolve(quick, &[]).unwrap();
+                let f = path.display().to_string();
+                match cfg.entry.as_str() {
+                    "bayesopt.lazy_vs_full" => from_value::<lazy_vs_full::Params>(&v, &f).unwrap().check().unwrap(),
+                    "bayesopt.regret" => from_value::<regret::Params>(&v, &f).unwrap().check().unwrap(),
+                    "bayesopt.parallel" => from_value::<parallel::Params>(&v, &f).unwrap().check().unwrap(),
+                    e => panic!("unknown entry {e}"),
+                }
+            }
+            assert!(experiments().iter().any(|e| e.entry == cfg.entry));
+        }
+    }
+
+    #[test]
+    fn nested_study_seed_is_refused() {
+        let e = refuse_nested_seed("study", &StudyConfig { seed: 4, ..Default::default() }).unwrap_err();
+        assert!(matches!(&e, Error::Invalid { field, .. } if field == "study.seed"), "{e}");
+        assert!(e.to_string().contains("derived"), "{e}");
+        assert_ne!(replicate_seed(0, 0), replicate_seed(0, 1));
+    }
+}
