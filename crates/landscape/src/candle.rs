@@ -126,7 +126,7 @@ pub fn cross_entropy(m: &mlp::Mlp, x: &Tensor, y: &Tensor) -> candle_core::Resul
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::hessian::{HessianOperator, HvpMethod, dense_matrix};
+    use crate::hessian::{HessianOperator, HvpMethod, dense_hessian_from_losses, dense_matrix};
     use crate::surface::{Axis, SurfaceOptions, evaluate_surface};
     use rand::Rng;
 
@@ -143,30 +143,6 @@ pub(crate) mod tests {
         let obj = CandleObjective::new(|vb| mlp::build(&[3, 4, 2], vb), mlp::mse, batches, DType::F64, &dev).unwrap();
         let theta: Vec<f64> = (0..obj.dim()).map(|_| rng.random_range(-1.0..1.0)).collect();
         (obj, theta)
-    }
-
-    /// Dense Hessian from loss values only (4-point second differences): independent of backprop.
-    pub(crate) fn hessian_from_losses<O: Objective>(obj: &mut O, theta: &[f64], h: f64) -> Vec<f64> {
-        let n = theta.len();
-        let mut hm = vec![0.0; n * n];
-        let mut x = theta.to_vec();
-        let mut f = |x: &[f64]| obj.loss(x).unwrap();
-        for i in 0..n {
-            for j in 0..=i {
-                let mut acc = 0.0;
-                for (si, sj, sign) in [(1.0, 1.0, 1.0), (1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0)] {
-                    x[i] += si * h;
-                    x[j] += sj * h;
-                    acc += sign * f(&x);
-                    x[i] = theta[i];
-                    x[j] = theta[j];
-                }
-                let v = acc / (4.0 * h * h);
-                hm[i * n + j] = v;
-                hm[j * n + i] = v;
-            }
-        }
-        hm
     }
 
     pub(crate) fn rel_frob(a: &[f64], b: &[f64]) -> f64 {
@@ -202,7 +178,7 @@ pub(crate) mod tests {
     #[test]
     fn fd_hessian_of_a_small_model_matches_dense_reference() {
         let (mut obj, theta) = small_model(1);
-        let reference = hessian_from_losses(&mut obj, &theta, 1e-4);
+        let reference = dense_hessian_from_losses(&mut obj, &theta, 1e-4).unwrap();
         let mut op = HessianOperator::new(&mut obj, &theta, HvpMethod::FiniteDifference { h: 1e-4 }).unwrap();
         let h = dense_matrix(&mut op).unwrap();
         // reference error ~ h² + ε/h² ≈ 1e-8 relative; FD-of-gradients error ~ 1e-9
@@ -233,24 +209,10 @@ pub(crate) mod tests {
         let d1 = crate::directions::gaussian(obj.dim(), &mut rng);
         let d2 = crate::directions::gaussian(obj.dim(), &mut rng);
         let ax = Axis::new(-0.5, 0.5, 5).unwrap();
-        let s1 = evaluate_surface(
-            &obj,
-            &theta,
-            &[&d1, &d2],
-            ax,
-            Some(ax),
-            &SurfaceOptions { threads: 1, ..Default::default() },
-        )
-        .unwrap();
-        let s2 = evaluate_surface(
-            &obj,
-            &theta,
-            &[&d1, &d2],
-            ax,
-            Some(ax),
-            &SurfaceOptions { threads: 2, ..Default::default() },
-        )
-        .unwrap();
+        let [s1, s2] = [1, 2].map(|threads| {
+            let opts = SurfaceOptions { threads, ..Default::default() };
+            evaluate_surface(&obj, &theta, &[&d1, &d2], ax, Some(ax), &opts).unwrap()
+        });
         assert_eq!(s1.loss, s2.loss);
         let mut serial = obj.replicate().unwrap();
         assert_eq!(s1.at(2, 2), serial.loss(&theta).unwrap());

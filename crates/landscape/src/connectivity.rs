@@ -28,27 +28,34 @@ fn profile(ts: Vec<f64>, losses: Vec<f64>) -> PathProfile {
     PathProfile { t_max: ts[k], barrier: lmax - ends, ts, losses }
 }
 
-fn check_points(points: usize) -> Result<Vec<f64>> {
+/// The loss at `point(t)` for `points` evenly spaced `t` in `[0, 1]`, and the barrier height.
+fn path_profile<O: Objective + ?Sized>(
+    obj: &mut O,
+    points: usize,
+    point: impl Fn(f64, &mut [f64]),
+) -> Result<PathProfile> {
     if points < 2 {
-        return Err(Error::invalid("points", points.to_string(), "≥ 2 (t = 0 and t = 1 included)"));
+        return Err(Error::invalid("points", points, "≥ 2 (t = 0 and t = 1 included)"));
     }
-    Ok((0..points).map(|i| i as f64 / (points - 1) as f64).collect())
+    let ts: Vec<f64> = (0..points).map(|i| i as f64 / (points - 1) as f64).collect();
+    let mut x = vec![0.0; obj.dim()];
+    let mut losses = Vec::with_capacity(points);
+    for &t in &ts {
+        point(t, &mut x);
+        losses.push(obj.loss(&x)?);
+    }
+    Ok(profile(ts, losses))
 }
 
 /// Loss at `(1−t) θA + t θB` for `points` evenly spaced `t` in `[0, 1]`, and the barrier height.
 pub fn linear_path<O: Objective + ?Sized>(obj: &mut O, a: &[f64], b: &[f64], points: usize) -> Result<PathProfile> {
     check_len("theta_a", obj.dim(), a.len())?;
     check_len("theta_b", obj.dim(), b.len())?;
-    let ts = check_points(points)?;
-    let mut x = vec![0.0; a.len()];
-    let mut losses = Vec::with_capacity(points);
-    for &t in &ts {
+    path_profile(obj, points, |t, x| {
         for ((xi, ai), bi) in x.iter_mut().zip(a).zip(b) {
             *xi = (1.0 - t) * ai + t * bi;
         }
-        losses.push(obj.loss(&x)?);
-    }
-    Ok(profile(ts, losses))
+    })
 }
 
 /// A quadratic Bézier curve between two end points.
@@ -79,14 +86,7 @@ impl Bezier {
     /// Loss profile along the curve at `points` evenly spaced `t`.
     pub fn profile<O: Objective + ?Sized>(&self, obj: &mut O, points: usize) -> Result<PathProfile> {
         check_len("curve", obj.dim(), self.start.len())?;
-        let ts = check_points(points)?;
-        let mut x = vec![0.0; self.start.len()];
-        let mut losses = Vec::with_capacity(points);
-        for &t in &ts {
-            self.point(t, &mut x);
-            losses.push(obj.loss(&x)?);
-        }
-        Ok(profile(ts, losses))
+        path_profile(obj, points, |t, x| self.point(t, x))
     }
 }
 

@@ -186,6 +186,30 @@ fn read_partial(path: &Path, fp: &str, points: usize) -> Result<HashMap<usize, f
     Ok(done)
 }
 
+/// A resume file opened for appending, with its path (shared by the workers).
+type ResumeWriter = Mutex<(BufWriter<File>, PathBuf)>;
+
+/// Opens (or creates, writing the header) the resume file of a surface; returns the points it
+/// already holds.
+fn open_resume(path: &Path, fp: &str, total: usize) -> Result<(HashMap<usize, f64>, ResumeWriter)> {
+    let exists = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+    let done = if exists { read_partial(path, fp, total)? } else { HashMap::new() };
+    let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    let mut w = BufWriter::new(f);
+    if exists {
+        // an interrupted write may have left a partial last line: start on a fresh one
+        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if text.last() != Some(&b'\n') {
+            writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
+        }
+    } else {
+        let h = Header { fingerprint: fp.to_string(), points: total };
+        serde_json::to_writer(&mut w, &h).map_err(|e| Error::json(path, e))?;
+        writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
+    }
+    Ok((done, Mutex::new((w, path.to_path_buf()))))
+}
+
 /// Evaluates the objective at `center + Σ coords[k] dirs[k]` for every grid point.
 ///
 /// `dirs` holds one direction (a line over `x`; `y` must be `None`) or two (a plane).
@@ -239,28 +263,13 @@ where
     };
     let mut loss = vec![f64::NAN; total];
     let fp = fingerprint(center, dirs, &xs, &ys);
-    let mut writer = None;
-    let mut done: HashMap<usize, f64> = HashMap::new();
-    if let Some(path) = &opts.resume_file {
-        let exists = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
-        if exists {
-            done = read_partial(path, &fp, total)?;
+    let (done, writer) = match &opts.resume_file {
+        Some(path) => {
+            let (done, w) = open_resume(path, &fp, total)?;
+            (done, Some(w))
         }
-        let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        let mut w = BufWriter::new(f);
-        if exists {
-            // an interrupted write may have left a partial last line: start on a fresh one
-            let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            if text.last() != Some(&b'\n') {
-                writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
-            }
-        } else {
-            let h = Header { fingerprint: fp.clone(), points: total };
-            serde_json::to_writer(&mut w, &h).map_err(|e| Error::json(path, e))?;
-            writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
-        }
-        writer = Some(Mutex::new((w, path.clone())));
-    }
+        None => (HashMap::new(), None),
+    };
     for (&i, &v) in &done {
         loss[i] = v;
     }

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use gradlab_core::grad::{double_backward_is_exact, enable_exact_double_backward};
 use gradlab_core::rng::{SeededRng, rng, uniform_vec};
 use gradlab_landscape::candle::{CandleObjective, mlp};
-use gradlab_landscape::hessian::{HessianOperator, HvpMethod, dense_matrix, hvp};
+use gradlab_landscape::hessian::{HessianOperator, HvpMethod, dense_hessian_from_losses, dense_matrix, hvp};
 use gradlab_landscape::varmap::on_fresh_varmap;
 use gradlab_landscape::{Objective, Replicate, Subspace, VarMapObjective};
 
@@ -22,28 +22,6 @@ fn batches(rng: &mut SeededRng, sizes: &[usize], inputs: usize, outputs: usize) 
             (Tensor::from_vec(x, (rows, inputs), &dev).unwrap(), Tensor::from_vec(y, (rows, outputs), &dev).unwrap())
         })
         .collect()
-}
-
-/// Dense Hessian from second differences of the loss alone (independent of backprop).
-fn hessian_from_losses<O: Objective>(obj: &mut O, theta: &[f64], h: f64) -> Vec<f64> {
-    let n = theta.len();
-    let mut reference = vec![0.0; n * n];
-    let mut x = theta.to_vec();
-    for i in 0..n {
-        for j in 0..=i {
-            let mut acc = 0.0;
-            for (si, sj, sign) in [(1.0, 1.0, 1.0), (1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0)] {
-                x[i] += si * h;
-                x[j] += sj * h;
-                acc += sign * obj.loss(&x).unwrap();
-                x[i] = theta[i];
-                x[j] = theta[j];
-            }
-            reference[i * n + j] = acc / (4.0 * h * h);
-            reference[j * n + i] = reference[i * n + j];
-        }
-    }
-    reference
 }
 
 fn rel(a: &[f64], b: &[f64]) -> f64 {
@@ -60,7 +38,7 @@ fn double_backward_hvp_matches_dense_hessian_and_finite_differences() {
     let theta = uniform_vec(&mut rng, n, -1.0, 1.0);
 
     // independent reference: second differences of the loss alone
-    let reference = hessian_from_losses(&mut obj, &theta, 1e-4);
+    let reference = dense_hessian_from_losses(&mut obj, &theta, 1e-4).unwrap();
     let mut op = HessianOperator::new(&mut obj, &theta, HvpMethod::Exact).unwrap();
     let exact = dense_matrix(&mut op).unwrap();
     let e = rel(&exact, &reference);
@@ -140,7 +118,7 @@ fn varmap_objective_with_frozen_buffer_matches_finite_differences() {
     let index = obj.trainable_indices();
     let mut sub = Subspace::new(obj.replicate().unwrap(), theta.clone(), index).unwrap();
     let phi = sub.restrict(&theta);
-    let reference = hessian_from_losses(&mut sub, &phi, 1e-4);
+    let reference = dense_hessian_from_losses(&mut sub, &phi, 1e-4).unwrap();
     let mut op = HessianOperator::new(&mut sub, &phi, HvpMethod::Exact).unwrap();
     let exact = dense_matrix(&mut op).unwrap();
     assert!(rel(&exact, &reference) < 1e-6, "subspace Hessian: {}", rel(&exact, &reference));
