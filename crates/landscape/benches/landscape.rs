@@ -4,20 +4,18 @@
 //! * one gradient, one finite-difference HVP and one exact (double-backward) HVP;
 //! * Lanczos for the top-10 eigenvalues (finite-difference HVPs).
 //!
-//! Run: `cargo bench -p gradlab-landscape --bench landscape` (sets `CANDLE_GRAD_DO_NOT_DETACH=1`
-//! itself, before any thread starts, so that the exact HVP is correct).
+//! Run: `cargo bench -p gradlab-landscape --bench landscape` (turns exact double backward on
+//! itself with `gradlab_core::grad::enable_exact_double_backward()`, before any thread starts).
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use gradlab_landscape::Objective;
 use gradlab_landscape::candle::{CandleObjective, cross_entropy, mlp};
 use gradlab_landscape::directions::{Normalization, VectorParams, random_direction};
-use gradlab_landscape::experiment::{SpiralConfig, spirals};
+use gradlab_landscape::experiments::demo::{SpiralConfig, spirals};
 use gradlab_landscape::hessian::{HessianOperator, HvpMethod, hvp};
 use gradlab_landscape::lanczos::{LanczosConfig, Which, lanczos};
 use gradlab_landscape::surface::{Axis, SurfaceOptions, evaluate_surface};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -30,7 +28,7 @@ fn model() -> (CandleObjective<mlp::Mlp>, Vec<f64>) {
     let y = Tensor::from_vec(y, n, &dev).unwrap();
     let obj = CandleObjective::new(|vb| mlp::build(&[2, 32, 32, 3], vb), cross_entropy, vec![(x, y)], DType::F64, &dev)
         .unwrap();
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = gradlab_core::rng::rng(0);
     let theta: Vec<f64> =
         gradlab_landscape::directions::gaussian(obj.dim(), &mut rng).iter().map(|v| 0.3 * v).collect();
     (obj, theta)
@@ -38,7 +36,7 @@ fn model() -> (CandleObjective<mlp::Mlp>, Vec<f64>) {
 
 fn bench_surface(c: &mut Criterion) {
     let (obj, theta) = model();
-    let mut rng = StdRng::seed_from_u64(1);
+    let mut rng = gradlab_core::rng::rng(1);
     let d1 = random_direction(&theta, obj.layout(), Normalization::Filter, VectorParams::Zero, &mut rng).unwrap();
     let d2 = random_direction(&theta, obj.layout(), Normalization::Filter, VectorParams::Zero, &mut rng).unwrap();
     let ax = Axis::new(-1.0, 1.0, 51).unwrap();
@@ -55,7 +53,7 @@ fn bench_surface(c: &mut Criterion) {
 
 fn bench_second_order(c: &mut Criterion) {
     let (mut obj, theta) = model();
-    let mut rng = StdRng::seed_from_u64(2);
+    let mut rng = gradlab_core::rng::rng(2);
     let v = gradlab_landscape::directions::gaussian(obj.dim(), &mut rng);
     let mut out = vec![0.0; obj.dim()];
     let mut g = c.benchmark_group("second_order");
@@ -80,8 +78,8 @@ fn bench_second_order(c: &mut Criterion) {
 }
 
 fn main() {
-    // SAFETY: set before criterion or rayon start any thread; nothing else reads the environment yet.
-    unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
+    // before criterion or rayon start any thread: exact double backward for the exact HVP
+    gradlab_core::grad::enable_exact_double_backward().expect("exact double backward");
     let mut c = Criterion::default().configure_from_args();
     bench_surface(&mut c);
     bench_second_order(&mut c);

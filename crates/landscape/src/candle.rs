@@ -1,4 +1,5 @@
-//! [`Objective`] adapter for candle models built on a [`VarMap`].
+//! [`CandleObjective`]: a candle model built from a `VarBuilder`, with fixed `(x, y)` batches, as
+//! an [`Objective`] — a thin use of [`VarMapObjective`].
 //!
 //! The model is described by two functions: `build(VarBuilder) -> M` (creates the variables,
 //! called once per replica) and `loss(&M, x, y) -> scalar` (mean loss of one batch, evaluated in
@@ -7,216 +8,93 @@
 //! concatenated data when the per-batch loss is a mean.
 //!
 //! Exact Hessian-vector products use double backward, which candle 0.11 only computes correctly
-//! with `CANDLE_GRAD_DO_NOT_DETACH=1` in the environment **before the process starts** (the flag
-//! is read once per thread); without it [`Objective::hvp_exact`] returns
-//! [`Error::Unsupported`] instead of silently wrong numbers.
+//! with `CANDLE_GRAD_DO_NOT_DETACH` set before the thread's first backward pass; call
+//! `gradlab_core::grad::enable_exact_double_backward()` first in `main`. Without it
+//! [`Objective::hvp_exact`] returns [`Error::Unsupported`] instead of silently wrong numbers
+//! (see [`crate::varmap`]).
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
-use gradlab_core::params::{ParamLayout, read_grads_f64, read_params_f64, sorted_vars, write_params_f64};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 
-use crate::error::{Error, Result, check_len};
-use crate::layout::Layout;
+use crate::error::{Error, Result};
 use crate::objective::{Objective, Replicate};
+use crate::varmap::{VarMapObjective, on_fresh_varmap};
 
-type BuildFn<M> = dyn Fn(VarBuilder) -> candle_core::Result<M> + Send + Sync;
-type LossFn<M> = dyn Fn(&M, &Tensor, &Tensor) -> candle_core::Result<Tensor> + Send + Sync;
-
-/// Whether double backward is exact in this process (`CANDLE_GRAD_DO_NOT_DETACH` set, not `0`).
-pub fn double_backward_enabled() -> bool {
-    std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_ok_and(|s| !s.is_empty() && s != "0")
-}
-
-/// A candle model with fixed batches as an [`Objective`].
+/// A candle model with fixed `(x, y)` batches as an [`Objective`]. Dereferences to its
+/// [`VarMapObjective`] (`varmap()`, `model()`, `layout()`, `params()`, `set_params()`, …).
 pub struct CandleObjective<M> {
-    varmap: VarMap,
-    vars: Vec<(String, Var)>,
-    model: M,
-    layout: Layout,
+    inner: VarMapObjective<M>,
     batches: Arc<Vec<(Tensor, Tensor)>>,
-    weights: Arc<Vec<f64>>,
-    build: Arc<BuildFn<M>>,
-    loss: Arc<LossFn<M>>,
-    dtype: DType,
-    device: Device,
 }
 
 impl<M> std::fmt::Debug for CandleObjective<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CandleObjective")
-            .field("params", &self.layout.total)
-            .field("batches", &self.batches.len())
-            .field("dtype", &self.dtype)
-            .finish()
+        f.debug_struct("CandleObjective").field("inner", &self.inner).finish()
+    }
+}
+
+impl<M> std::ops::Deref for CandleObjective<M> {
+    type Target = VarMapObjective<M>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
     }
 }
 
 impl<M: Send + Sync + 'static> CandleObjective<M> {
-    /// Builds the model on a fresh `VarMap` (`dtype`, `device`) and fixes the batches `(x, y)`.
-    pub fn new(
-        build: impl Fn(VarBuilder) -> candle_core::Result<M> + Send + Sync + 'static,
+    /// Builds the model on a fresh `VarMap` (`dtype`, `device`) and fixes the batches `(x, y)`,
+    /// weighted by their number of rows.
+    pub fn new<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+        build: impl Fn(VarBuilder) -> std::result::Result<M, E> + Send + Sync + 'static,
         loss: impl Fn(&M, &Tensor, &Tensor) -> candle_core::Result<Tensor> + Send + Sync + 'static,
         batches: Vec<(Tensor, Tensor)>,
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
         if batches.is_empty() {
-            return Err(Error::InvalidArgument {
-                name: "batches",
-                value: "0".into(),
-                allowed: "at least one (x, y) batch",
-            });
+            return Err(Error::invalid("batches", 0, "at least one (x, y) batch"));
         }
         let rows: Vec<f64> = batches.iter().map(|(x, _)| x.dims().first().copied().unwrap_or(1) as f64).collect();
         let total: f64 = rows.iter().sum();
         let weights = rows.iter().map(|r| r / total).collect();
-        Self::assemble(Arc::new(build), Arc::new(loss), Arc::new(batches), Arc::new(weights), dtype, device.clone())
+        let batches = Arc::new(batches);
+        let data = batches.clone();
+        let inner = VarMapObjective::new(
+            on_fresh_varmap(build, dtype, device),
+            move |m: &M, i: usize| {
+                let (x, y) = &data[i];
+                loss(m, x, y)
+            },
+            weights,
+        )?;
+        Ok(Self { inner, batches })
     }
 
-    fn assemble(
-        build: Arc<BuildFn<M>>,
-        loss: Arc<LossFn<M>>,
-        batches: Arc<Vec<(Tensor, Tensor)>>,
-        weights: Arc<Vec<f64>>,
-        dtype: DType,
-        device: Device,
-    ) -> Result<Self> {
-        let varmap = VarMap::new();
-        let model = build(VarBuilder::from_varmap(&varmap, dtype, &device))?;
-        let vars = sorted_vars(&varmap);
-        let layout = Layout::from(&ParamLayout::of(&varmap)?);
-        Ok(Self { varmap, vars, model, layout, batches, weights, build, loss, dtype, device })
-    }
-
-    /// The model's own `VarMap` (holds the parameters of the last evaluation).
-    pub fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-    /// The model.
-    pub fn model(&self) -> &M {
-        &self.model
-    }
-    /// The flat layout (sorted by variable name, as `gradlab_core::params`).
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-    /// The current parameters as a flat vector.
-    pub fn params(&self) -> Result<Vec<f64>> {
-        Ok(read_params_f64(&self.varmap)?)
-    }
-    /// Writes a flat vector into the model.
-    pub fn set_params(&self, theta: &[f64]) -> Result<()> {
-        check_len("theta", self.layout.total, theta.len())?;
-        Ok(write_params_f64(&self.varmap, theta)?)
-    }
-    /// Copies the parameters of another `VarMap` with the same variables (e.g. a trained model).
-    pub fn load_from(&self, other: &VarMap) -> Result<Vec<f64>> {
-        let p = read_params_f64(other)?;
-        self.set_params(&p)?;
-        Ok(p)
-    }
-
-    fn weighted_loss(&self) -> Result<Tensor> {
-        let mut total: Option<Tensor> = None;
-        for ((x, y), w) in self.batches.iter().zip(self.weights.iter()) {
-            let l = (self.loss)(&self.model, x, y)?;
-            let l = l.to_dtype(DType::F64)?.affine(*w, 0.0)?;
-            total = Some(match total {
-                None => l,
-                Some(t) => (t + l)?,
-            });
-        }
-        total.ok_or_else(|| Error::InvalidArgument {
-            name: "batches",
-            value: "0".into(),
-            allowed: "at least one batch",
-        })
+    /// The fixed batches.
+    pub fn batches(&self) -> &[(Tensor, Tensor)] {
+        &self.batches
     }
 }
 
 impl<M: Send + Sync + 'static> Objective for CandleObjective<M> {
     fn dim(&self) -> usize {
-        self.layout.total
+        self.inner.dim()
     }
-
     fn loss(&mut self, theta: &[f64]) -> Result<f64> {
-        self.set_params(theta)?;
-        let mut sum = 0.0;
-        for ((x, y), w) in self.batches.iter().zip(self.weights.iter()) {
-            let l = (self.loss)(&self.model, x, y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            sum += w * l;
-        }
-        Ok(sum)
+        self.inner.loss(theta)
     }
-
     fn loss_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64> {
-        check_len("grad", self.layout.total, grad.len())?;
-        self.set_params(theta)?;
-        grad.fill(0.0);
-        let mut sum = 0.0;
-        // one backward per batch keeps only one batch's graph alive
-        for ((x, y), w) in self.batches.iter().zip(self.weights.iter()) {
-            let l = (self.loss)(&self.model, x, y)?.to_dtype(DType::F64)?.affine(*w, 0.0)?;
-            sum += l.to_scalar::<f64>()?;
-            let g = read_grads_f64(&self.varmap, &l.backward()?)?;
-            for (a, b) in grad.iter_mut().zip(&g) {
-                *a += b;
-            }
-        }
-        Ok(sum)
+        self.inner.loss_grad(theta, grad)
     }
-
     fn hvp_exact(&mut self, theta: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
-        if !double_backward_enabled() {
-            return Err(Error::Unsupported(
-                "exact HVP needs CANDLE_GRAD_DO_NOT_DETACH=1 in the environment before the process starts \
-                 (candle detaches gradients otherwise and double backward is silently wrong); \
-                 or use HvpMethod::FiniteDifference"
-                    .into(),
-            ));
-        }
-        check_len("v", self.layout.total, v.len())?;
-        check_len("out", self.layout.total, out.len())?;
-        self.set_params(theta)?;
-        let loss = self.weighted_loss()?;
-        let grads = loss.backward()?;
-        // gᵀv as a differentiable scalar, then its gradient is H v
-        let mut gv: Option<Tensor> = None;
-        for ((_, var), b) in self.vars.iter().zip(&self.layout.blocks) {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            let vt = Tensor::from_slice(&v[b.range()], b.shape.as_slice(), &self.device)?.to_dtype(g.dtype())?;
-            let term = (g * vt)?.sum_all()?.to_dtype(DType::F64)?;
-            gv = Some(match gv {
-                None => term,
-                Some(t) => (t + term)?,
-            });
-        }
-        let Some(gv) = gv else {
-            out.fill(0.0);
-            return Ok(());
-        };
-        let h = read_grads_f64(&self.varmap, &gv.backward()?)?;
-        out.copy_from_slice(&h);
-        Ok(())
+        self.inner.hvp_exact(theta, v, out)
     }
 }
 
 impl<M: Send + Sync + 'static> Replicate for CandleObjective<M> {
     fn replicate(&self) -> Result<Self> {
-        let r = Self::assemble(
-            self.build.clone(),
-            self.loss.clone(),
-            self.batches.clone(),
-            self.weights.clone(),
-            self.dtype,
-            self.device.clone(),
-        )?;
-        r.set_params(&self.params()?)?;
-        Ok(r)
+        Ok(Self { inner: self.inner.replicate()?, batches: self.batches.clone() })
     }
 }
 
@@ -229,8 +107,8 @@ pub mod mlp {
     pub type Mlp = gradlab_core::nn::Mlp;
 
     /// Builds the MLP with variables `l0.*`, `l1.*`, ….
-    pub fn build(sizes: &[usize], vb: VarBuilder) -> candle_core::Result<Mlp> {
-        Mlp::new(sizes, gradlab_core::nn::Activation::Tanh, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    pub fn build(sizes: &[usize], vb: VarBuilder) -> gradlab_core::Result<Mlp> {
+        Mlp::new(sizes, gradlab_core::nn::Activation::Tanh, vb)
     }
 
     /// Mean squared error of the MLP on one batch.
@@ -248,14 +126,13 @@ pub fn cross_entropy(m: &mlp::Mlp, x: &Tensor, y: &Tensor) -> candle_core::Resul
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::hessian::{HessianOperator, HvpMethod, dense_matrix};
+    use crate::hessian::{HessianOperator, HvpMethod, dense_hessian_from_losses, dense_matrix};
     use crate::surface::{Axis, SurfaceOptions, evaluate_surface};
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
     /// A 3→4→2 tanh MLP in f64 on two fixed batches of sizes 5 and 3 (26 parameters).
     pub(crate) fn small_model(seed: u64) -> (CandleObjective<mlp::Mlp>, Vec<f64>) {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         let dev = Device::Cpu;
         let mut batch = |rows: usize| {
             let x: Vec<f64> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -266,30 +143,6 @@ pub(crate) mod tests {
         let obj = CandleObjective::new(|vb| mlp::build(&[3, 4, 2], vb), mlp::mse, batches, DType::F64, &dev).unwrap();
         let theta: Vec<f64> = (0..obj.dim()).map(|_| rng.random_range(-1.0..1.0)).collect();
         (obj, theta)
-    }
-
-    /// Dense Hessian from loss values only (4-point second differences): independent of backprop.
-    pub(crate) fn hessian_from_losses<O: Objective>(obj: &mut O, theta: &[f64], h: f64) -> Vec<f64> {
-        let n = theta.len();
-        let mut hm = vec![0.0; n * n];
-        let mut x = theta.to_vec();
-        let mut f = |x: &[f64]| obj.loss(x).unwrap();
-        for i in 0..n {
-            for j in 0..=i {
-                let mut acc = 0.0;
-                for (si, sj, sign) in [(1.0, 1.0, 1.0), (1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0)] {
-                    x[i] += si * h;
-                    x[j] += sj * h;
-                    acc += sign * f(&x);
-                    x[i] = theta[i];
-                    x[j] = theta[j];
-                }
-                let v = acc / (4.0 * h * h);
-                hm[i * n + j] = v;
-                hm[j * n + i] = v;
-            }
-        }
-        hm
     }
 
     pub(crate) fn rel_frob(a: &[f64], b: &[f64]) -> f64 {
@@ -314,7 +167,7 @@ pub(crate) mod tests {
             assert!(((fp - fm) / (2.0 * h) - g[k]).abs() < 1e-8, "k={k}");
         }
         // row-weighted batch mean equals the loss on the concatenated data
-        let (x, y): (Vec<_>, Vec<_>) = obj.batches.iter().cloned().unzip();
+        let (x, y): (Vec<_>, Vec<_>) = obj.batches().iter().cloned().unzip();
         let x = Tensor::cat(&x, 0).unwrap();
         let y = Tensor::cat(&y, 0).unwrap();
         obj.set_params(&theta).unwrap();
@@ -325,7 +178,7 @@ pub(crate) mod tests {
     #[test]
     fn fd_hessian_of_a_small_model_matches_dense_reference() {
         let (mut obj, theta) = small_model(1);
-        let reference = hessian_from_losses(&mut obj, &theta, 1e-4);
+        let reference = dense_hessian_from_losses(&mut obj, &theta, 1e-4).unwrap();
         let mut op = HessianOperator::new(&mut obj, &theta, HvpMethod::FiniteDifference { h: 1e-4 }).unwrap();
         let h = dense_matrix(&mut op).unwrap();
         // reference error ~ h² + ε/h² ≈ 1e-8 relative; FD-of-gradients error ~ 1e-9
@@ -335,7 +188,7 @@ pub(crate) mod tests {
 
     #[test]
     fn exact_hvp_refuses_without_the_environment_flag() {
-        if double_backward_enabled() {
+        if gradlab_core::grad::double_backward_is_exact().unwrap() {
             return; // covered by tests/double_backward.rs
         }
         let (mut obj, theta) = small_model(2);
@@ -352,28 +205,14 @@ pub(crate) mod tests {
         let other: Vec<f64> = theta.iter().map(|t| t * 0.5).collect();
         rep.loss(&other).unwrap();
         assert_eq!(obj.params().unwrap(), theta, "evaluating a replica must not touch the original");
-        let mut rng = StdRng::seed_from_u64(4);
+        let mut rng = gradlab_core::rng::rng(4);
         let d1 = crate::directions::gaussian(obj.dim(), &mut rng);
         let d2 = crate::directions::gaussian(obj.dim(), &mut rng);
         let ax = Axis::new(-0.5, 0.5, 5).unwrap();
-        let s1 = evaluate_surface(
-            &obj,
-            &theta,
-            &[&d1, &d2],
-            ax,
-            Some(ax),
-            &SurfaceOptions { threads: 1, ..Default::default() },
-        )
-        .unwrap();
-        let s2 = evaluate_surface(
-            &obj,
-            &theta,
-            &[&d1, &d2],
-            ax,
-            Some(ax),
-            &SurfaceOptions { threads: 2, ..Default::default() },
-        )
-        .unwrap();
+        let [s1, s2] = [1, 2].map(|threads| {
+            let opts = SurfaceOptions { threads, ..Default::default() };
+            evaluate_surface(&obj, &theta, &[&d1, &d2], ax, Some(ax), &opts).unwrap()
+        });
         assert_eq!(s1.loss, s2.loss);
         let mut serial = obj.replicate().unwrap();
         assert_eq!(s1.at(2, 2), serial.loss(&theta).unwrap());

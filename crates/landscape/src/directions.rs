@@ -8,8 +8,8 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, check_len};
-use crate::layout::Layout;
 use crate::vecops::{axpy, dot, norm, scale};
+use gradlab_core::params::ParamLayout;
 
 /// How a random direction is rescaled to the parameters (Li et al. 2018).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -44,6 +44,30 @@ fn rescale_block(d: &mut [f64], theta: &[f64]) {
     scale(s, d);
 }
 
+/// Checks that the entries of `layout` are contiguous, non-overlapping, cover `total`, and that
+/// each `len` is the product of its shape (a layout built by hand may not be).
+pub fn check_layout(layout: &ParamLayout) -> Result<()> {
+    let mut offset = 0;
+    for e in &layout.entries {
+        let prod: usize = e.shape.iter().product();
+        if e.offset != offset || e.len != prod {
+            return Err(Error::invalid(
+                "layout",
+                format!(
+                    "entry {} at offset {} len {} shape {:?} (expected offset {offset})",
+                    e.name, e.offset, e.len, e.shape
+                ),
+                "contiguous entries in order with len = product of shape",
+            ));
+        }
+        offset += e.len;
+    }
+    if offset != layout.total {
+        return Err(Error::LengthMismatch { what: "layout total", expected: offset, got: layout.total });
+    }
+    Ok(())
+}
+
 /// A standard Gaussian vector of length `n`.
 pub fn gaussian(n: usize, rng: &mut impl Rng) -> Vec<f64> {
     (0..n).map(|_| rng.sample(StandardNormal)).collect()
@@ -53,17 +77,17 @@ pub fn gaussian(n: usize, rng: &mut impl Rng) -> Vec<f64> {
 pub fn normalize(
     d: &mut [f64],
     theta: &[f64],
-    layout: &Layout,
+    layout: &ParamLayout,
     how: Normalization,
     vectors: VectorParams,
 ) -> Result<()> {
-    layout.validate()?;
+    check_layout(layout)?;
     check_len("direction", layout.total, d.len())?;
     check_len("theta", layout.total, theta.len())?;
     if how == Normalization::None {
         return Ok(());
     }
-    for b in &layout.blocks {
+    for b in &layout.entries {
         let r = b.range();
         let (db, tb) = (&mut d[r.clone()], &theta[r]);
         if b.is_vector() {
@@ -95,7 +119,7 @@ pub fn normalize(
 /// A Gaussian direction normalised to `theta`.
 pub fn random_direction(
     theta: &[f64],
-    layout: &Layout,
+    layout: &ParamLayout,
     how: Normalization,
     vectors: VectorParams,
     rng: &mut impl Rng,
@@ -124,11 +148,11 @@ pub fn orthogonalize(along: &[f64], d: &mut [f64]) -> Result<()> {
     axpy(-c, along, d);
     let n1 = norm(d);
     if n1 <= 1e-12 * n0 {
-        return Err(Error::InvalidArgument {
-            name: "direction",
-            value: format!("cosine {:.6} with the first direction", c * aa.sqrt() / n0),
-            allowed: "a direction not parallel to the one it is orthogonalised against",
-        });
+        return Err(Error::invalid(
+            "direction",
+            format!("cosine {:.6} with the first direction", c * aa.sqrt() / n0),
+            "a direction not parallel to the one it is orthogonalised against",
+        ));
     }
     scale(n0 / n1, d);
     Ok(())
@@ -153,11 +177,11 @@ pub fn pca_directions(trajectory: &[Vec<f64>], reference: &[f64], k: usize, cent
     let t = trajectory.len();
     let n = reference.len();
     if k == 0 || k > t {
-        return Err(Error::InvalidArgument {
-            name: "pca components",
-            value: format!("{k} (with {t} checkpoints)"),
-            allowed: "1 ≤ k ≤ number of checkpoints",
-        });
+        return Err(Error::invalid(
+            "pca components",
+            format!("{k} (with {t} checkpoints)"),
+            "1 ≤ k ≤ number of checkpoints",
+        ));
     }
     let mut rows: Vec<Vec<f64>> = Vec::with_capacity(t);
     for p in trajectory {
@@ -191,11 +215,11 @@ pub fn pca_directions(trajectory: &[Vec<f64>], reference: &[f64], k: usize, cent
         let lam = vals[idx].max(0.0);
         let sigma = lam.sqrt();
         if sigma.is_nan() || sigma <= 1e-12 * total.sqrt().max(f64::MIN_POSITIVE) {
-            return Err(Error::InvalidArgument {
-                name: "pca components",
-                value: format!("{k}: singular value {j} is {sigma:e}"),
-                allowed: "at most the rank of the trajectory differences",
-            });
+            return Err(Error::invalid(
+                "pca components",
+                format!("{k}: singular value {j} is {sigma:e}"),
+                "at most the rank of the trajectory differences",
+            ));
         }
         let mut v = vec![0.0; n];
         for (c, r) in vecs[idx].iter().zip(&rows) {
@@ -264,11 +288,7 @@ impl DirectionSet {
     /// Validates lengths.
     pub fn new(kind: DirectionKind, center: Vec<f64>, directions: Vec<Vec<f64>>) -> Result<Self> {
         if directions.is_empty() {
-            return Err(Error::InvalidArgument {
-                name: "directions",
-                value: "0".into(),
-                allowed: "at least one direction",
-            });
+            return Err(Error::invalid("directions", 0, "at least one direction"));
         }
         for d in &directions {
             check_len("direction", center.len(), d.len())?;
@@ -282,19 +302,19 @@ impl DirectionSet {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let n = self.center.len();
         let meta = DirectionMeta { kind: self.kind.clone(), dim: n, count: self.directions.len() };
-        crate::io::write_json(&dir.join(format!("{stem}.json")), &meta)?;
-        crate::io::write_npy_1d(&dir.join(format!("{stem}_center.npy")), &self.center)?;
+        gradlab_core::io::write_json(&dir.join(format!("{stem}.json")), &meta)?;
+        gradlab_core::io::write_npy_1d(&dir.join(format!("{stem}_center.npy")), &self.center)?;
         let flat: Vec<f64> = self.directions.iter().flatten().copied().collect();
-        crate::io::write_npy_2d(&dir.join(format!("{stem}.npy")), self.directions.len(), n, &flat)
+        Ok(gradlab_core::io::write_npy_2d(&dir.join(format!("{stem}.npy")), self.directions.len(), n, &flat)?)
     }
 
     /// Reads what [`DirectionSet::save`] wrote, checking the sizes agree.
     pub fn load(dir: &Path, stem: &str) -> Result<Self> {
         let meta_path = dir.join(format!("{stem}.json"));
-        let meta: DirectionMeta = crate::io::read_json(&meta_path)?;
-        let center = crate::io::read_npy_1d(&dir.join(format!("{stem}_center.npy")))?;
+        let meta: DirectionMeta = gradlab_core::io::read_json(&meta_path)?;
+        let center = gradlab_core::io::read_npy_1d(&dir.join(format!("{stem}_center.npy")))?;
         let dpath = dir.join(format!("{stem}.npy"));
-        let (rows, cols, flat) = crate::io::read_npy_2d(&dpath)?;
+        let (rows, cols, flat) = gradlab_core::io::read_npy_2d(&dpath)?;
         if center.len() != meta.dim || rows != meta.count || cols != meta.dim {
             return Err(Error::Mismatch {
                 path: dpath,
@@ -314,21 +334,24 @@ impl DirectionSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
-    fn layout() -> Layout {
-        Layout::from_shapes([("a.weight", vec![3, 4]), ("a.bias", vec![3]), ("conv", vec![2, 2, 3, 3]), ("s", vec![])])
+    fn layout() -> ParamLayout {
+        ParamLayout::from_shapes([
+            ("a.weight", vec![3, 4]),
+            ("a.bias", vec![3]),
+            ("conv", vec![2, 2, 3, 3]),
+            ("s", vec![]),
+        ])
     }
 
     #[test]
     fn filter_normalisation_matches_row_norms() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = gradlab_core::rng::rng(0);
         let l = layout();
         let theta = gaussian(l.total, &mut rng);
         for vectors in [VectorParams::Zero, VectorParams::Keep, VectorParams::Copy] {
             let d = random_direction(&theta, &l, Normalization::Filter, vectors, &mut rng).unwrap();
-            for b in &l.blocks {
+            for b in &l.entries {
                 let (db, tb) = (&d[b.range()], &theta[b.range()]);
                 if b.is_vector() {
                     match vectors {
@@ -348,11 +371,11 @@ mod tests {
 
     #[test]
     fn layer_normalisation_matches_tensor_norms_and_none_is_identity() {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = gradlab_core::rng::rng(1);
         let l = layout();
         let theta = gaussian(l.total, &mut rng);
         let d = random_direction(&theta, &l, Normalization::Layer, VectorParams::Zero, &mut rng).unwrap();
-        let w = &l.blocks[2];
+        let w = &l.entries[2];
         assert!((norm(&d[w.range()]) - norm(&theta[w.range()])).abs() < 1e-9);
         // layer normalisation does not equalise rows
         let per = w.len / w.shape[0];
@@ -372,7 +395,7 @@ mod tests {
 
     #[test]
     fn orthogonalize_keeps_norm_and_removes_overlap() {
-        let mut rng = StdRng::seed_from_u64(2);
+        let mut rng = gradlab_core::rng::rng(2);
         let a = gaussian(50, &mut rng);
         let mut b = gaussian(50, &mut rng);
         axpy(0.7, &a, &mut b);
@@ -388,7 +411,7 @@ mod tests {
     /// Reference: faer's dense thin SVD of the difference matrix.
     #[test]
     fn pca_matches_dense_svd() {
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = gradlab_core::rng::rng(3);
         for (t, n, center) in [(6usize, 40usize, false), (9, 25, true), (3, 3, false)] {
             let reference = gaussian(n, &mut rng);
             // a trajectory with decaying variance along a few directions
@@ -426,12 +449,12 @@ mod tests {
         assert!(pca_directions(&[vec![1.0; 3]], &[0.0; 3], 2, false).is_err());
         // rank-1 trajectory: a second component does not exist
         let traj = vec![vec![1.0, 0.0], vec![2.0, 0.0]];
-        assert!(matches!(pca_directions(&traj, &[0.0, 0.0], 2, false), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(pca_directions(&traj, &[0.0, 0.0], 2, false), Err(Error::Invalid { .. })));
     }
 
     #[test]
     fn direction_sets_round_trip_through_files() {
-        let mut rng = StdRng::seed_from_u64(4);
+        let mut rng = gradlab_core::rng::rng(4);
         let set = DirectionSet::new(
             DirectionKind::Pca { explained_variance_ratio: vec![0.8, 0.1] },
             gaussian(17, &mut rng),
@@ -442,7 +465,7 @@ mod tests {
         set.save(dir.path(), "plane").unwrap();
         let back = DirectionSet::load(dir.path(), "plane").unwrap();
         assert_eq!(back, set);
-        assert!(matches!(DirectionSet::load(dir.path(), "missing"), Err(Error::Io { .. })));
+        assert!(matches!(DirectionSet::load(dir.path(), "missing"), Err(Error::Core(gradlab_core::Error::Io { .. }))));
         assert!(
             DirectionSet::new(DirectionKind::Custom { note: String::new() }, vec![0.0; 2], vec![vec![0.0; 3]]).is_err()
         );

@@ -16,15 +16,17 @@ pub enum Error {
         /// The length that was supplied.
         got: usize,
     },
-    /// A user-supplied setting is outside its allowed range.
-    #[error("invalid {name} = {value}: {allowed}")]
-    InvalidArgument {
-        /// Name of the parameter or config field.
-        name: &'static str,
+    /// A value is outside its allowed range or set: `field` names it (a config path such as
+    /// `spectrum.top_k`, or an argument name), `value` is what was given, `allowed` what would
+    /// have been accepted.
+    #[error("invalid value for `{field}`: {value} (allowed: {allowed})")]
+    Invalid {
+        /// Name of the argument or config field.
+        field: String,
         /// The offending value, formatted.
         value: String,
         /// What would have been accepted.
-        allowed: &'static str,
+        allowed: String,
     },
     /// The objective returned a non-finite value where a finite one is required.
     #[error("non-finite {what} ({value}) at {context}")]
@@ -50,44 +52,20 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// I/O with the file that failed.
-    #[error("i/o on {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
+    /// An error from a caller's closure (model builder, loss) or another crate, kept whole as the
+    /// source.
+    #[error("{context}: {source}")]
+    External {
+        /// What was being done.
+        context: String,
         /// The underlying error.
         #[source]
-        source: std::io::Error,
-    },
-    /// JSON (de)serialisation failed.
-    #[error("json in {path}: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// Reading or writing an `.npy` file failed.
-    #[error("npy file {path}: {reason}")]
-    Npy {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error, formatted.
-        reason: String,
-    },
-    /// Drawing a figure failed.
-    #[error("plot {path}: {reason}")]
-    Plot {
-        /// The figure file.
-        path: PathBuf,
-        /// The underlying error, formatted.
-        reason: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An error from candle (model evaluation, backprop).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// An error from gradlab-core (parameters, plots, run directories).
+    /// An error from gradlab-core (files, parameters, plots, run directories).
     #[error(transparent)]
     Core(#[from] gradlab_core::Error),
 }
@@ -96,15 +74,54 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// A bad value: `field` (argument or config path), the value given, what is allowed.
+    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), value: value.to_string(), allowed: allowed.into() }
+    }
+
+    /// Wraps an error from elsewhere (kept as the source) with what was being done. An error that
+    /// already is this crate's, gradlab-core's or candle's is returned as itself (no wrapping).
+    pub fn external(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let source = source.into();
+        let source = match source.downcast::<Error>() {
+            Ok(own) => return *own,
+            Err(s) => s,
+        };
+        let source = match source.downcast::<gradlab_core::Error>() {
+            Ok(core) => return Error::Core(*core),
+            Err(s) => s,
+        };
+        match source.downcast::<candle_core::Error>() {
+            Ok(c) => Error::Candle(*c),
+            Err(source) => Error::External { context: context.into(), source },
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Core(gradlab_core::Error::Io { path: path.into(), source })
     }
     pub(crate) fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
-        Error::Json { path: path.into(), source }
+        Error::Core(gradlab_core::Error::Json { path: path.into(), source })
     }
 }
 
 /// Checks that `got == expected`, naming the argument otherwise.
 pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
     if expected == got { Ok(()) } else { Err(Error::LengthMismatch { what, expected, got }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_keeps_known_errors_unwrapped_and_others_as_sources() {
+        let own = Error::external("ctx", Error::Unsupported("x".into()));
+        assert!(matches!(own, Error::Unsupported(_)));
+        let core = Error::external("ctx", gradlab_core::Error::invalid("a", 1, "b"));
+        assert!(matches!(core, Error::Core(gradlab_core::Error::Invalid { .. })));
+        let io = Error::external("loss of batch 3", std::io::Error::other("disk"));
+        assert!(matches!(&io, Error::External { context, .. } if context == "loss of batch 3"));
+        assert!(std::error::Error::source(&io).is_some());
+    }
 }

@@ -6,10 +6,10 @@
 //! On an invariant subspace (β ≈ 0) the iteration restarts with a random vector orthogonal to the
 //! basis, so with `m = n` steps it returns the complete spectrum, exact to rounding.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
+
+use gradlab_core::rng::{SeededRng, stream_rng};
 
 use crate::error::{Error, Result, check_len};
 use crate::hessian::{LinearOperator, dense_symmetric_eigen};
@@ -86,7 +86,10 @@ impl LanczosRun {
     }
 }
 
-fn random_unit(n: usize, rng: &mut StdRng, basis: &[Vec<f64>]) -> Vec<f64> {
+/// Stream of `seed` for the restart vectors after a breakdown (the start vector uses `seed` itself).
+const RESTART_STREAM: u64 = 1;
+
+fn random_unit(n: usize, rng: &mut SeededRng, basis: &[Vec<f64>]) -> Vec<f64> {
     loop {
         let mut v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
         let r = orthogonalize_against(basis, &mut v);
@@ -109,15 +112,11 @@ pub fn lanczos_run<L: LinearOperator + ?Sized>(
     let n = op.dim();
     check_len("start vector", n, v0.len())?;
     let steps = steps.min(n);
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
+    let mut rng = stream_rng(seed, RESTART_STREAM);
     let mut v = v0.to_vec();
     let nv = norm(&v);
     if !(nv.is_finite() && nv > 0.0) {
-        return Err(Error::InvalidArgument {
-            name: "start vector",
-            value: format!("norm {nv}"),
-            allowed: "a finite non-zero vector",
-        });
+        return Err(Error::invalid("start vector", format!("norm {nv}"), "a finite non-zero vector"));
     }
     scale(1.0 / nv, &mut v);
     let mut run = LanczosRun { alpha: Vec::new(), beta: Vec::new(), basis: Vec::new() };
@@ -190,23 +189,15 @@ pub fn lanczos<L: LinearOperator + ?Sized>(
 ) -> Result<Eigenpairs> {
     let n = op.dim();
     if k == 0 || k > n {
-        return Err(Error::InvalidArgument {
-            name: "k",
-            value: k.to_string(),
-            allowed: "1 ≤ k ≤ dimension of the operator",
-        });
+        return Err(Error::invalid("k", k.to_string(), "1 ≤ k ≤ dimension of the operator"));
     }
     if cfg.max_steps < k {
-        return Err(Error::InvalidArgument {
-            name: "max_steps",
-            value: cfg.max_steps.to_string(),
-            allowed: "at least k (typically 2k–4k + 20)",
-        });
+        return Err(Error::invalid("max_steps", cfg.max_steps.to_string(), "at least k (typically 2k–4k + 20)"));
     }
     if !(cfg.tol.is_finite() && cfg.tol > 0.0) {
-        return Err(Error::InvalidArgument { name: "tol", value: cfg.tol.to_string(), allowed: "finite and > 0" });
+        return Err(Error::invalid("tol", cfg.tol.to_string(), "finite and > 0"));
     }
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut rng = gradlab_core::rng::rng(cfg.seed);
     let v0 = random_unit(n, &mut rng, &[]);
     let wanted = |vals: &[f64]| -> Vec<usize> {
         let m = vals.len();
@@ -262,7 +253,7 @@ mod tests {
     use crate::testfns::Quadratic;
     use rand::Rng;
 
-    fn spectrum(n: usize, rng: &mut StdRng) -> Vec<f64> {
+    fn spectrum(n: usize, rng: &mut gradlab_core::rng::SeededRng) -> Vec<f64> {
         // a bulk near zero (both signs) plus a few separated outliers, like a network Hessian
         let mut e: Vec<f64> = (0..n).map(|_| rng.random_range(-0.5..1.0)).collect();
         e[0] = 50.0;
@@ -275,7 +266,7 @@ mod tests {
 
     #[test]
     fn full_run_recovers_every_eigenvalue_of_a_quadratic() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = gradlab_core::rng::rng(0);
         for n in [1usize, 2, 7, 40] {
             let eig = spectrum(n.max(5), &mut rng);
             let eig = &eig[..n];
@@ -294,7 +285,7 @@ mod tests {
 
     #[test]
     fn top_and_bottom_k_match_dense_eigendecomposition() {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = gradlab_core::rng::rng(1);
         let n = 300;
         let eig = spectrum(n, &mut rng);
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
@@ -324,7 +315,7 @@ mod tests {
 
     #[test]
     fn repeated_eigenvalues_are_found_with_their_multiplicity() {
-        let mut rng = StdRng::seed_from_u64(2);
+        let mut rng = gradlab_core::rng::rng(2);
         let mut eig = vec![5.0, 5.0, 5.0, 2.0, 2.0];
         eig.extend((0..25).map(|i| i as f64 * 0.01));
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
@@ -340,12 +331,12 @@ mod tests {
     fn invalid_settings_are_rejected() {
         let mut op = DenseOperator::new(2, vec![1.0, 0.0, 0.0, 2.0]).unwrap();
         let cfg = LanczosConfig::default();
-        assert!(matches!(lanczos(&mut op, 0, Which::Largest, &cfg), Err(Error::InvalidArgument { name: "k", .. })));
-        assert!(matches!(lanczos(&mut op, 3, Which::Largest, &cfg), Err(Error::InvalidArgument { name: "k", .. })));
+        assert!(matches!(lanczos(&mut op, 0, Which::Largest, &cfg), Err(Error::Invalid { field, .. }) if field == "k"));
+        assert!(matches!(lanczos(&mut op, 3, Which::Largest, &cfg), Err(Error::Invalid { field, .. }) if field == "k"));
         let cfg = LanczosConfig { max_steps: 1, ..cfg };
         assert!(matches!(
             lanczos(&mut op, 2, Which::Largest, &cfg),
-            Err(Error::InvalidArgument { name: "max_steps", .. })
+            Err(Error::Invalid { field, .. }) if field == "max_steps"
         ));
     }
 }

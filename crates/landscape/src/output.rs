@@ -8,8 +8,8 @@ use gradlab_core::plot::{HeatMap, LinePlot, Mark, Surface3d};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{write_json, write_npy_1d, write_npy_2d};
 use crate::surface::Surface;
+use gradlab_core::io::{read_json, write_json, write_npy_1d, write_npy_2d};
 
 #[derive(Serialize, Deserialize)]
 struct SurfaceJson {
@@ -44,7 +44,7 @@ pub fn save_surface(dir: &Path, stem: &str, s: &Surface) -> Result<Vec<PathBuf>>
 /// Reads a surface written by [`save_surface`] (from its JSON).
 pub fn load_surface(dir: &Path, stem: &str) -> Result<Surface> {
     let path = dir.join(format!("{stem}.json"));
-    let js: SurfaceJson = crate::io::read_json(&path)?;
+    let js: SurfaceJson = read_json(&path)?;
     if js.loss.len() != js.xs.len() * js.ys.len() {
         return Err(Error::Mismatch {
             path,
@@ -96,11 +96,7 @@ pub fn write_vtk(path: &Path, s: &Surface, z_scale: f64) -> Result<()> {
             let _ = writeln!(out, "{:e}", f(*l));
         }
     }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
-}
-
-fn plot_err(stem: &Path, e: gradlab_core::Error) -> Error {
-    Error::Plot { path: stem.to_path_buf(), reason: e.to_string() }
+    Ok(gradlab_core::io::write_text(path, &out)?)
 }
 
 /// Filled-contour plot of a 2-D surface (log colour scale when `log_z`) with an optional
@@ -123,7 +119,7 @@ pub fn plot_contour(
     if let Some(t) = trajectory {
         hm = hm.path("training trajectory (projected)", t.to_vec());
     }
-    hm.save(stem).map_err(|e| plot_err(stem, e))
+    Ok(hm.save(stem)?)
 }
 
 /// 3-D surface plot (z = loss, or log10 loss when `log_z`) with an optional path on it.
@@ -147,7 +143,7 @@ pub fn plot_surface3d(
     if let Some(pts) = path {
         p = p.path(pts.iter().map(|(a, b, l)| (*a, *b, tz(*l))).collect());
     }
-    p.save(stem).map_err(|e| plot_err(stem, e))
+    Ok(p.save(stem)?)
 }
 
 /// Loss along one or more lines (`(name, xs, losses)`), log y axis when `log_y`.
@@ -163,7 +159,7 @@ pub fn plot_lines(
         let pts = xs.iter().zip(ys.iter()).filter(|(_, y)| y.is_finite()).map(|(x, y)| (*x, *y)).collect();
         p = p.series(name, pts, Mark::LinePoints);
     }
-    p.save(stem).map_err(|e| plot_err(stem, e))
+    Ok(p.save(stem)?)
 }
 
 /// Spectral density (from SLQ) with the Lanczos extreme eigenvalues marked as points.
@@ -182,7 +178,7 @@ pub fn plot_density(
         let top = density.iter().copied().fold(floor, f64::max);
         p = p.series("Lanczos extreme eigenvalues", eigenvalues.iter().map(|e| (*e, top)).collect(), Mark::Points);
     }
-    p.save(stem).map_err(|e| plot_err(stem, e))
+    Ok(p.save(stem)?)
 }
 
 #[cfg(test)]
@@ -208,7 +204,7 @@ mod tests {
         for (a, b) in back.loss.iter().zip(&s.loss) {
             assert!(a == b || (a.is_nan() && b.is_nan()));
         }
-        let (r, c, data) = crate::io::read_npy_2d(&dir.path().join("plane.npy")).unwrap();
+        let (r, c, data) = gradlab_core::io::read_npy_2d(&dir.path().join("plane.npy")).unwrap();
         assert_eq!((r, c), (3, 4));
         assert_eq!(data[3], s.loss[3]);
         assert!(data[7].is_nan());

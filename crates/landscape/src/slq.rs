@@ -6,8 +6,6 @@
 //! quadrature of `vᵀ f(A) v`, exact for polynomials of degree `≤ 2m − 1`. Averaging over probes
 //! estimates the spectral measure `(1/n) Σ_i δ(λ − λ_i)`, smoothed with a Gaussian for plotting.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +60,7 @@ impl SpectralQuadrature {
     /// Gaussian-smoothed density on `grid` with kernel width `sigma` (integrates to 1 over ℝ).
     pub fn density(&self, grid: &[f64], sigma: f64) -> Result<Vec<f64>> {
         if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(Error::InvalidArgument { name: "sigma", value: sigma.to_string(), allowed: "finite and > 0" });
+            return Err(Error::invalid("sigma", sigma.to_string(), "finite and > 0"));
         }
         let c = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
         Ok(grid.iter().map(|t| self.mean_of(|x| c * (-0.5 * ((t - x) / sigma).powi(2)).exp())).collect())
@@ -72,14 +70,14 @@ impl SpectralQuadrature {
 /// Runs SLQ with `cfg.probes` Gaussian probes (normalised), seeded by `cfg.seed`.
 pub fn slq<L: LinearOperator + ?Sized>(op: &mut L, cfg: &SlqConfig) -> Result<SpectralQuadrature> {
     if cfg.probes == 0 || cfg.steps == 0 {
-        return Err(Error::InvalidArgument {
-            name: "slq probes/steps",
-            value: format!("probes {} steps {}", cfg.probes, cfg.steps),
-            allowed: "both ≥ 1",
-        });
+        return Err(Error::invalid(
+            "slq probes/steps",
+            format!("probes {} steps {}", cfg.probes, cfg.steps),
+            "both ≥ 1",
+        ));
     }
     let n = op.dim();
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut rng = gradlab_core::rng::rng(cfg.seed);
     let probes: Vec<Vec<f64>> =
         (0..cfg.probes).map(|_| (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()).collect();
     slq_with_probes(op, &probes, cfg.steps)
@@ -112,7 +110,7 @@ mod tests {
 
     #[test]
     fn quadrature_is_exact_for_polynomials_up_to_degree_2m_minus_1() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = gradlab_core::rng::rng(0);
         let n = 80;
         let eig: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..2.0)).collect();
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
@@ -140,7 +138,7 @@ mod tests {
 
     #[test]
     fn density_integrates_to_one_and_matches_the_spectrum() {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = gradlab_core::rng::rng(1);
         let n = 200;
         // two clusters: 150 eigenvalues near 0, 50 near 5
         let eig: Vec<f64> =

@@ -48,11 +48,11 @@ impl Axis {
             || !(self.min.is_finite() && self.max.is_finite())
             || (self.points > 1 && self.max <= self.min)
         {
-            return Err(Error::InvalidArgument {
-                name: "axis",
-                value: format!("min {} max {} points {}", self.min, self.max, self.points),
-                allowed: "finite min < max and points ≥ 2 (or points = 1)",
-            });
+            return Err(Error::invalid(
+                "axis",
+                format!("min {} max {} points {}", self.min, self.max, self.points),
+                "finite min < max and points ≥ 2 (or points = 1)",
+            ));
         }
         Ok(())
     }
@@ -101,9 +101,20 @@ impl Surface {
 /// How to evaluate a surface.
 #[derive(Debug, Clone, Default)]
 pub struct SurfaceOptions {
-    /// Worker threads (each with its own replica); 0 = rayon's default (number of cores).
+    /// Worker threads of this surface, each with its own replica; 0 = rayon's default (the
+    /// number of cores, or `RAYON_NUM_THREADS`).
+    ///
+    /// This sizes a rayon pool built for the call; it does **not** set candle's own thread count.
+    /// candle splits a matrix product (and a few other CPU kernels) into
+    /// `candle_core::utils::get_num_threads()` pieces (`RAYON_NUM_THREADS`, default the number of
+    /// cores) and runs them with rayon: inside this pool when called from one of its workers, so
+    /// while the surface is evaluated at most `threads` threads compute, but a model evaluation
+    /// is still split for all cores. Work outside the surface (gradients, Hessian products,
+    /// Lanczos on the caller's thread) runs on rayon's global pool. To bound the CPU use of the
+    /// whole process, set `RAYON_NUM_THREADS` in the environment.
     pub threads: usize,
-    /// Show a progress bar on stderr.
+    /// Show a progress bar on stderr (`gradlab_core::observe::progress_bar`): pass `!quiet`; it
+    /// is drawn only when stderr is a terminal.
     pub progress: bool,
     /// JSON-lines file of finished points; created if missing, resumed from if present.
     pub resume_file: Option<PathBuf>,
@@ -175,6 +186,30 @@ fn read_partial(path: &Path, fp: &str, points: usize) -> Result<HashMap<usize, f
     Ok(done)
 }
 
+/// A resume file opened for appending, with its path (shared by the workers).
+type ResumeWriter = Mutex<(BufWriter<File>, PathBuf)>;
+
+/// Opens (or creates, writing the header) the resume file of a surface; returns the points it
+/// already holds.
+fn open_resume(path: &Path, fp: &str, total: usize) -> Result<(HashMap<usize, f64>, ResumeWriter)> {
+    let exists = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+    let done = if exists { read_partial(path, fp, total)? } else { HashMap::new() };
+    let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    let mut w = BufWriter::new(f);
+    if exists {
+        // an interrupted write may have left a partial last line: start on a fresh one
+        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if text.last() != Some(&b'\n') {
+            writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
+        }
+    } else {
+        let h = Header { fingerprint: fp.to_string(), points: total };
+        serde_json::to_writer(&mut w, &h).map_err(|e| Error::json(path, e))?;
+        writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
+    }
+    Ok((done, Mutex::new((w, path.to_path_buf()))))
+}
+
 /// Evaluates the objective at `center + Σ coords[k] dirs[k]` for every grid point.
 ///
 /// `dirs` holds one direction (a line over `x`; `y` must be `None`) or two (a plane).
@@ -196,11 +231,11 @@ where
     match (dirs.len(), &y) {
         (1, None) | (2, Some(_)) => {}
         _ => {
-            return Err(Error::InvalidArgument {
-                name: "directions",
-                value: format!("{} direction(s) with y axis {}", dirs.len(), if y.is_some() { "set" } else { "unset" }),
-                allowed: "one direction without a y axis (line) or two with a y axis (plane)",
-            });
+            return Err(Error::invalid(
+                "directions",
+                format!("{} direction(s) with y axis {}", dirs.len(), if y.is_some() { "set" } else { "unset" }),
+                "one direction without a y axis (line) or two with a y axis (plane)",
+            ));
         }
     }
     for d in dirs {
@@ -216,11 +251,11 @@ where
         None => 0..total,
         Some((rank, world)) => {
             if world == 0 || rank >= world {
-                return Err(Error::InvalidArgument {
-                    name: "shard",
-                    value: format!("rank {rank} of {world}"),
-                    allowed: "world ≥ 1 and 0 ≤ rank < world",
-                });
+                return Err(Error::invalid(
+                    "shard",
+                    format!("rank {rank} of {world}"),
+                    "world ≥ 1 and 0 ≤ rank < world",
+                ));
             }
             let per = total.div_ceil(world);
             (rank * per).min(total)..((rank + 1) * per).min(total)
@@ -228,49 +263,22 @@ where
     };
     let mut loss = vec![f64::NAN; total];
     let fp = fingerprint(center, dirs, &xs, &ys);
-    let mut writer = None;
-    let mut done: HashMap<usize, f64> = HashMap::new();
-    if let Some(path) = &opts.resume_file {
-        let exists = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
-        if exists {
-            done = read_partial(path, &fp, total)?;
+    let (done, writer) = match &opts.resume_file {
+        Some(path) => {
+            let (done, w) = open_resume(path, &fp, total)?;
+            (done, Some(w))
         }
-        let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        let mut w = BufWriter::new(f);
-        if exists {
-            // an interrupted write may have left a partial last line: start on a fresh one
-            let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            if text.last() != Some(&b'\n') {
-                writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
-            }
-        } else {
-            let h = Header { fingerprint: fp.clone(), points: total };
-            serde_json::to_writer(&mut w, &h).map_err(|e| Error::json(path, e))?;
-            writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
-        }
-        writer = Some(Mutex::new((w, path.clone())));
-    }
+        None => (HashMap::new(), None),
+    };
     for (&i, &v) in &done {
         loss[i] = v;
     }
     let todo: Vec<usize> = range.filter(|i| !done.contains_key(i)).collect();
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(todo.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} points {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b.set_message("surface");
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().map_err(|e| Error::InvalidArgument {
-            name: "threads",
-            value: format!("{} ({e})", opts.threads),
-            allowed: "a thread count the OS can start",
-        })?;
+    let bar = gradlab_core::observe::progress_bar(todo.len() as u64, "surface", !opts.progress);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::invalid("threads", format!("{} ({e})", opts.threads), "a thread count the OS can start"))?;
     let workers = pool.current_num_threads().min(todo.len()).max(1);
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -385,11 +393,11 @@ fn solve_small(g: &[f64], rhs: &[f64], k: usize) -> Result<Vec<f64>> {
     for c in 0..k {
         let p = (c..k).max_by(|&i, &j| a[i * k + c].abs().total_cmp(&a[j * k + c].abs())).unwrap_or(c);
         if a[p * k + c].abs() <= 1e-13 * scale {
-            return Err(Error::InvalidArgument {
-                name: "directions",
-                value: format!("Gram matrix pivot {:e}", a[p * k + c]),
-                allowed: "linearly independent, non-zero directions",
-            });
+            return Err(Error::invalid(
+                "directions",
+                format!("Gram matrix pivot {:e}", a[p * k + c]),
+                "linearly independent, non-zero directions",
+            ));
         }
         for j in 0..k {
             a.swap(c * k + j, p * k + j);
@@ -446,8 +454,6 @@ mod tests {
     use super::*;
     use crate::directions::gaussian;
     use crate::testfns::Quadratic;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
     use std::sync::Arc;
 
     /// Wraps an objective; the shared counter counts evaluations and fails after `limit`.
@@ -478,7 +484,7 @@ mod tests {
     }
 
     fn setup(seed: u64) -> (Quadratic, Vec<f64>, Vec<f64>, Vec<f64>) {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         let eig: Vec<f64> = (0..8).map(|i| i as f64 - 2.0).collect();
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         (q, gaussian(8, &mut rng), gaussian(8, &mut rng), gaussian(8, &mut rng))
@@ -570,7 +576,7 @@ mod tests {
 
     #[test]
     fn projection_recovers_coordinates_and_off_plane_residual() {
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = gradlab_core::rng::rng(3);
         let n = 30;
         let c = gaussian(n, &mut rng);
         let d1 = gaussian(n, &mut rng);

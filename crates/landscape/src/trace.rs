@@ -41,11 +41,11 @@ fn mean_and_se(samples: &[f64]) -> (f64, f64) {
 /// Hutchinson's estimator `tr(A) ≈ (1/m) Σ zᵀ A z` with `m = probes` Rademacher vectors.
 pub fn hutchinson<L: LinearOperator + ?Sized>(op: &mut L, probes: usize, rng: &mut impl Rng) -> Result<TraceEstimate> {
     if probes < 2 {
-        return Err(Error::InvalidArgument {
-            name: "probes",
-            value: probes.to_string(),
-            allowed: "at least 2 (the standard error needs a sample spread)",
-        });
+        return Err(Error::invalid(
+            "probes",
+            probes.to_string(),
+            "at least 2 (the standard error needs a sample spread)",
+        ));
     }
     let n = op.dim();
     let mut az = vec![0.0; n];
@@ -63,11 +63,11 @@ pub fn hutchinson<L: LinearOperator + ?Sized>(op: &mut L, probes: usize, rng: &m
 /// sketch vectors, `k` projections, the rest as Hutchinson probes on the deflated operator.
 pub fn hutch_pp<L: LinearOperator + ?Sized>(op: &mut L, products: usize, rng: &mut impl Rng) -> Result<TraceEstimate> {
     if products < 6 {
-        return Err(Error::InvalidArgument {
-            name: "products",
-            value: products.to_string(),
-            allowed: "at least 6 (k = products/3 sketch vectors and ≥ 2 residual probes)",
-        });
+        return Err(Error::invalid(
+            "products",
+            products.to_string(),
+            "at least 6 (k = products/3 sketch vectors and ≥ 2 residual probes)",
+        ));
     }
     let n = op.dim();
     let k = (products / 3).min(n);
@@ -110,11 +110,9 @@ mod tests {
     use super::*;
     use crate::hessian::DenseOperator;
     use crate::testfns::Quadratic;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
     fn psd_decaying(n: usize, seed: u64) -> (DenseOperator, f64, f64) {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         let eig: Vec<f64> = (1..=n).map(|i| 100.0 / (i as f64).powi(2)).collect();
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         let a = q.matrix().to_vec();
@@ -132,7 +130,7 @@ mod tests {
         let mut sq = 0.0;
         let seeds = 40;
         for s in 0..seeds {
-            let mut rng = StdRng::seed_from_u64(100 + s);
+            let mut rng = gradlab_core::rng::rng(100 + s);
             let e = hutchinson(&mut op, m, &mut rng).unwrap();
             assert_eq!(e.products, m);
             assert!((e.trace - tr).abs() < 4.0 * e.std_error, "seed {s}: {} vs {tr} ± {}", e.trace, e.std_error);
@@ -150,7 +148,7 @@ mod tests {
         let mut sq = 0.0;
         let seeds = 40;
         for s in 0..seeds {
-            let mut rng = StdRng::seed_from_u64(200 + s);
+            let mut rng = gradlab_core::rng::rng(200 + s);
             let e = hutch_pp(&mut op, budget, &mut rng).unwrap();
             assert_eq!(e.products, budget);
             assert!(
@@ -171,8 +169,8 @@ mod tests {
     #[test]
     fn too_small_budgets_are_rejected() {
         let (mut op, _, _) = psd_decaying(5, 2);
-        let mut rng = StdRng::seed_from_u64(0);
-        assert!(matches!(hutchinson(&mut op, 1, &mut rng), Err(Error::InvalidArgument { name: "probes", .. })));
-        assert!(matches!(hutch_pp(&mut op, 5, &mut rng), Err(Error::InvalidArgument { name: "products", .. })));
+        let mut rng = gradlab_core::rng::rng(0);
+        assert!(matches!(hutchinson(&mut op, 1, &mut rng), Err(Error::Invalid { field, .. }) if field == "probes"));
+        assert!(matches!(hutch_pp(&mut op, 5, &mut rng), Err(Error::Invalid { field, .. }) if field == "products"));
     }
 }
