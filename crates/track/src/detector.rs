@@ -405,9 +405,9 @@ mod tests {
     }
 
     #[test]
-    fn bergen_water_equivalent_thickness_matches_papers_md() {
-        // papers.md: layers 0, 1, 2 at 6, 7.8, 12.06 mm WET; +8.1–8.2 per calorimeter layer;
-        // layer 41 at ≈ 330.6 mm WET.
+    fn bergen_water_equivalent_thickness_matches_the_published_design() {
+        // The Bergen DTC design (Alme et al. 2020, as used by Kortus et al. 2025): layers 0, 1, 2
+        // at 6, 7.8, 12.06 mm WET; +8.1–8.2 per calorimeter layer; layer 41 at ≈ 330.6 mm WET.
         let d = Detector::new(&DetectorConfig::bergen_dtc()).unwrap();
         // WET depends weakly on energy; 250 MeV reaches every layer.
         let wet = d.layer_wet_mm(250.0);
