@@ -2,13 +2,12 @@
 //! costs, maximum-cardinality mode (the setting of the C++ `lap.lapjv` figures in
 //! `docs/benchmarks-track-gnn.md`), plus the finite "no link" cost used for tracking.
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use gradlab_track::lap::{SparseCost, Unmatched, solve};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use gradlab_track::sparse_lap::{SparseCost, Unmatched, solve};
+use rand::Rng;
 use std::hint::black_box;
 
 fn problem(rows: usize, cols: usize, seed: u64) -> SparseCost {
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = gradlab_core::rng::rng(seed);
     let (mut r, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..rows {
         for j in 0..cols {

@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use gradlab_core::io::{read_json, read_npy, write_json, write_npy};
+use gradlab_core::observe::progress_bar;
 use ndarray::{Array1, Array2};
-use ndarray_npy::{read_npy, write_npy};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -60,10 +60,12 @@ pub struct Manifest {
 impl Manifest {
     /// Info of split `name`.
     pub fn split(&self, name: &str) -> Result<&SplitInfo> {
-        self.splits.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| Error::InvalidArgument {
-            name: "split",
-            value: name.to_string(),
-            allowed: format!("{:?}", self.splits.iter().map(|s| &s.0).collect::<Vec<_>>()),
+        self.splits.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| {
+            Error::invalid(
+                "split",
+                name.to_string(),
+                format!("{:?}", self.splits.iter().map(|s| &s.0).collect::<Vec<_>>()),
+            )
         })
     }
 }
@@ -94,10 +96,6 @@ fn file_names(split: &str) -> [String; 4] {
         format!("{split}_frame_ptr.npy"),
         format!("{split}_frame_info.npy"),
     ]
-}
-
-fn npy_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Npy { path: path.to_path_buf(), message: e.to_string() }
 }
 
 /// Arrays of one split.
@@ -149,11 +147,7 @@ pub fn generate(
     for (name, _) in splits {
         let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok || !seen.insert(name.clone()) {
-            return Err(Error::InvalidArgument {
-                name: "splits",
-                value: name.clone(),
-                allowed: "unique names of letters, digits, '-' and '_'".into(),
-            });
+            return Err(Error::invalid("splits", name.clone(), "unique names of letters, digits, '-' and '_'"));
         }
     }
     // Resolve the detector inline so the manifest alone reproduces the data.
@@ -161,27 +155,17 @@ pub fn generate(
     let det = config.detector.load()?;
     config.detector = DetectorSource::Inline(Box::new(det));
     let sim = Simulator::new(&config)?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|e| gradlab_core::Error::io(dir, e))?;
     if overwrite && manifest_path.exists() {
         // Remove the old manifest first so a crash never leaves a stale manifest over new data.
-        std::fs::remove_file(&manifest_path).map_err(|source| Error::Io { path: manifest_path.clone(), source })?;
+        std::fs::remove_file(&manifest_path).map_err(|e| gradlab_core::Error::io(&manifest_path, e))?;
     }
     let total: usize = splits.iter().map(|s| s.1).sum();
-    let bar = if progress {
-        let b = ProgressBar::new(total as u64);
-        b.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames ({eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(total as u64, "dataset", !progress);
     let mut first = 0u64;
     let mut infos = Vec::new();
     for (name, n) in splits {
-        bar.set_message(format!("simulating {name}"));
+        bar.set_message(format!("simulating {name} frames"));
         let frames: Vec<Frame> = (first..first + *n as u64)
             .into_par_iter()
             .map(|f| {
@@ -192,13 +176,10 @@ pub fn generate(
             .collect();
         let a = to_arrays(&frames);
         let names = file_names(name);
-        let w = |file: &str, res: std::result::Result<(), ndarray_npy::WriteNpyError>| {
-            res.map_err(|e| npy_err(&dir.join(file), e))
-        };
-        w(&names[0], write_npy(dir.join(&names[0]), &a.hits_f32))?;
-        w(&names[1], write_npy(dir.join(&names[1]), &a.hits_u32))?;
-        w(&names[2], write_npy(dir.join(&names[2]), &a.frame_ptr))?;
-        w(&names[3], write_npy(dir.join(&names[3]), &a.frame_info))?;
+        write_npy(&dir.join(&names[0]), &a.hits_f32)?;
+        write_npy(&dir.join(&names[1]), &a.hits_u32)?;
+        write_npy(&dir.join(&names[2]), &a.frame_ptr)?;
+        write_npy(&dir.join(&names[3]), &a.frame_info)?;
         let mut checksums = BTreeMap::new();
         checksums.insert(names[0].clone(), checksum_f32(a.hits_f32.as_slice().expect("standard layout")));
         checksums.insert(names[1].clone(), checksum_u32(a.hits_u32.as_slice().expect("standard layout")));
@@ -209,16 +190,14 @@ pub fn generate(
     }
     bar.finish_and_clear();
     let manifest = Manifest { format_version: FORMAT_VERSION, seed, config, splits: infos };
-    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    std::fs::write(&manifest_path, text).map_err(|source| Error::Io { path: manifest_path, source })?;
+    write_json(&manifest_path, &manifest)?;
     Ok(manifest)
 }
 
 /// Read and check a dataset's manifest.
 pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-    let mut m: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+    let mut m: Manifest = read_json(&path)?;
     match m.format_version {
         FORMAT_VERSION => {}
         1 => m.config.frame_primaries = FramePrimaries::Incident,
@@ -242,10 +221,10 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Vec<Frame>> {
     let info = m.split(split)?;
     let names = file_names(split);
     let p: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    let hits_f32: Array2<f32> = read_npy(&p[0]).map_err(|e| npy_err(&p[0], e))?;
-    let hits_u32: Array2<u32> = read_npy(&p[1]).map_err(|e| npy_err(&p[1], e))?;
-    let frame_ptr: Array1<u64> = read_npy(&p[2]).map_err(|e| npy_err(&p[2], e))?;
-    let frame_info: Array2<f32> = read_npy(&p[3]).map_err(|e| npy_err(&p[3], e))?;
+    let hits_f32: Array2<f32> = read_npy(&p[0])?;
+    let hits_u32: Array2<u32> = read_npy(&p[1])?;
+    let frame_ptr: Array1<u64> = read_npy(&p[2])?;
+    let frame_info: Array2<f32> = read_npy(&p[3])?;
     let check = |k: usize, got: String| -> Result<()> {
         match info.checksums.get(&names[k]) {
             Some(want) if *want == got => Ok(()),
@@ -377,7 +356,7 @@ mod tests {
         assert!(e.contains("format_version 7"), "{e}");
         // Broken manifest.
         std::fs::write(dir.path().join("manifest.json"), "{").unwrap();
-        assert!(matches!(load_manifest(dir.path()), Err(Error::Json { .. })));
+        assert!(matches!(load_manifest(dir.path()), Err(Error::Core(gradlab_core::Error::Json { .. }))));
         // Bad split names.
         let e = generate(tempfile::tempdir().unwrap().path(), &cfg, 1, &[("a/b".into(), 1)], false, false);
         assert!(e.is_err());

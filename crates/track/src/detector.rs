@@ -126,9 +126,7 @@ impl DetectorConfig {
     /// Read and validate a detector JSON file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let cfg: DetectorConfig =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+        let cfg: DetectorConfig = gradlab_core::io::read_json(path)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -158,25 +156,25 @@ impl DetectorConfig {
         for (i, p) in self.passive.iter().enumerate() {
             need(&p.material, format!("passive[{i}] ({})", p.name))?;
             if !(p.thickness_mm.is_finite() && p.thickness_mm > 0.0) {
-                return Err(Error::config(format!("passive[{i}].thickness_mm"), p.thickness_mm, "> 0"));
+                return Err(Error::invalid(format!("passive[{i}].thickness_mm"), p.thickness_mm, "> 0"));
             }
             if !p.z_mm.is_finite() {
-                return Err(Error::config(format!("passive[{i}].z_mm"), p.z_mm, "a finite z"));
+                return Err(Error::invalid(format!("passive[{i}].z_mm"), p.z_mm, "a finite z"));
             }
         }
         if self.stacks.is_empty() {
-            return Err(Error::config("stacks", "[]", "at least one layer stack"));
+            return Err(Error::invalid("stacks", "[]", "at least one layer stack"));
         }
         for (s, st) in self.stacks.iter().enumerate() {
             if st.count == 0 {
-                return Err(Error::config(format!("stacks[{s}].count"), st.count, ">= 1"));
+                return Err(Error::invalid(format!("stacks[{s}].count"), st.count, ">= 1"));
             }
             if !st.first_z_mm.is_finite() {
-                return Err(Error::config(format!("stacks[{s}].first_z_mm"), st.first_z_mm, "a finite z"));
+                return Err(Error::invalid(format!("stacks[{s}].first_z_mm"), st.first_z_mm, "a finite z"));
             }
             let n_sens = st.module.iter().filter(|m| m.sensitive).count();
             if n_sens != 1 {
-                return Err(Error::config(
+                return Err(Error::invalid(
                     format!("stacks[{s}].module"),
                     format!("{n_sens} sensitive slabs"),
                     "exactly one slab with \"sensitive\": true",
@@ -186,7 +184,7 @@ impl DetectorConfig {
             for (k, m) in st.module.iter().enumerate() {
                 need(&m.material, format!("stacks[{s}].module[{k}]"))?;
                 if !(m.thickness_um.is_finite() && m.thickness_um > 0.0) {
-                    return Err(Error::config(
+                    return Err(Error::invalid(
                         format!("stacks[{s}].module[{k}].thickness_um"),
                         m.thickness_um,
                         "> 0 µm",
@@ -195,7 +193,7 @@ impl DetectorConfig {
                 thick += m.thickness_um * 1e-3;
             }
             if st.count > 1 && !(st.pitch_mm.is_finite() && st.pitch_mm >= thick) {
-                return Err(Error::config(
+                return Err(Error::invalid(
                     format!("stacks[{s}].pitch_mm"),
                     st.pitch_mm,
                     format!("at least the module thickness {thick:.4} mm"),
@@ -204,11 +202,11 @@ impl DetectorConfig {
         }
         let g = &self.pixels;
         if g.nx == 0 || g.ny == 0 {
-            return Err(Error::config("pixels.nx/ny", format!("{}x{}", g.nx, g.ny), ">= 1 pixel each"));
+            return Err(Error::invalid("pixels.nx/ny", format!("{}x{}", g.nx, g.ny), ">= 1 pixel each"));
         }
         for (f, v) in [("pixels.half_x_mm", g.half_x_mm), ("pixels.half_y_mm", g.half_y_mm)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::config(f, v, "> 0 mm"));
+                return Err(Error::invalid(f, v, "> 0 mm"));
             }
         }
         self.cluster_model.validate()?;
@@ -313,7 +311,7 @@ impl Detector {
         for (mut slab, stack) in slabs {
             if stack != usize::MAX {
                 if layer_z.len() >= u16::MAX as usize {
-                    return Err(Error::config("stacks", layer_z.len(), "fewer than 65535 sensitive layers"));
+                    return Err(Error::invalid("stacks", layer_z.len(), "fewer than 65535 sensitive layers"));
                 }
                 slab.layer = Some(layer_z.len() as u16);
                 layer_z.push(0.5 * (slab.z0 + slab.z1));
@@ -407,9 +405,9 @@ mod tests {
     }
 
     #[test]
-    fn bergen_water_equivalent_thickness_matches_papers_md() {
-        // papers.md: layers 0, 1, 2 at 6, 7.8, 12.06 mm WET; +8.1–8.2 per calorimeter layer;
-        // layer 41 at ≈ 330.6 mm WET.
+    fn bergen_water_equivalent_thickness_matches_the_published_design() {
+        // The Bergen DTC design (Alme et al. 2020, as used by Kortus et al. 2025): layers 0, 1, 2
+        // at 6, 7.8, 12.06 mm WET; +8.1–8.2 per calorimeter layer; layer 41 at ≈ 330.6 mm WET.
         let d = Detector::new(&DetectorConfig::bergen_dtc()).unwrap();
         // WET depends weakly on energy; 250 MeV reaches every layer.
         let wet = d.layer_wet_mm(250.0);

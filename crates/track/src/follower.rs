@@ -51,7 +51,7 @@ impl FollowerConfig {
             ("follower.max_seed_theta_rad", self.max_seed_theta_rad),
         ] {
             if !(v.is_finite() && v > 0.0 && v <= std::f64::consts::PI) {
-                return Err(Error::config(f, v, "0 < angle <= π rad"));
+                return Err(Error::invalid(f, v, "0 < angle <= π rad"));
             }
         }
         Ok(())

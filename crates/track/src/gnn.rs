@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, ModuleT, Shape, Tensor, WithDType};
-use candle_nn::{BatchNorm, BatchNormConfig, Linear, VarBuilder, VarMap};
+use candle_nn::{BatchNorm, BatchNormConfig, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{EDGE_FEATURES, HitGraph, LINE_NODE_FEATURES, LineGraph, NODE_FEATURES, encode_angles};
@@ -203,23 +203,23 @@ impl GnnConfig {
     /// Check the configuration.
     pub fn validate(&self) -> crate::Result<()> {
         if self.hidden == 0 {
-            return Err(crate::Error::config("model.hidden", 0, "at least 1"));
+            return Err(crate::Error::invalid("model.hidden", 0, "at least 1"));
         }
         if self.graph == GraphKind::Line && (self.angle_encoding_dim == 0 || self.angle_encoding_dim % 2 != 0) {
-            return Err(crate::Error::config(
+            return Err(crate::Error::invalid(
                 "model.angle_encoding_dim",
                 self.angle_encoding_dim,
                 "an even number ≥ 2",
             ));
         }
         if !(self.angle_scale.is_finite() && self.angle_scale > 0.0) {
-            return Err(crate::Error::config("model.angle_scale", self.angle_scale, "a finite number > 0"));
+            return Err(crate::Error::invalid("model.angle_scale", self.angle_scale, "a finite number > 0"));
         }
         if !(self.encoding_base.is_finite() && self.encoding_base > 1.0) {
-            return Err(crate::Error::config("model.encoding_base", self.encoding_base, "a finite number > 1"));
+            return Err(crate::Error::invalid("model.encoding_base", self.encoding_base, "a finite number > 1"));
         }
         if !(self.leaky_slope.is_finite() && self.leaky_slope >= 0.0) {
-            return Err(crate::Error::config("model.leaky_slope", self.leaky_slope, "a finite number ≥ 0"));
+            return Err(crate::Error::invalid("model.leaky_slope", self.leaky_slope, "a finite number ≥ 0"));
         }
         Ok(())
     }
@@ -432,38 +432,18 @@ impl InteractionNetwork {
     }
 }
 
-/// Deterministic initialisation from a seed: every weight matrix `[out, in]` uniform in
-/// `±1/√in` (PyTorch's default bound), biases and BN shifts 0, BN scales 1, running stats reset.
-pub fn seeded_init(vm: &VarMap, seed: u64) -> candle_core::Result<()> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for (name, var) in gradlab_core::params::sorted_vars(vm) {
-        let shape = var.shape().clone();
-        let n = shape.elem_count();
-        let vals: Vec<f32> = if shape.rank() == 2 {
-            let b = 1.0 / (shape.dims()[1] as f32).sqrt();
-            (0..n).map(|_| rng.random_range(-b..b)).collect()
-        } else if name.ends_with("running_var") || (name.contains("bn") && name.ends_with("weight")) {
-            vec![1.0; n]
-        } else {
-            vec![0.0; n]
-        };
-        var.set(&Tensor::from_vec(vals, shape, var.device())?.to_dtype(var.dtype())?)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use candle_nn::VarMap;
+    use gradlab_core::params::Init;
+    use rand::Rng;
 
     #[test]
     #[allow(clippy::needless_range_loop)]
     fn scatter_max_forward_and_fd_gradient() {
         let dev = Device::Cpu;
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = gradlab_core::rng::rng(3);
         let (e, h, n) = (40, 5, 9);
         // Node 8 receives nothing (output 0, no gradient).
         let index: Vec<u32> = (0..e).map(|_| rng.random_range(0..8)).collect();
@@ -536,7 +516,7 @@ mod tests {
         for cfg in [GnnConfig::default(), GnnConfig::hit_graph()] {
             let vm = VarMap::new();
             let net = InteractionNetwork::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-            seeded_init(&vm, 1).unwrap();
+            gradlab_core::params::init(&vm, 1, Init::TorchWeightsZeroBias).unwrap();
             let trainable: usize = gradlab_core::params::sorted_vars(&vm)
                 .iter()
                 .filter(|(n, _)| !n.contains("running"))
@@ -577,7 +557,7 @@ mod tests {
         let cfg = GnnConfig { angle_encoding_dim: 8, ..Default::default() };
         let vm = VarMap::new();
         let net = InteractionNetwork::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        seeded_init(&vm, 2).unwrap();
+        gradlab_core::params::init(&vm, 2, Init::TorchWeightsZeroBias).unwrap();
         let inp = GraphInput::line(&lg, &cfg, &dev).unwrap();
         let z = ((net.r1_to.forward(&inp.x).unwrap().index_select(&inp.to, 0).unwrap()
             + inp.x.matmul(&net.r1_from.t().unwrap()).unwrap().index_select(&inp.from, 0).unwrap())

@@ -83,7 +83,7 @@ impl GraphConfig {
             ("graph.tracker_max_theta_rad", self.tracker_max_theta_rad),
         ] {
             if !(v.is_finite() && v > 0.0 && v < std::f64::consts::FRAC_PI_2) {
-                return Err(Error::config(f, v, "0 < θ < π/2 rad"));
+                return Err(Error::invalid(f, v, "0 < θ < π/2 rad"));
             }
         }
         Ok(())
@@ -161,11 +161,11 @@ impl HitGraph {
         for &i in &order {
             let h = &frame.hits[i as usize];
             if !(h.x.is_finite() && h.y.is_finite() && h.z.is_finite()) {
-                return Err(Error::InvalidArgument {
-                    name: "frame.hits",
-                    value: format!("hit {i} at ({}, {}, {})", h.x, h.y, h.z),
-                    allowed: "finite positions".into(),
-                });
+                return Err(Error::invalid(
+                    "frame.hits",
+                    format!("hit {i} at ({}, {}, {})", h.x, h.y, h.z),
+                    "finite positions",
+                ));
             }
             g.layer_ptr[h.layer as usize + 1] += 1;
             g.layer.push(h.layer);
@@ -272,11 +272,7 @@ impl HitGraph {
     /// The edges between layers `l` and `l + 1` with local row/column indices.
     pub fn pair_edges(&self, l: usize) -> Result<PairEdges> {
         if l + 1 >= self.num_layers.max(1) {
-            return Err(Error::InvalidArgument {
-                name: "layer",
-                value: l.to_string(),
-                allowed: format!("0..{}", self.num_layers.saturating_sub(1)),
-            });
+            return Err(Error::invalid("layer", l.to_string(), format!("0..{}", self.num_layers.saturating_sub(1))));
         }
         let range = self.pair_range(l);
         let r0 = self.layer_ptr[l];
@@ -392,7 +388,7 @@ impl LineGraph {
 /// `pe[2i] = sin(√θ·ω_i)`, `pe[2i+1] = cos(√θ·ω_i)`, `ω_i = scaling^(−2i/d)`.
 pub fn encode_angles(angles: &[f32], d: usize, scaling: f32) -> Result<Vec<f32>> {
     if d == 0 || d % 2 != 0 {
-        return Err(Error::InvalidArgument { name: "d", value: d.to_string(), allowed: "an even number > 0".into() });
+        return Err(Error::invalid("d", d, "an even number > 0"));
     }
     let omega: Vec<f32> = (0..d / 2).map(|i| (-(2.0 * i as f32) * scaling.ln() / d as f32).exp()).collect();
     let mut out = Vec::with_capacity(angles.len() * d);
@@ -435,15 +431,14 @@ impl GraphSizes {
 mod tests {
     use super::*;
     use crate::sim::Hit;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
     fn hit(layer: u16, x: f32, y: f32, z: f32, track: u32) -> Hit {
         Hit { layer, x, y, z, edep: 0.01 * (layer as f32 + 1.0), cluster: 4, track, primary: true }
     }
 
     fn random_frame(seed: u64, n_layers: u16, per_layer: usize, spread: f32) -> Frame {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         let mut hits = Vec::new();
         for l in 0..n_layers {
             let z = if l < 2 { l as f32 * 57.8 } else { 110.0 + (l - 2) as f32 * 5.5 };

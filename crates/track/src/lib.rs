@@ -1,28 +1,29 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod assign;
 pub mod dataset;
 pub mod detector;
 pub mod error;
 pub mod experiments;
 pub mod follower;
 pub mod gnn;
-pub mod gnn_experiments;
 pub mod graph;
 pub mod landscape_study;
-pub mod lap;
+pub mod layer_assign;
+pub mod paper;
 pub mod physics;
+pub mod setup;
 pub mod sim;
+pub mod sparse_lap;
 pub mod tracks;
 pub mod training;
+
+#[cfg(test)]
+mod test_fixtures;
 
 pub use error::{Error, Result};
 
 /// The experiments of this crate, for the `cargo xtask experiment` runner.
 pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
-    let mut v = experiments::all();
-    v.extend(gnn_experiments::all());
-    v.extend(landscape_study::experiments());
-    v
+    experiments::all()
 }

@@ -56,11 +56,11 @@ impl Material {
         ];
         for (field, v, allowed) in checks {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::config(format!("materials.{name}.{field}"), v, allowed));
+                return Err(Error::invalid(format!("materials.{name}.{field}"), v, allowed));
             }
         }
         if self.z_over_a > 1.0 {
-            return Err(Error::config(format!("materials.{name}.z_over_a"), self.z_over_a, "0 < Z/A <= 1"));
+            return Err(Error::invalid(format!("materials.{name}.z_over_a"), self.z_over_a, "0 < Z/A <= 1"));
         }
         Ok(())
     }
@@ -366,11 +366,11 @@ impl ClusterModel {
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [("a", self.a), ("b", self.b), ("epi_thickness_um", self.epi_thickness_um)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::config(format!("cluster_model.{field}"), v, "a finite value > 0"));
+                return Err(Error::invalid(format!("cluster_model.{field}"), v, "a finite value > 0"));
             }
         }
         if !self.c.is_finite() {
-            return Err(Error::config("cluster_model.c", self.c, "a finite value"));
+            return Err(Error::invalid("cluster_model.c", self.c, "a finite value"));
         }
         Ok(())
     }

@@ -15,8 +15,8 @@
 //! Protons are independent and each draws from its own RNG seeded from
 //! (seed, frame index, proton index), so frames are bit-identical for any thread count.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use gradlab_core::rng::{SeededRng, derive_seed};
+use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -595,16 +595,11 @@ pub fn transport<R: Rng + ?Sized>(
 /// before a frame is closed with fewer primaries.
 pub const MAX_FIRED_PER_DETECTED: usize = 100;
 
-/// Mix (seed, frame, proton) into one 64-bit RNG seed (SplitMix64 finaliser).
+/// The RNG seed of one proton: stream `proton` of stream `frame` of `seed`
+/// ([`gradlab_core::rng::derive_seed`]).
 #[inline]
 pub fn proton_seed(seed: u64, frame: u64, proton: u64) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    mix(mix(mix(seed) ^ frame) ^ proton.rotate_left(32))
+    derive_seed(derive_seed(seed, frame), proton)
 }
 
 /// Truth about one primary, for validation and diagnostics.
@@ -643,14 +638,14 @@ impl Simulator {
     pub fn with_detector(config: &SimConfig, detector: Detector) -> Result<Self> {
         let ph = &config.phantom;
         if !(ph.thickness_mm.is_finite() && ph.thickness_mm >= 0.0) {
-            return Err(Error::config("phantom.thickness_mm", ph.thickness_mm, ">= 0 mm"));
+            return Err(Error::invalid("phantom.thickness_mm", ph.thickness_mm, ">= 0 mm"));
         }
         if !(ph.gap_mm.is_finite() && ph.gap_mm >= 0.0) {
-            return Err(Error::config("phantom.gap_mm", ph.gap_mm, ">= 0 mm"));
+            return Err(Error::invalid("phantom.gap_mm", ph.gap_mm, ">= 0 mm"));
         }
         let b = &config.beam;
         if !(b.energy_mev.is_finite() && b.energy_mev > 1.0 && b.energy_mev <= 500.0) {
-            return Err(Error::config("beam.energy_mev", b.energy_mev, "1 < E <= 500 MeV"));
+            return Err(Error::invalid("beam.energy_mev", b.energy_mev, "1 < E <= 500 MeV"));
         }
         for (f, v) in [
             ("beam.energy_sigma_mev", b.energy_sigma_mev),
@@ -659,46 +654,50 @@ impl Simulator {
             ("beam.start_upstream_mm", b.start_upstream_mm),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(f, v, "a finite value >= 0"));
+                return Err(Error::invalid(f, v, "a finite value >= 0"));
             }
         }
         if b.spots.is_empty() || b.spots.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(Error::config("beam.spots", format!("{:?}", b.spots), "a non-empty list of finite [x, y]"));
+            return Err(Error::invalid("beam.spots", format!("{:?}", b.spots), "a non-empty list of finite [x, y]"));
         }
         let p = &config.physics;
         if !(p.max_step_mm.is_finite() && p.max_step_mm > 0.0) {
-            return Err(Error::config("physics.max_step_mm", p.max_step_mm, "> 0 mm"));
+            return Err(Error::invalid("physics.max_step_mm", p.max_step_mm, "> 0 mm"));
         }
         let n = &p.nuclear;
         if !(n.cross_section_scale.is_finite() && n.cross_section_scale >= 0.0) {
-            return Err(Error::config("physics.nuclear.cross_section_scale", n.cross_section_scale, ">= 0"));
+            return Err(Error::invalid("physics.nuclear.cross_section_scale", n.cross_section_scale, ">= 0"));
         }
         if n.secondary_multiplicity > 16 {
-            return Err(Error::config("physics.nuclear.secondary_multiplicity", n.secondary_multiplicity, "0..=16"));
+            return Err(Error::invalid("physics.nuclear.secondary_multiplicity", n.secondary_multiplicity, "0..=16"));
         }
         if !(0.0..=1.0).contains(&n.secondary_probability) {
-            return Err(Error::config("physics.nuclear.secondary_probability", n.secondary_probability, "0 <= p <= 1"));
+            return Err(Error::invalid(
+                "physics.nuclear.secondary_probability",
+                n.secondary_probability,
+                "0 <= p <= 1",
+            ));
         }
         let [lo, hi] = n.secondary_energy_fraction;
         if !(0.0 <= lo && lo <= hi && hi <= 1.0) {
-            return Err(Error::config(
+            return Err(Error::invalid(
                 "physics.nuclear.secondary_energy_fraction",
                 format!("[{lo}, {hi}]"),
                 "0 <= lo <= hi <= 1",
             ));
         }
         if !(n.secondary_theta_mean_rad.is_finite() && n.secondary_theta_mean_rad >= 0.0) {
-            return Err(Error::config(
+            return Err(Error::invalid(
                 "physics.nuclear.secondary_theta_mean_rad",
                 n.secondary_theta_mean_rad,
                 ">= 0 rad",
             ));
         }
         if !(n.threshold_mev.is_finite() && n.threshold_mev >= 0.0) {
-            return Err(Error::config("physics.nuclear.threshold_mev", n.threshold_mev, ">= 0 MeV"));
+            return Err(Error::invalid("physics.nuclear.threshold_mev", n.threshold_mev, ">= 0 MeV"));
         }
         if config.primaries_per_frame == 0 || config.primaries_per_frame > 100_000 {
-            return Err(Error::config("primaries_per_frame", config.primaries_per_frame, "1..=100000"));
+            return Err(Error::invalid("primaries_per_frame", config.primaries_per_frame, "1..=100000"));
         }
         let ph_start = detector.front_z() - ph.gap_mm - ph.thickness_mm;
         let start_z = ph_start - b.start_upstream_mm;
@@ -719,10 +718,10 @@ impl Simulator {
 
     /// Simulate primary `index` of frame `frame`: its digitised hits (appended to `out`) and truth.
     pub fn simulate_primary(&self, seed: u64, frame: u64, index: u32, out: &mut Vec<Hit>) -> PrimaryTruth {
-        let mut rng = StdRng::seed_from_u64(proton_seed(seed, frame, index as u64));
+        let mut rng = gradlab_core::rng::rng(proton_seed(seed, frame, index as u64));
         let b = &self.config.beam;
         let [sx, sy] = self.spot(frame);
-        let g = |rng: &mut StdRng| -> f64 { rng.sample(StandardNormal) };
+        let g = |rng: &mut SeededRng| -> f64 { rng.sample(StandardNormal) };
         let e0 = (b.energy_mev + b.energy_sigma_mev * g(&mut rng)).max(1.0);
         let mut p =
             Proton::new(sx + b.spot_sigma_mm * g(&mut rng), sy + b.spot_sigma_mm * g(&mut rng), self.start_z, e0);
@@ -882,7 +881,7 @@ mod tests {
             nuclear: NuclearConfig { enabled: false, ..Default::default() },
             ..Default::default()
         };
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = gradlab_core::rng::rng(0);
         // PSTAR CSDA ranges [g/cm²] = [cm] in water.
         for (e, r) in [(100.0, 7.718), (150.0, 15.77), (200.0, 25.96), (230.0, 32.95)] {
             let mut p = Proton::new(0.0, 0.0, 0.0, e);
@@ -907,7 +906,7 @@ mod tests {
             max_step_mm: 0.0012,
             ..Default::default()
         };
-        let mut rng = StdRng::seed_from_u64(4);
+        let mut rng = gradlab_core::rng::rng(4);
         let n = 400;
         let es: Vec<f64> = (0..n)
             .map(|_| {
@@ -931,7 +930,7 @@ mod tests {
         let world = World::single_slab(Material::water(), 0.0, 400.0);
         let phys =
             PhysicsConfig { nuclear: NuclearConfig { enabled: false, ..Default::default() }, ..Default::default() };
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = gradlab_core::rng::rng(1);
         let n = 600;
         let mut zs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -962,7 +961,7 @@ mod tests {
                 max_step_mm: 0.25,
                 ..Default::default()
             };
-            let mut rng = StdRng::seed_from_u64(2);
+            let mut rng = gradlab_core::rng::rng(2);
             let n = 4000;
             let mut s2 = 0.0;
             for _ in 0..n {
@@ -983,7 +982,7 @@ mod tests {
         // Fraction of 230 MeV protons surviving 100 mm water = exp(−10 cm·ρ/λ_I).
         let world = World::single_slab(Material::water(), 0.0, 100.0);
         let phys = PhysicsConfig::default();
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = gradlab_core::rng::rng(3);
         let n = 20000;
         let mut lost = 0;
         for _ in 0..n {

@@ -63,11 +63,11 @@ impl TrackFilter {
 /// Fails with [`Error::TooManyPaths`] beyond `max_paths` (dense selections branch exponentially).
 pub fn build_tracks(g: &HitGraph, selected: &[bool], max_paths: usize) -> Result<Vec<Track>> {
     if selected.len() != g.num_edges() {
-        return Err(Error::InvalidArgument {
-            name: "selected",
-            value: format!("{} entries", selected.len()),
-            allowed: format!("one per hit-graph edge ({})", g.num_edges()),
-        });
+        return Err(Error::invalid(
+            "selected",
+            format!("{} entries", selected.len()),
+            format!("one per hit-graph edge ({})", g.num_edges()),
+        ));
     }
     let n = g.num_nodes();
     // Deeper neighbours of each node via selected edges (CSR over dst).

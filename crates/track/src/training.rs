@@ -2,7 +2,7 @@
 //! reconstruction/evaluation helpers they share.
 //!
 //! - **PAT** (predict-and-track, end to end): `ŷ = assign(1 − σ(z))` per layer pair with the
-//!   blackbox gradient ([`crate::assign`]); Hamming loss `mean(ŷ(1 − y) + (1 − ŷ)y)` computed
+//!   blackbox gradient ([`crate::layer_assign`]); Hamming loss `mean(ŷ(1 − y) + (1 − ŷ)y)` computed
 //!   separately on tracker edges (target hit in the first `tracker_layers` layers) and on
 //!   calorimeter edges, then summed.
 //! - **PTT** (predict-then-track): binary cross-entropy on the edge probabilities, tracker and
@@ -19,21 +19,17 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gradlab_core::observe::Observer;
+use gradlab_core::params::Init;
 use gradlab_core::train::{TrainConfig, TrainReport, Trainer, Validation};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::assign::{AssignConfig, FrameLap, assign};
-use crate::gnn::{GnnConfig, GraphInput, GraphKind, InteractionNetwork, seeded_init};
+use crate::gnn::{GnnConfig, GraphInput, GraphKind, InteractionNetwork};
 use crate::graph::{GraphConfig, HitGraph, LineGraph};
-use crate::lap::Unmatched;
+use crate::layer_assign::{AssignConfig, FrameLap, assign};
 use crate::sim::Frame;
+use crate::sparse_lap::Unmatched;
 use crate::tracks::{FrameMetrics, TrackFilter, build_tracks, evaluate};
-
-/// Map a crate error into the core error type the trainer speaks.
-pub(crate) fn core_err(e: crate::Error) -> gradlab_core::Error {
-    gradlab_core::Error::invalid("gradlab-track", e.to_string(), "see the message")
-}
 
 /// Training method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,27 +75,16 @@ impl FrameData {
     /// From a hit graph.
     pub fn from_graph(g: HitGraph, model: &GnnConfig, tracker_layers: u16, dev: &Device) -> crate::Result<Self> {
         let input = match model.graph {
-            GraphKind::Line => GraphInput::line(&LineGraph::build(&g), model, dev),
-            GraphKind::Hit => GraphInput::hit(&g, dev),
-        }
-        .map_err(|e| crate::Error::InvalidArgument {
-            name: "graph",
-            value: e.to_string(),
-            allowed: "a graph the network accepts".into(),
-        })?;
+            GraphKind::Line => GraphInput::line(&LineGraph::build(&g), model, dev)?,
+            GraphKind::Hit => GraphInput::hit(&g, dev)?,
+        };
         let m = g.num_edges();
         let truth: Vec<f32> = g.edge_truth.iter().map(|&t| if t { 1.0 } else { 0.0 }).collect();
         let trk: Vec<f32> =
             g.dst.iter().map(|&d| if g.layer[d as usize] < tracker_layers { 1.0 } else { 0.0 }).collect();
         let n_tracker = trk.iter().filter(|&&x| x > 0.0).count();
         let lap = Arc::new(FrameLap::new(&g)?);
-        let t = |v: Vec<f32>| {
-            Tensor::from_vec(v, m, dev).map_err(|e| crate::Error::InvalidArgument {
-                name: "tensor",
-                value: e.to_string(),
-                allowed: "".into(),
-            })
-        };
+        let t = |v: Vec<f32>| Tensor::from_vec(v, m, dev);
         Ok(FrameData { truth: t(truth)?, tracker_mask: t(trk)?, input, lap, graph: g, n_tracker })
     }
 
@@ -134,16 +119,18 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// A freshly initialised network (deterministic in `seed`).
-    pub fn new(cfg: &GnnConfig, seed: u64) -> gradlab_core::Result<Self> {
+    /// A freshly initialised network, deterministic in `seed`: weight matrices `[out, in]`
+    /// uniform in `±1/√in` (PyTorch's bound), biases and BatchNorm shifts 0, BatchNorm scales
+    /// and running variances 1, running means 0 ([`Init::TorchWeightsZeroBias`]).
+    pub fn new(cfg: &GnnConfig, seed: u64) -> crate::Result<Self> {
         let vm = VarMap::new();
         let net = InteractionNetwork::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
-        seeded_init(&vm, seed)?;
+        gradlab_core::params::init(&vm, seed, Init::TorchWeightsZeroBias)?;
         Ok(Model { vm, net })
     }
 
     /// Edge probabilities (eval mode: BatchNorm running statistics).
-    pub fn probabilities(&self, fd: &FrameData) -> gradlab_core::Result<Vec<f32>> {
+    pub fn probabilities(&self, fd: &FrameData) -> crate::Result<Vec<f32>> {
         let z = self.net.forward_t(&fd.input, false)?;
         Ok(candle_nn::ops::sigmoid(&z)?.to_vec1::<f32>()?)
     }
@@ -313,12 +300,12 @@ pub fn evaluate_model(
     frames: &[FrameData],
     sel: Selector,
     filter: &TrackFilter,
-) -> gradlab_core::Result<Summary> {
+) -> crate::Result<Summary> {
     let mut evals = Vec::with_capacity(frames.len());
     for fd in frames {
         let p = model.probabilities(fd)?;
-        let s = select(fd, &p, sel).map_err(core_err)?;
-        evals.push(evaluate_selection(&fd.graph, &s, filter).map_err(core_err)?);
+        let s = select(fd, &p, sel)?;
+        evals.push(evaluate_selection(&fd.graph, &s, filter)?);
     }
     Ok(summarise(&evals))
 }
@@ -355,7 +342,7 @@ impl TrainSpec {
         self.model.validate()?;
         self.assign.validate()?;
         if self.train.batch_size != 1 {
-            return Err(crate::Error::config(
+            return Err(crate::Error::invalid(
                 "train.batch_size",
                 self.train.batch_size,
                 "1 (one frame per micro-batch; use grad_accum for frames per step)",
@@ -366,15 +353,15 @@ impl TrainSpec {
 }
 
 /// Validation: mean loss (eval mode) and reconstruction metrics with the assignment.
-pub fn validate(model: &Model, frames: &[FrameData], spec: &TrainSpec) -> gradlab_core::Result<Validation> {
+pub fn validate(model: &Model, frames: &[FrameData], spec: &TrainSpec) -> crate::Result<Validation> {
     let mut loss = 0.0;
     let mut evals = Vec::with_capacity(frames.len());
     for fd in frames {
         let z = model.net.forward_t(&fd.input, false)?;
         loss += loss_from_logits(&z, fd, spec.method, &spec.assign)?.to_scalar::<f32>()? as f64;
         let p = candle_nn::ops::sigmoid(&z)?.to_vec1::<f32>()?;
-        let s = select(fd, &p, Selector::Lap(spec.assign.unmatched())).map_err(core_err)?;
-        evals.push(evaluate_selection(&fd.graph, &s, &spec.filter).map_err(core_err)?);
+        let s = select(fd, &p, Selector::Lap(spec.assign.unmatched()))?;
+        evals.push(evaluate_selection(&fd.graph, &s, &spec.filter)?);
     }
     let s = summarise(&evals);
     let mut v = Validation::loss(loss / frames.len().max(1) as f64);
@@ -385,7 +372,20 @@ pub fn validate(model: &Model, frames: &[FrameData], spec: &TrainSpec) -> gradla
     Ok(v)
 }
 
-/// Train a model; on return it holds the best checkpoint's weights when checkpointing.
+/// Named stream of the network initialisation of a replicate ([`replicate_seeds`]).
+pub const STREAM_INIT: u64 = 0x1417;
+/// Named stream of the shuffling of a replicate ([`replicate_seeds`]).
+pub const STREAM_SHUFFLE: u64 = 0x5487;
+
+/// The seeds of training replicate `replicate` of a run whose seed is `seed`:
+/// `(initialisation, shuffling)`, each from its own named stream.
+pub fn replicate_seeds(seed: u64, replicate: u64) -> (u64, u64) {
+    use gradlab_core::rng::derive_seed;
+    (derive_seed(derive_seed(seed, STREAM_INIT), replicate), derive_seed(derive_seed(seed, STREAM_SHUFFLE), replicate))
+}
+
+/// Train a model from initialisation seed `init_seed` (shuffling from `spec.train.seed`); on
+/// return it holds the best weights by the monitored metric.
 pub fn train<'a>(
     spec: &TrainSpec,
     init_seed: u64,
@@ -394,18 +394,18 @@ pub fn train<'a>(
     checkpoint_dir: Option<&Path>,
     resume: bool,
     observers: Vec<Box<dyn Observer + 'a>>,
-) -> gradlab_core::Result<(Model, TrainReport)> {
-    spec.validate().map_err(core_err)?;
+) -> crate::Result<(Model, TrainReport)> {
+    spec.validate()?;
     let model = Model::new(&spec.model, init_seed)?;
     let report = {
-        let mut tr = Trainer::new(spec.train.clone(), &model.vm)?;
+        let mut tr = Trainer::new(spec.train.clone(), &model.vm)?.restore_best(true);
         for o in observers {
-            tr = tr.observe(BoxedObserver(o));
+            tr = tr.observe(o);
         }
         if let Some(d) = checkpoint_dir {
             tr = tr.checkpoint_to(d).resume(resume);
         }
-        tr.fit::<gradlab_core::Error, _, _>(
+        tr.fit::<crate::Error, _, _>(
             train_frames.len(),
             |idx| {
                 let mut total: Option<Tensor> = None;
@@ -416,64 +416,22 @@ pub fn train<'a>(
                         Some(t) => (t + l)?,
                     });
                 }
-                let t = total.ok_or_else(|| gradlab_core::Error::invalid("batch", 0, "at least one frame"))?;
+                let t = total.ok_or_else(|| crate::Error::invalid("batch", 0, "at least one frame"))?;
                 Ok((t / idx.len() as f64)?)
             },
             || validate(&model, val_frames, spec),
         )?
     };
-    if let Some(best) = &report.best_checkpoint {
-        gradlab_core::train::load_weights(&model.vm, best)?;
-    }
     Ok((model, report))
-}
-
-struct BoxedObserver<'a>(Box<dyn Observer + 'a>);
-impl Observer for BoxedObserver<'_> {
-    fn on_start(&mut self, e: &gradlab_core::observe::StartEvent) -> gradlab_core::Result<()> {
-        self.0.on_start(e)
-    }
-    fn on_step(&mut self, e: &gradlab_core::observe::StepEvent) -> gradlab_core::Result<()> {
-        self.0.on_step(e)
-    }
-    fn on_eval(&mut self, e: &gradlab_core::observe::EvalEvent) -> gradlab_core::Result<()> {
-        self.0.on_eval(e)
-    }
-    fn on_end(&mut self) -> gradlab_core::Result<()> {
-        self.0.on_end()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Frame, Hit};
+    use crate::sim::Frame;
+    use crate::test_fixtures::toy_frame;
     use gradlab_core::optim::{OptimizerConfig, RmsPropParams};
     use gradlab_core::train::MonitorMode;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    /// Straight-ish tracks through 12 layers with small random kinks, crossing at random.
-    pub(crate) fn toy_frame(seed: u64, tracks: usize) -> Frame {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut hits = Vec::new();
-        for t in 0..tracks {
-            let (mut x, mut y) = (rng.random_range(-8.0..8.0f32), rng.random_range(-8.0..8.0f32));
-            let (mut tx, mut ty) = (rng.random_range(-0.03..0.03f32), rng.random_range(-0.03..0.03f32));
-            let mut zp = 0.0;
-            for l in 0..12u16 {
-                let z = if l < 2 { l as f32 * 57.8 } else { 110.0 + (l - 2) as f32 * 5.5 };
-                x += tx * (z - zp);
-                y += ty * (z - zp);
-                zp = z;
-                tx += rng.random_range(-0.02..0.02f32);
-                ty += rng.random_range(-0.02..0.02f32);
-                let edep = if l == 11 { 0.3 } else { 0.03 };
-                hits.push(Hit { layer: l, x, y, z, edep, cluster: 4, track: t as u32, primary: true });
-            }
-        }
-        Frame { hits, spot: [0.0, 0.0], primaries: tracks as u32 }
-    }
 
     fn spec(method: Method, steps_eval: usize) -> TrainSpec {
         let mut t = TrainConfig::new(6, 1);
@@ -535,7 +493,7 @@ mod tests {
             let model = Model::new(&s.model, 5).unwrap();
             let mut t = Trainer::new(s.train.clone(), &model.vm).unwrap().checkpoint_to(tmp.path()).stop_after_steps(5);
             let r = t
-                .fit::<gradlab_core::Error, _, _>(
+                .fit::<crate::Error, _, _>(
                     tr.len(),
                     |idx| Ok(frame_loss(&model, &tr[idx[0]], s.method, &s.assign, true)?),
                     || validate(&model, &va, &s),

@@ -6,17 +6,19 @@ use gradlab_core::report::Report;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::SetupParams;
+use crate::detector::DetectorConfig;
+use crate::error::Result;
 use crate::follower::{FollowerConfig, follow};
 use crate::graph::HitGraph;
-use crate::sim::Simulator;
-use crate::tracks::{FrameMetrics, TrackFilter, average, build_tracks, evaluate, oracle_selection};
+use crate::paper;
+use crate::setup::{Grid, SetupParams, TEST_FIRST};
+use crate::tracks::{FrameMetrics, MeanMetrics, TrackFilter, average, build_tracks, evaluate, oracle_selection};
 
 /// Parameters of `track-follower`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// Seed.
+    /// The run's seed (simulation).
     pub seed: u64,
     /// Simulation setup.
     #[serde(default)]
@@ -27,104 +29,81 @@ pub struct Params {
     /// Track filter.
     #[serde(default)]
     pub filter: TrackFilter,
-    /// Phantom thicknesses [mm].
-    pub thicknesses_mm: Vec<f64>,
-    /// Primaries per frame.
-    pub primaries: Vec<usize>,
-    /// Test frames per setting.
-    pub frames: usize,
+    /// Test settings and frames per setting.
+    pub grid: Grid,
     /// First frame index (RNG stream) of the test frames, disjoint from training data.
     #[serde(default = "default_first")]
     pub first_frame: u64,
 }
 
 fn default_first() -> u64 {
-    1_000_000
+    TEST_FIRST
 }
 
-/// Paper (Kortus et al. 2025, Table 2): track follower at 100 primaries, purity/efficiency [%].
-pub const PAPER_FOLLOWER_100: [(u32, f64, f64); 3] = [(100, 83.0, 74.6), (150, 86.5, 79.0), (200, 87.4, 80.3)];
-/// Paper: PAT λ = 50 on the line graph, (thickness, primaries, purity, efficiency) [%].
-pub const PAPER_PAT: [(u32, u32, f64, f64); 9] = [
-    (100, 50, 95.0, 83.9),
-    (150, 50, 96.3, 87.1),
-    (200, 50, 96.5, 89.0),
-    (100, 100, 87.4, 75.1),
-    (150, 100, 92.0, 82.4),
-    (200, 100, 92.5, 84.6),
-    (100, 150, 76.8, 64.4),
-    (150, 150, 85.1, 75.5),
-    (200, 150, 88.1, 80.6),
-];
-
-/// Run the experiment.
+/// Run the experiment: every setting (follower and oracle on the same frames) → report.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
-    if p.frames == 0 {
-        return Err("frames must be >= 1".into());
-    }
+    p.grid.validate("grid")?;
     p.follower.validate()?;
     let det = p.setup.detector.load()?;
     let mut rows = Vec::new();
     let mut out = Vec::new();
-    for &n in &p.primaries {
-        for &t in &p.thicknesses_mm {
-            let sim = Simulator::new(&p.setup.sim_config(&det, t, n))?;
-            let start = std::time::Instant::now();
-            let per: Vec<Result<(FrameMetrics, FrameMetrics), crate::Error>> = (p.first_frame
-                ..p.first_frame + p.frames as u64)
-                .into_par_iter()
-                .map(|f| {
-                    let frame = sim.simulate_frame(p.seed, f);
-                    let g = HitGraph::build(&frame, &p.setup.graph)?;
-                    let tf = p.filter.apply(&g, follow(&g, &p.follower)?);
-                    let to = p.filter.apply(&g, build_tracks(&g, &oracle_selection(&g), 1_000_000)?);
-                    Ok((evaluate(&g, &tf), evaluate(&g, &to)))
-                })
-                .collect();
-            let per: Vec<(FrameMetrics, FrameMetrics)> = per.into_iter().collect::<Result<_, _>>()?;
-            let secs = start.elapsed().as_secs_f64();
-            let fol = average(&per.iter().map(|x| x.0).collect::<Vec<_>>());
-            let ora = average(&per.iter().map(|x| x.1).collect::<Vec<_>>());
-            let paper_f = PAPER_FOLLOWER_100
-                .iter()
-                .find(|r| n == 100 && (r.0 as f64 - t).abs() < 1e-9)
-                .map(|r| format!("{:.1} / {:.1}", r.1, r.2))
-                .unwrap_or_else(|| "—".into());
-            let paper_pat = PAPER_PAT
-                .iter()
-                .find(|r| r.1 as usize == n && (r.0 as f64 - t).abs() < 1e-9)
-                .map(|r| format!("{:.1} / {:.1}", r.2, r.3))
-                .unwrap_or_else(|| "—".into());
-            rows.push(vec![
-                n.to_string(),
-                format!("{t:.0}"),
-                format!(
-                    "{:.1} ± {:.1} / {:.1} ± {:.1}",
-                    100.0 * fol.purity,
-                    100.0 * fol.purity_sem,
-                    100.0 * fol.efficiency,
-                    100.0 * fol.efficiency_sem
-                ),
-                paper_f,
-                format!("{:.1} / {:.1}", 100.0 * ora.purity, 100.0 * ora.efficiency),
-                paper_pat,
-            ]);
-            let rec = serde_json::json!({
-                "primaries": n, "thickness_mm": t, "frames": p.frames,
-                "follower": fol, "oracle": ora, "seconds": secs,
-            });
-            ctx.metrics()?.log(&rec)?;
-            out.push(rec);
-        }
+    for (n, t) in p.grid.settings() {
+        let start = std::time::Instant::now();
+        let (fol, ora) = setting(&p, &det, n, t)?;
+        let secs = start.elapsed().as_secs_f64();
+        rows.push(vec![
+            n.to_string(),
+            format!("{t:.0}"),
+            format!(
+                "{:.1} ± {:.1} / {:.1} ± {:.1}",
+                100.0 * fol.purity,
+                100.0 * fol.purity_sem,
+                100.0 * fol.efficiency,
+                100.0 * fol.efficiency_sem
+            ),
+            paper::follower(t, n).unwrap_or_else(|| "—".into()),
+            format!("{:.1} / {:.1}", 100.0 * ora.purity, 100.0 * ora.efficiency),
+            paper::pat(t, n).unwrap_or_else(|| "—".into()),
+        ]);
+        let rec = serde_json::json!({
+            "primaries": n, "thickness_mm": t, "frames": p.grid.frames,
+            "follower": fol, "oracle": ora, "seconds": secs,
+        });
+        ctx.metrics()?.log(&rec)?;
+        out.push(rec);
     }
+    write_report(ctx, &p, &rows)?;
+    ctx.dir.write_summary(&serde_json::json!({ "results": out }))?;
+    Ok(())
+}
+
+/// Follower and oracle metrics of one setting, averaged over its frames.
+fn setting(p: &Params, det: &DetectorConfig, n: usize, t: f64) -> Result<(MeanMetrics, MeanMetrics)> {
+    let sim = p.setup.simulator(det, t, n)?;
+    let per: Vec<(FrameMetrics, FrameMetrics)> = (p.first_frame..p.first_frame + p.grid.frames as u64)
+        .into_par_iter()
+        .map(|f| {
+            let frame = sim.simulate_frame(p.seed, f);
+            let g = HitGraph::build(&frame, &p.setup.graph)?;
+            let tf = p.filter.apply(&g, follow(&g, &p.follower)?);
+            let to = p.filter.apply(&g, build_tracks(&g, &oracle_selection(&g), 1_000_000)?);
+            Ok((evaluate(&g, &tf), evaluate(&g, &to)))
+        })
+        .collect::<Result<_>>()?;
+    let fol = average(&per.iter().map(|x| x.0).collect::<Vec<_>>());
+    let ora = average(&per.iter().map(|x| x.1).collect::<Vec<_>>());
+    Ok((fol, ora))
+}
+
+fn write_report(ctx: &RunContext, p: &Params, rows: &[Vec<String>]) -> Result<()> {
     let mut report = Report::new("track-follower: purity / efficiency of the track-follower baseline");
     report.paragraph(&format!("Command: `{}`", ctx.command()));
     report.paragraph(&format!(
         "{} test frames per setting (frame indices from {}), seed {}. Filters: more than {} hits, last hit edep > {} MeV. \
          Purity and efficiency in % (mean ± standard error over frames), computed per frame over all-primary tracks as in \
          the reference code. The oracle keeps exactly the true edges of primaries: its efficiency is the ceiling the filters allow.",
-        p.frames, p.first_frame, p.seed, p.filter.more_hits_than, p.filter.last_hit_min_edep_mev
+        p.grid.frames, p.first_frame, p.seed, p.filter.more_hits_than, p.filter.last_hit_min_edep_mev
     ));
     report.table(
         &[
@@ -135,9 +114,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             "oracle pur / eff",
             "PAT λ=50 (paper)",
         ],
-        &rows,
+        rows,
     );
-    ctx.dir.write_summary(&serde_json::json!({ "results": out }))?;
     report.write(&ctx.dir)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use candle_nn::VarMap;
 
-use super::error::{Result, StudyError};
+use crate::error::{Error, Result};
 use crate::gnn::{GraphInput, GraphKind, scatter_max};
 use crate::training::Model;
 
@@ -31,10 +31,8 @@ impl Params {
         Params(d.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect())
     }
     fn get(&self, name: &str) -> Result<&Tensor> {
-        self.0.get(name).ok_or(StudyError::Invalid {
-            what: "network variable",
-            value: name.to_string(),
-            allowed: "the variables of the interaction network",
+        self.0.get(name).ok_or_else(|| {
+            Error::invalid("network variable", name.to_string(), "the variables of the interaction network")
         })
     }
     fn linear(&self, x: &Tensor, p: &str) -> Result<Tensor> {

@@ -19,9 +19,9 @@ use gradlab_core::params::{ParamLayout, read_grads_f64, read_params_f64, write_p
 use gradlab_landscape::{Objective, Replicate};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, StudyError};
-use crate::assign::AssignConfig;
+use crate::error::{Error, Result};
 use crate::gnn::GnnConfig;
+use crate::layer_assign::AssignConfig;
 use crate::tracks::TrackFilter;
 use crate::training::{FrameData, Method, Model, Selector, evaluate_selection, loss_from_logits, select, summarise};
 
@@ -97,7 +97,7 @@ impl TrackObjective {
     /// A fresh network of configuration `cfg` evaluating `measure` on `frames`.
     pub fn new(cfg: &GnnConfig, frames: Arc<Vec<FrameData>>, measure: Measure) -> Result<Self> {
         if frames.is_empty() {
-            return Err(StudyError::Invalid { what: "frames", value: "0".into(), allowed: "at least one frame" });
+            return Err(Error::invalid("frames", 0, "at least one frame"));
         }
         let model = Model::new(cfg, 0)?;
         let buffers = Arc::new(buffer_mask(&model)?);
@@ -130,11 +130,11 @@ impl TrackObjective {
 
     fn set(&self, theta: &[f64]) -> Result<()> {
         if theta.len() != self.buffers.len() {
-            return Err(StudyError::Invalid {
-                what: "theta length",
-                value: theta.len().to_string(),
-                allowed: "the network's number of parameters (incl. BatchNorm statistics)",
-            });
+            return Err(Error::invalid(
+                "theta length",
+                theta.len().to_string(),
+                "the network's number of parameters (incl. BatchNorm statistics)",
+            ));
         }
         Ok(write_params_f64(&self.model.vm, theta)?)
     }
@@ -247,11 +247,11 @@ impl<O: Objective> Subspace<O> {
     /// Restrict `inner` to the coordinates `index` around `base`.
     pub fn new(inner: O, base: Vec<f64>, index: Vec<usize>) -> Result<Self> {
         if base.len() != inner.dim() || index.iter().any(|&i| i >= base.len()) || index.is_empty() {
-            return Err(StudyError::Invalid {
-                what: "subspace",
-                value: format!("base {} values, {} indices, objective dim {}", base.len(), index.len(), inner.dim()),
-                allowed: "a base of the objective's dimension and ≥ 1 indices inside it",
-            });
+            return Err(Error::invalid(
+                "subspace",
+                format!("base {} values, {} indices, objective dim {}", base.len(), index.len(), inner.dim()),
+                "a base of the objective's dimension and ≥ 1 indices inside it",
+            ));
         }
         let n = base.len();
         Ok(Subspace { inner, full: base.clone(), base, index, full_grad: vec![0.0; n] })

@@ -2,7 +2,7 @@
 //! of Kortus et al. (TMLR 2025, after Fort et al. 2020 / Summers & Dinneen 2021) and linear
 //! centred kernel alignment (Kornblith et al. 2019).
 
-use super::error::{Result, StudyError};
+use crate::error::{Error, Result};
 
 /// Disagreement of two binary-correctness predictors on the same items.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -33,11 +33,11 @@ pub fn min_max_normalise(m: f64, q_a: f64, q_b: f64) -> f64 {
 /// Disagreement of two binary predictions `a`, `b` of the labels `truth` (edge assignments).
 pub fn binary_disagreement(a: &[bool], b: &[bool], truth: &[bool]) -> Result<Disagreement> {
     if a.len() != truth.len() || b.len() != truth.len() {
-        return Err(StudyError::Invalid {
-            what: "prediction lengths",
-            value: format!("{} / {} vs {} labels", a.len(), b.len(), truth.len()),
-            allowed: "both predictions as long as the labels",
-        });
+        return Err(Error::invalid(
+            "prediction lengths",
+            format!("{} / {} vs {} labels", a.len(), b.len(), truth.len()),
+            "both predictions as long as the labels",
+        ));
     }
     let ca: Vec<bool> = a.iter().zip(truth).map(|(p, t)| p == t).collect();
     let cb: Vec<bool> = b.iter().zip(truth).map(|(p, t)| p == t).collect();
@@ -50,11 +50,11 @@ pub fn binary_disagreement(a: &[bool], b: &[bool], truth: &[bool]) -> Result<Dis
 /// an item, "correct" = the model reconstructs it).
 pub fn correctness_disagreement(ca: &[bool], cb: &[bool]) -> Result<Disagreement> {
     if ca.len() != cb.len() || ca.is_empty() {
-        return Err(StudyError::Invalid {
-            what: "correctness vectors",
-            value: format!("lengths {} and {}", ca.len(), cb.len()),
-            allowed: "equal, non-zero lengths",
-        });
+        return Err(Error::invalid(
+            "correctness vectors",
+            format!("lengths {} and {}", ca.len(), cb.len()),
+            "equal, non-zero lengths",
+        ));
     }
     let n = ca.len() as f64;
     let raw = ca.iter().zip(cb).filter(|(x, y)| x != y).count() as f64 / n;
@@ -70,11 +70,11 @@ pub fn correctness_disagreement(ca: &[bool], cb: &[bool]) -> Result<Disagreement
 /// cheap for many rows.
 pub fn linear_cka(x: &[f64], p: usize, y: &[f64], q: usize) -> Result<f64> {
     if p == 0 || q == 0 || x.len() % p != 0 || y.len() % q != 0 || x.len() / p != y.len() / q || x.len() / p < 2 {
-        return Err(StudyError::Invalid {
-            what: "CKA inputs",
-            value: format!("x {} values / {p} columns, y {} values / {q} columns", x.len(), y.len()),
-            allowed: "the same number (≥ 2) of rows on both sides, ≥ 1 column each",
-        });
+        return Err(Error::invalid(
+            "CKA inputs",
+            format!("x {} values / {p} columns, y {} values / {q} columns", x.len(), y.len()),
+            "the same number (≥ 2) of rows on both sides, ≥ 1 column each",
+        ));
     }
     let n = x.len() / p;
     let centre = |a: &[f64], d: usize| {
@@ -115,8 +115,7 @@ pub fn linear_cka(x: &[f64], p: usize, y: &[f64], q: usize) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
     /// CKA through the n × n Gram matrices: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with
     /// K = XXᵀ, L = YYᵀ, HSIC(K, L) = tr(K H L H) — the definition, independent of the
@@ -155,7 +154,7 @@ mod tests {
 
     #[test]
     fn cka_matches_the_gram_definition_and_its_invariances() {
-        let mut rng = StdRng::seed_from_u64(7);
+        let mut rng = gradlab_core::rng::rng(7);
         let (n, p, q) = (12, 3, 5);
         let x: Vec<f64> = (0..n * p).map(|_| rng.random_range(-1.0..1.0)).collect();
         let y: Vec<f64> = (0..n * q).map(|_| rng.random_range(-1.0..1.0)).collect();

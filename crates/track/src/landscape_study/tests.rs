@@ -1,45 +1,18 @@
 use std::sync::Arc;
 
-use gradlab_core::experiment::{ExperimentConfig, RunContext, from_value};
 use gradlab_core::params::read_params_f64;
 use gradlab_landscape::Objective;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use super::activations::{MODULES, activations};
 use super::objective::{Measure, Subspace, TrackObjective, buffer_mask};
 use super::*;
 use crate::gnn::GnnConfig;
 use crate::graph::GraphConfig;
-use crate::sim::{Frame, Hit};
+use crate::sim::Frame;
+use crate::test_fixtures::toy_frame;
 use crate::tracks::{TrackFilter, evaluate, oracle_selection};
-use crate::training::{Model, prepare};
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Straight-ish tracks through 12 layers with small random kinks (as in the training tests).
-fn toy_frame(seed: u64, tracks: usize) -> Frame {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut hits = Vec::new();
-    for t in 0..tracks {
-        let (mut x, mut y) = (rng.random_range(-8.0..8.0f32), rng.random_range(-8.0..8.0f32));
-        let (mut tx, mut ty) = (rng.random_range(-0.03..0.03f32), rng.random_range(-0.03..0.03f32));
-        let mut zp = 0.0;
-        for l in 0..12u16 {
-            let z = if l < 2 { l as f32 * 57.8 } else { 110.0 + (l - 2) as f32 * 5.5 };
-            x += tx * (z - zp);
-            y += ty * (z - zp);
-            zp = z;
-            tx += rng.random_range(-0.02..0.02f32);
-            ty += rng.random_range(-0.02..0.02f32);
-            let edep = if l == 11 { 0.3 } else { 0.03 };
-            hits.push(Hit { layer: l, x, y, z, edep, cluster: 4, track: t as u32, primary: true });
-        }
-    }
-    Frame { hits, spot: [0.0, 0.0], primaries: tracks as u32 }
-}
+use crate::training::{FrameData, Model, prepare};
 
 fn cfg() -> GnnConfig {
     GnnConfig { angle_encoding_dim: 8, ..Default::default() }
@@ -54,7 +27,7 @@ fn frames(n: u64) -> Arc<Vec<FrameData>> {
 fn random_theta(obj: &TrackObjective, seed: u64) -> Vec<f64> {
     let m = Model::new(&cfg(), seed).unwrap();
     let mut theta = read_params_f64(&m.vm).unwrap();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = gradlab_core::rng::rng(seed);
     for (t, b) in theta.iter_mut().zip(obj.buffers()) {
         if *b {
             *t = rng.random_range(0.5..1.5); // running mean/var away from 0/1
@@ -63,36 +36,6 @@ fn random_theta(obj: &TrackObjective, seed: u64) -> Vec<f64> {
         }
     }
     theta
-}
-
-#[test]
-fn quick_and_full_configs_resolve_and_validate() {
-    let file = root().join("configs/track-landscape.json");
-    let cfg = ExperimentConfig::load(&file).unwrap();
-    assert_eq!(cfg.entry, "track.landscape");
-    assert!(crate::experiments().iter().any(|e| e.entry == cfg.entry));
-    for quick in [false, true] {
-        let v = cfg.resolve(quick, &[]).unwrap();
-        let p: Params = from_value(&v, "track-landscape.json").unwrap();
-        p.validate().unwrap();
-        let lambdas: Vec<f64> = p
-            .variants
-            .iter()
-            .filter(|v| v.method == Method::Pat && v.optimizer.is_none())
-            .map(|v| p.spec_of(v).assign.lambda)
-            .collect();
-        assert_eq!(lambdas, vec![25.0, 50.0, 75.0], "quick = {quick}");
-        assert!(p.variants.iter().any(|v| v.method == Method::Ptt));
-    }
-    // bad values are rejected with the field named
-    let mut v = cfg.resolve(true, &[]).unwrap();
-    v["seeds"] = serde_json::json!([1]);
-    let p: Params = from_value(&v, "x").unwrap();
-    assert!(p.validate().unwrap_err().to_string().contains("seeds"));
-    let mut v = cfg.resolve(true, &[]).unwrap();
-    v["analysis"]["top_k"] = serde_json::json!(1);
-    let p: Params = from_value(&v, "x").unwrap();
-    assert!(p.validate().unwrap_err().to_string().contains("top_k"));
 }
 
 #[test]
@@ -135,7 +78,7 @@ fn objective_gradient_matches_finite_differences_and_ignores_buffers() {
     assert!(buffers.iter().any(|b| *b) && buffers.iter().any(|b| !*b));
     assert!(g.iter().zip(&buffers).all(|(gi, b)| !b || *gi == 0.0), "running statistics must get no gradient");
     // directional derivative along a random trainable direction (f32 model: loose tolerance)
-    let mut rng = StdRng::seed_from_u64(2);
+    let mut rng = gradlab_core::rng::rng(2);
     let d: Vec<f64> = buffers.iter().map(|b| if *b { 0.0 } else { rng.random_range(-1.0..1.0) }).collect();
     let nd = d.iter().map(|x| x * x).sum::<f64>().sqrt();
     let h = 1e-2 / nd;
@@ -196,70 +139,4 @@ fn found_tracks_agree_with_the_purity_bookkeeping() {
         .map(|(_, v)| v.elem_count())
         .sum();
     assert_eq!(mask.iter().filter(|b| **b).count(), n_bn);
-}
-
-#[test]
-fn the_experiment_runs_end_to_end_at_a_tiny_scale() {
-    let file = root().join("configs/track-landscape.json");
-    let cfg = ExperimentConfig::load(&file).unwrap();
-    let det = root().join("configs/detector-bergen-dtc.json");
-    let sets = vec![
-        format!("setup.detector=\"{}\"", det.display()),
-        "seeds=[1,2]".into(),
-        "data.primaries=8".into(),
-        "data.train_frames=4".into(),
-        "data.val_frames=1".into(),
-        "spec.train.epochs=1".into(),
-        "spec.train.grad_accum=2".into(),
-        "spec.train.eval_every_steps=2".into(),
-        "analysis.frames=1".into(),
-        "analysis.path_points=3".into(),
-        "analysis.bezier.steps=2".into(),
-        "analysis.lanczos.max_steps=4".into(),
-        "analysis.slq.probes=1".into(),
-        "analysis.slq.steps=3".into(),
-        "analysis.slice.points=3".into(),
-        "analysis.threads=1".into(),
-    ];
-    let mut params = cfg.resolve(true, &sets).unwrap();
-    params["variants"] = serde_json::json!([{ "method": "pat", "lambda": 50.0 }, { "method": "ptt" }]);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
-    let mut ctx = RunContext::new("track-landscape", &file, &cfg.entry, params, true, true, dir).unwrap();
-    run(&mut ctx).unwrap();
-    let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
-    for needle in [
-        "linear max Hamming",
-        "Bézier (Hamming) max Hamming",
-        "edge m_mm",
-        "PAT λ=50",
-        "PTT",
-        "lambda_vs_instability.png",
-    ] {
-        assert!(report.contains(needle), "report lacks {needle}");
-    }
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(ctx.dir.path().join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["pairs"].as_array().unwrap().len(), 2);
-    for pr in summary["pairs"].as_array().unwrap() {
-        let e = pr["edges"]["min_max"].as_f64();
-        assert!(e.is_none() || (-1e-12..=1.0 + 1e-12).contains(&e.unwrap()));
-    }
-}
-
-/// Runs a config at its quick or full scale into `runs/` (for measurements; not a unit test):
-/// `TL_CONFIG=track-landscape TL_QUICK=1 cargo test --release -p gradlab-track run_config -- --ignored`.
-#[test]
-#[ignore]
-fn run_config() {
-    let name = std::env::var("TL_CONFIG").unwrap_or_else(|_| "track-landscape".into());
-    let quick = std::env::var("TL_QUICK").is_ok_and(|v| v == "1");
-    let file = root().join(format!("configs/{name}.json"));
-    let cfg = ExperimentConfig::load(&file).unwrap();
-    let det = root().join("configs/detector-bergen-dtc.json");
-    let params = cfg.resolve(quick, &[format!("setup.detector=\"{}\"", det.display())]).unwrap();
-    let dir = gradlab_core::run::RunDir::create(root().join("runs"), &name).unwrap();
-    eprintln!("run dir {}", dir.path().display());
-    let mut ctx = RunContext::new(&name, &file, &cfg.entry, params, quick, false, dir).unwrap();
-    run(&mut ctx).unwrap();
 }

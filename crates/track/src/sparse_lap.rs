@@ -1,4 +1,6 @@
-//! Sparse rectangular linear assignment with forbidden entries and explicit "no link".
+//! The linear assignment problem (LAP) solver: sparse rectangular assignment with forbidden
+//! entries and an explicit "no link", independent of tracking (the per-layer use on hit graphs,
+//! with its gradient, is [`crate::layer_assign`]).
 //!
 //! A [`SparseCost`] holds the allowed entries of an `rows × cols` cost matrix (every other entry
 //! is forbidden, i.e. +∞). [`solve`] returns a minimum-cost *partial* matching, where leaving a
@@ -67,35 +69,35 @@ impl SparseCost {
     /// (dropped); NaN, `−∞`, out-of-range indices and duplicate `(row, col)` pairs are errors.
     pub fn from_triplets(rows: usize, cols: usize, row: &[u32], col: &[u32], cost: &[f64]) -> Result<Self> {
         if row.len() != col.len() || row.len() != cost.len() {
-            return Err(Error::InvalidArgument {
-                name: "triplets",
-                value: format!("{} rows, {} cols, {} costs", row.len(), col.len(), cost.len()),
-                allowed: "three slices of equal length".into(),
-            });
+            return Err(Error::invalid(
+                "triplets",
+                format!("{} rows, {} cols, {} costs", row.len(), col.len(), cost.len()),
+                "three slices of equal length",
+            ));
         }
         if rows >= u32::MAX as usize || cols >= u32::MAX as usize || row.len() >= u32::MAX as usize {
-            return Err(Error::InvalidArgument {
-                name: "size",
-                value: format!("{rows}×{cols} with {} entries", row.len()),
-                allowed: "fewer than 2^32 − 1 rows, columns and entries".into(),
-            });
+            return Err(Error::invalid(
+                "size",
+                format!("{rows}×{cols} with {} entries", row.len()),
+                "fewer than 2^32 − 1 rows, columns and entries",
+            ));
         }
         let mut row_ptr = vec![0u32; rows + 1];
         for k in 0..row.len() {
             let (r, c, w) = (row[k] as usize, col[k] as usize, cost[k]);
             if r >= rows || c >= cols {
-                return Err(Error::InvalidArgument {
-                    name: "triplet index",
-                    value: format!("({r}, {c}) at position {k}"),
-                    allowed: format!("row < {rows}, col < {cols}"),
-                });
+                return Err(Error::invalid(
+                    "triplet index",
+                    format!("({r}, {c}) at position {k}"),
+                    format!("row < {rows}, col < {cols}"),
+                ));
             }
             if w.is_nan() || w == f64::NEG_INFINITY {
-                return Err(Error::InvalidArgument {
-                    name: "cost",
-                    value: format!("{w} at ({r}, {c})"),
-                    allowed: "a finite number, or +inf for a forbidden entry".into(),
-                });
+                return Err(Error::invalid(
+                    "cost",
+                    format!("{w} at ({r}, {c})"),
+                    "a finite number, or +inf for a forbidden entry",
+                ));
             }
             if w.is_finite() {
                 row_ptr[r + 1] += 1;
@@ -125,11 +127,11 @@ impl SparseCost {
             for &c in &colv[row_ptr[r] as usize..row_ptr[r + 1] as usize] {
                 let c = c as usize;
                 if seen[c] == r as u32 {
-                    return Err(Error::InvalidArgument {
-                        name: "triplets",
-                        value: format!("entry ({r}, {c}) given twice"),
-                        allowed: "each (row, col) at most once".into(),
-                    });
+                    return Err(Error::invalid(
+                        "triplets",
+                        format!("entry ({r}, {c}) given twice"),
+                        "each (row, col) at most once",
+                    ));
                 }
                 seen[c] = r as u32;
             }
@@ -140,11 +142,11 @@ impl SparseCost {
     /// Build from a dense row-major matrix; `+∞` entries are forbidden.
     pub fn from_dense(rows: usize, cols: usize, cost: &[f64]) -> Result<Self> {
         if cost.len() != rows * cols {
-            return Err(Error::InvalidArgument {
-                name: "cost",
-                value: format!("{} entries", cost.len()),
-                allowed: format!("rows × cols = {}", rows * cols),
-            });
+            return Err(Error::invalid(
+                "cost",
+                format!("{} entries", cost.len()),
+                format!("rows × cols = {}", rows * cols),
+            ));
         }
         let mut r = Vec::new();
         let mut c = Vec::new();
@@ -198,7 +200,7 @@ const NONE: u32 = u32::MAX;
 /// entry per triplet passed to [`SparseCost::from_triplets`].
 ///
 /// ```
-/// use gradlab_track::lap::{solve, SparseCost, Unmatched};
+/// use gradlab_track::sparse_lap::{solve, SparseCost, Unmatched};
 /// // 2 rows × 3 columns, (1, 0) forbidden: the optimum pairs row 0 with column 0 and row 1
 /// // with column 2 (cost 1 + 2 = 3) rather than row 0 with column 1 (5) and row 1 with column 2.
 /// let c = SparseCost::from_triplets(2, 3, &[0, 0, 1, 1], &[0, 1, 0, 2], &[1.0, 5.0, f64::INFINITY, 2.0])?;
@@ -213,11 +215,11 @@ pub fn solve(c: &SparseCost, unmatched: Unmatched) -> Result<Matching> {
     let dummy = match unmatched {
         Unmatched::Cost(u) => {
             if !u.is_finite() {
-                return Err(Error::InvalidArgument {
-                    name: "unmatched cost",
-                    value: u.to_string(),
-                    allowed: "a finite number (or Unmatched::Forbidden)".into(),
-                });
+                return Err(Error::invalid(
+                    "unmatched cost",
+                    u.to_string(),
+                    "a finite number (or Unmatched::Forbidden)",
+                ));
             }
             u
         }
@@ -429,8 +431,7 @@ pub fn solve_many(problems: &[SparseCost], unmatched: Unmatched) -> Result<Vec<M
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
     /// Exhaustive search over all partial matchings: returns (max size, min cost at that size)
     /// and the minimum of `Σ (c − u)` for a finite unmatched cost.
@@ -608,7 +609,7 @@ mod tests {
 
     #[test]
     fn random_sparse_matches_dense_hungarian() {
-        let mut rng = StdRng::seed_from_u64(7);
+        let mut rng = gradlab_core::rng::rng(7);
         for trial in 0..20 {
             let rows = rng.random_range(20..60);
             let cols = rows + rng.random_range(0..15);

@@ -1,6 +1,9 @@
-//! Differentiable per-layer assignment: a candle custom op whose forward solves one linear
-//! assignment per adjacent layer pair of a frame on the edge costs `w = 1 − p`, and whose
-//! backward is the blackbox gradient of Vlastelica et al. (ICLR 2020):
+//! The differentiable per-layer edge assignment of a frame (what PAT trains through).
+//!
+//! [`FrameLap`] cuts a frame's hit-graph edges into one bipartite problem per adjacent layer
+//! pair and solves each with the sparse LAP solver of [`crate::sparse_lap`]. [`assign`] wraps
+//! that as a candle custom op ([`AssignOp`]): its forward solves the assignments on the edge
+//! costs `w = 1 − p`, its backward is the blackbox gradient of Vlastelica et al. (ICLR 2020):
 //!
 //! `w' = w + λ·g`, `y_λ = solve(w')`, `∂L/∂w = −(ŷ − y_λ)/λ` (or `−(ŷ − y_λ)` without the 1/λ,
 //! as the reference code does), with `g = ∂L/∂ŷ`. A straight-through estimator
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graph::{HitGraph, PairEdges};
-use crate::lap::{SparseCost, Unmatched, solve};
+use crate::sparse_lap::{SparseCost, Unmatched, solve};
 
 /// Gradient estimator of the assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -63,11 +66,11 @@ impl AssignConfig {
     /// Check the configuration.
     pub fn validate(&self) -> Result<()> {
         if !(self.lambda.is_finite() && self.lambda > 0.0) {
-            return Err(Error::config("assign.lambda", self.lambda, "a finite number > 0"));
+            return Err(Error::invalid("assign.lambda", self.lambda, "a finite number > 0"));
         }
         if let Some(u) = self.no_link_cost {
             if !u.is_finite() {
-                return Err(Error::config(
+                return Err(Error::invalid(
                     "assign.no_link_cost",
                     u,
                     "a finite number, or absent for maximum cardinality",
@@ -102,20 +105,20 @@ impl FrameLap {
         let mut next = 0;
         for p in &pairs {
             if p.range.start != next || p.row.len() != p.range.len() || p.col.len() != p.range.len() {
-                return Err(Error::InvalidArgument {
-                    name: "pairs",
-                    value: format!("block {:?} with {} rows/{} cols entries", p.range, p.row.len(), p.col.len()),
-                    allowed: format!("contiguous blocks starting at {next} with one row and col per edge"),
-                });
+                return Err(Error::invalid(
+                    "pairs",
+                    format!("block {:?} with {} rows/{} cols entries", p.range, p.row.len(), p.col.len()),
+                    format!("contiguous blocks starting at {next} with one row and col per edge"),
+                ));
             }
             next = p.range.end;
         }
         if next != n_edges {
-            return Err(Error::InvalidArgument {
-                name: "pairs",
-                value: format!("blocks end at {next}"),
-                allowed: format!("blocks covering {n_edges} edges"),
-            });
+            return Err(Error::invalid(
+                "pairs",
+                format!("blocks end at {next}"),
+                format!("blocks covering {n_edges} edges"),
+            ));
         }
         Ok(FrameLap { pairs, n_edges })
     }
@@ -133,11 +136,7 @@ impl FrameLap {
     /// Solve every layer pair (in parallel) on edge costs `w`; returns the selected edges.
     pub fn solve(&self, w: &[f64], unmatched: Unmatched) -> Result<Vec<bool>> {
         if w.len() != self.n_edges {
-            return Err(Error::InvalidArgument {
-                name: "w",
-                value: format!("{} costs", w.len()),
-                allowed: format!("one per edge ({})", self.n_edges),
-            });
+            return Err(Error::invalid("w", format!("{} costs", w.len()), format!("one per edge ({})", self.n_edges)));
         }
         let parts: Vec<Vec<bool>> = self
             .pairs

@@ -1,0 +1,16 @@
+//! `track-compare`: PAT with `compare_lambda` vs PTT vs the score-threshold baseline vs the
+//! track follower on the test grid, beside the paper, with timings.
+
+use gradlab_core::experiment::{ExperimentResult, RunContext};
+
+use super::tracking::{Params, run_variants, variant};
+use crate::training::Method;
+
+/// Run the experiment.
+pub fn run(ctx: &mut RunContext) -> ExperimentResult {
+    let p: Params = ctx.params()?;
+    let l = p.compare_lambda;
+    let variants =
+        vec![(format!("PAT λ={l}"), variant(&p, Method::Pat, Some(l))), ("PTT".into(), variant(&p, Method::Ptt, None))];
+    run_variants(ctx, &p, variants, true, "track-compare: PAT vs PTT vs score threshold vs track follower")
+}

@@ -1,0 +1,211 @@
+//! The analyses of the landscape study on fixed analysis frames: mode connectivity and
+//! prediction instability between two solutions, curvature and eigenvector slices of one.
+
+use std::sync::Arc;
+
+use gradlab_landscape::connectivity::{Bezier, BezierConfig, PathProfile, linear_path, train_bezier};
+use gradlab_landscape::hessian::{HessianOperator, HvpMethod};
+use gradlab_landscape::lanczos::{LanczosConfig, Which, lanczos};
+use gradlab_landscape::slq::{SlqConfig, slq};
+use gradlab_landscape::surface::{Axis, Surface, SurfaceOptions, evaluate_surface};
+use serde::{Deserialize, Serialize};
+
+use super::activations::stacked_activations;
+use super::found_tracks;
+use super::objective::{Measure, Subspace, TrackObjective};
+use super::similarity::{Disagreement, binary_disagreement, correctness_disagreement, linear_cka};
+use crate::error::Result;
+use crate::gnn::GnnConfig;
+use crate::training::{FrameData, Method, TrainSpec};
+
+/// Objectives the Bézier curves are trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurveObjective {
+    /// Hamming loss of the assignment, blackbox gradient with the variant's λ (PTT: the
+    /// spec's λ).
+    Hamming,
+    /// Binary cross-entropy of the edge probabilities.
+    Bce,
+}
+
+/// The measures of one variant on the analysis frames.
+#[derive(Debug)]
+pub struct Measures {
+    /// Hamming loss with the variant's assignment (PAT training loss).
+    pub hamming: TrackObjective,
+    /// Edge TPR of the assignment.
+    pub tpr: TrackObjective,
+    /// BCE (PTT training loss).
+    pub bce: TrackObjective,
+    /// Track purity.
+    pub purity: TrackObjective,
+    /// The variant's own training loss.
+    pub own: Measure,
+    spec: TrainSpec,
+    frames: Arc<Vec<FrameData>>,
+}
+
+impl Measures {
+    /// The measures of a variant trained with `spec`, on `frames`.
+    pub fn new(model: &GnnConfig, frames: Arc<Vec<FrameData>>, spec: &TrainSpec) -> Result<Self> {
+        let hamming_m = Measure::Hamming { assign: spec.assign.clone() };
+        let own = match spec.method {
+            Method::Pat => hamming_m.clone(),
+            Method::Ptt => Measure::Bce,
+        };
+        let hamming = TrackObjective::new(model, frames.clone(), hamming_m)?;
+        let tpr = hamming.with_measure(Measure::Tpr { assign: spec.assign.clone() })?;
+        let bce = hamming.with_measure(Measure::Bce)?;
+        let purity = hamming.with_measure(Measure::Purity { filter: spec.filter, assign: spec.assign.clone() })?;
+        Ok(Measures { hamming, tpr, bce, purity, own, spec: spec.clone(), frames })
+    }
+
+    /// (purity, Hamming, BCE, TPR) at `theta`.
+    pub fn endpoint(&mut self, theta: &[f64]) -> Result<[f64; 4]> {
+        Ok([self.purity.value(theta)?, self.hamming.value(theta)?, self.bce.value(theta)?, self.tpr.value(theta)?])
+    }
+}
+
+/// Settings of the connectivity of a pair.
+#[derive(Debug, Clone)]
+pub struct PathSettings<'a> {
+    /// Points along each path (t = 0 … 1).
+    pub points: usize,
+    /// Bézier training.
+    pub bezier: &'a BezierConfig,
+    /// Objectives the curves are trained with.
+    pub objectives: &'a [CurveObjective],
+}
+
+/// Mode connectivity between two solutions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connectivity {
+    /// Hamming loss along the straight line.
+    pub linear_hamming: PathProfile,
+    /// Edge TPR along the straight line.
+    pub linear_tpr: Vec<f64>,
+    /// Per trained curve: its objective, the Hamming loss and the TPR along it.
+    pub bezier: Vec<(CurveObjective, PathProfile, Vec<f64>)>,
+}
+
+/// Hamming loss and TPR along the straight line and along Bézier curves trained between `a`
+/// and `b` (the curves' `t` samples from `settings.bezier.seed`).
+pub fn connectivity(m: &mut Measures, a: &[f64], b: &[f64], settings: &PathSettings<'_>) -> Result<Connectivity> {
+    let linear_hamming = linear_path(&mut m.hamming, a, b, settings.points)?;
+    let linear_tpr = linear_path(&mut m.tpr, a, b, settings.points)?.losses;
+    let mut bezier = Vec::new();
+    for obj in settings.objectives {
+        let init = Bezier::straight(a, b)?;
+        let (curve, _hist) = match obj {
+            CurveObjective::Hamming => train_bezier(&mut m.hamming, init, settings.bezier)?,
+            CurveObjective::Bce => train_bezier(&mut m.bce, init, settings.bezier)?,
+        };
+        let ph = curve.profile(&mut m.hamming, settings.points)?;
+        let pt = curve.profile(&mut m.tpr, settings.points)?.losses;
+        bezier.push((*obj, ph, pt));
+    }
+    Ok(Connectivity { linear_hamming, linear_tpr, bezier })
+}
+
+/// Prediction instability between two solutions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instability {
+    /// Disagreement of the edge assignments.
+    pub edges: Disagreement,
+    /// Disagreement of the reconstructed true tracks.
+    pub tracks: Disagreement,
+    /// Linear CKA of each module's activations.
+    pub cka: Vec<f64>,
+}
+
+/// Edge and track disagreement and per-module CKA of the solutions `a` and `b`.
+pub fn instability(m: &mut Measures, a: &[f64], b: &[f64]) -> Result<Instability> {
+    let assign = m.spec.assign.clone();
+    let ya = m.hamming.assignments(a, &assign)?;
+    let yb = m.hamming.assignments(b, &assign)?;
+    let (mut fa, mut fb, mut ea, mut eb, mut truth) = (vec![], vec![], vec![], vec![], vec![]);
+    let frames = m.frames.clone();
+    for (f, fd) in frames.iter().enumerate() {
+        ea.extend_from_slice(&ya[f]);
+        eb.extend_from_slice(&yb[f]);
+        truth.extend_from_slice(&fd.graph.edge_truth);
+        fa.extend(found_tracks(fd, &ya[f], &m.spec.filter)?);
+        fb.extend(found_tracks(fd, &yb[f], &m.spec.filter)?);
+    }
+    let edges = binary_disagreement(&ea, &eb, &truth)?;
+    let tracks = correctness_disagreement(&fa, &fb)?;
+    let graphs: Vec<_> = frames.iter().map(|fd| &fd.input).collect();
+    m.hamming.value(a)?;
+    let act_a = stacked_activations(m.hamming.model(), &graphs)?;
+    m.hamming.value(b)?;
+    let act_b = stacked_activations(m.hamming.model(), &graphs)?;
+    let cka = act_a.iter().zip(&act_b).map(|(x, y)| linear_cka(&x.2, x.1, &y.2, y.1)).collect::<Result<Vec<f64>>>()?;
+    Ok(Instability { edges, tracks, cka })
+}
+
+/// Settings of the curvature of a solution.
+#[derive(Debug, Clone)]
+pub struct CurvatureSettings<'a> {
+    /// Top eigenvalues (≥ 2; the top 2 span the slices).
+    pub top_k: usize,
+    /// Lanczos settings.
+    pub lanczos: &'a LanczosConfig,
+    /// SLQ settings.
+    pub slq: &'a SlqConfig,
+    /// Finite-difference step of the Hessian-vector products.
+    pub hvp_step: f64,
+    /// Points per slice axis.
+    pub points: usize,
+    /// Each slice axis spans `[−range, range]`.
+    pub range: f64,
+    /// Surface evaluation (threads, progress).
+    pub surface: SurfaceOptions,
+}
+
+/// Curvature of one solution and its eigenvector slices.
+#[derive(Debug, Clone)]
+pub struct Curvature {
+    /// Top eigenvalues.
+    pub top: Vec<f64>,
+    /// Whether Lanczos converged.
+    pub converged: bool,
+    /// Hessian-vector products used.
+    pub hvps: usize,
+    /// Support of the SLQ density.
+    pub slq_range: (f64, f64),
+    /// Eigenvalue grid of the density.
+    pub grid: Vec<f64>,
+    /// Spectral density on the grid.
+    pub density: Vec<f64>,
+    /// The variant's own loss on the top-2 eigenvector plane.
+    pub loss: Surface,
+    /// Track purity on the same plane.
+    pub purity: Surface,
+}
+
+/// Hessian of the BCE loss over the trainable parameters at `theta` (Lanczos top eigenvalues,
+/// SLQ density), and the loss and purity slices along its top-2 eigenvectors.
+pub fn curvature(m: &Measures, theta: &[f64], s: &CurvatureSettings<'_>) -> Result<Curvature> {
+    let index: Vec<usize> = (0..theta.len()).filter(|&i| !m.bce.buffers()[i]).collect();
+    let mut sub = Subspace::new(m.bce.with_measure(Measure::Bce)?, theta.to_vec(), index)?;
+    let phi = sub.restrict(theta);
+    let method = HvpMethod::FiniteDifference { h: s.hvp_step };
+    let (eig, hvps, quad) = {
+        let mut op = HessianOperator::new(&mut sub, &phi, method)?;
+        let eig = lanczos(&mut op, s.top_k, Which::Largest, s.lanczos)?;
+        let quad = slq(&mut op, s.slq)?;
+        (eig, op.products, quad)
+    };
+    let (lo, hi) = quad.range();
+    let width = (hi - lo).max(1e-12);
+    let grid: Vec<f64> = (0..=400).map(|i| lo - 0.05 * width + 1.1 * width * i as f64 / 400.0).collect();
+    let density = quad.density(&grid, 0.01 * width)?;
+    let d1 = sub.embed_direction(&eig.vectors[0]);
+    let d2 = sub.embed_direction(&eig.vectors[1]);
+    let ax = Axis::new(-s.range, s.range, s.points)?;
+    let own = m.hamming.with_measure(m.own.clone())?;
+    let loss = evaluate_surface(&own, theta, &[&d1, &d2], ax, Some(ax), &s.surface)?;
+    let purity = evaluate_surface(&m.purity, theta, &[&d1, &d2], ax, Some(ax), &s.surface)?;
+    Ok(Curvature { top: eig.values, converged: eig.converged, hvps, slq_range: (lo, hi), grid, density, loss, purity })
+}
