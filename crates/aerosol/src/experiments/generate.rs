@@ -2,10 +2,10 @@
 //! write the dataset in the reference layout and report distributions, zero-tendency shares,
 //! process activity and box-model throughput.
 
+use crate::box_model::M7;
 use crate::config::M7Config;
 use crate::dataset::{Dtype, tables, write_dataset};
 use crate::layout::{self, Column};
-use crate::model::M7;
 use crate::sampler::{SamplerConfig, models, sample_cell};
 use crate::state::{AerosolState, Environment};
 use gradlab_core::experiment::{ExperimentResult, RunContext};

@@ -1,11 +1,23 @@
+//! Tests of the experiments: configs resolve, the hpo policies and the landscape objective, and
+//! every experiment end to end at a tiny scale.
+
 use super::hpo::{EvalRecord, Policy, best_so_far, run_policy};
 use super::landscape::EmulatorObjective;
 use super::*;
+use crate::emulator::Emulator;
+use crate::emulator::data::{DataParams, Splits, load_data};
+use crate::emulator::eval::{evaluate, species_means};
+use crate::error::{Error, Result};
 use gradlab_bayesopt::space::{Point, Space};
 use gradlab_bayesopt::study::{LagPolicy, StudyConfig};
 use gradlab_core::experiment::{ExperimentConfig, RunContext, from_value};
 use gradlab_landscape::{Objective, Replicate};
 use std::sync::Arc;
+
+/// The registered experiment `entry`.
+fn exp(entry: &str) -> gradlab_core::experiment::Experiment {
+    all().into_iter().find(|e| e.entry == entry).unwrap_or_else(|| panic!("{entry} not registered"))
+}
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -81,11 +93,7 @@ fn policies_respect_budgets_and_resume_exactly() {
     // failures are recorded as NaN and not counted as best
     let d = tempfile::tempdir().unwrap();
     let bad = |pt: &Point, id: u64| -> Result<f64> {
-        if id % 2 == 0 {
-            Err(StudyError::Invalid { what: "x", value: "y".into(), allowed: "z" })
-        } else {
-            Ok(branin(pt))
-        }
+        if id % 2 == 0 { Err(Error::invalid("x", "y", "z")) } else { Ok(branin(pt)) }
     };
     let h = run_policy(&Policy::Bo { lag: LagPolicy::Every(3) }, &space, &cfg, 8, 4, d.path(), bad).unwrap();
     assert_eq!(h.iter().filter(|r| r.score.is_nan() && r.error.is_some()).count(), 4);
@@ -111,16 +119,15 @@ fn best_so_far_matches_hand_computation() {
 }
 
 fn tiny_data() -> Splits {
-    let p: crate::emulator::experiments::DataParams =
+    let p: DataParams =
         serde_json::from_value(serde_json::json!({"samples": 300, "sampler": {"spinup_steps": [1, 3]}})).unwrap();
-    load_splits(&p, 2).unwrap()
+    load_data(&p, 2).unwrap()
 }
 
 #[test]
 fn shared_loader_names_the_bad_field() {
-    let p: crate::emulator::experiments::DataParams =
-        serde_json::from_value(serde_json::json!({"samples": 10})).unwrap();
-    let e = load_splits(&p, 0).unwrap_err().to_string();
+    let p: DataParams = serde_json::from_value(serde_json::json!({"samples": 10})).unwrap();
+    let e = load_data(&p, 0).unwrap_err().to_string();
     assert!(e.contains("data.samples") && e.contains("at least 100"), "{e}");
     let d = tiny_data();
     assert_eq!(d.train.len() + d.val.len() + d.test.len(), 300);
@@ -130,7 +137,7 @@ fn shared_loader_names_the_bad_field() {
 #[test]
 fn emulator_objective_gradient_matches_finite_differences() {
     use crate::emulator::{EmulatorConfig, HeadKind};
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
     let d = tiny_data();
     let train = Arc::new(d.train.clone());
     let rows: Vec<usize> = (0..60).collect();
@@ -144,7 +151,7 @@ fn emulator_objective_gradient_matches_finite_differences() {
         assert!((l - one.loss(&theta).unwrap()).abs() < 1e-5 * l.abs().max(1.0), "batch weighting");
         let mut g = vec![0.0; obj.dim()];
         assert!((obj.loss_grad(&theta, &mut g).unwrap() - l).abs() < 1e-9);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut rng = gradlab_core::rng::rng(4);
         let dir: Vec<f64> = (0..theta.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
         let nd = dir.iter().map(|x| x * x).sum::<f64>().sqrt();
         let h = 1e-2 / nd;
@@ -158,7 +165,7 @@ fn emulator_objective_gradient_matches_finite_differences() {
 }
 
 #[test]
-fn experiments_run_end_to_end_at_a_tiny_scale() {
+fn study_experiments_run_end_to_end_at_a_tiny_scale() {
     let tmp = tempfile::tempdir().unwrap();
     let params = serde_json::json!({
         "seed": 1,
@@ -171,7 +178,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-hpo").unwrap();
     let mut ctx =
         RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", params.clone(), true, true, dir).unwrap();
-    (experiments()[0].run)(&mut ctx).unwrap();
+    (exp("aerosol.m7_hpo").run)(&mut ctx).unwrap();
     let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
     assert_eq!(s["policies"].as_array().unwrap().len(), 3);
     let hist = std::fs::read_to_string(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
@@ -191,14 +198,14 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     more["resume_dir"] = serde_json::json!(ctx.dir.path());
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-hpo-resumed").unwrap();
     let mut ctx2 = RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", more, true, true, dir).unwrap();
-    (experiments()[0].run)(&mut ctx2).unwrap();
+    (exp("aerosol.m7_hpo").run)(&mut ctx2).unwrap();
     let lines = std::fs::read_to_string(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 9);
 
     let params = serde_json::json!({
         "seed": 1,
         "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
-        "hidden": [8],
+        "emulator": {"hidden": [8]},
         "variants": [{"name": "plain", "head": "plain"}, {"name": "completion", "head": "completion"}],
         "train": {"epochs": 3, "batch_size": 64},
         "eval_rows": 100, "grid": 3, "margin": 0.2, "top_k": 2,
@@ -207,7 +214,7 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-landscape").unwrap();
     let mut ctx =
         RunContext::new("m7-landscape", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
-    (experiments()[1].run)(&mut ctx).unwrap();
+    (exp("aerosol.m7_landscape").run)(&mut ctx).unwrap();
     let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
     for v in s["variants"].as_array().unwrap() {
         assert_eq!(v["top_eigenvalues"].as_array().unwrap().len(), 2);
@@ -216,26 +223,132 @@ fn experiments_run_end_to_end_at_a_tiny_scale() {
     assert!(ctx.dir.path().join("completion_pca_contour.png").exists());
 }
 
-/// Runs a config into `runs/` (measurements, not a unit test):
-/// `ST_CONFIG=m7-hpo ST_QUICK=1 cargo test --release -p gradlab-aerosol --features wip-study run_study_config -- --ignored`.
-#[test]
-#[ignore]
-fn run_study_config() {
-    let name = std::env::var("ST_CONFIG").unwrap_or_else(|_| "m7-hpo".into());
-    let quick = std::env::var("ST_QUICK").is_ok_and(|v| v == "1");
-    let file = root().join(format!("configs/{name}.json"));
-    let cfg = ExperimentConfig::load(&file).unwrap();
-    let params = cfg.resolve(quick, &[]).unwrap();
-    let dir = gradlab_core::run::RunDir::create(root().join("runs"), &name).unwrap();
-    eprintln!("run dir {}", dir.path().display());
-    let mut ctx = RunContext::new(&name, &file, &cfg.entry, params, quick, false, dir).unwrap();
-    let exp = experiments().into_iter().find(|e| e.entry == cfg.entry).unwrap();
-    (exp.run)(&mut ctx).unwrap();
-}
-
 #[test]
 fn scores_match_hand_computation() {
     let r2 = [0.5, -3.0, 1.0, 0.25];
     assert!((hpo::Score::R2Mean.of(&r2) - (-1.25 / 4.0)).abs() < 1e-15);
     assert!((hpo::Score::R2ClippedMean.of(&r2) - (1.75 / 4.0)).abs() < 1e-15);
+}
+
+/// Runs `configs/<EM_CONFIG>.json` (quick when `EM_QUICK=1`, `EM_SET` = `;`-separated
+/// `--set` overrides) into `runs/` (measurements, not a unit test; `cargo xtask experiment` does
+/// the same): `EM_CONFIG=m7-hpo EM_QUICK=1 cargo test --workspace --release -- --ignored run_config`
+#[test]
+#[ignore]
+fn run_config() {
+    use gradlab_core::experiment::{ExperimentConfig, RunContext};
+    let name = std::env::var("EM_CONFIG").expect("EM_CONFIG");
+    let quick = std::env::var("EM_QUICK").is_ok_and(|v| v == "1");
+    let sets: Vec<String> = std::env::var("EM_SET")
+        .map(|s| s.split(';').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    let file = root().join(format!("configs/{name}.json"));
+    let cfg = ExperimentConfig::load(&file).unwrap();
+    let params = cfg.resolve(quick, &sets).unwrap();
+    let dir = gradlab_core::run::RunDir::create(root().join("runs"), &name).unwrap();
+    eprintln!("run dir {}", dir.path().display());
+    let mut ctx = RunContext::new(&name, &file, &cfg.entry, params, quick, true, dir).unwrap();
+    (exp(&cfg.entry).run)(&mut ctx).unwrap();
+}
+
+#[test]
+fn emulator_experiments_run_end_to_end_at_a_tiny_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let params = serde_json::json!({
+        "seed": 1,
+        "data": {"samples": 400, "sampler": {"spinup_steps": [1, 3]}},
+        "emulator": {"hidden": [16]},
+        "variants": [{"name": "completion", "head": "completion"}, {"name": "correction", "head": "correction"}],
+        "train": {"epochs": 2, "batch_size": 64},
+        "rollout": {"cells": 20, "steps": 3},
+        "scatter_points": 50
+    });
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-emulator").unwrap();
+    let mut ctx = RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (exp("aerosol.m7_emulator").run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let v = &s["variants"];
+    // Completion closes the budgets on real box-model data; correction leaves nothing negative.
+    for k in 0..4 {
+        assert!(v[0]["test"]["mass_max"][k].as_f64().unwrap() < 1e-5, "{}", v[0]["test"]["mass_max"]);
+    }
+    assert_eq!(v[1]["test"]["negative_fraction"].as_f64().unwrap(), 0.0);
+    assert_eq!(v[1]["rollout"][2]["negative_fraction"].as_f64().unwrap(), 0.0);
+    assert!(ctx.dir.path().join("report.md").exists() && ctx.dir.path().join("scatter_number.png").exists());
+    assert!(Emulator::load(ctx.dir.path().join("models/completion")).is_ok());
+
+    let params = serde_json::json!({"seed": 0, "pool_cells": 50, "batch_sizes": [64, 200], "repeats": 1,
+        "emulator": {"hidden": [8]}, "sampler": {"spinup_steps": [1, 2]}});
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-speed").unwrap();
+    let mut ctx = RunContext::new("m7-speed", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (exp("aerosol.m7_speed").run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    assert!(s["rows"][1]["speedup_cpu"].as_f64().unwrap() > 0.0);
+}
+
+/// Diagnosis of the near-always-zero columns: re-samples the quick data and
+/// prints, per output, train/test statistics, the R² by hand and the share of the squared error
+/// from the rows whose true tendency is zero. `EM_RUN=runs/m7-emulator/<ts> cargo test --workspace
+/// --release -- --ignored diagnose_columns --nocapture`
+#[test]
+#[ignore]
+fn diagnose_columns() {
+    let run = root().join(std::env::var("EM_RUN").expect("EM_RUN"));
+    let cfg: serde_json::Value = gradlab_core::io::read_json(&run.join("config.json")).unwrap();
+    let params = cfg.get("params").cloned().unwrap_or(cfg.clone());
+    let p: emulator::EmulatorParams = serde_json::from_value(params).unwrap();
+    let d = load_data(&p.data, p.seed).unwrap();
+    let variants: Vec<String> =
+        std::env::var("EM_VARIANTS").unwrap_or("plain".into()).split(',').map(String::from).collect();
+    let cols: Vec<usize> =
+        std::env::var("EM_COLS").unwrap_or("7,11,20,6,13".into()).split(',').map(|s| s.parse().unwrap()).collect();
+    let stats = |c: ndarray::ArrayView1<f32>| {
+        let v: Vec<f64> = c.iter().map(|&x| x as f64).collect();
+        let n = v.len() as f64;
+        let m = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
+        let nz = v.iter().filter(|&&x| x != 0.0).count() as f64 / n;
+        let mx = v.iter().fold(0f64, |a, &x| a.max(x.abs()));
+        let mut s: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+        s.sort_by(f64::total_cmp);
+        let q = |f: f64| s[((n - 1.0) * f) as usize];
+        let kurt = v.iter().map(|x| ((x - m) / sd).powi(4)).sum::<f64>() / n;
+        format!(
+            "mean {m:.3e} sd {sd:.3e} nonzero {nz:.4} max|v| {mx:.3e} |v| q50 {:.2e} q99 {:.2e} q999 {:.2e} kurt {kurt:.1}",
+            q(0.5),
+            q(0.99),
+            q(0.999)
+        )
+    };
+    for &j in &cols {
+        eprintln!("col {j} train: {}", stats(d.train.t.column(j)));
+        eprintln!("col {j} test : {}", stats(d.test.t.column(j)));
+    }
+    for name in variants {
+        let em = Emulator::load(run.join("models").join(&name)).unwrap();
+        let pred = em.predict(&d.test.x.view()).unwrap();
+        let means = species_means(&d.train.x.view()).unwrap();
+        let e = evaluate(&d.test.x.view(), &d.test.t.view(), &pred.view(), d.dt, &means).unwrap();
+        eprintln!("== {name}: r2_mean {:.4}", e.r2_mean);
+        for &j in &cols {
+            let t: Vec<f64> = d.test.t.column(j).iter().map(|&x| x as f64).collect();
+            let pr: Vec<f64> = pred.column(j).iter().map(|&x| x as f64).collect();
+            let n = t.len() as f64;
+            let m = t.iter().sum::<f64>() / n;
+            let sst: f64 = t.iter().map(|x| (x - m).powi(2)).sum();
+            let sse: f64 = t.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).sum();
+            let sse_zero: f64 = t.iter().zip(&pr).filter(|(a, _)| **a == 0.0).map(|(a, b)| (a - b).powi(2)).sum();
+            let mut errs: Vec<f64> = t.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).collect();
+            errs.sort_by(|a, b| b.total_cmp(a));
+            let top10: f64 = errs.iter().take(10).sum();
+            eprintln!(
+                "  col {j}: R² hand {:.4} metric {:.4}; SSE {sse:.3e} SST {sst:.3e}; SSE from true-zero rows {:.3}; top-10 rows {:.3}; pred: {}",
+                1.0 - sse / sst,
+                e.r2[j],
+                sse_zero / sse,
+                top10 / sse,
+                stats(pred.column(j))
+            );
+        }
+    }
 }
