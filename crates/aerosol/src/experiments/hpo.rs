@@ -114,6 +114,49 @@ fn read_history(path: &Path) -> Result<Vec<EvalRecord>> {
     Ok(out)
 }
 
+/// The next `k` points of `policy`: the study's batch proposal (BO), or uniform draws from the
+/// trial's own stream of `seed` (random search).
+fn ask(policy: &Policy, study: &mut Study, space: &Space, seed: u64, k: usize) -> Result<Vec<(u64, Point)>> {
+    match policy {
+        Policy::Bo { .. } => Ok(study.ask_batch(k)?.into_iter().map(|t| (t.id, t.params)).collect()),
+        Policy::Random => {
+            let d = space.encoded_dim();
+            (0..k)
+                .map(|i| {
+                    let id = (study.trials().len() + i) as u64;
+                    let mut rng = stream_rng(derive_seed(seed, RANDOM_POLICY_STREAM), id);
+                    let u: Vec<f64> = (0..d).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
+                    Ok((id, space.decode(&space.snap(&u)?)?))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Evaluates the points concurrently, one thread each: (score, seconds, error) per point; a
+/// failed or panicking evaluation scores NaN with its message.
+fn evaluate_concurrently<F>(points: &[(u64, Point)], objective: &F) -> Vec<(f64, f64, Option<String>)>
+where
+    F: Fn(&Point, u64) -> Result<f64> + Sync,
+{
+    std::thread::scope(|s| {
+        let handles: Vec<_> = points
+            .iter()
+            .map(|(id, pt)| {
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let (v, e) = match objective(pt, *id) {
+                        Ok(v) => (v, None),
+                        Err(e) => (f64::NAN, Some(e.to_string())),
+                    };
+                    (v, t.elapsed().as_secs_f64(), e)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or((f64::NAN, 0.0, Some("evaluation panicked".into())))).collect()
+    })
+}
+
 /// Runs one policy until `budget` evaluations are recorded, in batches of `q` evaluated
 /// concurrently by `objective(params, trial_id)` (larger is better). The study and the history
 /// live in `state_dir` (`<label>.json`, `<label>.jsonl`); existing files are resumed.
@@ -151,42 +194,9 @@ where
     while history.len() < budget {
         let k = q.min(budget - history.len());
         let t_ask = Instant::now();
-        let points: Vec<(u64, Point)> = match policy {
-            Policy::Bo { .. } => study.ask_batch(k)?.into_iter().map(|t| (t.id, t.params)).collect(),
-            Policy::Random => {
-                let d = space.encoded_dim();
-                (0..k)
-                    .map(|i| {
-                        let id = (study.trials().len() + i) as u64;
-                        let mut rng = stream_rng(derive_seed(config.seed, RANDOM_POLICY_STREAM), id);
-                        let u: Vec<f64> = (0..d).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
-                        Ok((id, space.decode(&space.snap(&u)?)?))
-                    })
-                    .collect::<Result<_>>()?
-            }
-        };
+        let points = ask(policy, &mut study, space, config.seed, k)?;
         let overhead = t_ask.elapsed().as_secs_f64();
-        // q concurrent evaluations, one thread each.
-        let results: Vec<(f64, f64, Option<String>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = points
-                .iter()
-                .map(|(id, pt)| {
-                    let f = &objective;
-                    s.spawn(move || {
-                        let t = Instant::now();
-                        let (v, e) = match f(pt, *id) {
-                            Ok(v) => (v, None),
-                            Err(e) => (f64::NAN, Some(e.to_string())),
-                        };
-                        (v, t.elapsed().as_secs_f64(), e)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or((f64::NAN, 0.0, Some("evaluation panicked".into()))))
-                .collect()
-        });
+        let results = evaluate_concurrently(&points, &objective);
         for ((id, pt), (v, _, _)) in points.iter().zip(&results) {
             match policy {
                 Policy::Bo { .. } => {
