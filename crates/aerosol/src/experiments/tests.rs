@@ -50,6 +50,85 @@ fn quick_and_full_configs_resolve() {
     assert!(from_value::<hpo::HpoParams>(&v, "m7-hpo").unwrap_err().to_string().contains("policies"));
 }
 
+#[test]
+fn emulator_variants_merge_into_the_base_config_with_the_settings_they_had() {
+    use crate::emulator::heads::{Closing, HeadKind, Penalties};
+    use crate::emulator::variant::variant_configs;
+    use crate::emulator::{EmulatorConfig, OutputKind};
+    let cfg = ExperimentConfig::load(&root().join("configs/m7-emulator.json")).unwrap();
+    assert_eq!(cfg.entry, "aerosol.m7_emulator");
+    for quick in [false, true] {
+        let p: emulator::EmulatorParams = from_value(&cfg.resolve(quick, &[]).unwrap(), "m7-emulator").unwrap();
+        let configs = variant_configs(&p.emulator, &p.variants).unwrap();
+        let names: Vec<&str> = p.variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "plain",
+                "completion",
+                "completion_max_variance",
+                "correction",
+                "soft_mass",
+                "soft_positivity",
+                "log_sign",
+                "plain_paper_mse"
+            ]
+        );
+        // The robust loss everywhere but in plain_paper_mse, 128 × 128 and z-scored inputs in all.
+        let robust = EmulatorConfig {
+            hidden: vec![128, 128],
+            target_scale_quantile: 0.001,
+            huber_delta: 1.0,
+            ..EmulatorConfig::default()
+        };
+        let expect = [
+            robust.clone(),
+            EmulatorConfig { head: HeadKind::Completion, ..robust.clone() },
+            EmulatorConfig { head: HeadKind::Completion, closing: Closing::MaxVariance, ..robust.clone() },
+            EmulatorConfig { head: HeadKind::Correction, ..robust.clone() },
+            EmulatorConfig { penalties: Penalties { mass: 1.0, positivity: 0.0 }, ..robust.clone() },
+            EmulatorConfig { penalties: Penalties { mass: 0.0, positivity: 1.0 }, ..robust.clone() },
+            EmulatorConfig { output: OutputKind::LogSign, ..robust.clone() },
+            EmulatorConfig { target_scale_quantile: 0.0, huber_delta: 0.0, ..robust.clone() },
+        ];
+        assert_eq!(configs, expect);
+    }
+    // A key EmulatorConfig does not have is refused by name, before anything is trained.
+    let mut v = cfg.resolve(true, &[]).unwrap();
+    v["variants"][1]["heads"] = serde_json::json!("completion");
+    let p: emulator::EmulatorParams = from_value(&v, "m7-emulator").unwrap();
+    let e = variant_configs(&p.emulator, &p.variants).unwrap_err().to_string();
+    assert!(e.contains("heads") && e.contains("completion"), "{e}");
+    // m7-speed's fresh emulator is a full EmulatorConfig too.
+    let cfg = ExperimentConfig::load(&root().join("configs/m7-speed.json")).unwrap();
+    let p: speed::SpeedParams = from_value(&cfg.resolve(true, &[]).unwrap(), "m7-speed").unwrap();
+    assert_eq!((p.emulator.hidden.as_slice(), p.emulator.head), ([128, 128].as_slice(), HeadKind::Completion));
+}
+
+#[test]
+fn derived_seeds_given_non_zero_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, entry: &str, field: &str| {
+        let cfg = ExperimentConfig::load(&root().join(format!("configs/{name}.json"))).unwrap();
+        let mut params = cfg.resolve(true, &[]).unwrap();
+        let (block, key) = field.split_once('.').unwrap();
+        params[block][key] = serde_json::json!(3);
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), name).unwrap();
+        let mut ctx = RunContext::new(name, std::path::Path::new("x.json"), entry, params, true, true, dir).unwrap();
+        (exp(entry).run)(&mut ctx).unwrap_err().to_string()
+    };
+    for (name, entry, field) in [
+        ("m7-emulator", "aerosol.m7_emulator", "train.seed"),
+        ("m7-landscape", "aerosol.m7_landscape", "train.seed"),
+        ("m7-landscape", "aerosol.m7_landscape", "lanczos.seed"),
+        ("m7-landscape", "aerosol.m7_landscape", "slq.seed"),
+        ("m7-hpo", "aerosol.m7_hpo", "study.seed"),
+    ] {
+        let e = run(name, entry, field);
+        assert!(e.contains(field) && e.contains("derived from the top-level `seed`"), "{name}: {e}");
+    }
+}
+
 /// Negated Branin on [−5, 10] × [0, 15] (maximum −0.397887).
 fn branin(pt: &Point) -> f64 {
     let (x, y) = (pt[0].as_f64().unwrap(), pt[1].as_f64().unwrap());
