@@ -23,15 +23,16 @@
 //! (coarse modes four times faster). The recorded sample is the state after spin-up and the
 //! box model's step from it with the environment above (including its own production).
 //!
-//! Every cell draws from its own ChaCha8 stream, `gradlab_core::rng::stream_rng(seed, index)`,
-//! so the sampler is deterministic per seed and independent of the number of threads.
+//! Every cell draws from its own ChaCha8 stream (stream `index` of the sampler's stream
+//! [`CELL_STREAMS`] of `seed`), so the sampler is deterministic per seed and independent of the
+//! number of threads, and its draws are apart from the other streams a run derives from `seed`.
 
 use crate::box_model::{M7, StepInfo};
 use crate::config::M7Config;
 use crate::constants::{G_PER_MOLECULE_H2SO4, Mode, Species, UG_M3_TO_G_CM3, mean_volume};
 use crate::error::{Error, Result};
 use crate::state::{AerosolState, Diagnostics, Environment};
-use gradlab_core::rng::stream_rng;
+use gradlab_core::rng::{derive_seed, stream_rng};
 use rand::Rng;
 use rand_distr::{Beta, Distribution, LogNormal, Normal};
 use rayon::prelude::*;
@@ -285,10 +286,13 @@ pub struct Sample {
     pub info: StepInfo,
 }
 
-/// Draws cell `index` of the dataset with seed `seed` (from stream `index` of `seed`, so a cell
-/// does not depend on how the cells are split over threads or chunks).
+/// Stream of a run's `seed` under which the cells draw (cell `i` from sub-stream `i`).
+pub const CELL_STREAMS: u64 = 0xCE11;
+
+/// Draws cell `index` of the dataset with seed `seed` (from its own stream, so a cell does not
+/// depend on how the cells are split over threads or chunks).
 pub fn sample_cell(model: &M7, spin: &M7, cfg: &SamplerConfig, seed: u64, index: u64) -> Sample {
-    let mut rng = stream_rng(seed, index);
+    let mut rng = stream_rng(derive_seed(seed, CELL_STREAMS), index);
     let climate = sample_climate(&mut rng, cfg);
     let emissions = sample_emissions(&mut rng, &climate);
     let tau = 86_400.0 * rng.random_range(cfg.lifetime_days[0]..=cfg.lifetime_days[1]);
