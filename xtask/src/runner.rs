@@ -226,8 +226,7 @@ mod tests {
         // Fed back (with or without --quick: the quick scale is already applied), it repeats the run.
         for quick in [false, true] {
             let out = tmp.path().join(format!("b{quick}"));
-            let again =
-                run_named(&root, "core-regression", quick, Some(out), &[], true, Some(cfg_file.clone())).unwrap();
+            let again = run_named(&root, "core-regression", quick, Some(out), &[], true, Some(cfg_file.clone())).unwrap();
             let again_cfg = ExperimentConfig::load(&again.join("config.json")).unwrap();
             assert_eq!(again_cfg.params, saved.params);
             let s1: serde_json::Value = gradlab_core::io::read_json(&first.join("summary.json")).unwrap();

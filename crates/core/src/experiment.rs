@@ -286,7 +286,8 @@ impl RunContext {
 
 /// `s` quoted for a POSIX shell when it has characters the shell would interpret.
 fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    let plain = !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
     if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }
 
@@ -391,8 +392,7 @@ mod tests {
         }
         let tmp = tempfile::tempdir().unwrap();
         let dir = RunDir::create(tmp.path(), "x").unwrap();
-        let mut ctx =
-            RunContext::new("x", Path::new("configs/x.json"), "core.x", json!({"seed": 1}), true, true, dir).unwrap();
+        let mut ctx = RunContext::new("x", Path::new("configs/x.json"), "core.x", json!({"seed": 1}), true, true, dir).unwrap();
         ctx.invoked_with("an experiment", false, &["seed=1".into()]).unwrap();
         let q: Q = ctx.params().unwrap();
         let file = ctx.dir.path().join("config.json");

@@ -32,8 +32,7 @@ pub fn double_backward_is_exact() -> Result<bool> {
     // x·x·x as products: candle's default detaching gets this one wrong (6x → 4x).
     let y = t.mul(t)?.mul(t)?.sum_all()?;
     let g = y.backward()?;
-    let dy =
-        g.get(x.as_tensor()).ok_or_else(|| Error::invalid("double-backward probe", "no gradient", "a gradient"))?;
+    let dy = g.get(x.as_tensor()).ok_or_else(|| Error::invalid("double-backward probe", "no gradient", "a gradient"))?;
     let g2 = dy.sum_all()?.backward()?;
     let d2 = match g2.get(x.as_tensor()) {
         Some(t) => t.to_vec1::<f64>()?[0],
@@ -64,10 +63,7 @@ pub fn enable_exact_double_backward() -> Result<()> {
             n => {
                 return Err(Error::invalid(
                     "CANDLE_GRAD_DO_NOT_DETACH",
-                    format!(
-                        "unset, and the process has {} threads",
-                        n.map_or("an unknown number of".into(), |n| n.to_string())
-                    ),
+                    format!("unset, and the process has {} threads", n.map_or("an unknown number of".into(), |n| n.to_string())),
                     "call enable_exact_double_backward() first in main, before any thread starts, \
                      or set CANDLE_GRAD_DO_NOT_DETACH=1 in the environment",
                 ));

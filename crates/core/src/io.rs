@@ -100,9 +100,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|source| Error::JsonLine { path: path.into(), line: i + 1, source })
-        })
+        .map(|(i, l)| serde_json::from_str(l).map_err(|source| Error::JsonLine { path: path.into(), line: i + 1, source }))
         .collect()
 }
 
@@ -181,10 +179,7 @@ mod tests {
         assert!(matches!(&e, Error::Config { field, .. } if field == "train.epochs"), "{e}");
         fs::write(&p, "{ not json").unwrap();
         assert!(matches!(read_json::<serde_json::Value>(&p).unwrap_err(), Error::Json { .. }));
-        assert!(matches!(
-            read_json::<serde_json::Value>(&tmp.path().join("missing.json")).unwrap_err(),
-            Error::Io { .. }
-        ));
+        assert!(matches!(read_json::<serde_json::Value>(&tmp.path().join("missing.json")).unwrap_err(), Error::Io { .. }));
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");

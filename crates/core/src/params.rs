@@ -203,8 +203,7 @@ pub fn init(vm: &VarMap, seed: u64, scheme: Init) -> Result<()> {
             vals.fill(1.0);
             continue;
         }
-        let norm_shift =
-            e.name.strip_suffix("bias").and_then(|p| layout.get(&format!("{p}weight"))).is_some_and(|w| w.is_vector());
+        let norm_shift = e.name.strip_suffix("bias").and_then(|p| layout.get(&format!("{p}weight"))).is_some_and(|w| w.is_vector());
         if e.name.ends_with("running_mean") || norm_shift {
             continue;
         }
@@ -229,7 +228,8 @@ pub fn init(vm: &VarMap, seed: u64, scheme: Init) -> Result<()> {
 /// mismatch), listed in the message. Values are converted to each variable's dtype.
 pub fn load_named(vm: &VarMap, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
     let vars = sorted_vars(vm);
-    let missing: Vec<&str> = vars.iter().filter(|(n, _)| !tensors.contains_key(n)).map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<&str> =
+        vars.iter().filter(|(n, _)| !tensors.contains_key(n)).map(|(n, _)| n.as_str()).collect();
     let mut extra: Vec<&str> =
         tensors.keys().filter(|k| !vars.iter().any(|(n, _)| n == *k)).map(|k| k.as_str()).collect();
     extra.sort_unstable();

@@ -287,12 +287,7 @@ impl<'a> Trainer<'a> {
     /// The closures may fail with the caller's own error type `E` (any type a core [`Error`]
     /// converts into); such an error stops training and is returned unchanged. When the closures
     /// end in `Ok(…?)` the type is not inferable: name it, `fit::<MyError, _, _>(…)`.
-    pub fn fit<E, L, V>(
-        &mut self,
-        n_train: usize,
-        mut train_loss: L,
-        mut validate: V,
-    ) -> std::result::Result<TrainReport, E>
+    pub fn fit<E, L, V>(&mut self, n_train: usize, mut train_loss: L, mut validate: V) -> std::result::Result<TrainReport, E>
     where
         E: From<Error>,
         L: FnMut(&[usize]) -> std::result::Result<Tensor, E>,
@@ -512,10 +507,7 @@ impl<'a> Trainer<'a> {
                 let p = dir.join(BEST);
                 save_atomic(self.varmap, &p)?;
             } else if self.restore_best {
-                let copies = sorted_vars(self.varmap)
-                    .iter()
-                    .map(|(_, v)| v.as_tensor().copy())
-                    .collect::<candle_core::Result<Vec<_>>>()?;
+                let copies = sorted_vars(self.varmap).iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
                 self.best_in_memory = Some(copies);
             }
         }
@@ -571,8 +563,7 @@ impl<'a> Trainer<'a> {
 /// Save every variable of `varmap` as safetensors at `path`, atomically (a temporary file beside
 /// it, renamed over it), creating the directory if needed.
 pub fn save_atomic(varmap: &VarMap, path: &Path) -> Result<()> {
-    let map: HashMap<String, Tensor> =
-        sorted_vars(varmap).into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+    let map: HashMap<String, Tensor> = sorted_vars(varmap).into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
     save_tensors_atomic(&map, path)
 }
 
