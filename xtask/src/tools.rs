@@ -79,7 +79,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
 /// `cargo xtask m7-step`.
 #[derive(Args, Debug)]
 pub struct M7StepArgs {
-    /// Input cells, one per row, in M7's units and order (see `gradlab_aerosol::cli`).
+    /// Input cells, one per row, in M7's units and order (see `gradlab_aerosol::step_file`).
     #[arg(long)]
     pub input: PathBuf,
     /// Output .npy (state after the step, radii, densities, water per mode). Not overwritten unless --force.
@@ -97,7 +97,7 @@ pub fn m7_step(a: M7StepArgs) -> Result<()> {
     if a.output.exists() && !a.force {
         bail!("{} already exists; pass --force to overwrite it", a.output.display());
     }
-    let rep = gradlab_aerosol::cli::m7_step(&a.input, &a.output, a.config.as_deref())?;
+    let rep = gradlab_aerosol::step_file::m7_step(&a.input, &a.output, a.config.as_deref())?;
     println!("{}", serde_json::to_string_pretty(&rep)?);
     Ok(())
 }

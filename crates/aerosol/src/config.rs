@@ -50,7 +50,7 @@ impl Default for Processes {
 }
 
 /// Validity clamps and thresholds of the Vehkamäki et al. (2002) parameterisation as M7 applies
-/// them (papers.md §2).
+/// them (Vignati et al. 2004; the ECHAM-HAM M7 nucleation routine).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NucleationConfig {
@@ -125,14 +125,14 @@ impl Default for M7Config {
 }
 
 fn finite_in(field: &str, v: f64, lo: f64, hi: f64, allowed: &str) -> Result<()> {
-    if v.is_finite() && v >= lo && v <= hi { Ok(()) } else { Err(Error::config(field, v, allowed)) }
+    if v.is_finite() && v >= lo && v <= hi { Ok(()) } else { Err(Error::invalid(field, v, allowed)) }
 }
 
 impl M7Config {
     /// Checks every field; returns the first problem with the field's path and allowed range.
     pub fn validate(&self) -> Result<()> {
         if !(self.dt.is_finite() && self.dt > 0.0 && self.dt <= 86_400.0) {
-            return Err(Error::config("dt", self.dt, "0 < dt <= 86400 s"));
+            return Err(Error::invalid("dt", self.dt, "0 < dt <= 86400 s"));
         }
         finite_in("water_rh_max", self.water_rh_max, 0.0, 0.999, "0 <= water_rh_max <= 0.999")?;
         finite_in("ageing_monolayers", self.ageing_monolayers, 1e-3, 100.0, "1e-3 <= monolayers <= 100")?;

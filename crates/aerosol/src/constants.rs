@@ -55,7 +55,7 @@ impl Species {
     /// All species in M7's order.
     pub const ALL: [Species; 5] = [Species::So4, Species::Bc, Species::Oc, Species::Ss, Species::Du];
 
-    /// Bulk density \[g cm⁻³\] (papers.md §2).
+    /// Bulk density \[g cm⁻³\] (the values of M7, Vignati et al. 2004, as in the ECHAM-HAM M7 code).
     pub const fn density(self) -> f64 {
         match self {
             Species::So4 => 1.841,

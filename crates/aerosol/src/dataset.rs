@@ -12,9 +12,9 @@ use crate::config::M7Config;
 use crate::error::{Error, Result};
 use crate::layout::{self, Column};
 use crate::sampler::{Sample, SamplerConfig};
+use gradlab_core::rng::{derive_seed, permutation, stream_rng};
 use ndarray::{Array2, Axis};
 use ndarray_npy::{ReadNpyError, read_npy, write_npy};
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use std::path::{Path, PathBuf};
 
 /// Element type of the written arrays.
@@ -108,17 +108,18 @@ pub fn tables(samples: &[Sample], include_sea_salt: bool) -> (Array2<f64>, Array
     (x, y)
 }
 
-/// Shuffled (seeded) row indices split into train / val / test by fractions.
-pub fn split_indices(n: usize, train: f64, val: f64, seed: u64) -> Result<[Vec<usize>; 3]> {
+/// Shuffled (seeded) row indices split into train / val / test by the `train` and `val`
+/// fractions (the rest is test). Not core's `data::split_indices`, which takes the validation and
+/// test fractions.
+pub fn train_val_test_indices(n: usize, train: f64, val: f64, seed: u64) -> Result<[Vec<usize>; 3]> {
     if !(train > 0.0 && val >= 0.0 && train + val <= 1.0) {
-        return Err(Error::config(
+        return Err(Error::invalid(
             "split",
             format!("train={train}, val={val}"),
             "train > 0, val >= 0, train + val <= 1",
         ));
     }
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(&mut StdRng::seed_from_u64(seed ^ SPLIT_SALT));
+    let mut idx = permutation(&mut stream_rng(seed, SPLIT_STREAM), n);
     let n_train = ((n as f64) * train).round() as usize;
     let n_val = (((n as f64) * val).round() as usize).min(n - n_train);
     let test = idx.split_off(n_train + n_val);
@@ -133,8 +134,8 @@ pub fn split_indices(n: usize, train: f64, val: f64, seed: u64) -> Result<[Vec<u
 /// For heavy-tailed targets (some M7 tendencies have kurtosis ~1e5: a handful of cells hold
 /// almost all of a column's variance) a purely random split decides by chance whether the test
 /// set contains any of those cells, and with it the test variance that R² divides by.
-/// `tail_fraction = 0` is [`split_indices`].
-pub fn stratified_split_indices(
+/// `tail_fraction = 0` is [`train_val_test_indices`].
+pub fn stratified_train_val_test_indices(
     scores: &[f64],
     tail_fraction: f64,
     train: f64,
@@ -142,12 +143,12 @@ pub fn stratified_split_indices(
     seed: u64,
 ) -> Result<[Vec<usize>; 3]> {
     if !(0.0..1.0).contains(&tail_fraction) {
-        return Err(Error::config("stratify_tails", tail_fraction, "a fraction 0 <= f < 1 of the rows"));
+        return Err(Error::invalid("stratify_tails", tail_fraction, "a fraction 0 <= f < 1 of the rows"));
     }
     let n = scores.len();
     let k = ((n as f64) * tail_fraction).ceil() as usize;
     if k == 0 {
-        return split_indices(n, train, val, seed);
+        return train_val_test_indices(n, train, val, seed);
     }
     let mut order: Vec<usize> = (0..n).collect();
     // Largest score first; NaN scores count as extreme; ties by index (deterministic).
@@ -159,7 +160,7 @@ pub fn stratified_split_indices(
     let rest = order.split_off(k);
     let mut parts: [Vec<usize>; 3] = Default::default();
     for (stratum, salt) in [(order, 1u64), (rest, 2u64)] {
-        let sub = split_indices(stratum.len(), train, val, seed.wrapping_add(salt.wrapping_mul(0x9E37_79B9)))?;
+        let sub = train_val_test_indices(stratum.len(), train, val, derive_seed(seed, salt))?;
         for (part, idx) in parts.iter_mut().zip(sub) {
             part.extend(idx.into_iter().map(|i| stratum[i]));
         }
@@ -192,8 +193,8 @@ pub fn tail_scores(t: &ndarray::ArrayView2<f32>) -> Vec<f64> {
         .collect()
 }
 
-/// A fixed salt so the split shuffle differs from the sampler's streams.
-const SPLIT_SALT: u64 = 0x5EED_5917;
+/// Stream of `seed` that shuffles the rows before a split (the sampler uses the cell streams).
+const SPLIT_STREAM: u64 = 0x5EED_5917;
 
 fn npy_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Npy { path: path.to_path_buf(), detail: e.to_string() }
@@ -274,7 +275,7 @@ pub fn write_dataset(
         });
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let parts = split_indices(x.nrows(), fractions.0, fractions.1, seed)?;
+    let parts = train_val_test_indices(x.nrows(), fractions.0, fractions.1, seed)?;
     for (split, idx) in SPLITS.iter().zip(parts.iter()) {
         let (xp, yp) = split_files(dir, split);
         write_table(&xp, &x.select(Axis(0), idx), dtype)?;
@@ -394,7 +395,7 @@ mod split_tests {
         for (i, &r) in extreme.iter().enumerate() {
             scores[r] = 100.0 + i as f64;
         }
-        let parts = stratified_split_indices(&scores, 0.01, 0.8, 0.1, 3).unwrap();
+        let parts = stratified_train_val_test_indices(&scores, 0.01, 0.8, 0.1, 3).unwrap();
         let mut all: Vec<usize> = parts.iter().flatten().copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..n).collect::<Vec<_>>(), "a partition of the rows");
@@ -402,14 +403,14 @@ mod split_tests {
         assert_eq!([count(&parts[0]), count(&parts[1]), count(&parts[2])], [8, 1, 1]);
         assert_eq!([parts[0].len(), parts[1].len(), parts[2].len()], [800, 100, 100]);
         // Deterministic per seed, different across seeds.
-        assert_eq!(parts, stratified_split_indices(&scores, 0.01, 0.8, 0.1, 3).unwrap());
-        assert_ne!(parts, stratified_split_indices(&scores, 0.01, 0.8, 0.1, 4).unwrap());
+        assert_eq!(parts, stratified_train_val_test_indices(&scores, 0.01, 0.8, 0.1, 3).unwrap());
+        assert_ne!(parts, stratified_train_val_test_indices(&scores, 0.01, 0.8, 0.1, 4).unwrap());
         // Fraction 0 is the random split; out-of-range fractions are refused by name.
         assert_eq!(
-            stratified_split_indices(&scores, 0.0, 0.8, 0.1, 3).unwrap(),
-            split_indices(n, 0.8, 0.1, 3).unwrap()
+            stratified_train_val_test_indices(&scores, 0.0, 0.8, 0.1, 3).unwrap(),
+            train_val_test_indices(n, 0.8, 0.1, 3).unwrap()
         );
-        let e = stratified_split_indices(&scores, 1.5, 0.8, 0.1, 3).unwrap_err().to_string();
+        let e = stratified_train_val_test_indices(&scores, 1.5, 0.8, 0.1, 3).unwrap_err().to_string();
         assert!(e.contains("stratify_tails") && e.contains("1.5"), "{e}");
     }
 

@@ -2,7 +2,7 @@
 //! layout of Harder et al. 2022).
 
 use crate::constants::{Mode, Species};
-use crate::state::{AerosolState, BC_MODES, DU_MODES, Environment, OC_MODES, SO4_MODES, SS_MODES};
+use crate::state::{AerosolState, Environment, MASS_TRACERS, SO4_MODES};
 
 /// A named column with its unit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,32 +17,9 @@ fn col(name: impl Into<String>, unit: &str) -> Column {
     Column { name: name.into(), unit: unit.to_string() }
 }
 
-/// Names of the 18 masses in M7's order.
-pub fn mass_names() -> Vec<String> {
-    let mut v = Vec::with_capacity(18);
-    for (sp, modes) in [
-        (Species::So4, &SO4_MODES[..]),
-        (Species::Bc, &BC_MODES[..]),
-        (Species::Oc, &OC_MODES[..]),
-        (Species::Ss, &SS_MODES[..]),
-        (Species::Du, &DU_MODES[..]),
-    ] {
-        for m in modes {
-            v.push(format!("{}_{}", sp.name(), m.name()));
-        }
-    }
-    v
-}
-
 fn mass_columns(include_sea_salt: bool) -> Vec<Column> {
     let mut v = Vec::new();
-    for (sp, modes) in [
-        (Species::So4, &SO4_MODES[..]),
-        (Species::Bc, &BC_MODES[..]),
-        (Species::Oc, &OC_MODES[..]),
-        (Species::Ss, &SS_MODES[..]),
-        (Species::Du, &DU_MODES[..]),
-    ] {
+    for (sp, modes) in MASS_TRACERS {
         if sp == Species::Ss && !include_sea_salt {
             continue;
         }
@@ -60,16 +37,13 @@ fn number_columns() -> Vec<Column> {
 /// Columns of an `m7-step` input file: the M7 interface order (33 columns), optionally followed
 /// by a 34th boundary-layer flag column.
 pub fn step_input_columns() -> Vec<Column> {
-    let mut v = vec![
-        col("pressure", "Pa"),
-        col("temperature", "K"),
-        col("rh", "1"),
-        col("ionisation", "cm-3 s-1"),
-        col("h2so4_production", "molecules cm-3 s-1"),
-        col("h2so4", "molecules cm-3"),
-        col("cloud_cover", "1"),
-        col("forest_fraction", "1"),
-    ];
+    let mut v: Vec<Column> = STEP_HEAD
+        .iter()
+        .map(|k| match k {
+            Some(k) => col(ENV[*k].0, ENV[*k].1),
+            None => col("h2so4", "molecules cm-3"),
+        })
+        .collect();
     v.extend(mass_columns(true));
     v.extend(number_columns());
     v
@@ -110,18 +84,28 @@ pub fn water_columns() -> Vec<Column> {
 /// Number of columns of an `m7-step` output row.
 pub const STEP_OUTPUT_COLS: usize = 58;
 
+/// The environment in the dataset's order (the reference layout): name and unit.
+const ENV: [(&str, &str); 8] = [
+    ("pressure", "Pa"),
+    ("temperature", "K"),
+    ("rh", "1"),
+    ("h2so4_production", "molecules cm-3 s-1"),
+    ("ionisation", "cm-3 s-1"),
+    ("cloud_cover", "1"),
+    ("forest_fraction", "1"),
+    ("boundary_layer", "1"),
+];
+
+/// The first 8 columns of an `m7-step` row (M7 interface order): `Some(k)` is environment
+/// column `k` of [`ENV`], `None` the H2SO4 gas of the state.
+const STEP_HEAD: [Option<usize>; 8] = [Some(0), Some(1), Some(2), Some(4), Some(3), None, Some(5), Some(6)];
+
+/// Column of the H2SO4 gas in an `m7-step` row.
+const STEP_H2SO4: usize = 5;
+
 /// The 8 environment columns of the dataset's X, in the reference order.
 pub fn env_columns() -> Vec<Column> {
-    vec![
-        col("pressure", "Pa"),
-        col("temperature", "K"),
-        col("rh", "1"),
-        col("h2so4_production", "molecules cm-3 s-1"),
-        col("ionisation", "cm-3 s-1"),
-        col("cloud_cover", "1"),
-        col("forest_fraction", "1"),
-        col("boundary_layer", "1"),
-    ]
+    ENV.iter().map(|(name, unit)| col(*name, unit)).collect()
 }
 
 /// State columns of the dataset: H2SO4, the masses (without sea salt unless requested) and the
@@ -209,32 +193,26 @@ pub fn read_state(x: &[f64], include_sea_salt: bool) -> AerosolState {
 
 /// Reads one `m7-step` input row (33 or 34 columns).
 pub fn read_step_row(row: &[f64]) -> (Environment, AerosolState) {
-    let env = Environment {
-        pressure: row[0],
-        temperature: row[1],
-        rh: row[2],
-        ionisation: row[3],
-        h2so4_production: row[4],
-        cloud_cover: row[6],
-        forest_fraction: row[7],
-        boundary_layer: row.len() > STEP_INPUT_COLS && row[STEP_INPUT_COLS] >= 0.5,
-    };
-    let mut s = AerosolState { h2so4: row[5], ..Default::default() };
+    let mut e = [0.0; 8];
+    for (i, k) in STEP_HEAD.iter().enumerate() {
+        if let Some(k) = k {
+            e[*k] = row[i];
+        }
+    }
+    e[7] = if row.len() > STEP_INPUT_COLS { row[STEP_INPUT_COLS] } else { 0.0 };
+    let mut s = AerosolState { h2so4: row[STEP_H2SO4], ..Default::default() };
     s.set_masses(&row[8..26]);
     s.n.copy_from_slice(&row[26..33]);
-    (env, s)
+    (read_env(&e), s)
 }
 
 /// Writes one `m7-step` row (33 columns) for `env` and `s`.
 pub fn write_step_row(env: &Environment, s: &AerosolState, out: &mut [f64]) {
-    out[0] = env.pressure;
-    out[1] = env.temperature;
-    out[2] = env.rh;
-    out[3] = env.ionisation;
-    out[4] = env.h2so4_production;
-    out[5] = s.h2so4;
-    out[6] = env.cloud_cover;
-    out[7] = env.forest_fraction;
+    let mut e = [0.0; 8];
+    write_env(env, &mut e);
+    for (i, k) in STEP_HEAD.iter().enumerate() {
+        out[i] = k.map_or(s.h2so4, |k| e[k]);
+    }
     out[8..26].copy_from_slice(&s.masses());
     out[26..33].copy_from_slice(&s.n);
 }
@@ -252,7 +230,7 @@ mod tests {
         assert_eq!(step_input_columns().len(), STEP_INPUT_COLS);
         assert_eq!(step_output_columns().len(), STEP_OUTPUT_COLS);
         let names: Vec<String> = state_columns(false).into_iter().map(|c| c.name).collect();
-        // papers.md: 0 H2SO4; 1–4 SO4; 5–8 BC; 9–12 OC; 13–16 DU; 17–23 numbers.
+        // The reference layout of Harder et al. (2022): 0 H2SO4; 1–4 SO4; 5–8 BC; 9–12 OC; 13–16 DU; 17–23 numbers.
         assert_eq!(names[0], "h2so4");
         assert_eq!(names[1], "so4_ns");
         assert_eq!(names[5], "bc_ks");

@@ -23,15 +23,17 @@
 //! (coarse modes four times faster). The recorded sample is the state after spin-up and the
 //! box model's step from it with the environment above (including its own production).
 //!
-//! Every cell draws from its own `StdRng` seeded by mixing (seed, index), so the sampler is
-//! deterministic per seed and independent of the number of threads.
+//! Every cell draws from its own ChaCha8 stream (stream `index` of the sampler's stream
+//! [`CELL_STREAMS`] of `seed`), so the sampler is deterministic per seed and independent of the
+//! number of threads, and its draws are apart from the other streams a run derives from `seed`.
 
+use crate::box_model::{M7, StepInfo};
 use crate::config::M7Config;
 use crate::constants::{G_PER_MOLECULE_H2SO4, Mode, Species, UG_M3_TO_G_CM3, mean_volume};
 use crate::error::{Error, Result};
-use crate::model::{M7, StepInfo};
 use crate::state::{AerosolState, Diagnostics, Environment};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use gradlab_core::rng::{derive_seed, stream_rng};
+use rand::Rng;
 use rand_distr::{Beta, Distribution, LogNormal, Normal};
 use rayon::prelude::*;
 
@@ -85,7 +87,7 @@ impl Default for SamplerConfig {
 }
 
 fn check(field: &str, ok: bool, v: impl std::fmt::Debug, allowed: &str) -> Result<()> {
-    if ok { Ok(()) } else { Err(Error::config(&format!("sampler.{field}"), format!("{v:?}"), allowed)) }
+    if ok { Ok(()) } else { Err(Error::invalid(&format!("sampler.{field}"), format!("{v:?}"), allowed)) }
 }
 
 impl SamplerConfig {
@@ -121,14 +123,6 @@ impl SamplerConfig {
         check("lifetime_days", l[0] > 0.0 && l[0] <= l[1], l, "0 < lo <= hi")?;
         Ok(())
     }
-}
-
-/// splitmix64 mixing of (seed, index) into a per-cell seed.
-pub fn cell_seed(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Cell-level draws that stay fixed during spin-up.
@@ -292,9 +286,13 @@ pub struct Sample {
     pub info: StepInfo,
 }
 
-/// Draws cell `index` of the dataset with seed `seed`.
+/// Stream of a run's `seed` under which the cells draw (cell `i` from sub-stream `i`).
+pub const CELL_STREAMS: u64 = 0xCE11;
+
+/// Draws cell `index` of the dataset with seed `seed` (from its own stream, so a cell does not
+/// depend on how the cells are split over threads or chunks).
 pub fn sample_cell(model: &M7, spin: &M7, cfg: &SamplerConfig, seed: u64, index: u64) -> Sample {
-    let mut rng = StdRng::seed_from_u64(cell_seed(seed, index));
+    let mut rng = stream_rng(derive_seed(seed, CELL_STREAMS), index);
     let climate = sample_climate(&mut rng, cfg);
     let emissions = sample_emissions(&mut rng, &climate);
     let tau = 86_400.0 * rng.random_range(cfg.lifetime_days[0]..=cfg.lifetime_days[1]);

@@ -14,7 +14,7 @@
 //! | particle densities | g cm⁻³ |
 //! | aerosol water | kg m⁻³ (as M7's `pww`) |
 
-use crate::constants::{Mode, N_MODES, N_SOLUBLE};
+use crate::constants::{Mode, N_MODES, N_SOLUBLE, Species};
 use crate::error::{Error, Result};
 
 /// Non-aerosol inputs of one cell.
@@ -97,6 +97,23 @@ pub const SS_MODES: [Mode; 2] = [Mode::As, Mode::Cs];
 /// Modes of the dust slots.
 pub const DU_MODES: [Mode; 4] = [Mode::As, Mode::Cs, Mode::Ai, Mode::Ci];
 
+/// The 18 mass tracers in M7's order: each species with the modes it lives in.
+pub const MASS_TRACERS: [(Species, &[Mode]); 5] = [
+    (Species::So4, &SO4_MODES),
+    (Species::Bc, &BC_MODES),
+    (Species::Oc, &OC_MODES),
+    (Species::Ss, &SS_MODES),
+    (Species::Du, &DU_MODES),
+];
+
+/// Names of the 18 masses in M7's order (`so4_ns`, …, `du_ci`).
+pub fn mass_names() -> Vec<String> {
+    MASS_TRACERS
+        .iter()
+        .flat_map(|(sp, modes)| modes.iter().map(move |m| format!("{}_{}", sp.name(), m.name())))
+        .collect()
+}
+
 /// Number of aerosol mass tracers (18).
 pub const N_MASSES: usize = 18;
 /// Number of state variables including sea salt: H2SO4 + 18 masses + 7 numbers.
@@ -148,7 +165,7 @@ impl AerosolState {
             Ok(())
         };
         check("h2so4", self.h2so4)?;
-        let names = crate::layout::mass_names();
+        let names = mass_names();
         for (v, name) in self.masses().iter().zip(names.iter()) {
             check(name, *v)?;
         }
@@ -203,7 +220,7 @@ impl Diagnostics {
 }
 
 /// Species of each of the 18 flat mass slots (M7 order, see [`AerosolState::masses`]).
-pub const SLOT_SPECIES: [crate::constants::Species; N_MASSES] = {
+pub const SLOT_SPECIES: [Species; N_MASSES] = {
     use crate::constants::Species::*;
     [So4, So4, So4, So4, Bc, Bc, Bc, Bc, Oc, Oc, Oc, Oc, Ss, Ss, Du, Du, Du, Du]
 };
@@ -213,7 +230,7 @@ pub const MODE_SLOTS: [&[usize]; N_MODES] =
     [&[0], &[1, 4, 8], &[2, 5, 9, 12, 14], &[3, 6, 10, 13, 15], &[7, 11], &[16], &[17]];
 
 /// The flat slot holding `species` in `mode`, if M7 places that species there.
-pub const fn slot_of(species: crate::constants::Species, mode: Mode) -> Option<usize> {
+pub const fn slot_of(species: Species, mode: Mode) -> Option<usize> {
     use crate::constants::Species::*;
     let m = mode as usize;
     match species {

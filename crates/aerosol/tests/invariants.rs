@@ -6,18 +6,19 @@ use gradlab_aerosol::process::condensation::{SinkGas, condensation_sinks};
 use gradlab_aerosol::process::properties::{ModeProperties, dry_properties};
 use gradlab_aerosol::sampler::{SamplerConfig, sample_cells};
 use gradlab_aerosol::{AerosolState, Environment, M7, M7Config, Processes, WaterScheme};
+use gradlab_core::rng::SeededRng;
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::Rng;
 
-fn log_uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
+fn log_uniform(rng: &mut SeededRng, lo: f64, hi: f64) -> f64 {
     10f64.powf(rng.random_range(lo..hi))
 }
 
 /// Broad random states: every mass and number independently log-uniform over many decades,
 /// or zero — far wider than the atmosphere, to stress the numerics.
-fn broad_state(rng: &mut StdRng) -> AerosolState {
+fn broad_state(rng: &mut SeededRng) -> AerosolState {
     let mut s = AerosolState::default();
-    let draw = |lo: f64, hi: f64, rng: &mut StdRng| {
+    let draw = |lo: f64, hi: f64, rng: &mut SeededRng| {
         if rng.random_bool(0.25) { 0.0 } else { log_uniform(rng, lo, hi) }
     };
     s.h2so4 = draw(2.0, 10.0, rng);
@@ -33,7 +34,7 @@ fn broad_state(rng: &mut StdRng) -> AerosolState {
     s
 }
 
-fn random_env(rng: &mut StdRng) -> Environment {
+fn random_env(rng: &mut SeededRng) -> Environment {
     Environment {
         pressure: rng.random_range(1e4..1.1e5),
         temperature: rng.random_range(190.0..320.0),
@@ -68,7 +69,7 @@ fn configs() -> Vec<(&'static str, M7Config)> {
 }
 
 fn cases() -> Vec<(Environment, AerosolState)> {
-    let mut rng = StdRng::seed_from_u64(42);
+    let mut rng = gradlab_core::rng::rng(42);
     let mut v: Vec<_> = (0..300).map(|_| (random_env(&mut rng), broad_state(&mut rng))).collect();
     let cfg = SamplerConfig { spinup_steps: [1, 24], ..Default::default() };
     for s in sample_cells(&M7Config::default(), &cfg, 3, 0, 300).unwrap() {
@@ -137,7 +138,7 @@ proptest! {
 
     #[test]
     fn no_negative_state_ever(seed in any::<u64>(), cfg_ix in 0usize..10) {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = gradlab_core::rng::rng(seed);
         let env = random_env(&mut rng);
         let s0 = broad_state(&mut rng);
         let (_, cfg) = configs()[cfg_ix];
@@ -151,7 +152,7 @@ proptest! {
 #[test]
 fn a_state_with_nothing_to_do_stays_put() {
     let model = M7::new(M7Config::default()).unwrap();
-    let mut rng = StdRng::seed_from_u64(5);
+    let mut rng = gradlab_core::rng::rng(5);
     for _ in 0..50 {
         let env = Environment { h2so4_production: 0.0, ..random_env(&mut rng) };
         // Nothing at all.

@@ -1,9 +1,9 @@
 //! Dataset writer/reader and the `m7-step` file entry point.
 
-use gradlab_aerosol::cli::m7_step;
 use gradlab_aerosol::dataset::{Dtype, read_dataset, read_table, tables, write_dataset};
 use gradlab_aerosol::layout::{STEP_INPUT_COLS, STEP_OUTPUT_COLS, read_step_row, write_step_row};
 use gradlab_aerosol::sampler::{SamplerConfig, sample_cells};
+use gradlab_aerosol::step_file::m7_step;
 use gradlab_aerosol::{Error, M7, M7Config};
 use ndarray::{Array2, s};
 use ndarray_npy::write_npy;

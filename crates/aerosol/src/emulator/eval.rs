@@ -9,9 +9,9 @@
 //!   and the reference's "negative mean": per state variable the sum of the negative predicted
 //!   concentrations over N, divided by the mean true concentration after the step, averaged.
 
-use super::error::Result;
-use super::heads::{N_ENV, N_STATE, N_X, N_Y, PRODUCTION_COLUMN, SPECIES};
-use super::model::check_cols;
+use super::emulator_model::check_cols;
+use super::heads::{CONSERVED_SPECIES, N_ENV, N_STATE, N_X, N_Y, PRODUCTION_COLUMN};
+use crate::error::Result;
 use gradlab_core::metrics;
 use ndarray::{Array2, ArrayView2};
 
@@ -48,7 +48,7 @@ pub struct Evaluation {
 pub fn species_means(x: &ArrayView2<f32>) -> Result<[f64; 4]> {
     check_cols("X", x.dim(), N_X)?;
     let mut out = [0.0; 4];
-    for (k, s) in SPECIES.iter().enumerate() {
+    for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
         let mut sum = 0.0;
         for &j in s.columns {
             sum += x.column(N_ENV + j).iter().map(|&v| v as f64).sum::<f64>();
@@ -83,7 +83,7 @@ pub fn evaluate(
     let mut mass_bias = [0.0; 4];
     let mut mass_rmse = [0.0; 4];
     let mut mass_max = [0.0f64; 4];
-    for (k, s) in SPECIES.iter().enumerate() {
+    for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
         let (mut sum, mut sq) = (0.0, 0.0);
         for i in 0..n {
             let budget = if s.production { x[[i, PRODUCTION_COLUMN]] as f64 * dt } else { 0.0 };

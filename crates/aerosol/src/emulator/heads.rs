@@ -20,7 +20,7 @@
 //!   `x + Δ` (and of the water), each divided by the natural scale of the training tendencies so the
 //!   weights are dimensionless.
 
-use super::error::Result;
+use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 
 /// Environment columns of X.
@@ -39,7 +39,7 @@ pub const PRODUCTION_COLUMN: usize = 3;
 /// One conserved species: its state columns, the column that completion computes, and whether
 /// its budget is `P·Δt` (sulfur) rather than zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Species {
+pub struct ConservedSpecies {
     /// Short name.
     pub name: &'static str,
     /// State (tendency) columns of the species.
@@ -50,13 +50,13 @@ pub struct Species {
     pub production: bool,
 }
 
-/// The four conserved species of the 24-state layout (papers.md: SO4 CS, BC CS, OC CS, DU AS
-/// are completed).
-pub const SPECIES: [Species; 4] = [
-    Species { name: "sulfur", columns: &[0, 1, 2, 3, 4], completed: 4, production: true },
-    Species { name: "bc", columns: &[5, 6, 7, 8], completed: 7, production: false },
-    Species { name: "oc", columns: &[9, 10, 11, 12], completed: 11, production: false },
-    Species { name: "du", columns: &[13, 14, 15, 16], completed: 13, production: false },
+/// The four conserved species of the 24-state layout. Harder et al. (2022) complete SO4 CS,
+/// BC CS, OC CS and DU AS from the other columns of their species.
+pub const CONSERVED_SPECIES: [ConservedSpecies; 4] = [
+    ConservedSpecies { name: "sulfur", columns: &[0, 1, 2, 3, 4], completed: 4, production: true },
+    ConservedSpecies { name: "bc", columns: &[5, 6, 7, 8], completed: 7, production: false },
+    ConservedSpecies { name: "oc", columns: &[9, 10, 11, 12], completed: 11, production: false },
+    ConservedSpecies { name: "du", columns: &[13, 14, 15, 16], completed: 13, production: false },
 ];
 
 /// Which constraint layer sits on the network's output.
@@ -93,7 +93,7 @@ impl Penalties {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Closing {
-    /// The paper's choice: SO4 CS, BC CS, OC CS, DU AS ([`Species::completed`]).
+    /// The paper's choice: SO4 CS, BC CS, OC CS, DU AS ([`ConservedSpecies::completed`]).
     #[default]
     Paper,
     /// Per species the column with the largest variance of the training tendencies, so the
@@ -101,9 +101,13 @@ pub enum Closing {
     MaxVariance,
 }
 
-/// The paper's closing columns, one per species of [`SPECIES`].
-pub const PAPER_CLOSING: [usize; 4] =
-    [SPECIES[0].completed, SPECIES[1].completed, SPECIES[2].completed, SPECIES[3].completed];
+/// The paper's closing columns, one per species of [`CONSERVED_SPECIES`].
+pub const PAPER_CLOSING: [usize; 4] = [
+    CONSERVED_SPECIES[0].completed,
+    CONSERVED_SPECIES[1].completed,
+    CONSERVED_SPECIES[2].completed,
+    CONSERVED_SPECIES[3].completed,
+];
 
 /// The closing column per species for `kind`; `t` are the physical training targets `[N, 28]`
 /// (used by [`Closing::MaxVariance`]).
@@ -118,7 +122,7 @@ pub fn closing_columns(kind: Closing, t: &ndarray::ArrayView2<f32>) -> [usize; 4
                 c.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n
             };
             let mut out = PAPER_CLOSING;
-            for (k, s) in SPECIES.iter().enumerate() {
+            for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
                 let mut best = (s.completed, var(s.completed));
                 for &j in s.columns {
                     let v = var(j);
@@ -135,9 +139,9 @@ pub fn closing_columns(kind: Closing, t: &ndarray::ArrayView2<f32>) -> [usize; 4
 
 /// Checks that `closing[k]` is a column of species `k`.
 pub fn check_closing(closing: &[usize; 4]) -> Result<()> {
-    for (k, s) in SPECIES.iter().enumerate() {
+    for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
         if !s.columns.contains(&closing[k]) {
-            return Err(super::error::EmulatorError::config(
+            return Err(crate::Error::invalid(
                 "closing",
                 format!("{closing:?}"),
                 &format!("for {} one of the columns {:?}", s.name, s.columns),
@@ -155,7 +159,7 @@ pub fn completion_matrix(closing: &[usize; 4]) -> Vec<f32> {
     for i in 0..N_Y {
         a[i * N_Y + i] = 1.0;
     }
-    for (k, s) in SPECIES.iter().enumerate() {
+    for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
         let c = closing[k];
         a[c * N_Y + c] = 0.0;
         for &j in s.columns {
@@ -200,16 +204,16 @@ pub fn apply(head: HeadKind, phys: &Tensor, x: &Tensor, dt: f64, closing: &[usiz
 /// Per-species mass-budget violation `Σ_species Δ − budget`, `[N, 4]`.
 pub fn mass_violation(phys: &Tensor, x: &Tensor, dt: f64) -> Result<Tensor> {
     let dev = phys.device();
-    let mut m = vec![0f32; N_Y * SPECIES.len()];
-    for (k, s) in SPECIES.iter().enumerate() {
+    let mut m = vec![0f32; N_Y * CONSERVED_SPECIES.len()];
+    for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
         for &j in s.columns {
-            m[j * SPECIES.len() + k] = 1.0;
+            m[j * CONSERVED_SPECIES.len() + k] = 1.0;
         }
     }
-    let m = Tensor::from_vec(m, (N_Y, SPECIES.len()), dev)?.to_dtype(phys.dtype())?;
-    let mut e = vec![0f32; SPECIES.len()];
+    let m = Tensor::from_vec(m, (N_Y, CONSERVED_SPECIES.len()), dev)?.to_dtype(phys.dtype())?;
+    let mut e = vec![0f32; CONSERVED_SPECIES.len()];
     e[0] = 1.0;
-    let e = Tensor::from_vec(e, (1, SPECIES.len()), dev)?.to_dtype(phys.dtype())?;
+    let e = Tensor::from_vec(e, (1, CONSERVED_SPECIES.len()), dev)?.to_dtype(phys.dtype())?;
     let budget = x.narrow(1, PRODUCTION_COLUMN, 1)?.affine(dt, 0.0)?.broadcast_mul(&e)?;
     Ok(phys.matmul(&m)?.sub(&budget)?)
 }
@@ -228,8 +232,10 @@ impl PenaltyScales {
     /// From the per-column standard deviations of the physical training targets.
     pub fn from_std(std: &[f64]) -> Self {
         let columns: Vec<f64> = std.iter().map(|&s| if s > 0.0 && s.is_finite() { s } else { 1.0 }).collect();
-        let species =
-            SPECIES.iter().map(|s| s.columns.iter().map(|&j| columns[j].powi(2)).sum::<f64>().sqrt()).collect();
+        let species = CONSERVED_SPECIES
+            .iter()
+            .map(|s| s.columns.iter().map(|&j| columns[j].powi(2)).sum::<f64>().sqrt())
+            .collect();
         PenaltyScales { species, columns }
     }
 }
@@ -372,12 +378,12 @@ pub fn bce_with_logits(z: &Tensor, y: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use ndarray::Array2;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use rand::Rng;
 
     /// Synthetic physical inputs and outputs in the reference layout with realistic magnitudes:
     /// H2SO4/SO4 ~1e6..1e10 molecules cm⁻³, masses ~1e-3..10 µg m⁻³, numbers ~1..1e4 cm⁻³.
     fn synthetic(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
-        let mut r = StdRng::seed_from_u64(seed);
+        let mut r = gradlab_core::rng::rng(seed);
         let x = Array2::from_shape_fn((n, N_X), |(_, j)| match j {
             PRODUCTION_COLUMN => 10f32.powf(r.random_range(2.0..5.5)),
             0..=7 => r.random_range(0.0..1.0),
@@ -408,7 +414,7 @@ mod tests {
             check_closing(&closing).unwrap();
             let out = complete(&t(&y), &t(&x), dt, &closing).unwrap().to_vec2::<f32>().unwrap();
             for (i, o) in out.iter().enumerate() {
-                for (k, s) in SPECIES.iter().enumerate() {
+                for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
                     let budget = if s.production { x[[i, PRODUCTION_COLUMN]] as f64 * dt } else { 0.0 };
                     let sum: f64 = s.columns.iter().map(|&j| o[j] as f64).sum();
                     // Float round-off of the f32 sums: a few ulps of the largest term.
@@ -489,7 +495,7 @@ mod tests {
         let p = Penalties { mass: 2.0, positivity: 0.0 };
         let got = penalty(&p, &sc, &t(&y), &t(&x), dt).unwrap().unwrap().to_scalar::<f32>().unwrap() as f64;
         let mut want = 0.0;
-        for (k, s) in SPECIES.iter().enumerate() {
+        for (k, s) in CONSERVED_SPECIES.iter().enumerate() {
             let mut acc = 0.0;
             for i in 0..64 {
                 let b = if s.production { x[[i, 3]] as f64 * dt } else { 0.0 };

@@ -2,9 +2,9 @@
 //! the same starting cells, and the totals of each species' mass and of the particle number are
 //! compared with the box model's trajectory.
 
-use super::error::Result;
-use super::model::Emulator;
-use crate::model::M7;
+use super::emulator_model::Emulator;
+use crate::box_model::M7;
+use crate::error::Result;
 use crate::state::{AerosolState, Environment};
 use rayon::prelude::*;
 

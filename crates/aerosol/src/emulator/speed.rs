@@ -1,10 +1,10 @@
 //! Throughput of the emulator against the box model on the same cells.
 
-use super::error::Result;
+use super::emulator_model::Emulator;
 use super::heads::{N_ENV, N_X};
-use super::model::Emulator;
+use crate::box_model::M7;
+use crate::error::Result;
 use crate::layout;
-use crate::model::M7;
 use crate::state::{AerosolState, Environment};
 use ndarray::Array2;
 use rayon::prelude::*;

@@ -1,21 +1,21 @@
 //! Emulator tests on synthetic data in the reference layout (independent of the box model).
 
+use super::emulator_model::{Emulator, EmulatorConfig, EmulatorData, OutputKind};
 use super::eval::{evaluate, species_means};
 use super::heads::{HeadKind, N_ENV, N_STATE, N_X, N_Y, PRODUCTION_COLUMN, Penalties};
-use super::model::{Emulator, EmulatorConfig, EmulatorData, OutputKind};
 use super::train::fit;
 use crate::state::{AerosolState, Environment};
 use candle_core::Device;
 use gradlab_core::train::{EarlyStopping, TrainConfig};
 use ndarray::Array2;
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::Rng;
 
 const DT: f64 = 720.0;
 
 /// X with realistic magnitudes; tendencies `Δ_j = x_j·(0.6·e0 − 0.4)` (either sign, some next
 /// states negative only if predicted badly), H2SO4 gaining production, water `1e-9·e1·(1 + j)`.
 fn synthetic(n: usize, seed: u64) -> EmulatorData {
-    let mut r = StdRng::seed_from_u64(seed);
+    let mut r = gradlab_core::rng::rng(seed);
     let x = Array2::from_shape_fn((n, N_X), |(_, j)| match j {
         PRODUCTION_COLUMN => 10f64.powf(r.random_range(2.0..4.0)),
         0..=7 => r.random_range(0.0..1.0),
@@ -233,139 +233,12 @@ fn bad_settings_are_rejected_with_the_field_name() {
     assert!(EmulatorData::from_xy(&Array2::zeros((3, 32)).view(), &Array2::zeros((2, 28)).view()).is_err());
 }
 
-/// Runs `configs/<EM_CONFIG>.json` (quick when `EM_QUICK=1`, `EM_SET` = `;`-separated
-/// `--set` overrides) into `runs/` — a development harness until xtask registers the crate:
-/// `EM_CONFIG=m7-emulator EM_QUICK=1 cargo test --release -p gradlab-aerosol -- --ignored run_config`
-#[test]
-#[ignore]
-fn run_config() {
-    use gradlab_core::experiment::{ExperimentConfig, RunContext};
-    let name = std::env::var("EM_CONFIG").expect("EM_CONFIG");
-    let quick = std::env::var("EM_QUICK").is_ok_and(|v| v == "1");
-    let sets: Vec<String> = std::env::var("EM_SET")
-        .map(|s| s.split(';').filter(|x| !x.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let file = root.join(format!("configs/{name}.json"));
-    let cfg = ExperimentConfig::load(&file).unwrap();
-    let params = cfg.resolve(quick, &sets).unwrap();
-    let dir = gradlab_core::run::RunDir::create(root.join("runs"), &name).unwrap();
-    eprintln!("run dir {}", dir.path().display());
-    let mut ctx = RunContext::new(&name, &file, &cfg.entry, params, quick, true, dir).unwrap();
-    let exp = super::experiments::experiments().into_iter().find(|e| e.entry == cfg.entry).unwrap();
-    (exp.run)(&mut ctx).unwrap();
-}
-
-#[test]
-fn experiments_run_end_to_end_at_a_tiny_scale() {
-    use gradlab_core::experiment::RunContext;
-    let tmp = tempfile::tempdir().unwrap();
-    let params = serde_json::json!({
-        "seed": 1,
-        "data": {"samples": 400, "sampler": {"spinup_steps": [1, 3]}},
-        "hidden": [16],
-        "variants": [{"name": "completion", "head": "completion"}, {"name": "correction", "head": "correction"}],
-        "train": {"epochs": 2, "batch_size": 64},
-        "rollout": {"cells": 20, "steps": 3},
-        "scatter_points": 50
-    });
-    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-emulator").unwrap();
-    let mut ctx = RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
-    (super::experiments::experiments()[0].run)(&mut ctx).unwrap();
-    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
-    let v = &s["variants"];
-    // Completion closes the budgets on real box-model data; correction leaves nothing negative.
-    for k in 0..4 {
-        assert!(v[0]["test"]["mass_max"][k].as_f64().unwrap() < 1e-5, "{}", v[0]["test"]["mass_max"]);
-    }
-    assert_eq!(v[1]["test"]["negative_fraction"].as_f64().unwrap(), 0.0);
-    assert_eq!(v[1]["rollout"][2]["negative_fraction"].as_f64().unwrap(), 0.0);
-    assert!(ctx.dir.path().join("report.md").exists() && ctx.dir.path().join("scatter_number.png").exists());
-    assert!(Emulator::load(ctx.dir.path().join("models/completion")).is_ok());
-
-    let params = serde_json::json!({"seed": 0, "pool_cells": 50, "batch_sizes": [64, 200], "repeats": 1,
-        "hidden": [8], "sampler": {"spinup_steps": [1, 2]}});
-    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-speed").unwrap();
-    let mut ctx = RunContext::new("m7-speed", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
-    (super::experiments::experiments()[1].run)(&mut ctx).unwrap();
-    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
-    assert!(s["rows"][1]["speedup_cpu"].as_f64().unwrap() > 0.0);
-}
-
-/// Diagnosis of the near-always-zero columns (issue 6 follow-up): re-samples the quick data and
-/// prints, per output, train/test statistics, the R² by hand and the share of the squared error
-/// from the rows whose true tendency is zero. `EM_RUN=runs/m7-emulator/<ts> cargo test --release
-/// -p gradlab-aerosol --lib -- --ignored diagnose_columns --nocapture`
-#[test]
-#[ignore]
-fn diagnose_columns() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let run = root.join(std::env::var("EM_RUN").expect("EM_RUN"));
-    let cfg: serde_json::Value = gradlab_core::io::read_json(&run.join("config.json")).unwrap();
-    let params = cfg.get("params").cloned().unwrap_or(cfg.clone());
-    let p: super::experiments::EmulatorParams = serde_json::from_value(params).unwrap();
-    let d = super::experiments::load_data(&p.data, p.seed).unwrap();
-    let variants: Vec<String> =
-        std::env::var("EM_VARIANTS").unwrap_or("plain".into()).split(',').map(String::from).collect();
-    let cols: Vec<usize> =
-        std::env::var("EM_COLS").unwrap_or("7,11,20,6,13".into()).split(',').map(|s| s.parse().unwrap()).collect();
-    let stats = |c: ndarray::ArrayView1<f32>| {
-        let v: Vec<f64> = c.iter().map(|&x| x as f64).collect();
-        let n = v.len() as f64;
-        let m = v.iter().sum::<f64>() / n;
-        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
-        let nz = v.iter().filter(|&&x| x != 0.0).count() as f64 / n;
-        let mx = v.iter().fold(0f64, |a, &x| a.max(x.abs()));
-        let mut s: Vec<f64> = v.iter().map(|x| x.abs()).collect();
-        s.sort_by(f64::total_cmp);
-        let q = |f: f64| s[((n - 1.0) * f) as usize];
-        let kurt = v.iter().map(|x| ((x - m) / sd).powi(4)).sum::<f64>() / n;
-        format!(
-            "mean {m:.3e} sd {sd:.3e} nonzero {nz:.4} max|v| {mx:.3e} |v| q50 {:.2e} q99 {:.2e} q999 {:.2e} kurt {kurt:.1}",
-            q(0.5),
-            q(0.99),
-            q(0.999)
-        )
-    };
-    for &j in &cols {
-        eprintln!("col {j} train: {}", stats(d.train.t.column(j)));
-        eprintln!("col {j} test : {}", stats(d.test.t.column(j)));
-    }
-    for name in variants {
-        let em = Emulator::load(run.join("models").join(&name)).unwrap();
-        let pred = em.predict(&d.test.x.view()).unwrap();
-        let means = species_means(&d.train.x.view()).unwrap();
-        let e = evaluate(&d.test.x.view(), &d.test.t.view(), &pred.view(), d.dt, &means).unwrap();
-        eprintln!("== {name}: r2_mean {:.4}", e.r2_mean);
-        for &j in &cols {
-            let t: Vec<f64> = d.test.t.column(j).iter().map(|&x| x as f64).collect();
-            let pr: Vec<f64> = pred.column(j).iter().map(|&x| x as f64).collect();
-            let n = t.len() as f64;
-            let m = t.iter().sum::<f64>() / n;
-            let sst: f64 = t.iter().map(|x| (x - m).powi(2)).sum();
-            let sse: f64 = t.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).sum();
-            let sse_zero: f64 = t.iter().zip(&pr).filter(|(a, _)| **a == 0.0).map(|(a, b)| (a - b).powi(2)).sum();
-            let mut errs: Vec<f64> = t.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).collect();
-            errs.sort_by(|a, b| b.total_cmp(a));
-            let top10: f64 = errs.iter().take(10).sum();
-            eprintln!(
-                "  col {j}: R² hand {:.4} metric {:.4}; SSE {sse:.3e} SST {sst:.3e}; SSE from true-zero rows {:.3}; top-10 rows {:.3}; pred: {}",
-                1.0 - sse / sst,
-                e.r2[j],
-                sse_zero / sse,
-                top10 / sse,
-                stats(pred.column(j))
-            );
-        }
-    }
-}
-
 #[test]
 fn huber_loss_matches_hand_values_and_gradient() {
     use candle_core::{Tensor, Var};
     let d = [0.5f32, -2.0, 3.0];
     let t = Tensor::new(&d, &Device::Cpu).unwrap();
-    let v = |delta: f64| super::model::huber_or_mse(&t, delta).unwrap().to_scalar::<f32>().unwrap();
+    let v = |delta: f64| super::emulator_model::huber_or_mse(&t, delta).unwrap().to_scalar::<f32>().unwrap();
     // δ = 1: 0.25, 2·1·2 − 1 = 3, 2·1·3 − 1 = 5 → mean 2.75; δ = 0: plain MSE.
     assert!((v(1.0) - 2.75).abs() < 1e-6, "{}", v(1.0));
     assert!((v(0.0) - (0.25 + 4.0 + 9.0) / 3.0).abs() < 1e-6);
@@ -373,7 +246,7 @@ fn huber_loss_matches_hand_values_and_gradient() {
     assert!((v(10.0) - v(0.0)).abs() < 1e-6);
     // Gradient: 2d/n inside, ±2δ/n outside.
     let var = Var::from_tensor(&t).unwrap();
-    let g = super::model::huber_or_mse(var.as_tensor(), 1.0).unwrap().backward().unwrap();
+    let g = super::emulator_model::huber_or_mse(var.as_tensor(), 1.0).unwrap().backward().unwrap();
     let g: Vec<f32> = g.get(var.as_tensor()).unwrap().to_vec1().unwrap();
     for (got, want) in g.iter().zip([1.0 / 3.0, -2.0 / 3.0, 2.0 / 3.0]) {
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");

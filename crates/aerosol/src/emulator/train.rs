@@ -1,14 +1,30 @@
 //! Training with the core [`Trainer`]: mini-batches of physical rows, the emulator's loss,
-//! validation loss for early stopping, best-checkpoint restore.
+//! validation loss for early stopping, the best weights restored at the end.
 
-use super::error::Result;
-use super::model::{Emulator, EmulatorConfig, EmulatorData};
+use super::emulator_model::{Emulator, EmulatorConfig, EmulatorData};
+use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use gradlab_core::data::array_to_tensor;
 use gradlab_core::observe::Observer;
-use gradlab_core::train::{TrainConfig, TrainReport, Trainer, Validation, load_weights};
+use gradlab_core::rng::derive_seed;
+use gradlab_core::train::{TrainConfig, TrainReport, Trainer, Validation};
 use ndarray::{Array2, Axis};
 use std::path::Path;
+
+/// Stream of a run's `seed` that initialises the weights.
+pub const INIT_STREAM: u64 = 0x1417;
+/// Stream of a run's `seed` that shuffles the mini-batches (`TrainConfig::seed`).
+pub const SHUFFLE_STREAM: u64 = 0x5A0F;
+
+/// The trainer settings and the initialisation seed of a run with one top-level `seed`: both
+/// derived from it (streams [`SHUFFLE_STREAM`], [`INIT_STREAM`]). A non-zero `train.seed` in the
+/// configuration is refused rather than silently replaced.
+pub fn derive_seeds(train: &TrainConfig, seed: u64) -> Result<(TrainConfig, u64)> {
+    Error::check_derived_seed("train.seed", train.seed)?;
+    let mut tc = train.clone();
+    tc.seed = derive_seed(seed, SHUFFLE_STREAM);
+    Ok((tc, derive_seed(seed, INIT_STREAM)))
+}
 
 /// Encoded training rows held on the device's side of the loop.
 struct Encoded {
@@ -49,67 +65,48 @@ fn mean_loss(em: &Emulator, enc: &Encoded, chunk: usize) -> Result<f64> {
     Ok(total / n.max(1) as f64)
 }
 
-/// Trains a new emulator on `train` with early stopping on the loss over `val`; checkpoints go
-/// to `checkpoints`, and the best weights (lowest validation loss) are loaded before returning.
+/// Trains a new emulator (initialised from `init_seed`; the shuffling seed is `train_cfg.seed`)
+/// on `train` with early stopping on the loss over `val`; checkpoints go to `checkpoints`, and
+/// the best weights (lowest validation loss) are left in the model.
 #[allow(clippy::too_many_arguments)]
-pub fn fit(
+pub fn fit<'o>(
     cfg: EmulatorConfig,
     dt: f64,
     train_cfg: &TrainConfig,
-    seed: u64,
+    init_seed: u64,
     train: &EmulatorData,
     val: &EmulatorData,
     device: &Device,
     checkpoints: &Path,
-    observers: Vec<Box<dyn Observer + '_>>,
+    observers: Vec<Box<dyn Observer + 'o>>,
 ) -> Result<(Emulator, TrainReport)> {
-    let em = Emulator::new(cfg, dt, train, seed, device)?;
-    let tr = Encoded::new(&em, train)?;
-    let va = Encoded::new(&em, val)?;
-    let report = {
-        let mut trainer = Trainer::new(train_cfg.clone(), em.varmap())?.checkpoint_to(checkpoints);
-        for o in observers {
-            trainer = trainer.observe(Boxed(o));
-        }
-        trainer.fit::<gradlab_core::Error, _, _>(
-            tr.x.nrows(),
-            |idx| {
-                let (x, t, l) = tr.batch(idx, device).map_err(to_core)?;
-                em.loss(&x, &t, l.as_ref()).map_err(to_core)
-            },
-            || Ok(Validation::loss(mean_loss(&em, &va, 16384).map_err(to_core)?)),
-        )?
-    };
-    if let Some(best) = &report.best_checkpoint {
-        load_weights(em.varmap(), best)?;
-    }
+    let em = Emulator::new(cfg, dt, train, init_seed, device)?;
+    let report = train_emulator(&em, train_cfg, train, val, checkpoints, observers)?;
     Ok((em, report))
 }
 
-/// Lets boxed observers be passed to [`Trainer::observe`].
-struct Boxed<'a>(Box<dyn Observer + 'a>);
-
-impl Observer for Boxed<'_> {
-    fn on_start(&mut self, e: &gradlab_core::observe::StartEvent) -> gradlab_core::Result<()> {
-        self.0.on_start(e)
+/// Trains `em` (already built, e.g. to attach a [`gradlab_core::observe::TrajectoryObserver`]
+/// to its parameters) as [`fit`] does.
+pub fn train_emulator<'o>(
+    em: &Emulator,
+    train_cfg: &TrainConfig,
+    train: &EmulatorData,
+    val: &EmulatorData,
+    checkpoints: &Path,
+    observers: Vec<Box<dyn Observer + 'o>>,
+) -> Result<TrainReport> {
+    let tr = Encoded::new(em, train)?;
+    let va = Encoded::new(em, val)?;
+    let mut trainer = Trainer::new(train_cfg.clone(), em.varmap())?.checkpoint_to(checkpoints).restore_best(true);
+    for o in observers {
+        trainer = trainer.observe(o);
     }
-    fn on_step(&mut self, e: &gradlab_core::observe::StepEvent) -> gradlab_core::Result<()> {
-        self.0.on_step(e)
-    }
-    fn on_eval(&mut self, e: &gradlab_core::observe::EvalEvent) -> gradlab_core::Result<()> {
-        self.0.on_eval(e)
-    }
-    fn on_end(&mut self) -> gradlab_core::Result<()> {
-        self.0.on_end()
-    }
-}
-
-/// The trainer's closures return core errors; ours are wrapped as a core "invalid" error with
-/// the message (core errors pass through unchanged).
-fn to_core(e: super::error::EmulatorError) -> gradlab_core::Error {
-    match e {
-        super::error::EmulatorError::Core(c) => c,
-        super::error::EmulatorError::Candle(c) => gradlab_core::Error::from(c),
-        other => gradlab_core::Error::invalid("emulator", other, "a valid emulator batch"),
-    }
+    trainer.fit::<Error, _, _>(
+        tr.x.nrows(),
+        |idx| {
+            let (x, t, l) = tr.batch(idx, em.device())?;
+            em.loss(&x, &t, l.as_ref())
+        },
+        || Ok(Validation::loss(mean_loss(em, &va, 16384)?)),
+    )
 }

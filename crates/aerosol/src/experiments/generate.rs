@@ -2,10 +2,10 @@
 //! write the dataset in the reference layout and report distributions, zero-tendency shares,
 //! process activity and box-model throughput.
 
+use crate::box_model::M7;
 use crate::config::M7Config;
 use crate::dataset::{Dtype, tables, write_dataset};
 use crate::layout::{self, Column};
-use crate::model::M7;
 use crate::sampler::{SamplerConfig, models, sample_cell};
 use crate::state::{AerosolState, Environment};
 use gradlab_core::experiment::{ExperimentResult, RunContext};
@@ -20,7 +20,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// Seed of the sampler and of the split.
+    /// The run's one seed: the sampler's cell streams and the split's shuffle derive from it.
     pub seed: u64,
     /// Number of samples (cells).
     pub samples: usize,
@@ -146,10 +146,59 @@ fn justification(name: &str) -> &'static str {
     }
 }
 
-/// Runs `m7-generate`.
+/// The generated tables and what was counted while generating them.
+struct Generated {
+    x: Array2<f64>,
+    y: Array2<f64>,
+    xc: Vec<Column>,
+    yc: Vec<Column>,
+    n_state: usize,
+    activity: Activity,
+    seconds: f64,
+}
+
+/// Zero shares and signs of each state tendency.
+struct ZeroShares {
+    rows: Vec<Vec<String>>,
+    shares: Vec<(String, f64)>,
+}
+
+/// Runs `m7-generate`: generate → tendency statistics → throughput → histograms → dataset →
+/// report.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
     let (model, spin) = models(&p.m7, &p.sampler)?;
+    let g = generate(ctx, &p, &model, &spin)?;
+    let tend = &g.y.slice(s![.., ..g.n_state]) - &g.x.slice(s![.., 8..]);
+    let zeros = zero_shares(&g, &tend);
+    let tp = throughput(&p, &g, &model);
+    let figures = histograms(ctx, &p, &g, &tend)?;
+    let dataset_dir = ctx.dir.path().join("dataset");
+    let manifest = if p.write_dataset {
+        let split = (p.split[0], p.split[1]);
+        Some(write_dataset(&dataset_dir, &g.x, &g.y, p.include_sea_salt, split, p.seed, p.dtype, &p.m7, &p.sampler)?)
+    } else {
+        None
+    };
+    write_report(ctx, &p, &g, &zeros, tp, &figures)?;
+    let cols = |c: &[Column]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    ctx.dir.write_summary(&serde_json::json!({
+        "samples": p.samples,
+        "throughput_cells_per_s_1_thread": tp.0,
+        "throughput_cells_per_s_all_threads": tp.1,
+        "threads": rayon::current_num_threads(),
+        "generation_cells_per_s": p.samples as f64 / g.seconds,
+        "activity": g.activity,
+        "zero_tendency_share": zeros.shares.iter().map(|(n, z)| serde_json::json!({"variable": n, "share": z})).collect::<Vec<_>>(),
+        "x_columns": cols(&g.xc),
+        "y_columns": cols(&g.yc),
+        "dataset": manifest.map(|m| serde_json::json!({"dir": dataset_dir, "counts": m.counts})),
+    }))?;
+    Ok(())
+}
+
+/// Samples the cells chunk by chunk (in parallel within a chunk) into the X and y tables.
+fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::Result<Generated> {
     let ss = p.include_sea_salt;
     let xc = layout::x_columns(ss);
     let yc = layout::y_columns(ss);
@@ -165,7 +214,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         let count = chunk.min(p.samples - start);
         let samples: Vec<_> = (0..count as u64)
             .into_par_iter()
-            .map(|i| sample_cell(&model, &spin, &p.sampler, p.seed, start as u64 + i))
+            .map(|i| sample_cell(model, spin, &p.sampler, p.seed, start as u64 + i))
             .collect();
         let (cx, cy) = tables(&samples, ss);
         x.slice_mut(s![start..start + count, ..]).assign(&cx);
@@ -191,23 +240,24 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         }))?;
     }
     bar.finish_and_clear();
-    let gen_seconds = t_gen.elapsed().as_secs_f64();
+    Ok(Generated { x, y, xc, yc, n_state, activity, seconds: t_gen.elapsed().as_secs_f64() })
+}
 
-    // Tendencies and zero shares over all cells.
-    let xs = x.slice(s![.., 8..]);
-    let ys = y.slice(s![.., ..n_state]);
-    let tend = &ys - &xs;
-    let mut zero_rows = Vec::new();
-    let mut zero_share = Vec::new();
-    for (k, col) in yc.iter().take(n_state).enumerate() {
+/// Tendencies and zero shares over all cells.
+fn zero_shares(g: &Generated, tend: &Array2<f64>) -> ZeroShares {
+    let xs = g.x.slice(s![.., 8..]);
+    let ys = g.y.slice(s![.., ..g.n_state]);
+    let mut rows = Vec::new();
+    let mut shares = Vec::new();
+    for (k, col) in g.yc.iter().take(g.n_state).enumerate() {
         let t = tend.column(k);
         let n = t.len().max(1) as f64;
         let zero = t.iter().filter(|v| **v == 0.0).count() as f64 / n;
         let pos = t.iter().filter(|v| **v > 0.0).count() as f64 / n;
         let neg = t.iter().filter(|v| **v < 0.0).count() as f64 / n;
         let empty = xs.column(k).iter().zip(ys.column(k)).filter(|(a, b)| **a == 0.0 && **b == 0.0).count() as f64 / n;
-        zero_share.push((col.name.clone(), zero));
-        zero_rows.push(vec![
+        shares.push((col.name.clone(), zero));
+        rows.push(vec![
             col.name.clone(),
             format!("{:.1} %", 100.0 * zero),
             format!("{:.1} %", 100.0 * empty),
@@ -216,24 +266,29 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             if zero > 0.25 { justification(&col.name).to_string() } else { String::new() },
         ]);
     }
+    ZeroShares { rows, shares }
+}
 
-    // Throughput on the sampled pre-step states.
+/// Box-model throughput (cells/s on one thread, on all threads) on the sampled pre-step states.
+fn throughput(p: &Params, g: &Generated, model: &M7) -> (f64, f64) {
     let n_tp = p.throughput[0].min(p.samples);
     let cells: Vec<(Environment, AerosolState)> = (0..n_tp)
         .map(|i| {
-            let r = x.row(i);
+            let r = g.x.row(i);
             let r = r.as_slice().expect("standard layout");
-            (layout::read_env(&r[..8]), layout::read_state(&r[8..], ss))
+            (layout::read_env(&r[..8]), layout::read_state(&r[8..], p.include_sea_salt))
         })
         .collect();
-    let (tp1, tp_all) = measure_throughput(&model, &cells, p.throughput[1]);
-    let threads = rayon::current_num_threads();
+    measure_throughput(model, &cells, p.throughput[1])
+}
 
-    // Histograms on the first cells.
+/// Histograms of the inputs, the |tendencies| by sign and the water outputs on the first cells;
+/// returns (caption, path) per figure.
+fn histograms(ctx: &RunContext, p: &Params, g: &Generated, tend: &Array2<f64>) -> crate::Result<Vec<(String, String)>> {
     let nh = p.histogram_cells.min(p.samples);
     let figs = ctx.dir.subdir("figures")?;
     let mut figure_list: Vec<(String, String)> = Vec::new();
-    let hist = |title: &str, xlabel: &str, data: Vec<(&str, Vec<f64>)>, log: bool, stem: &str| -> ExperimentResult {
+    let hist = |title: &str, xlabel: &str, data: Vec<(&str, Vec<f64>)>, log: bool, stem: &str| -> crate::Result<()> {
         let mut h = Histogram::new(title).x_label(xlabel).y_label("cells").bins(p.bins).log_y(true).log_x(log);
         for (name, v) in data {
             h = h.data(name, v);
@@ -241,49 +296,42 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         h.save(&figs.join(stem))?;
         Ok(())
     };
-    for (k, col) in xc.iter().enumerate() {
-        let v: Vec<f64> = x.slice(s![..nh, k]).to_vec();
+    for (k, col) in g.xc.iter().enumerate() {
+        let v: Vec<f64> = g.x.slice(s![..nh, k]).to_vec();
         let log = k >= 8 || col.name == "h2so4_production" || col.name == "ionisation";
         let stem = format!("x_{}", col.name);
-        hist(
-            &format!("{} [{}]", col.name, col.unit),
-            if log { "value (log scale)" } else { "value" },
-            vec![(col.name.as_str(), v)],
-            log,
-            &stem,
-        )?;
+        let xlabel = if log { "value (log scale)" } else { "value" };
+        hist(&format!("{} [{}]", col.name, col.unit), xlabel, vec![(col.name.as_str(), v)], log, &stem)?;
         figure_list.push((format!("input {}", col.name), format!("figures/{stem}.png")));
     }
-    for (k, col) in yc.iter().take(n_state).enumerate() {
+    for (k, col) in g.yc.iter().take(g.n_state).enumerate() {
         let t = tend.slice(s![..nh, k]);
         let pos: Vec<f64> = t.iter().filter(|v| **v > 0.0).copied().collect();
         let neg: Vec<f64> = t.iter().filter(|v| **v < 0.0).map(|v| -v).collect();
         let stem = format!("tendency_{}", col.name);
-        hist(
-            &format!("|Δ {}| per step [{}]", col.name, col.unit),
-            "|tendency| (log scale)",
-            vec![("Δ > 0", pos), ("Δ < 0", neg)],
-            true,
-            &stem,
-        )?;
+        let title = format!("|Δ {}| per step [{}]", col.name, col.unit);
+        hist(&title, "|tendency| (log scale)", vec![("Δ > 0", pos), ("Δ < 0", neg)], true, &stem)?;
         figure_list.push((format!("tendency {}", col.name), format!("figures/{stem}.png")));
     }
-    for (k, col) in yc.iter().enumerate().skip(n_state) {
-        let v: Vec<f64> = y.slice(s![..nh, k]).to_vec();
+    for (k, col) in g.yc.iter().enumerate().skip(g.n_state) {
+        let v: Vec<f64> = g.y.slice(s![..nh, k]).to_vec();
         let stem = format!("y_{}", col.name);
         hist(&format!("{} [{}]", col.name, col.unit), "value (log scale)", vec![(col.name.as_str(), v)], true, &stem)?;
         figure_list.push((format!("output {}", col.name), format!("figures/{stem}.png")));
     }
+    Ok(figure_list)
+}
 
-    // Dataset.
-    let dataset_dir = ctx.dir.path().join("dataset");
-    let manifest = if p.write_dataset {
-        Some(write_dataset(&dataset_dir, &x, &y, ss, (p.split[0], p.split[1]), p.seed, p.dtype, &p.m7, &p.sampler)?)
-    } else {
-        None
-    };
-
-    // Report.
+fn write_report(
+    ctx: &RunContext,
+    p: &Params,
+    g: &Generated,
+    zeros: &ZeroShares,
+    (tp1, tp_all): (f64, f64),
+    figures: &[(String, String)],
+) -> crate::Result<()> {
+    let threads = rayon::current_num_threads();
+    let activity = &g.activity;
     let frac = |c: usize| format!("{:.1} %", 100.0 * c as f64 / activity.cells.max(1) as f64);
     let mut report = Report::new("m7-generate: M7 box-model training data");
     report.paragraph(&format!(
@@ -298,8 +346,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         p.sampler.spinup_steps[0],
         p.sampler.spinup_steps[1],
         p.sampler.spinup_dt,
-        xc.len(),
-        yc.len()
+        g.xc.len(),
+        g.yc.len()
     ));
     report.heading("Throughput");
     report.table(
@@ -309,7 +357,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             vec![format!("box-model step, {threads} threads"), format!("{} cells/s", fmt_num(tp_all, 3))],
             vec![
                 "generation incl. spin-up".into(),
-                format!("{} cells/s ({:.1} s total)", fmt_num(p.samples as f64 / gen_seconds, 3), gen_seconds),
+                format!("{} cells/s ({:.1} s total)", fmt_num(p.samples as f64 / g.seconds, 3), g.seconds),
             ],
         ],
     );
@@ -329,27 +377,14 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     );
     report.heading("Tendencies: share of exactly zero, of empty variables, and signs");
     report.paragraph("'empty' = the variable is 0 before and after the step (a subset of the zero tendencies). A justification is given where more than 25 % of tendencies are exactly zero.");
-    report.table(&["variable", "Δ = 0", "empty", "Δ > 0", "Δ < 0", "why zero"], &zero_rows);
+    report.table(&["variable", "Δ = 0", "empty", "Δ > 0", "Δ < 0", "why zero"], &zeros.rows);
     report.heading("Distributions");
+    let nh = p.histogram_cells.min(p.samples);
     report
         .paragraph(&format!("Histograms over the first {nh} cells, log-scaled axes (tendencies: |Δ| split by sign)."));
-    for (cap, path) in &figure_list {
+    for (cap, path) in figures {
         report.figure(cap, path);
     }
     report.write(&ctx.dir)?;
-
-    let cols = |c: &[Column]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
-    ctx.dir.write_summary(&serde_json::json!({
-        "samples": p.samples,
-        "throughput_cells_per_s_1_thread": tp1,
-        "throughput_cells_per_s_all_threads": tp_all,
-        "threads": threads,
-        "generation_cells_per_s": p.samples as f64 / gen_seconds,
-        "activity": activity,
-        "zero_tendency_share": zero_share.iter().map(|(n, z)| serde_json::json!({"variable": n, "share": z})).collect::<Vec<_>>(),
-        "x_columns": cols(&xc),
-        "y_columns": cols(&yc),
-        "dataset": manifest.map(|m| serde_json::json!({"dir": dataset_dir, "counts": m.counts})),
-    }))?;
     Ok(())
 }

@@ -15,11 +15,7 @@
 use super::properties::{ModeConstants, ModeProperties, dry_properties_with};
 use crate::constants::{Mode, N_MODES, ln_sigma};
 use crate::state::{AerosolState, MODE_SLOTS, destination_slot};
-
-/// Standard normal cumulative distribution Φ(x).
-pub fn normal_cdf(x: f64) -> f64 {
-    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
-}
+use gradlab_core::stats::normal_cdf;
 
 /// Number and mass fractions of a mode with dry count-median radius `r` that lie above `r_hi`.
 pub fn fractions_above(mode: Mode, r: f64, r_hi: f64) -> (f64, f64) {
@@ -88,6 +84,7 @@ mod tests {
 
     #[test]
     fn normal_cdf_values() {
+        // The Φ the mode shift uses (gradlab-core's):
         // Φ(0) = 0.5, Φ(1) = 0.841344746, Φ(−2) = 0.022750132 (standard tables).
         assert!((normal_cdf(0.0) - 0.5).abs() < 1e-15);
         assert!((normal_cdf(1.0) - 0.841_344_746_068_543).abs() < 1e-12);

@@ -1,10 +1,11 @@
-//! Library entry points behind the command line (`cargo xtask m7-step`).
+//! The `m7-step` file interface (library code behind `cargo xtask m7-step`): read cells from an
+//! `.npy` table in M7's interface order, step each with the box model, write the result table.
 
+use crate::box_model::M7;
 use crate::config::M7Config;
 use crate::dataset::read_table;
 use crate::error::{Error, Result};
 use crate::layout::{self, Column, STEP_INPUT_COLS, STEP_OUTPUT_COLS};
-use crate::model::M7;
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};

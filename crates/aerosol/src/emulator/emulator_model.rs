@@ -1,16 +1,17 @@
 //! The emulator: normalisers, the MLP(s), the head, save/load and batched inference.
 
-use super::error::{EmulatorError, Result};
 use super::heads::{
     self, Closing, HeadKind, LogSign, N_ENV, N_STATE, N_WATER, N_X, N_Y, PAPER_CLOSING, Penalties, PenaltyScales,
 };
-use super::net::{Mlp, init_linear_uniform};
+use crate::error::{Error, Result};
 use crate::layout;
 use crate::state::{AerosolState, Environment};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gradlab_core::data::{array_to_tensor, tensor_to_array};
+use gradlab_core::nn::{Activation, Mlp};
 use gradlab_core::normalize::{NormKind, Normalizer};
+use gradlab_core::params::Init;
 use ndarray::{Array2, ArrayView2, Axis};
 use std::path::{Path, PathBuf};
 
@@ -107,28 +108,24 @@ impl EmulatorConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(EmulatorError::config("hidden", format!("{:?}", self.hidden), "one or more widths >= 1"));
+            return Err(Error::invalid("hidden", format!("{:?}", self.hidden), "one or more widths >= 1"));
         }
         for (f, v) in [("penalties.mass", self.penalties.mass), ("penalties.positivity", self.penalties.positivity)] {
             if !(v >= 0.0 && v.is_finite()) {
-                return Err(EmulatorError::config(f, v, "a finite weight >= 0"));
+                return Err(Error::invalid(f, v, "a finite weight >= 0"));
             }
         }
         if !(self.log_eps_rel > 0.0 && self.log_eps_rel < 1.0) {
-            return Err(EmulatorError::config("log_eps_rel", self.log_eps_rel, "0 < eps < 1"));
+            return Err(Error::invalid("log_eps_rel", self.log_eps_rel, "0 < eps < 1"));
         }
         if !(self.target_winsorize >= 0.0 && self.target_winsorize < 0.5) {
-            return Err(EmulatorError::config("target_winsorize", self.target_winsorize, "a quantile 0 <= q < 0.5"));
+            return Err(Error::invalid("target_winsorize", self.target_winsorize, "a quantile 0 <= q < 0.5"));
         }
         if !(self.target_scale_quantile >= 0.0 && self.target_scale_quantile < 0.5) {
-            return Err(EmulatorError::config(
-                "target_scale_quantile",
-                self.target_scale_quantile,
-                "a quantile 0 <= q < 0.5",
-            ));
+            return Err(Error::invalid("target_scale_quantile", self.target_scale_quantile, "a quantile 0 <= q < 0.5"));
         }
         if !(self.huber_delta >= 0.0 && self.huber_delta.is_finite()) {
-            return Err(EmulatorError::config("huber_delta", self.huber_delta, "a finite δ >= 0 (0: MSE)"));
+            return Err(Error::invalid("huber_delta", self.huber_delta, "a finite δ >= 0 (0: MSE)"));
         }
         Ok(())
     }
@@ -212,7 +209,7 @@ impl EmulatorData {
         check_cols("X", x.dim(), N_X)?;
         check_cols("y", y.dim(), N_Y)?;
         if x.nrows() != y.nrows() {
-            return Err(EmulatorError::Shape {
+            return Err(Error::Shape {
                 what: "y".into(),
                 expected: format!("[{}, {N_Y}] (as many rows as X)", x.nrows()),
                 got: vec![y.nrows(), y.ncols()],
@@ -242,11 +239,7 @@ impl EmulatorData {
 
 pub(crate) fn check_cols(what: &str, dim: (usize, usize), cols: usize) -> Result<()> {
     if dim.1 != cols {
-        return Err(EmulatorError::Shape {
-            what: what.into(),
-            expected: format!("[N, {cols}]"),
-            got: vec![dim.0, dim.1],
-        });
+        return Err(Error::Shape { what: what.into(), expected: format!("[N, {cols}]"), got: vec![dim.0, dim.1] });
     }
     Ok(())
 }
@@ -273,17 +266,11 @@ pub struct EmulatorStep {
 /// state.n[1] = 500.0;
 /// let out = emulator.step(&env, &[state, state])?;
 /// assert_eq!(out.states.len(), 2);
-/// # Ok::<(), gradlab_aerosol::emulator::EmulatorError>(())
+/// # Ok::<(), gradlab_aerosol::Error>(())
 /// ```
 pub struct Emulator {
-    cfg: EmulatorConfig,
-    dt: f64,
-    xn: Normalizer,
-    yn: Normalizer,
-    log_sign: Option<LogSign>,
-    scales: PenaltyScales,
-    closing: [usize; 4],
-    clip: Option<Vec<[f32; 2]>>,
+    /// Settings and everything fitted on the training data (what `emulator.json` holds).
+    s: Saved,
     vm: VarMap,
     reg: Mlp,
     cls: Option<Mlp>,
@@ -292,7 +279,7 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("config", &self.cfg).field("dt", &self.dt).finish_non_exhaustive()
+        f.debug_struct("Emulator").field("config", &self.s.config).field("dt", &self.s.dt).finish_non_exhaustive()
     }
 }
 
@@ -305,7 +292,7 @@ impl Emulator {
     pub fn new(cfg: EmulatorConfig, dt: f64, train: &EmulatorData, seed: u64, device: &Device) -> Result<Self> {
         cfg.validate()?;
         if !(dt > 0.0 && dt.is_finite()) {
-            return Err(EmulatorError::config("dt", dt, "a time step > 0 s"));
+            return Err(Error::invalid("dt", dt, "a time step > 0 s"));
         }
         check_cols("training X", train.x.dim(), N_X)?;
         check_cols("training targets", train.t.dim(), N_Y)?;
@@ -344,54 +331,46 @@ impl Emulator {
             })
             .collect();
         let scales = PenaltyScales::from_std(&std);
-        let em = Self::build(cfg, dt, xn, yn, log_sign, scales, closing, clip, device)?;
-        init_linear_uniform(&em.vm, seed)?;
+        let saved =
+            Saved { format: FORMAT.into(), config: cfg, dt, x_norm: xn, y_norm: yn, log_sign, scales, closing, clip };
+        let em = Self::build(saved, device)?;
+        // PyTorch's nn.Linear default, as the paper's PyTorch emulator starts.
+        gradlab_core::params::init(&em.vm, seed, Init::TorchDefault)?;
         Ok(em)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        cfg: EmulatorConfig,
-        dt: f64,
-        xn: Normalizer,
-        yn: Normalizer,
-        log_sign: Option<LogSign>,
-        scales: PenaltyScales,
-        closing: [usize; 4],
-        clip: Option<Vec<[f32; 2]>>,
-        device: &Device,
-    ) -> Result<Self> {
-        heads::check_closing(&closing)?;
-        if let Some(c) = &clip
+    fn build(s: Saved, device: &Device) -> Result<Self> {
+        heads::check_closing(&s.closing)?;
+        if let Some(c) = &s.clip
             && c.len() != N_Y
         {
-            return Err(EmulatorError::config("clip", c.len(), &format!("{N_Y} column bounds")));
+            return Err(Error::invalid("clip", c.len(), &format!("{N_Y} column bounds")));
         }
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
         let mut sizes = vec![N_X];
-        sizes.extend(&cfg.hidden);
+        sizes.extend(&s.config.hidden);
         sizes.push(N_Y);
-        let reg = Mlp::new(&sizes, vb.pp("reg"))?;
-        let cls = match &log_sign {
+        let reg = Mlp::new(&sizes, Activation::Relu, vb.pp("reg"))?;
+        let cls = match &s.log_sign {
             Some(ls) if !ls.variable().is_empty() => {
-                let mut s = sizes.clone();
-                *s.last_mut().expect("non-empty") = ls.variable().len();
-                Some(Mlp::new(&s, vb.pp("cls"))?)
+                let mut cls_sizes = sizes.clone();
+                *cls_sizes.last_mut().expect("non-empty") = ls.variable().len();
+                Some(Mlp::new(&cls_sizes, Activation::Relu, vb.pp("cls"))?)
             }
             _ => None,
         };
-        Ok(Emulator { cfg, dt, xn, yn, log_sign, scales, closing, clip, vm, reg, cls, device: device.clone() })
+        Ok(Emulator { s, vm, reg, cls, device: device.clone() })
     }
 
     /// The configuration.
     pub fn config(&self) -> &EmulatorConfig {
-        &self.cfg
+        &self.s.config
     }
 
     /// The time step of the sulfur budget \[s\].
     pub fn dt(&self) -> f64 {
-        self.dt
+        self.s.dt
     }
 
     /// The device the weights live on.
@@ -406,12 +385,12 @@ impl Emulator {
 
     /// The sign/magnitude encoding, for `log_sign` emulators.
     pub fn log_sign(&self) -> Option<&LogSign> {
-        self.log_sign.as_ref()
+        self.s.log_sign.as_ref()
     }
 
     /// The column per species (sulfur, BC, OC, dust) that the completion head computes.
     pub fn closing(&self) -> [usize; 4] {
-        self.closing
+        self.s.closing
     }
 
     /// Number of trainable parameters.
@@ -421,7 +400,7 @@ impl Emulator {
 
     /// Network outputs `(raw [N, 28], sign logits)` for physical inputs `[N, 32]`.
     pub fn raw(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let xn = self.xn.transform_tensor(x)?;
+        let xn = self.s.x_norm.transform_tensor(x)?;
         let raw = self.reg.forward(&xn)?;
         let logits = match &self.cls {
             Some(c) => Some(c.forward(&xn)?),
@@ -432,9 +411,9 @@ impl Emulator {
 
     /// Physical outputs before the head.
     pub fn decode(&self, raw: &Tensor, logits: Option<&Tensor>) -> Result<Tensor> {
-        match &self.log_sign {
-            Some(ls) => ls.decode(&self.yn.inverse_tensor(raw)?, logits),
-            None => Ok(self.yn.inverse_tensor(raw)?),
+        match &self.s.log_sign {
+            Some(ls) => ls.decode(&self.s.y_norm.inverse_tensor(raw)?, logits),
+            None => Ok(self.s.y_norm.inverse_tensor(raw)?),
         }
     }
 
@@ -443,21 +422,21 @@ impl Emulator {
     pub fn forward_physical(&self, x: &Tensor) -> Result<Tensor> {
         let (raw, logits) = self.raw(x)?;
         let phys = self.decode(&raw, logits.as_ref())?;
-        heads::apply(self.cfg.head, &phys, x, self.dt, &self.closing)
+        heads::apply(self.s.config.head, &phys, x, self.s.dt, &self.s.closing)
     }
 
     /// Training targets in the network's representation: `(targets [N, 28], sign labels)`.
     pub fn encode_targets(&self, t: &ArrayView2<f32>) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
         check_cols("targets", t.dim(), N_Y)?;
-        let clipped = self.clip.as_ref().map(|b| clip_columns(t, b));
+        let clipped = self.s.clip.as_ref().map(|b| clip_columns(t, b));
         let tc = match &clipped {
             Some(c) => c.view(),
             None => t.view(),
         };
-        match &self.log_sign {
+        match &self.s.log_sign {
             // Signs from the unclipped targets (clipping at a quantile may cross zero).
-            Some(ls) => Ok((self.yn.transform(&ls.magnitude(&tc).view())?, Some(ls.labels(t)))),
-            None => Ok((self.yn.transform(&tc)?, None)),
+            Some(ls) => Ok((self.s.y_norm.transform(&ls.magnitude(&tc).view())?, Some(ls.labels(t)))),
+            None => Ok((self.s.y_norm.transform(&tc)?, None)),
         }
     }
 
@@ -467,24 +446,25 @@ impl Emulator {
     /// and `labels` from [`Emulator::encode_targets`].
     pub fn loss(&self, x: &Tensor, target: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         let (raw, logits) = self.raw(x)?;
-        let head_on = self.cfg.head_in_training && self.cfg.head != HeadKind::Plain && self.log_sign.is_none();
-        let need_phys = head_on || self.cfg.penalties.any();
+        let head_on =
+            self.s.config.head_in_training && self.s.config.head != HeadKind::Plain && self.s.log_sign.is_none();
+        let need_phys = head_on || self.s.config.penalties.any();
         let phys = if need_phys {
             let p = self.decode(&raw, logits.as_ref())?;
-            Some(if head_on { heads::apply(self.cfg.head, &p, x, self.dt, &self.closing)? } else { p })
+            Some(if head_on { heads::apply(self.s.config.head, &p, x, self.s.dt, &self.s.closing)? } else { p })
         } else {
             None
         };
         let pred = match (&phys, head_on) {
-            (Some(p), true) => self.yn.transform_tensor(p)?,
+            (Some(p), true) => self.s.y_norm.transform_tensor(p)?,
             _ => raw,
         };
-        let mut loss = huber_or_mse(&pred.sub(target)?, self.cfg.huber_delta)?;
+        let mut loss = huber_or_mse(&pred.sub(target)?, self.s.config.huber_delta)?;
         if let (Some(z), Some(l)) = (&logits, labels) {
             loss = loss.add(&heads::bce_with_logits(z, l)?)?;
         }
         if let Some(p) = &phys
-            && let Some(pen) = heads::penalty(&self.cfg.penalties, &self.scales, p, x, self.dt)?
+            && let Some(pen) = heads::penalty(&self.s.config.penalties, &self.s.scales, p, x, self.s.dt)?
         {
             loss = loss.add(&pen)?;
         }
@@ -513,7 +493,7 @@ impl Emulator {
     pub fn step_table(&self, x: &ArrayView2<f64>) -> Result<Array2<f64>> {
         check_cols("X", x.dim(), N_X)?;
         let d = self.predict(&x.mapv(|v| v as f32).view())?;
-        let positive = self.cfg.head == HeadKind::Correction;
+        let positive = self.s.config.head == HeadKind::Correction;
         Ok(Array2::from_shape_fn((x.nrows(), N_Y), |(i, j)| {
             if j < N_STATE {
                 let v = x[[i, N_ENV + j]] + d[[i, j]] as f64;
@@ -528,7 +508,7 @@ impl Emulator {
     /// states in M7 units, one per cell. Sea salt is not emulated and passes through unchanged.
     pub fn step(&self, env: &[Environment], state: &[AerosolState]) -> Result<EmulatorStep> {
         if env.len() != state.len() {
-            return Err(EmulatorError::Shape {
+            return Err(Error::Shape {
                 what: "env vs state".into(),
                 expected: format!("{} environments (one per state)", state.len()),
                 got: vec![env.len()],
@@ -560,22 +540,11 @@ impl Emulator {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-        let saved = Saved {
-            format: FORMAT.into(),
-            config: self.cfg.clone(),
-            dt: self.dt,
-            x_norm: self.xn.clone(),
-            y_norm: self.yn.clone(),
-            log_sign: self.log_sign.clone(),
-            scales: self.scales.clone(),
-            closing: self.closing,
-            clip: self.clip.clone(),
-        };
-        gradlab_core::io::write_json(&dir.join(CONFIG_FILE), &saved)?;
+        gradlab_core::io::write_json(&dir.join(CONFIG_FILE), &self.s)?;
         let p = dir.join(WEIGHTS_FILE);
         self.vm
             .save(&p)
-            .map_err(|e| EmulatorError::Saved { path: dir.to_path_buf(), detail: format!("{WEIGHTS_FILE}: {e}") })?;
+            .map_err(|e| Error::SavedEmulator { path: dir.to_path_buf(), detail: format!("{WEIGHTS_FILE}: {e}") })?;
         Ok(())
     }
 
@@ -587,7 +556,7 @@ impl Emulator {
     /// Loads a saved emulator onto `device`.
     pub fn load_on(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir: PathBuf = dir.as_ref().to_path_buf();
-        let bad = |detail: String| EmulatorError::Saved { path: dir.clone(), detail };
+        let bad = |detail: String| Error::SavedEmulator { path: dir.clone(), detail };
         let cfg_path = dir.join(CONFIG_FILE);
         if !cfg_path.exists() {
             return Err(bad(format!("no {CONFIG_FILE} (write one with Emulator::save)")));
@@ -607,8 +576,51 @@ impl Emulator {
         if (s.config.output == OutputKind::LogSign) != s.log_sign.is_some() {
             return Err(bad("log_sign encoding present iff output = log_sign".into()));
         }
-        let em = Self::build(s.config, s.dt, s.x_norm, s.y_norm, s.log_sign, s.scales, s.closing, s.clip, device)?;
+        let em = Self::build(s, device)?;
         gradlab_core::train::load_weights(&em.vm, &dir.join(WEIGHTS_FILE))?;
         Ok(em)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradlab_core::params::{read_params_f64, sorted_vars};
+
+    /// Inputs with distinct column scales, targets a fixed function of them.
+    fn data(n: usize) -> EmulatorData {
+        let x = Array2::from_shape_fn((n, N_X), |(i, j)| 1.0 + ((i * 7 + j * 3) % 11) as f64 * (1.0 + j as f64));
+        let y = Array2::from_shape_fn((n, N_Y), |(i, j)| x[[i, (j + 1) % N_X]] * 0.5 + j as f64);
+        EmulatorData::from_xy(&x.view(), &y.view()).unwrap()
+    }
+
+    #[test]
+    fn network_forward_matches_hand_computation_and_init_is_seeded() {
+        let d = data(40);
+        let cfg = EmulatorConfig { hidden: vec![4], ..Default::default() };
+        let new = |seed| Emulator::new(cfg.clone(), 720.0, &d, seed, &Device::Cpu).unwrap();
+        let em = new(5);
+        let a = read_params_f64(em.varmap()).unwrap();
+        assert_eq!(a, read_params_f64(new(5).varmap()).unwrap());
+        assert_ne!(a, read_params_f64(new(6).varmap()).unwrap());
+        // PyTorch's nn.Linear default: weights and biases within ±1/√fan_in (32 for l0, 4 for l1).
+        for (name, v) in sorted_vars(em.varmap()) {
+            let bound = if name.starts_with("reg.l0") { 1.0 / 32f64.sqrt() } else { 0.5 };
+            let vals = v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(vals.iter().all(|x| (x.abs() as f64) <= bound), "{name}");
+        }
+        // Hand-computed forward pass of the regression MLP (ReLU hidden layer, linear output) on
+        // the normalised inputs.
+        let get = |n: &str| em.varmap().data().lock().unwrap()[n].as_tensor().clone();
+        let (w0, b0) = (get("reg.l0.weight").to_vec2::<f32>().unwrap(), get("reg.l0.bias").to_vec1::<f32>().unwrap());
+        let (w1, b1) = (get("reg.l1.weight").to_vec2::<f32>().unwrap(), get("reg.l1.bias").to_vec1::<f32>().unwrap());
+        let x = array_to_tensor(&d.x.slice(ndarray::s![0..1, ..]), &Device::Cpu).unwrap();
+        let xn = em.s.x_norm.transform_tensor(&x).unwrap().to_vec2::<f32>().unwrap().remove(0);
+        let h: Vec<f32> = (0..4).map(|i| (b0[i] + (0..N_X).map(|j| w0[i][j] * xn[j]).sum::<f32>()).max(0.0)).collect();
+        let y: Vec<f32> = (0..N_Y).map(|i| b1[i] + (0..4).map(|j| w1[i][j] * h[j]).sum::<f32>()).collect();
+        let out = em.raw(&x).unwrap().0.to_vec2::<f32>().unwrap();
+        for i in 0..N_Y {
+            assert!((out[0][i] - y[i]).abs() < 1e-5, "{out:?} {y:?}");
+        }
     }
 }

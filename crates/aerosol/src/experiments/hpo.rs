@@ -9,11 +9,11 @@
 //! `gradlab-bayesopt` JSON format) together with a JSON-lines history of timings, so an
 //! interrupted run continues where it stopped (`resume_dir`).
 
-use super::{Result, StudyError, load_splits};
+use crate::emulator::data::{DataParams, Splits, load_data};
 use crate::emulator::eval::{evaluate, species_means};
-use crate::emulator::experiments::DataParams;
-use crate::emulator::train::fit;
+use crate::emulator::train::{INIT_STREAM, SHUFFLE_STREAM, fit};
 use crate::emulator::{EmulatorConfig, EmulatorData};
+use crate::error::{Error, Result};
 use candle_core::Device;
 use gradlab_bayesopt::space::{Param, Point, Space, Value};
 use gradlab_bayesopt::study::{LagPolicy, Study, StudyConfig};
@@ -22,9 +22,8 @@ use gradlab_core::normalize::NormKind;
 use gradlab_core::optim::{AdamWParams, OptimizerConfig};
 use gradlab_core::plot::{LinePlot, Mark};
 use gradlab_core::report::{Report, fmt_num};
+use gradlab_core::rng::{derive_seed, stream_rng};
 use gradlab_core::train::{EarlyStopping, TrainConfig};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -70,12 +69,17 @@ pub struct EvalRecord {
     /// Seconds the policy spent proposing this evaluation's batch (GP fit, update, acquisition).
     pub overhead_s: f64,
     /// Wall-clock seconds since the policy started when the batch finished (cumulative over
-    /// resumed sessions).
+    /// resumed runs).
     pub wall_s: f64,
     /// Why the evaluation failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// Stream of the study seed for the random-search policy (one sub-stream per trial id).
+const RANDOM_POLICY_STREAM: u64 = 0x5EED;
+/// Stream of the run's seed for the studies (`study.seed` is derived, not given).
+const STUDY_STREAM: u64 = 0x57D7;
 
 /// Best score so far after each evaluation.
 pub fn best_so_far(history: &[EvalRecord]) -> Vec<f64> {
@@ -91,8 +95,8 @@ pub fn best_so_far(history: &[EvalRecord]) -> Vec<f64> {
         .collect()
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StudyError + '_ {
-    move |source| StudyError::Io { path: path.to_path_buf(), source }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::io(path, source)
 }
 
 fn read_history(path: &Path) -> Result<Vec<EvalRecord>> {
@@ -104,16 +108,53 @@ fn read_history(path: &Path) -> Result<Vec<EvalRecord>> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<EvalRecord>(line) {
             Ok(r) => out.push(r),
-            Err(e) => {
-                return Err(StudyError::Invalid {
-                    what: "history line",
-                    value: format!("{}: {e}", path.display()),
-                    allowed: "records written by m7-hpo",
-                });
-            }
+            Err(source) => return Err(Error::Json { path: path.to_path_buf(), source }),
         }
     }
     Ok(out)
+}
+
+/// The next `k` points of `policy`: the study's batch proposal (BO), or uniform draws from the
+/// trial's own stream of `seed` (random search).
+fn ask(policy: &Policy, study: &mut Study, space: &Space, seed: u64, k: usize) -> Result<Vec<(u64, Point)>> {
+    match policy {
+        Policy::Bo { .. } => Ok(study.ask_batch(k)?.into_iter().map(|t| (t.id, t.params)).collect()),
+        Policy::Random => {
+            let d = space.encoded_dim();
+            (0..k)
+                .map(|i| {
+                    let id = (study.trials().len() + i) as u64;
+                    let mut rng = stream_rng(derive_seed(seed, RANDOM_POLICY_STREAM), id);
+                    let u: Vec<f64> = (0..d).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
+                    Ok((id, space.decode(&space.snap(&u)?)?))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Evaluates the points concurrently, one thread each: (score, seconds, error) per point; a
+/// failed or panicking evaluation scores NaN with its message.
+fn evaluate_concurrently<F>(points: &[(u64, Point)], objective: &F) -> Vec<(f64, f64, Option<String>)>
+where
+    F: Fn(&Point, u64) -> Result<f64> + Sync,
+{
+    std::thread::scope(|s| {
+        let handles: Vec<_> = points
+            .iter()
+            .map(|(id, pt)| {
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let (v, e) = match objective(pt, *id) {
+                        Ok(v) => (v, None),
+                        Err(e) => (f64::NAN, Some(e.to_string())),
+                    };
+                    (v, t.elapsed().as_secs_f64(), e)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or((f64::NAN, 0.0, Some("evaluation panicked".into())))).collect()
+    })
 }
 
 /// Runs one policy until `budget` evaluations are recorded, in batches of `q` evaluated
@@ -132,9 +173,7 @@ where
     F: Fn(&Point, u64) -> Result<f64> + Sync,
 {
     if budget == 0 || q == 0 {
-        return Err(StudyError::Invalid {
-            what: "budget / q", value: format!("{budget} / {q}"), allowed: "both ≥ 1"
-        });
+        return Err(Error::invalid("budget / q", format!("{budget} / {q}"), "both ≥ 1"));
     }
     std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
     let label = policy.label();
@@ -155,43 +194,9 @@ where
     while history.len() < budget {
         let k = q.min(budget - history.len());
         let t_ask = Instant::now();
-        let points: Vec<(u64, Point)> = match policy {
-            Policy::Bo { .. } => study.ask_batch(k)?.into_iter().map(|t| (t.id, t.params)).collect(),
-            Policy::Random => {
-                let d = space.encoded_dim();
-                (0..k)
-                    .map(|i| {
-                        let id = (study.trials().len() + i) as u64;
-                        let mut rng =
-                            StdRng::seed_from_u64(config.seed ^ 0x5eed_0000 ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                        let u: Vec<f64> = (0..d).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
-                        Ok((id, space.decode(&space.snap(&u)?)?))
-                    })
-                    .collect::<Result<_>>()?
-            }
-        };
+        let points = ask(policy, &mut study, space, config.seed, k)?;
         let overhead = t_ask.elapsed().as_secs_f64();
-        // q concurrent evaluations, one thread each.
-        let results: Vec<(f64, f64, Option<String>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = points
-                .iter()
-                .map(|(id, pt)| {
-                    let f = &objective;
-                    s.spawn(move || {
-                        let t = Instant::now();
-                        let (v, e) = match f(pt, *id) {
-                            Ok(v) => (v, None),
-                            Err(e) => (f64::NAN, Some(e.to_string())),
-                        };
-                        (v, t.elapsed().as_secs_f64(), e)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or((f64::NAN, 0.0, Some("evaluation panicked".into()))))
-                .collect()
-        });
+        let results = evaluate_concurrently(&points, &objective);
         for ((id, pt), (v, _, _)) in points.iter().zip(&results) {
             match policy {
                 Policy::Bo { .. } => {
@@ -222,11 +227,9 @@ where
                 wall_s: wall,
                 error: err.clone(),
             };
-            lines.push_str(&serde_json::to_string(&r).map_err(|e| StudyError::Invalid {
-                what: "record",
-                value: e.to_string(),
-                allowed: "serialisable",
-            })?);
+            lines.push_str(
+                &serde_json::to_string(&r).map_err(|source| Error::Json { path: hist_path.clone(), source })?,
+            );
             lines.push('\n');
             history.push(r);
         }
@@ -297,7 +300,8 @@ impl Score {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HpoParams {
-    /// Seed of data, initialisation, shuffling and the studies.
+    /// The run's one seed: the data; the studies' seed (`study.seed`, refused when given) and
+    /// every evaluation's initialisation and shuffling are derived from it.
     pub seed: u64,
     /// Data (as `m7-emulator`).
     pub data: DataParams,
@@ -344,10 +348,8 @@ impl Hyper {
     pub fn from_point(space: &Space, pt: &Point) -> Result<Self> {
         let m = space.point_to_map(pt);
         let f = |k: &str| {
-            m.get(k).and_then(Value::as_f64).ok_or(StudyError::Invalid {
-                what: "hyperparameter",
-                value: k.to_string(),
-                allowed: "lr, weight_decay, width, depth, batch_log2",
+            m.get(k).and_then(Value::as_f64).ok_or_else(|| {
+                Error::invalid("hyperparameter", k, "a point with lr, weight_decay, width, depth, batch_log2")
             })
         };
         Ok(Hyper {
@@ -360,7 +362,8 @@ impl Hyper {
     }
 }
 
-/// Trains an emulator with `h` and returns its validation `score`.
+/// Trains an emulator with `h` (initialisation and shuffling derived from `seed`) and returns
+/// its validation `score`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_and_score(
     h: &Hyper,
@@ -377,42 +380,64 @@ pub fn train_and_score(
     let mut tc = TrainConfig::new(epochs, h.batch_size);
     tc.optimizer = OptimizerConfig::Adamw(AdamWParams { lr: h.lr, weight_decay: h.weight_decay, ..Default::default() });
     tc.early_stopping = Some(EarlyStopping { patience, min_delta: 0.0 });
-    tc.seed = seed;
-    let (em, _) = fit(cfg, dt, &tc, seed, train, val, &Device::Cpu, ck, vec![])?;
+    tc.seed = derive_seed(seed, SHUFFLE_STREAM);
+    let (em, _) = fit(cfg, dt, &tc, derive_seed(seed, INIT_STREAM), train, val, &Device::Cpu, ck, vec![])?;
     let pred = em.predict(&val.x.view())?;
     let means = species_means(&train.x.view())?;
     Ok(score.of(&evaluate(&val.x.view(), &val.t.view(), &pred.view(), dt, &means)?.r2))
 }
 
-/// Runs `m7-hpo`.
+/// Runs `m7-hpo`: data → every policy's study → comparison → report.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: HpoParams = ctx.params()?;
     if p.policies.is_empty() || p.budget == 0 || p.q == 0 || p.epochs == 0 {
-        return Err("policies must be non-empty and budget, q, epochs ≥ 1".into());
+        return Err(Error::invalid(
+            "policies / budget / q / epochs",
+            format!("{} policies / {} / {} / {}", p.policies.len(), p.budget, p.q, p.epochs),
+            "at least one policy, budget, q and epochs >= 1",
+        )
+        .into());
     }
-    let space = p.space.space()?;
+    Error::check_derived_seed("study.seed", p.study.seed)?;
     let t0 = Instant::now();
-    let data = load_splits(&p.data, p.seed)?;
+    let data = load_data(&p.data, p.seed)?;
     let data_s = t0.elapsed().as_secs_f64();
     let state_dir = match &p.resume_dir {
         Some(d) => d.join("studies"),
         None => ctx.dir.subdir("studies")?,
     };
+    let all = run_policies(ctx, &p, &data, &state_dir)?;
+    let cmp = compare(&all);
+    plot_progress(ctx, &all)?;
+    let verdict = verdict(&cmp.summary);
+    write_report(ctx, &p, &data, data_s, &cmp, &verdict)?;
+    ctx.dir.write_summary(&serde_json::json!({"policies": cmp.summary, "target": cmp.target, "verdict": verdict, "data_s": data_s, "state_dir": state_dir}))?;
+    Ok(())
+}
+
+/// Every policy's study to its budget (resuming what `state_dir` holds); the histories by label.
+fn run_policies(
+    ctx: &mut RunContext,
+    p: &HpoParams,
+    data: &Splits,
+    state_dir: &Path,
+) -> Result<Vec<(String, Vec<EvalRecord>)>> {
+    let space = p.space.space()?;
     let scratch = ctx.dir.subdir("trials")?;
     let mut study_cfg = p.study.clone();
-    study_cfg.seed = p.seed;
-    let mut all: Vec<(String, Vec<EvalRecord>)> = Vec::new();
+    study_cfg.seed = derive_seed(p.seed, STUDY_STREAM);
+    let mut all = Vec::new();
     for policy in &p.policies {
         let label = policy.label();
         let objective = |pt: &Point, id: u64| -> Result<f64> {
             let h = Hyper::from_point(&space, pt)?;
             let ck = scratch.join(format!("{label}-{id}"));
-            std::fs::create_dir_all(&ck).map_err(|source| StudyError::Io { path: ck.clone(), source })?;
+            std::fs::create_dir_all(&ck).map_err(io(&ck))?;
             let r = train_and_score(&h, p.score, p.epochs, p.patience, p.seed, &data.train, &data.val, data.dt, &ck);
             let _ = std::fs::remove_dir_all(&ck);
             r
         };
-        let hist = run_policy(policy, &space, &study_cfg, p.budget, p.q, &state_dir, objective)?;
+        let hist = run_policy(policy, &space, &study_cfg, p.budget, p.q, state_dir, objective)?;
         let best = best_so_far(&hist);
         if !ctx.quiet {
             eprintln!(
@@ -427,7 +452,19 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         }
         all.push((label, hist));
     }
+    Ok(all)
+}
 
+/// The policies side by side: the target R², a table row and a summary entry per policy.
+struct Comparison {
+    target: f64,
+    target_from: &'static str,
+    tol: f64,
+    rows: Vec<Vec<String>>,
+    summary: Vec<serde_json::Value>,
+}
+
+fn compare(all: &[(String, Vec<EvalRecord>)]) -> Comparison {
     // Target: the best R² classic BO (lag 1) reached; otherwise the best over all policies.
     let finals: Vec<f64> = all.iter().map(|(_, h)| best_so_far(h).last().copied().unwrap_or(f64::NAN)).collect();
     let classic = all.iter().position(|(l, _)| l == "lag1");
@@ -438,11 +475,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let tol = 1e-3;
     let mut rows = Vec::new();
     let mut summary = Vec::new();
-    let mut by_eval =
-        LinePlot::new("Best validation R² vs evaluations").x_label("evaluations").y_label("best validation R²");
-    let mut by_wall =
-        LinePlot::new("Best validation R² vs wall time").x_label("wall time [s]").y_label("best validation R²");
-    for (label, hist) in &all {
+    for (label, hist) in all {
         let best = best_so_far(hist);
         let reach = best.iter().position(|b| *b >= target - tol);
         let overhead: f64 = {
@@ -469,7 +502,19 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             "wall_s_to_target": reach.map(|i| hist[i].wall_s), "wall_s": hist.last().map(|r| r.wall_s), "bo_overhead_s": overhead,
             "evaluation_s": evals, "best_params": best_rec.map(|r| &r.params),
         }));
-        let finite = |pts: Vec<(f64, f64)>| pts.into_iter().filter(|p| p.1.is_finite()).collect::<Vec<_>>();
+    }
+    Comparison { target, target_from, tol, rows, summary }
+}
+
+/// Best validation R² against evaluations and against wall time, one series per policy.
+fn plot_progress(ctx: &RunContext, all: &[(String, Vec<EvalRecord>)]) -> Result<()> {
+    let mut by_eval =
+        LinePlot::new("Best validation R² vs evaluations").x_label("evaluations").y_label("best validation R²");
+    let mut by_wall =
+        LinePlot::new("Best validation R² vs wall time").x_label("wall time [s]").y_label("best validation R²");
+    let finite = |pts: Vec<(f64, f64)>| pts.into_iter().filter(|p| p.1.is_finite()).collect::<Vec<_>>();
+    for (label, hist) in all {
+        let best = best_so_far(hist);
         by_eval = by_eval.series(
             label,
             finite(best.iter().enumerate().map(|(i, b)| ((i + 1) as f64, *b)).collect()),
@@ -483,7 +528,40 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     }
     by_eval.save(&ctx.dir.file("best_r2_vs_evaluations")?)?;
     by_wall.save(&ctx.dir.file("best_r2_vs_wall_time")?)?;
+    Ok(())
+}
 
+/// Whether lag ∞ and lag 3 reached classic BO's final R² in less wall time.
+fn verdict(summary: &[serde_json::Value]) -> String {
+    let pos = |l: &str| summary.iter().position(|s| s["policy"] == l);
+    let Some(c) = pos("lag1") else {
+        return "no classic BO (lag 1) policy in this run".into();
+    };
+    let cw = summary[c]["wall_s_to_target"].as_f64();
+    let mut parts = Vec::new();
+    for (name, i) in [("lag ∞", pos("lag_inf")), ("lag 3", pos("lag3"))] {
+        if let Some(i) = i {
+            let w = summary[i]["wall_s_to_target"].as_f64();
+            parts.push(match (w, cw) {
+                (Some(w), Some(cw)) if w < cw => {
+                    format!("{name} reached classic BO's R² in less wall time ({w:.1} s vs {cw:.1} s)")
+                }
+                (Some(w), Some(cw)) => format!("{name} reached classic BO's R² but not faster ({w:.1} s vs {cw:.1} s)"),
+                _ => format!("{name} did not reach classic BO's R² within the budget"),
+            });
+        }
+    }
+    parts.join("; ")
+}
+
+fn write_report(
+    ctx: &RunContext,
+    p: &HpoParams,
+    data: &Splits,
+    data_s: f64,
+    cmp: &Comparison,
+    verdict: &str,
+) -> Result<()> {
     let mut report = Report::new("m7-hpo: emulator hyperparameters by lazy vs classic BO vs random search");
     report.paragraph(&format!("Command: `{}`", ctx.command()));
     report.paragraph(&format!(
@@ -509,43 +587,18 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             "Σ evaluation s",
             "best hyperparameters",
         ],
-        &rows,
+        &cmp.rows,
     );
     report.paragraph(&format!(
-        "Target = {} − {tol}: the final best R² of {target_from} ({}).",
-        fmt_num(target, 4),
-        fmt_num(target, 4)
+        "Target = {} − {}: the final best R² of {} ({}).",
+        fmt_num(cmp.target, 4),
+        cmp.tol,
+        cmp.target_from,
+        fmt_num(cmp.target, 4)
     ));
-    let verdict = match (
-        all.iter().position(|(l, _)| l == "lag1"),
-        summary.iter().position(|s| s["policy"] == "lag_inf"),
-        summary.iter().position(|s| s["policy"] == "lag3"),
-    ) {
-        (Some(c), li, l3) => {
-            let cw = summary[c]["wall_s_to_target"].as_f64();
-            let mut parts = Vec::new();
-            for (name, i) in [("lag ∞", li), ("lag 3", l3)] {
-                if let Some(i) = i {
-                    let w = summary[i]["wall_s_to_target"].as_f64();
-                    parts.push(match (w, cw) {
-                        (Some(w), Some(cw)) if w < cw => {
-                            format!("{name} reached classic BO's R² in less wall time ({w:.1} s vs {cw:.1} s)")
-                        }
-                        (Some(w), Some(cw)) => {
-                            format!("{name} reached classic BO's R² but not faster ({w:.1} s vs {cw:.1} s)")
-                        }
-                        _ => format!("{name} did not reach classic BO's R² within the budget"),
-                    });
-                }
-            }
-            parts.join("; ")
-        }
-        _ => "no classic BO (lag 1) policy in this run".into(),
-    };
     report.paragraph(&format!("Verdict on this machine, this run: {verdict}."));
     report.figure("Best validation R² vs evaluations", "best_r2_vs_evaluations.png");
     report.figure("Best validation R² vs wall time", "best_r2_vs_wall_time.png");
-    ctx.dir.write_summary(&serde_json::json!({"policies": summary, "target": target, "verdict": verdict, "data_s": data_s, "state_dir": state_dir}))?;
     report.write(&ctx.dir)?;
     Ok(())
 }

@@ -1,0 +1,433 @@
+//! Tests of the experiments: configs resolve, the hpo policies and the landscape objective, and
+//! every experiment end to end at a tiny scale.
+
+use super::hpo::{EvalRecord, Policy, best_so_far, run_policy};
+use super::landscape::EmulatorObjective;
+use super::*;
+use crate::emulator::Emulator;
+use crate::emulator::data::{DataParams, Splits, load_data};
+use crate::emulator::eval::{evaluate, species_means};
+use crate::error::{Error, Result};
+use gradlab_bayesopt::space::{Point, Space};
+use gradlab_bayesopt::study::{LagPolicy, StudyConfig};
+use gradlab_core::experiment::{ExperimentConfig, RunContext, from_value};
+use gradlab_landscape::{Objective, Replicate};
+use std::sync::Arc;
+
+/// The registered experiment `entry`.
+fn exp(entry: &str) -> gradlab_core::experiment::Experiment {
+    all().into_iter().find(|e| e.entry == entry).unwrap_or_else(|| panic!("{entry} not registered"))
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn quick_and_full_configs_resolve() {
+    for (name, entry) in [("m7-hpo", "aerosol.m7_hpo"), ("m7-landscape", "aerosol.m7_landscape")] {
+        let cfg = ExperimentConfig::load(&root().join(format!("configs/{name}.json"))).unwrap();
+        assert_eq!(cfg.entry, entry);
+        assert!(crate::experiments().iter().any(|e| e.entry == entry), "{entry} not registered");
+        for quick in [false, true] {
+            let v = cfg.resolve(quick, &[]).unwrap();
+            if name == "m7-hpo" {
+                let p: hpo::HpoParams = from_value(&v, name).unwrap();
+                p.space.space().unwrap();
+                let labels: Vec<String> = p.policies.iter().map(|x| x.label()).collect();
+                assert_eq!(labels, ["lag1", "lag3", "lag_inf", "random"]);
+                assert_eq!(p.q, 4);
+            } else {
+                let p: landscape::LandscapeParams = from_value(&v, name).unwrap();
+                assert_eq!(p.variants.len(), 2);
+            }
+        }
+    }
+    // a typo in a policy is an error naming the field
+    let cfg = ExperimentConfig::load(&root().join("configs/m7-hpo.json")).unwrap();
+    let mut v = cfg.resolve(true, &[]).unwrap();
+    v["policies"][0]["lag"] = serde_json::json!({"evry": 1});
+    assert!(from_value::<hpo::HpoParams>(&v, "m7-hpo").unwrap_err().to_string().contains("policies"));
+}
+
+#[test]
+fn emulator_variants_merge_into_the_base_config_with_the_settings_they_had() {
+    use crate::emulator::heads::{Closing, HeadKind, Penalties};
+    use crate::emulator::variant::variant_configs;
+    use crate::emulator::{EmulatorConfig, OutputKind};
+    let cfg = ExperimentConfig::load(&root().join("configs/m7-emulator.json")).unwrap();
+    assert_eq!(cfg.entry, "aerosol.m7_emulator");
+    for quick in [false, true] {
+        let p: emulator::EmulatorParams = from_value(&cfg.resolve(quick, &[]).unwrap(), "m7-emulator").unwrap();
+        let configs = variant_configs(&p.emulator, &p.variants).unwrap();
+        let names: Vec<&str> = p.variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "plain",
+                "completion",
+                "completion_max_variance",
+                "correction",
+                "soft_mass",
+                "soft_positivity",
+                "log_sign",
+                "plain_paper_mse"
+            ]
+        );
+        // The robust loss everywhere but in plain_paper_mse, 128 × 128 and z-scored inputs in all.
+        let robust = EmulatorConfig {
+            hidden: vec![128, 128],
+            target_scale_quantile: 0.001,
+            huber_delta: 1.0,
+            ..EmulatorConfig::default()
+        };
+        let expect = [
+            robust.clone(),
+            EmulatorConfig { head: HeadKind::Completion, ..robust.clone() },
+            EmulatorConfig { head: HeadKind::Completion, closing: Closing::MaxVariance, ..robust.clone() },
+            EmulatorConfig { head: HeadKind::Correction, ..robust.clone() },
+            EmulatorConfig { penalties: Penalties { mass: 1.0, positivity: 0.0 }, ..robust.clone() },
+            EmulatorConfig { penalties: Penalties { mass: 0.0, positivity: 1.0 }, ..robust.clone() },
+            EmulatorConfig { output: OutputKind::LogSign, ..robust.clone() },
+            EmulatorConfig { target_scale_quantile: 0.0, huber_delta: 0.0, ..robust.clone() },
+        ];
+        assert_eq!(configs, expect);
+    }
+    // A key EmulatorConfig does not have is refused by name, before anything is trained.
+    let mut v = cfg.resolve(true, &[]).unwrap();
+    v["variants"][1]["heads"] = serde_json::json!("completion");
+    let p: emulator::EmulatorParams = from_value(&v, "m7-emulator").unwrap();
+    let e = variant_configs(&p.emulator, &p.variants).unwrap_err().to_string();
+    assert!(e.contains("heads") && e.contains("completion"), "{e}");
+    // m7-speed's fresh emulator is a full EmulatorConfig too.
+    let cfg = ExperimentConfig::load(&root().join("configs/m7-speed.json")).unwrap();
+    let p: speed::SpeedParams = from_value(&cfg.resolve(true, &[]).unwrap(), "m7-speed").unwrap();
+    assert_eq!((p.emulator.hidden.as_slice(), p.emulator.head), ([128, 128].as_slice(), HeadKind::Completion));
+}
+
+#[test]
+fn derived_seeds_given_non_zero_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, entry: &str, field: &str| {
+        let cfg = ExperimentConfig::load(&root().join(format!("configs/{name}.json"))).unwrap();
+        let mut params = cfg.resolve(true, &[]).unwrap();
+        let (block, key) = field.split_once('.').unwrap();
+        params[block][key] = serde_json::json!(3);
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), name).unwrap();
+        let mut ctx = RunContext::new(name, std::path::Path::new("x.json"), entry, params, true, true, dir).unwrap();
+        (exp(entry).run)(&mut ctx).unwrap_err().to_string()
+    };
+    for (name, entry, field) in [
+        ("m7-emulator", "aerosol.m7_emulator", "train.seed"),
+        ("m7-landscape", "aerosol.m7_landscape", "train.seed"),
+        ("m7-landscape", "aerosol.m7_landscape", "lanczos.seed"),
+        ("m7-landscape", "aerosol.m7_landscape", "slq.seed"),
+        ("m7-hpo", "aerosol.m7_hpo", "study.seed"),
+    ] {
+        let e = run(name, entry, field);
+        assert!(e.contains(field) && e.contains("derived from the top-level `seed`"), "{name}: {e}");
+    }
+}
+
+/// Negated Branin on [−5, 10] × [0, 15] (maximum −0.397887).
+fn branin(pt: &Point) -> f64 {
+    let (x, y) = (pt[0].as_f64().unwrap(), pt[1].as_f64().unwrap());
+    let pi = std::f64::consts::PI;
+    let (b, c, r, s, t) = (5.1 / (4.0 * pi * pi), 5.0 / pi, 6.0, 10.0, 1.0 / (8.0 * pi));
+    -((y - b * x * x + c * x - r).powi(2) + s * (1.0 - t) * x.cos() + s)
+}
+
+fn strip(h: &[EvalRecord]) -> Vec<(u64, usize, String, f64)> {
+    h.iter().map(|r| (r.id, r.batch, format!("{:?}", r.params), r.score)).collect()
+}
+
+#[test]
+fn policies_respect_budgets_and_resume_exactly() {
+    let space = Space::from_bounds(&[(-5.0, 10.0), (0.0, 15.0)]).unwrap();
+    let cfg = StudyConfig { seed: 3, n_initial: 4, ..Default::default() };
+    let f = |pt: &Point, _id: u64| -> Result<f64> { Ok(branin(pt)) };
+    for policy in [Policy::Bo { lag: LagPolicy::Every(1) }, Policy::Bo { lag: LagPolicy::Never }, Policy::Random] {
+        let a = tempfile::tempdir().unwrap();
+        let full = run_policy(&policy, &space, &cfg, 14, 4, a.path(), f).unwrap();
+        assert_eq!(full.len(), 14, "{policy:?}: equal budgets, last batch truncated");
+        assert_eq!(full.iter().map(|r| r.batch).max(), Some(3));
+        let b = tempfile::tempdir().unwrap();
+        let part = run_policy(&policy, &space, &cfg, 8, 4, b.path(), f).unwrap();
+        assert_eq!(strip(&part), strip(&full[..8]));
+        let resumed = run_policy(&policy, &space, &cfg, 14, 4, b.path(), f).unwrap();
+        assert_eq!(strip(&resumed), strip(&full), "{policy:?}: resumed run differs");
+        // cumulative wall time never decreases across the resume
+        assert!(resumed.windows(2).all(|w| w[1].wall_s >= w[0].wall_s));
+        let best = best_so_far(&full);
+        assert!(best.windows(2).all(|w| w[1] >= w[0]));
+        assert!(*best.last().unwrap() <= -0.397887 + 1e-9);
+    }
+    // the BO policies beat random search on Branin within 14 evaluations (same seed)
+    let run = |p: Policy| {
+        let d = tempfile::tempdir().unwrap();
+        *best_so_far(&run_policy(&p, &space, &cfg, 14, 4, d.path(), f).unwrap()).last().unwrap()
+    };
+    let bo = run(Policy::Bo { lag: LagPolicy::Every(1) });
+    assert!(bo > -3.0, "classic BO best {bo}");
+    // failures are recorded as NaN and not counted as best
+    let d = tempfile::tempdir().unwrap();
+    let bad = |pt: &Point, id: u64| -> Result<f64> {
+        if id % 2 == 0 { Err(Error::invalid("x", "y", "z")) } else { Ok(branin(pt)) }
+    };
+    let h = run_policy(&Policy::Bo { lag: LagPolicy::Every(3) }, &space, &cfg, 8, 4, d.path(), bad).unwrap();
+    assert_eq!(h.iter().filter(|r| r.score.is_nan() && r.error.is_some()).count(), 4);
+    assert!(best_so_far(&h).last().unwrap().is_finite());
+    assert!(run_policy(&Policy::Random, &space, &cfg, 0, 4, d.path(), f).is_err());
+}
+
+#[test]
+fn best_so_far_matches_hand_computation() {
+    let rec = |score: f64| EvalRecord {
+        policy: "x".into(),
+        id: 0,
+        batch: 0,
+        params: Default::default(),
+        score,
+        eval_s: 0.0,
+        overhead_s: 0.0,
+        wall_s: 0.0,
+        error: None,
+    };
+    let h: Vec<EvalRecord> = [0.1, f64::NAN, 0.05, 0.3, 0.2].into_iter().map(rec).collect();
+    assert_eq!(best_so_far(&h), vec![0.1, 0.1, 0.1, 0.3, 0.3]);
+}
+
+fn tiny_data() -> Splits {
+    let p: DataParams =
+        serde_json::from_value(serde_json::json!({"samples": 300, "sampler": {"spinup_steps": [1, 3]}})).unwrap();
+    load_data(&p, 2).unwrap()
+}
+
+#[test]
+fn shared_loader_names_the_bad_field() {
+    let p: DataParams = serde_json::from_value(serde_json::json!({"samples": 10})).unwrap();
+    let e = load_data(&p, 0).unwrap_err().to_string();
+    assert!(e.contains("data.samples") && e.contains("at least 100"), "{e}");
+    let d = tiny_data();
+    assert_eq!(d.train.len() + d.val.len() + d.test.len(), 300);
+    assert_eq!(d.dt, d.m7.dt);
+}
+
+#[test]
+fn emulator_objective_gradient_matches_finite_differences() {
+    use crate::emulator::{EmulatorConfig, HeadKind};
+    use rand::Rng;
+    let d = tiny_data();
+    let train = Arc::new(d.train.clone());
+    let rows: Vec<usize> = (0..60).collect();
+    for head in [HeadKind::Plain, HeadKind::Completion] {
+        let cfg = EmulatorConfig { hidden: vec![8], head, ..Default::default() };
+        // two batches of 40 + 20 rows == one batch of 60 rows
+        let mut obj = EmulatorObjective::new(cfg.clone(), d.dt, train.clone(), 1, &rows, 40).unwrap();
+        let mut one = EmulatorObjective::new(cfg, d.dt, train.clone(), 1, &rows, 60).unwrap();
+        let theta = gradlab_core::params::read_params_f64(obj.emulator().varmap()).unwrap();
+        let l = obj.loss(&theta).unwrap();
+        assert!((l - one.loss(&theta).unwrap()).abs() < 1e-5 * l.abs().max(1.0), "batch weighting");
+        let mut g = vec![0.0; obj.dim()];
+        assert!((obj.loss_grad(&theta, &mut g).unwrap() - l).abs() < 1e-9);
+        let mut rng = gradlab_core::rng::rng(4);
+        let dir: Vec<f64> = (0..theta.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let nd = dir.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let h = 1e-2 / nd;
+        let at = |s: f64| theta.iter().zip(&dir).map(|(t, v)| t + s * v).collect::<Vec<_>>();
+        let fd = (obj.loss(&at(h)).unwrap() - obj.loss(&at(-h)).unwrap()) / (2.0 * h);
+        let an: f64 = g.iter().zip(&dir).map(|(a, b)| a * b).sum();
+        assert!((fd - an).abs() < 2e-2 * an.abs().max(1e-3), "{head:?}: FD {fd} vs gradient {an}");
+        let mut rep = obj.replicate().unwrap();
+        assert_eq!(rep.loss(&theta).unwrap(), l);
+    }
+}
+
+#[test]
+fn study_experiments_run_end_to_end_at_a_tiny_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let params = serde_json::json!({
+        "seed": 1,
+        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
+        "space": {"lr": [0.001, 0.01], "weight_decay": [1e-6, 1e-3], "width": [4, 16], "depth": [1, 2], "batch_log2": [5, 6]},
+        "epochs": 1, "patience": 1, "budget": 6, "q": 3,
+        "policies": [{"kind": "bo", "lag": {"every": 1}}, {"kind": "bo", "lag": "never"}, {"kind": "random"}],
+        "study": {"n_initial": 3}
+    });
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-hpo").unwrap();
+    let mut ctx =
+        RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", params.clone(), true, true, dir).unwrap();
+    (exp("aerosol.m7_hpo").run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    assert_eq!(s["policies"].as_array().unwrap().len(), 3);
+    let hist = std::fs::read_to_string(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
+    assert!(!hist.contains("\"error\""), "{hist}");
+    for p in s["policies"].as_array().unwrap() {
+        assert_eq!(p["evaluations"], 6);
+        assert!(p["best_r2"].as_f64().unwrap() <= 1.0);
+    }
+    assert!(
+        ctx.dir.path().join("studies/lag1.json").exists() && ctx.dir.path().join("best_r2_vs_wall_time.png").exists()
+    );
+    let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
+    assert!(report.contains("Verdict"));
+    // resuming a finished run with a larger budget continues its studies
+    let mut more = params.clone();
+    more["budget"] = serde_json::json!(9);
+    more["resume_dir"] = serde_json::json!(ctx.dir.path());
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-hpo-resumed").unwrap();
+    let mut ctx2 = RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", more, true, true, dir).unwrap();
+    (exp("aerosol.m7_hpo").run)(&mut ctx2).unwrap();
+    let lines = std::fs::read_to_string(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 9);
+
+    let params = serde_json::json!({
+        "seed": 1,
+        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
+        "emulator": {"hidden": [8]},
+        "variants": [{"name": "plain", "head": "plain"}, {"name": "completion", "head": "completion"}],
+        "train": {"epochs": 3, "batch_size": 64},
+        "eval_rows": 100, "grid": 3, "margin": 0.2, "top_k": 2,
+        "lanczos": {"max_steps": 6}, "slq": {"probes": 1, "steps": 4}, "trace_products": 6, "hvp_step": 0.01, "threads": 1
+    });
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-landscape").unwrap();
+    let mut ctx =
+        RunContext::new("m7-landscape", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (exp("aerosol.m7_landscape").run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    for v in s["variants"].as_array().unwrap() {
+        assert_eq!(v["top_eigenvalues"].as_array().unwrap().len(), 2);
+        assert_eq!(v["trajectory"].as_array().unwrap().len(), 4, "initial point + one per epoch");
+    }
+    assert!(ctx.dir.path().join("completion_pca_contour.png").exists());
+}
+
+#[test]
+fn scores_match_hand_computation() {
+    let r2 = [0.5, -3.0, 1.0, 0.25];
+    assert!((hpo::Score::R2Mean.of(&r2) - (-1.25 / 4.0)).abs() < 1e-15);
+    assert!((hpo::Score::R2ClippedMean.of(&r2) - (1.75 / 4.0)).abs() < 1e-15);
+}
+
+/// Runs `configs/<EM_CONFIG>.json` (quick when `EM_QUICK=1`, `EM_SET` = `;`-separated
+/// `--set` overrides) into `runs/` (measurements, not a unit test; `cargo xtask experiment` does
+/// the same): `EM_CONFIG=m7-hpo EM_QUICK=1 cargo test --workspace --release -- --ignored run_config`
+#[test]
+#[ignore]
+fn run_config() {
+    use gradlab_core::experiment::{ExperimentConfig, RunContext};
+    let name = std::env::var("EM_CONFIG").expect("EM_CONFIG");
+    let quick = std::env::var("EM_QUICK").is_ok_and(|v| v == "1");
+    let sets: Vec<String> = std::env::var("EM_SET")
+        .map(|s| s.split(';').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    let file = root().join(format!("configs/{name}.json"));
+    let cfg = ExperimentConfig::load(&file).unwrap();
+    let params = cfg.resolve(quick, &sets).unwrap();
+    let dir = gradlab_core::run::RunDir::create(root().join("runs"), &name).unwrap();
+    eprintln!("run dir {}", dir.path().display());
+    let mut ctx = RunContext::new(&name, &file, &cfg.entry, params, quick, true, dir).unwrap();
+    (exp(&cfg.entry).run)(&mut ctx).unwrap();
+}
+
+#[test]
+fn emulator_experiments_run_end_to_end_at_a_tiny_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let params = serde_json::json!({
+        "seed": 1,
+        "data": {"samples": 400, "sampler": {"spinup_steps": [1, 3]}},
+        "emulator": {"hidden": [16]},
+        "variants": [{"name": "completion", "head": "completion"}, {"name": "correction", "head": "correction"}],
+        "train": {"epochs": 2, "batch_size": 64},
+        "rollout": {"cells": 20, "steps": 3},
+        "scatter_points": 50
+    });
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-emulator").unwrap();
+    let mut ctx = RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (exp("aerosol.m7_emulator").run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    let v = &s["variants"];
+    // Completion closes the budgets on real box-model data; correction leaves nothing negative.
+    for k in 0..4 {
+        assert!(v[0]["test"]["mass_max"][k].as_f64().unwrap() < 1e-5, "{}", v[0]["test"]["mass_max"]);
+    }
+    assert_eq!(v[1]["test"]["negative_fraction"].as_f64().unwrap(), 0.0);
+    assert_eq!(v[1]["rollout"][2]["negative_fraction"].as_f64().unwrap(), 0.0);
+    assert!(ctx.dir.path().join("report.md").exists() && ctx.dir.path().join("scatter_number.png").exists());
+    assert!(Emulator::load(ctx.dir.path().join("models/completion")).is_ok());
+
+    let params = serde_json::json!({"seed": 0, "pool_cells": 50, "batch_sizes": [64, 200], "repeats": 1,
+        "emulator": {"hidden": [8]}, "sampler": {"spinup_steps": [1, 2]}});
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-speed").unwrap();
+    let mut ctx = RunContext::new("m7-speed", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+    (exp("aerosol.m7_speed").run)(&mut ctx).unwrap();
+    let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    assert!(s["rows"][1]["speedup_cpu"].as_f64().unwrap() > 0.0);
+}
+
+/// Diagnosis of the near-always-zero columns: re-samples the quick data and
+/// prints, per output, train/test statistics, the R² by hand and the share of the squared error
+/// from the rows whose true tendency is zero. `EM_RUN=runs/m7-emulator/<ts> cargo test --workspace
+/// --release -- --ignored diagnose_columns --nocapture`
+#[test]
+#[ignore]
+fn diagnose_columns() {
+    let run = root().join(std::env::var("EM_RUN").expect("EM_RUN"));
+    let cfg: serde_json::Value = gradlab_core::io::read_json(&run.join("config.json")).unwrap();
+    let params = cfg.get("params").cloned().unwrap_or(cfg.clone());
+    let p: emulator::EmulatorParams = serde_json::from_value(params).unwrap();
+    let d = load_data(&p.data, p.seed).unwrap();
+    let variants: Vec<String> =
+        std::env::var("EM_VARIANTS").unwrap_or("plain".into()).split(',').map(String::from).collect();
+    let cols: Vec<usize> =
+        std::env::var("EM_COLS").unwrap_or("7,11,20,6,13".into()).split(',').map(|s| s.parse().unwrap()).collect();
+    let stats = |c: ndarray::ArrayView1<f32>| {
+        let v: Vec<f64> = c.iter().map(|&x| x as f64).collect();
+        let n = v.len() as f64;
+        let m = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
+        let nz = v.iter().filter(|&&x| x != 0.0).count() as f64 / n;
+        let mx = v.iter().fold(0f64, |a, &x| a.max(x.abs()));
+        let mut s: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+        s.sort_by(f64::total_cmp);
+        let q = |f: f64| s[((n - 1.0) * f) as usize];
+        let kurt = v.iter().map(|x| ((x - m) / sd).powi(4)).sum::<f64>() / n;
+        format!(
+            "mean {m:.3e} sd {sd:.3e} nonzero {nz:.4} max|v| {mx:.3e} |v| q50 {:.2e} q99 {:.2e} q999 {:.2e} kurt {kurt:.1}",
+            q(0.5),
+            q(0.99),
+            q(0.999)
+        )
+    };
+    for &j in &cols {
+        eprintln!("col {j} train: {}", stats(d.train.t.column(j)));
+        eprintln!("col {j} test : {}", stats(d.test.t.column(j)));
+    }
+    for name in variants {
+        let em = Emulator::load(run.join("models").join(&name)).unwrap();
+        let pred = em.predict(&d.test.x.view()).unwrap();
+        let means = species_means(&d.train.x.view()).unwrap();
+        let e = evaluate(&d.test.x.view(), &d.test.t.view(), &pred.view(), d.dt, &means).unwrap();
+        eprintln!("== {name}: r2_mean {:.4}", e.r2_mean);
+        for &j in &cols {
+            let t: Vec<f64> = d.test.t.column(j).iter().map(|&x| x as f64).collect();
+            let pr: Vec<f64> = pred.column(j).iter().map(|&x| x as f64).collect();
+            let n = t.len() as f64;
+            let m = t.iter().sum::<f64>() / n;
+            let sst: f64 = t.iter().map(|x| (x - m).powi(2)).sum();
+            let sse: f64 = t.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).sum();
+            let sse_zero: f64 = t.iter().zip(&pr).filter(|(a, _)| **a == 0.0).map(|(a, b)| (a - b).powi(2)).sum();
+            let mut errs: Vec<f64> = t.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).collect();
+            errs.sort_by(|a, b| b.total_cmp(a));
+            let top10: f64 = errs.iter().take(10).sum();
+            eprintln!(
+                "  col {j}: R² hand {:.4} metric {:.4}; SSE {sse:.3e} SST {sst:.3e}; SSE from true-zero rows {:.3}; top-10 rows {:.3}; pred: {}",
+                1.0 - sse / sst,
+                e.r2[j],
+                sse_zero / sse,
+                top10 / sse,
+                stats(pred.column(j))
+            );
+        }
+    }
+}
