@@ -10,8 +10,8 @@
 //! - the top Hessian eigenvalues (Lanczos) and the spectral density (SLQ) over all parameters,
 //!   and the Hutch++ trace — to see whether the hard mass constraint changes the curvature.
 //!
-//! One seed per run: `seed` draws the data; the initialisation, the shuffling, the Lanczos start,
-//! the SLQ probes and the Hutch++ probes are derived from it (a non-zero `train.seed`,
+//! One seed per run: `seed` draws the data; the initialisation, the shuffling and the spectrum's
+//! Lanczos start, SLQ and Hutch++ probes are derived from it (a non-zero `train.seed`,
 //! `lanczos.seed` or `slq.seed` is refused).
 
 use crate::emulator::data::{DataParams, Splits, load_data};
@@ -20,154 +20,73 @@ use crate::emulator::variant::variant_configs;
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorData, Variant};
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use gradlab_core::data::array_to_tensor;
 use gradlab_core::experiment::{ExperimentResult, RunContext};
 use gradlab_core::observe::TrajectoryObserver;
-use gradlab_core::params::{read_grads_f64, read_params_f64, write_params_f64};
+use gradlab_core::params::read_params_f64;
 use gradlab_core::report::{Report, fmt_num};
-use gradlab_core::rng::{derive_seed, stream_rng};
+use gradlab_core::rng::derive_seed;
 use gradlab_core::train::TrainConfig;
 use gradlab_landscape::directions::{Pca, pca_directions};
-use gradlab_landscape::hessian::{HessianOperator, HvpMethod};
-use gradlab_landscape::lanczos::{LanczosConfig, Which, lanczos};
+use gradlab_landscape::hessian::HvpMethod;
+use gradlab_landscape::lanczos::LanczosConfig;
 use gradlab_landscape::output::{plot_contour, plot_density, plot_surface3d, save_surface};
-use gradlab_landscape::slq::{SlqConfig, slq};
+use gradlab_landscape::slq::SlqConfig;
 use gradlab_landscape::surface::{Axis, SurfaceOptions, TrajectoryPoint, evaluate_surface, project_trajectory};
-use gradlab_landscape::trace::hutch_pp;
-use gradlab_landscape::{Objective, Replicate};
+use gradlab_landscape::{Objective, Spectrum, SpectrumConfig, VarMapObjective, spectrum};
 use ndarray::{Array2, Axis as NdAxis};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Stream of the run's seed for the Lanczos start vector.
-const LANCZOS_STREAM: u64 = 0x1A2C;
-/// Stream of the run's seed for the SLQ probes.
-const SLQ_STREAM: u64 = 0x5109;
-/// Stream of the run's seed for the Hutch++ probes.
-const HUTCH_STREAM: u64 = 0x4C77;
+/// Stream of the run's seed for the spectrum (Lanczos start, SLQ and Hutch++ probes).
+const SPECTRUM_STREAM: u64 = 0x5BEC;
 
 /// One fixed batch: inputs, encoded targets, sign labels (log+sign output), weight.
 type Batch = (Tensor, Tensor, Option<Tensor>, f64);
 
-/// The emulator's training loss on fixed rows as a landscape [`Objective`].
-pub struct EmulatorObjective {
-    em: Emulator,
+/// The emulator's training loss (head included) on fixed rows as a landscape objective.
+pub type EmulatorObjective = VarMapObjective<Emulator>;
+
+/// An emulator built like [`Emulator::new`]`(cfg, dt, train, seed)` (normalisers fitted on
+/// `train`) whose loss is evaluated on `rows` of `train`, in batches of `batch` rows weighted by
+/// their share of the rows.
+pub fn emulator_objective(
     cfg: EmulatorConfig,
     dt: f64,
-    seed: u64,
     train: Arc<EmulatorData>,
-    batches: Arc<Vec<Batch>>,
-}
-
-impl std::fmt::Debug for EmulatorObjective {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmulatorObjective")
-            .field("params", &self.em.parameters())
-            .field("batches", &self.batches.len())
-            .finish()
+    seed: u64,
+    rows: &[usize],
+    batch: usize,
+) -> Result<EmulatorObjective> {
+    if rows.is_empty() || batch == 0 {
+        return Err(Error::invalid("landscape rows / batch", format!("{} / {batch}", rows.len()), "both ≥ 1"));
     }
-}
-
-impl EmulatorObjective {
-    /// An emulator built like [`Emulator::new`]`(cfg, dt, train, seed)` (normalisers fitted on
-    /// `train`) whose loss is evaluated on `rows` of `train`, in batches of `batch` rows.
-    pub fn new(
-        cfg: EmulatorConfig,
-        dt: f64,
-        train: Arc<EmulatorData>,
-        seed: u64,
-        rows: &[usize],
-        batch: usize,
-    ) -> Result<Self> {
-        if rows.is_empty() || batch == 0 {
-            return Err(Error::invalid("landscape rows / batch", format!("{} / {batch}", rows.len()), "both ≥ 1"));
-        }
+    let dev = Device::Cpu;
+    let em = Emulator::new(cfg.clone(), dt, &train, seed, &dev)?;
+    let sub = train.rows(rows);
+    let (target, labels) = em.encode_targets(&sub.t.view())?;
+    let mut batches: Vec<Batch> = Vec::new();
+    let n = rows.len();
+    for s in (0..n).step_by(batch) {
+        let e = (s + batch).min(n);
+        let idx: Vec<usize> = (s..e).collect();
+        let t = |a: &Array2<f32>| array_to_tensor(&a.select(NdAxis(0), &idx).view(), &dev);
+        let l = labels.as_ref().map(t).transpose()?;
+        batches.push((t(&sub.x)?, t(&target)?, l, (e - s) as f64 / n as f64));
+    }
+    let weights = batches.iter().map(|b| b.3).collect();
+    let build = move || -> Result<(Emulator, VarMap)> {
         let em = Emulator::new(cfg.clone(), dt, &train, seed, &Device::Cpu)?;
-        let sub = train.rows(rows);
-        let (target, labels) = em.encode_targets(&sub.t.view())?;
-        let dev = Device::Cpu;
-        let mut batches = Vec::new();
-        let n = rows.len();
-        let mut s = 0;
-        while s < n {
-            let e = (s + batch).min(n);
-            let idx: Vec<usize> = (s..e).collect();
-            let t = |a: &Array2<f32>| array_to_tensor(&a.select(NdAxis(0), &idx).view(), &dev);
-            let l = match &labels {
-                Some(l) => Some(t(l)?),
-                None => None,
-            };
-            batches.push((t(&sub.x)?, t(&target)?, l, (e - s) as f64 / n as f64));
-            s = e;
-        }
-        Ok(EmulatorObjective { em, cfg, dt, seed, train, batches: Arc::new(batches) })
-    }
-
-    /// The emulator (holds the parameters of the last evaluation).
-    pub fn emulator(&self) -> &Emulator {
-        &self.em
-    }
-
-    fn set(&self, theta: &[f64]) -> gradlab_landscape::Result<()> {
-        if theta.len() != self.dim() {
-            return Err(gradlab_landscape::Error::LengthMismatch {
-                what: "theta",
-                expected: self.dim(),
-                got: theta.len(),
-            });
-        }
-        Ok(write_params_f64(self.em.varmap(), theta)?)
-    }
-}
-
-impl Objective for EmulatorObjective {
-    fn dim(&self) -> usize {
-        self.em.parameters()
-    }
-    fn loss(&mut self, theta: &[f64]) -> gradlab_landscape::Result<f64> {
-        self.set(theta)?;
-        let mut s = 0.0;
-        for (x, t, l, w) in self.batches.iter() {
-            let v = self.em.loss(x, t, l.as_ref())?;
-            s += w * v.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        }
-        Ok(s)
-    }
-    fn loss_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> gradlab_landscape::Result<f64> {
-        self.set(theta)?;
-        if grad.len() != self.dim() {
-            return Err(gradlab_landscape::Error::LengthMismatch {
-                what: "grad",
-                expected: self.dim(),
-                got: grad.len(),
-            });
-        }
-        grad.fill(0.0);
-        let mut s = 0.0;
-        for (x, t, l, w) in self.batches.iter() {
-            let v = self.em.loss(x, t, l.as_ref())?.to_dtype(candle_core::DType::F64)?.affine(*w, 0.0)?;
-            s += v.to_scalar::<f64>()?;
-            let g = read_grads_f64(self.em.varmap(), &v.backward()?)?;
-            grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
-        }
-        Ok(s)
-    }
-}
-
-impl Replicate for EmulatorObjective {
-    fn replicate(&self) -> gradlab_landscape::Result<Self> {
-        let em = Emulator::new(self.cfg.clone(), self.dt, &self.train, self.seed, &Device::Cpu)?;
-        write_params_f64(em.varmap(), &read_params_f64(self.em.varmap())?)?;
-        Ok(EmulatorObjective {
-            em,
-            cfg: self.cfg.clone(),
-            dt: self.dt,
-            seed: self.seed,
-            train: self.train.clone(),
-            batches: self.batches.clone(),
-        })
-    }
+        let vm = em.varmap().clone();
+        Ok((em, vm))
+    };
+    let loss = move |em: &Emulator, i: usize| -> Result<Tensor> {
+        let (x, t, l, _) = &batches[i];
+        em.loss(x, t, l.as_ref())
+    };
+    Ok(VarMapObjective::new(build, loss, weights)?)
 }
 
 /// Parameters of `m7-landscape`.
@@ -194,9 +113,9 @@ pub struct LandscapeParams {
     pub margin: f64,
     /// Top eigenvalues.
     pub top_k: usize,
-    /// Lanczos (`lanczos.seed` is derived from `seed`).
+    /// Lanczos (`lanczos.seed` must be 0: derived from `seed`).
     pub lanczos: LanczosConfig,
-    /// SLQ (`slq.seed` is derived from `seed`).
+    /// SLQ (`slq.seed` must be 0: derived from `seed`).
     pub slq: SlqConfig,
     /// Hutch++ matrix-vector products.
     pub trace_products: usize,
@@ -208,8 +127,8 @@ pub struct LandscapeParams {
 }
 
 impl LandscapeParams {
-    /// Checks the settings and fills in the derived seeds.
-    fn checked(mut self) -> Result<Self> {
+    /// Checks the settings.
+    fn checked(self) -> Result<Self> {
         if self.grid < 3 || self.eval_rows == 0 || self.top_k == 0 || !(self.hvp_step > 0.0) {
             return Err(Error::invalid(
                 "grid / eval_rows / top_k / hvp_step",
@@ -219,9 +138,21 @@ impl LandscapeParams {
         }
         Error::check_derived_seed("lanczos.seed", self.lanczos.seed)?;
         Error::check_derived_seed("slq.seed", self.slq.seed)?;
-        self.lanczos.seed = derive_seed(self.seed, LANCZOS_STREAM);
-        self.slq.seed = derive_seed(self.seed, SLQ_STREAM);
+        self.spectrum_config().check()?;
         Ok(self)
+    }
+
+    /// What [`spectrum`] computes: top eigenvalues, Hutch++ trace, SLQ density, HVPs by central
+    /// differences of gradients.
+    fn spectrum_config(&self) -> SpectrumConfig {
+        SpectrumConfig {
+            hvp: HvpMethod::FiniteDifference { h: self.hvp_step },
+            top_k: self.top_k,
+            lanczos: self.lanczos.clone(),
+            trace_products: self.trace_products,
+            slq: self.slq.clone(),
+            ..Default::default()
+        }
     }
 }
 
@@ -242,9 +173,7 @@ struct Plane {
 
 /// Curvature at the trained point.
 struct Curvature {
-    eig: gradlab_landscape::lanczos::Eigenpairs,
-    range: (f64, f64),
-    trace: gradlab_landscape::trace::TraceEstimate,
+    spectrum: Spectrum,
     hvps: usize,
     seconds: f64,
 }
@@ -273,7 +202,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         let ck = ctx.dir.subdir(&format!("checkpoints/{}", v.name))?;
         let trained = train_with_trajectory(cfg, &data, &train_cfg, init_seed, &ck)?;
         let centre = read_params_f64(trained.em.varmap())?;
-        let mut obj = EmulatorObjective::new(trained.cfg.clone(), data.dt, train.clone(), init_seed, &rows, 4096)?;
+        let mut obj = emulator_objective(trained.cfg.clone(), data.dt, train.clone(), init_seed, &rows, 4096)?;
         let plane = pca_plane(ctx, &p, &v.name, &mut obj, &centre, &trained.trajectory)?;
         let curv = curvature(ctx, &p, &v.name, &mut obj, &centre)?;
         let loss_c = obj.loss(&centre)?;
@@ -350,38 +279,29 @@ fn curvature(
     centre: &[f64],
 ) -> Result<Curvature> {
     let th = Instant::now();
-    let method = HvpMethod::FiniteDifference { h: p.hvp_step };
-    let (eig, quad, trace, hvps) = {
-        let mut op = HessianOperator::new(obj, centre, method)?;
-        let eig = lanczos(&mut op, p.top_k, Which::Largest, &p.lanczos)?;
-        let quad = slq(&mut op, &p.slq)?;
-        let trace = hutch_pp(&mut op, p.trace_products, &mut stream_rng(p.seed, HUTCH_STREAM))?;
-        (eig, quad, trace, op.products)
-    };
-    let (lo, hi) = quad.range();
-    let width = (hi - lo).max(1e-12);
-    let grid: Vec<f64> = (0..=400).map(|i| lo - 0.05 * width + 1.1 * width * i as f64 / 400.0).collect();
-    let density = quad.density(&grid, 0.01 * width)?;
+    let sp = spectrum(obj, centre, &p.spectrum_config(), derive_seed(p.seed, SPECTRUM_STREAM))?;
     plot_density(
         &ctx.dir.file(&format!("{name}_spectrum"))?,
         &format!("{name}: Hessian eigenvalue density (SLQ)"),
-        &grid,
-        &density,
-        &eig.values,
+        &sp.grid,
+        &sp.density,
+        &sp.top.values,
     )?;
-    Ok(Curvature { eig, range: (lo, hi), trace, hvps, seconds: th.elapsed().as_secs_f64() })
+    let hvps = sp.lanczos_cost.products + sp.trace_cost.products + sp.slq_cost.products;
+    Ok(Curvature { spectrum: sp, hvps, seconds: th.elapsed().as_secs_f64() })
 }
 
 fn table_row(name: &str, t: &Trained, plane: &Plane, c: &Curvature, loss_c: f64) -> Vec<String> {
+    let trace = c.spectrum.trace.as_ref();
     let gap = plane.trajectory.iter().map(|t| (t.loss_real - t.loss_projected).abs()).fold(0.0, f64::max);
     let ev = &plane.pca.explained_variance_ratio;
     vec![
         name.to_string(),
         format!("{:?}", t.cfg.head),
         fmt_num(loss_c, 5),
-        c.eig.values.iter().map(|x| fmt_num(*x, 4)).collect::<Vec<_>>().join(", "),
-        format!("{} ± {}", fmt_num(c.trace.trace, 4), fmt_num(c.trace.std_error, 3)),
-        format!("[{}, {}]", fmt_num(c.range.0, 4), fmt_num(c.range.1, 4)),
+        c.spectrum.top.values.iter().map(|x| fmt_num(*x, 4)).collect::<Vec<_>>().join(", "),
+        trace.map_or("—".into(), |t| format!("{} ± {}", fmt_num(t.trace, 4), fmt_num(t.std_error, 3))),
+        format!("[{}, {}]", fmt_num(c.spectrum.range.0, 4), fmt_num(c.spectrum.range.1, 4)),
         format!("{:.1} / {:.1}", 100.0 * ev[0], 100.0 * ev.get(1).copied().unwrap_or(0.0)),
         fmt_num(gap, 4),
         format!("{:.0} / {:.0}", t.train_s, c.seconds),
@@ -390,9 +310,9 @@ fn table_row(name: &str, t: &Trained, plane: &Plane, c: &Curvature, loss_c: f64)
 
 fn summary_entry(name: &str, t: &Trained, plane: &Plane, c: &Curvature, loss_c: f64) -> serde_json::Value {
     serde_json::json!({
-        "variant": name, "head": t.cfg.head, "loss_at_centre": loss_c, "top_eigenvalues": c.eig.values,
-        "lanczos_converged": c.eig.converged, "residuals": c.eig.residuals, "trace": c.trace,
-        "slq_range": [c.range.0, c.range.1], "pca_explained": plane.pca.explained_variance_ratio, "hvps": c.hvps,
+        "variant": name, "head": t.cfg.head, "loss_at_centre": loss_c, "top_eigenvalues": c.spectrum.top.values,
+        "lanczos_converged": c.spectrum.top.converged, "residuals": c.spectrum.top.residuals, "trace": c.spectrum.trace,
+        "slq_range": [c.spectrum.range.0, c.spectrum.range.1], "pca_explained": plane.pca.explained_variance_ratio, "hvps": c.hvps,
         "trajectory": plane.trajectory.iter().map(|t| serde_json::json!({"coords": t.projection.coords, "loss_real": t.loss_real, "loss_projected": t.loss_projected})).collect::<Vec<_>>(),
         "val_losses": t.val_losses, "train_s": t.train_s, "hessian_s": c.seconds,
     })

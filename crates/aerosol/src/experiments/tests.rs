@@ -2,7 +2,7 @@
 //! every experiment end to end at a tiny scale.
 
 use super::hpo::{EvalRecord, Policy, best_so_far, run_policy};
-use super::landscape::EmulatorObjective;
+use super::landscape::emulator_objective;
 use super::*;
 use crate::emulator::Emulator;
 use crate::emulator::data::{DataParams, Splits, load_data};
@@ -162,13 +162,26 @@ fn policies_respect_budgets_and_resume_exactly() {
         assert!(best.windows(2).all(|w| w[1] >= w[0]));
         assert!(*best.last().unwrap() <= -0.397887 + 1e-9);
     }
-    // the BO policies beat random search on Branin within 14 evaluations (same seed)
-    let run = |p: Policy| {
-        let d = tempfile::tempdir().unwrap();
-        *best_so_far(&run_policy(&p, &space, &cfg, 14, 4, d.path(), f).unwrap()).last().unwrap()
-    };
-    let bo = run(Policy::Bo { lag: LagPolicy::Every(1) });
-    assert!(bo > -3.0, "classic BO best {bo}");
+    // BO beats random search on Branin within 14 evaluations. One seed decides little here (4
+    // initial points, then two batches of 4: the best of seed 3 is −6.4 for BO and −0.6 for
+    // random), so the check is over 24 seeds: the median best of BO is above −3 (measured
+    // −2.28, random −4.09) and BO is ahead of random on most seeds (measured 17 of 24).
+    let (mut bo, mut random, mut ahead) = (Vec::new(), Vec::new(), 0);
+    for seed in 0..24 {
+        let cfg = StudyConfig { seed, ..cfg.clone() };
+        let run = |p: Policy| {
+            let d = tempfile::tempdir().unwrap();
+            *best_so_far(&run_policy(&p, &space, &cfg, 14, 4, d.path(), f).unwrap()).last().unwrap()
+        };
+        let (b, r) = (run(Policy::Bo { lag: LagPolicy::Every(1) }), run(Policy::Random));
+        ahead += usize::from(b > r);
+        bo.push(b);
+        random.push(r);
+    }
+    bo.sort_by(f64::total_cmp);
+    random.sort_by(f64::total_cmp);
+    assert!(bo[12] > -3.0, "median best of classic BO {} (random {})", bo[12], random[12]);
+    assert!(ahead >= 15, "BO ahead of random search on {ahead} of 24 seeds");
     // failures are recorded as NaN and not counted as best
     let d = tempfile::tempdir().unwrap();
     let bad = |pt: &Point, id: u64| -> Result<f64> {
@@ -223,9 +236,9 @@ fn emulator_objective_gradient_matches_finite_differences() {
     for head in [HeadKind::Plain, HeadKind::Completion] {
         let cfg = EmulatorConfig { hidden: vec![8], head, ..Default::default() };
         // two batches of 40 + 20 rows == one batch of 60 rows
-        let mut obj = EmulatorObjective::new(cfg.clone(), d.dt, train.clone(), 1, &rows, 40).unwrap();
-        let mut one = EmulatorObjective::new(cfg, d.dt, train.clone(), 1, &rows, 60).unwrap();
-        let theta = gradlab_core::params::read_params_f64(obj.emulator().varmap()).unwrap();
+        let mut obj = emulator_objective(cfg.clone(), d.dt, train.clone(), 1, &rows, 40).unwrap();
+        let mut one = emulator_objective(cfg, d.dt, train.clone(), 1, &rows, 60).unwrap();
+        let theta = gradlab_core::params::read_params_f64(obj.varmap()).unwrap();
         let l = obj.loss(&theta).unwrap();
         assert!((l - one.loss(&theta).unwrap()).abs() < 1e-5 * l.abs().max(1.0), "batch weighting");
         let mut g = vec![0.0; obj.dim()];

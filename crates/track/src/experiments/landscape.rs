@@ -15,7 +15,9 @@ use gradlab_core::params::read_params_f64;
 use gradlab_core::plot::{HeatMap, LinePlot, Mark};
 use gradlab_core::report::{Report, fmt_num};
 use gradlab_core::rng::derive_seed;
+use gradlab_landscape::SpectrumConfig;
 use gradlab_landscape::connectivity::BezierConfig;
+use gradlab_landscape::hessian::HvpMethod;
 use gradlab_landscape::lanczos::LanczosConfig;
 use gradlab_landscape::output::plot_density;
 use gradlab_landscape::slq::SlqConfig;
@@ -384,13 +386,17 @@ fn path_figure(ctx: &RunContext, st: &Study, name: &str) -> Result<()> {
 fn analyse_curvature(ctx: &RunContext, p: &Params, m: &Measures, name: &str, s: &Solution) -> Result<CurvatureRow> {
     let a = &p.analysis;
     let spectrum_seed = derive_seed(derive_seed(p.seed, STREAM_SPECTRUM), s.seed);
-    let lanczos = LanczosConfig { seed: spectrum_seed, ..a.lanczos.clone() };
-    let slq = SlqConfig { seed: spectrum_seed, ..a.slq.clone() };
-    let settings = CurvatureSettings {
+    let spectrum = SpectrumConfig {
+        hvp: HvpMethod::FiniteDifference { h: a.hvp_step },
         top_k: a.top_k,
-        lanczos: &lanczos,
-        slq: &slq,
-        hvp_step: a.hvp_step,
+        lanczos: a.lanczos.clone(),
+        trace_products: 0,
+        slq: a.slq.clone(),
+        ..Default::default()
+    };
+    let settings = CurvatureSettings {
+        spectrum: &spectrum,
+        seed: spectrum_seed,
         points: a.slice.points,
         range: a.slice.range,
         surface: SurfaceOptions { threads: a.threads, progress: !ctx.quiet, ..Default::default() },

@@ -4,15 +4,13 @@
 use std::sync::Arc;
 
 use gradlab_landscape::connectivity::{Bezier, BezierConfig, PathProfile, linear_path, train_bezier};
-use gradlab_landscape::hessian::{HessianOperator, HvpMethod};
-use gradlab_landscape::lanczos::{LanczosConfig, Which, lanczos};
-use gradlab_landscape::slq::{SlqConfig, slq};
 use gradlab_landscape::surface::{Axis, Surface, SurfaceOptions, evaluate_surface};
+use gradlab_landscape::{SpectrumConfig, Subspace, spectrum};
 use serde::{Deserialize, Serialize};
 
 use super::activations::stacked_activations;
 use super::found_tracks;
-use super::objective::{Measure, Subspace, TrackObjective};
+use super::objective::{Measure, TrackObjective};
 use super::similarity::{Disagreement, binary_disagreement, correctness_disagreement, linear_cka};
 use crate::error::Result;
 use crate::gnn::GnnConfig;
@@ -147,14 +145,10 @@ pub fn instability(m: &mut Measures, a: &[f64], b: &[f64]) -> Result<Instability
 /// Settings of the curvature of a solution.
 #[derive(Debug, Clone)]
 pub struct CurvatureSettings<'a> {
-    /// Top eigenvalues (≥ 2; the top 2 span the slices).
-    pub top_k: usize,
-    /// Lanczos settings.
-    pub lanczos: &'a LanczosConfig,
-    /// SLQ settings.
-    pub slq: &'a SlqConfig,
-    /// Finite-difference step of the Hessian-vector products.
-    pub hvp_step: f64,
+    /// Top eigenvalues (`top_k` ≥ 2: the top 2 span the slices), SLQ density, HVP method.
+    pub spectrum: &'a SpectrumConfig,
+    /// The seed of the spectrum's Lanczos start and SLQ probes.
+    pub seed: u64,
     /// Points per slice axis.
     pub points: usize,
     /// Each slice axis spans `[−range, range]`.
@@ -184,28 +178,32 @@ pub struct Curvature {
     pub purity: Surface,
 }
 
-/// Hessian of the BCE loss over the trainable parameters at `theta` (Lanczos top eigenvalues,
-/// SLQ density), and the loss and purity slices along its top-2 eigenvectors.
+/// Hessian of the BCE loss over the trainable parameters at `theta` ([`spectrum`]: Lanczos top
+/// eigenvalues, SLQ density), and the loss and purity slices along its top-2 eigenvectors.
 pub fn curvature(m: &Measures, theta: &[f64], s: &CurvatureSettings<'_>) -> Result<Curvature> {
-    let index: Vec<usize> = (0..theta.len()).filter(|&i| !m.bce.buffers()[i]).collect();
-    let mut sub = Subspace::new(m.bce.with_measure(Measure::Bce)?, theta.to_vec(), index)?;
+    if s.spectrum.top_k < 2 {
+        return Err(crate::error::Error::invalid("top_k", s.spectrum.top_k, "≥ 2 (the top two span the slices)"));
+    }
+    let bce = m.bce.with_measure(Measure::Bce)?;
+    let index = bce.trainable_indices();
+    let mut sub = Subspace::new(bce, theta.to_vec(), index)?;
     let phi = sub.restrict(theta);
-    let method = HvpMethod::FiniteDifference { h: s.hvp_step };
-    let (eig, hvps, quad) = {
-        let mut op = HessianOperator::new(&mut sub, &phi, method)?;
-        let eig = lanczos(&mut op, s.top_k, Which::Largest, s.lanczos)?;
-        let quad = slq(&mut op, s.slq)?;
-        (eig, op.products, quad)
-    };
-    let (lo, hi) = quad.range();
-    let width = (hi - lo).max(1e-12);
-    let grid: Vec<f64> = (0..=400).map(|i| lo - 0.05 * width + 1.1 * width * i as f64 / 400.0).collect();
-    let density = quad.density(&grid, 0.01 * width)?;
-    let d1 = sub.embed_direction(&eig.vectors[0]);
-    let d2 = sub.embed_direction(&eig.vectors[1]);
+    let sp = spectrum(&mut sub, &phi, s.spectrum, s.seed)?;
+    let d1 = sub.embed_direction(&sp.top.vectors[0]);
+    let d2 = sub.embed_direction(&sp.top.vectors[1]);
     let ax = Axis::new(-s.range, s.range, s.points)?;
     let own = m.hamming.with_measure(m.own.clone())?;
     let loss = evaluate_surface(&own, theta, &[&d1, &d2], ax, Some(ax), &s.surface)?;
     let purity = evaluate_surface(&m.purity, theta, &[&d1, &d2], ax, Some(ax), &s.surface)?;
-    Ok(Curvature { top: eig.values, converged: eig.converged, hvps, slq_range: (lo, hi), grid, density, loss, purity })
+    let hvps = sp.lanczos_cost.products + sp.trace_cost.products + sp.slq_cost.products;
+    Ok(Curvature {
+        top: sp.top.values,
+        converged: sp.top.converged,
+        hvps,
+        slq_range: sp.range,
+        grid: sp.grid,
+        density: sp.density,
+        loss,
+        purity,
+    })
 }

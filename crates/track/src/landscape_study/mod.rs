@@ -4,14 +4,15 @@
 //!
 //! - [`objective`]: the network on fixed frames as a [`gradlab_landscape::Objective`]
 //!   ([`objective::TrackObjective`]: Hamming loss through the blackbox gradient, BCE, track
-//!   purity, edge TPR) and its restriction to the trainable parameters
-//!   ([`objective::Subspace`]);
+//!   purity, edge TPR; a [`gradlab_landscape::VarMapObjective`] with the BatchNorm statistics
+//!   frozen), restricted to the trainable parameters for curvature with
+//!   [`gradlab_landscape::Subspace`];
 //! - [`analysis`]: for a pair of solutions, **mode connectivity** (Hamming loss and edge TPR
 //!   along the straight line and along trained quadratic Bézier curves,
 //!   [`gradlab_landscape::connectivity`]) and **prediction instability** (min–max normalised
 //!   disagreement of edge assignments and of reconstructed tracks, linear CKA of every module's
-//!   activations); for one solution, **curvature**: top Hessian eigenvalues by Lanczos, the
-//!   spectral density by SLQ of the BCE loss over the trainable parameters (the Hamming loss is
+//!   activations); for one solution, **curvature** ([`gradlab_landscape::spectrum`]): top
+//!   Hessian eigenvalues by Lanczos, the spectral density by SLQ of the BCE loss over the trainable parameters (the Hamming loss is
 //!   piecewise constant, its Hessian is zero almost everywhere), and 2-D slices of the training
 //!   loss and of the track purity along the top-2 eigenvectors;
 //! - [`similarity`]: the disagreement measures and CKA; [`activations`]: per-module

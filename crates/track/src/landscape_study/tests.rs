@@ -5,7 +5,7 @@ use gradlab_landscape::Objective;
 use rand::Rng;
 
 use super::activations::{MODULES, activations};
-use super::objective::{Measure, Subspace, TrackObjective, buffer_mask};
+use super::objective::{Measure, TrackObjective, is_buffer};
 use super::*;
 use crate::gnn::GnnConfig;
 use crate::graph::GraphConfig;
@@ -13,6 +13,7 @@ use crate::sim::Frame;
 use crate::test_fixtures::toy_frame;
 use crate::tracks::{TrackFilter, evaluate, oracle_selection};
 use crate::training::{FrameData, Model, prepare};
+use gradlab_landscape::Subspace;
 
 fn cfg() -> GnnConfig {
     GnnConfig { angle_encoding_dim: 8, ..Default::default() }
@@ -29,7 +30,7 @@ fn random_theta(obj: &TrackObjective, seed: u64) -> Vec<f64> {
     let mut theta = read_params_f64(&m.vm).unwrap();
     let mut rng = gradlab_core::rng::rng(seed);
     for (t, b) in theta.iter_mut().zip(obj.buffers()) {
-        if *b {
+        if b {
             *t = rng.random_range(0.5..1.5); // running mean/var away from 0/1
         } else {
             *t += rng.random_range(-0.1..0.1);
@@ -74,7 +75,7 @@ fn objective_gradient_matches_finite_differences_and_ignores_buffers() {
     let mut g = vec![0.0; obj.dim()];
     let l = obj.loss_grad(&theta, &mut g).unwrap();
     assert!((l - obj.loss(&theta).unwrap()).abs() < 1e-6);
-    let buffers = obj.buffers().to_vec();
+    let buffers = obj.buffers();
     assert!(buffers.iter().any(|b| *b) && buffers.iter().any(|b| !*b));
     assert!(g.iter().zip(&buffers).all(|(gi, b)| !b || *gi == 0.0), "running statistics must get no gradient");
     // directional derivative along a random trainable direction (f32 model: loose tolerance)
@@ -100,7 +101,9 @@ fn subspace_restricts_values_and_gradients() {
     let obj = TrackObjective::new(&cfg(), fr, Measure::Bce).unwrap();
     let theta = random_theta(&obj, 3);
     let mut full = obj.with_measure(Measure::Bce).unwrap();
-    let index: Vec<usize> = (0..theta.len()).filter(|&i| !obj.buffers()[i]).collect();
+    let index = obj.trainable_indices();
+    let buffers = obj.buffers();
+    assert_eq!(index, (0..theta.len()).filter(|&i| !buffers[i]).collect::<Vec<_>>());
     let mut sub = Subspace::new(obj, theta.clone(), index.clone()).unwrap();
     let phi = sub.restrict(&theta);
     assert_eq!(sub.embed(&phi), theta);
@@ -132,11 +135,12 @@ fn found_tracks_agree_with_the_purity_bookkeeping() {
     }
     // BatchNorm statistics are exactly the buffers
     let m = Model::new(&cfg(), 0).unwrap();
-    let mask = buffer_mask(&m).unwrap();
-    let n_bn: usize = gradlab_core::params::sorted_vars(&m.vm)
-        .iter()
-        .filter(|(n, _)| n.contains("running"))
-        .map(|(_, v)| v.elem_count())
-        .sum();
+    let mask = TrackObjective::new(&cfg(), fr.clone(), Measure::Bce).unwrap().buffers();
+    let vars = gradlab_core::params::sorted_vars(&m.vm);
+    let n_bn: usize = vars.iter().filter(|(n, _)| n.contains("running")).map(|(_, v)| v.elem_count()).sum();
     assert_eq!(mask.iter().filter(|b| **b).count(), n_bn);
+    assert_eq!(
+        vars.iter().filter(|(n, _)| is_buffer(n)).count(),
+        vars.iter().filter(|(n, _)| n.contains("running")).count()
+    );
 }
