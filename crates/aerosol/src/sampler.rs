@@ -87,7 +87,7 @@ impl Default for SamplerConfig {
 }
 
 fn check(field: &str, ok: bool, v: impl std::fmt::Debug, allowed: &str) -> Result<()> {
-    if ok { Ok(()) } else { Err(Error::invalid(&format!("sampler.{field}"), format!("{v:?}"), allowed)) }
+    if ok { Ok(()) } else { Err(Error::invalid(format!("sampler.{field}"), format!("{v:?}"), allowed)) }
 }
 
 impl SamplerConfig {

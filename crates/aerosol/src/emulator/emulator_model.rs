@@ -344,7 +344,7 @@ impl Emulator {
         if let Some(c) = &s.clip
             && c.len() != N_Y
         {
-            return Err(Error::invalid("clip", c.len(), &format!("{N_Y} column bounds")));
+            return Err(Error::invalid("clip", c.len(), format!("{N_Y} column bounds")));
         }
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, device);

@@ -144,7 +144,7 @@ pub fn check_closing(closing: &[usize; 4]) -> Result<()> {
             return Err(crate::Error::invalid(
                 "closing",
                 format!("{closing:?}"),
-                &format!("for {} one of the columns {:?}", s.name, s.columns),
+                format!("for {} one of the columns {:?}", s.name, s.columns),
             ));
         }
     }

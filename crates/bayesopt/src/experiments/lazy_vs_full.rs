@@ -82,6 +82,9 @@ struct SizeTiming {
     acquisition_s: f64,
 }
 
+/// A timed component of an iteration: its label and where its time is in a [`SizeTiming`].
+type Component = (&'static str, fn(&SizeTiming) -> f64);
+
 /// End-to-end runs of one lag.
 struct LoopRow {
     lag: usize,
@@ -246,7 +249,7 @@ fn slopes(p: &Params, timings: &[SizeTiming]) -> (Vec<Vec<String>>, serde_json::
         rows.push(vec![label, fmt_num(a, 2), fmt_num(b, 2)]);
         json.insert(key, serde_json::json!({"all": a, "upper_half": b}));
     };
-    let components: [(&str, fn(&SizeTiming) -> f64); 5] = [
+    let components: [Component; 5] = [
         ("append one row (O(n²))", |t| t.append_s),
         ("full factorisation", |t| t.factor_s),
         ("one LML + gradient evaluation", |t| t.lml_eval_s),

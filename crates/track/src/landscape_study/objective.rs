@@ -212,7 +212,7 @@ impl TrackObjective {
             .iter()
             .map(|fd| {
                 let p = model.probabilities(fd)?;
-                Ok(select(fd, &p, Selector::Lap(assign.unmatched()))?)
+                select(fd, &p, Selector::Lap(assign.unmatched()))
             })
             .collect()
     }
