@@ -35,6 +35,24 @@ pub struct Axis {
     pub points: usize,
 }
 
+/// Most points on one axis of a surface.
+pub const MAX_AXIS_POINTS: usize = 100_000;
+/// Most points of one surface (its losses alone are 8 bytes each: 128 MB at the cap; at a few
+/// hundred to a few thousand points per second a surface this size takes hours to days).
+pub const MAX_SURFACE_POINTS: usize = 16_000_000;
+
+/// Points of a surface on `nx × ny`, refused past [`MAX_SURFACE_POINTS`].
+fn surface_points(nx: usize, ny: usize) -> Result<usize> {
+    match nx.checked_mul(ny) {
+        Some(t) if t <= MAX_SURFACE_POINTS => Ok(t),
+        _ => Err(Error::invalid(
+            "grid",
+            format!("{nx} × {ny} points"),
+            format!("at most {MAX_SURFACE_POINTS} points per surface (e.g. 4000 × 4000)"),
+        )),
+    }
+}
+
 impl Axis {
     /// `points` values from `min` to `max`.
     pub fn new(min: f64, max: f64, points: usize) -> Result<Self> {
@@ -45,13 +63,14 @@ impl Axis {
     /// Checks the range and count.
     pub fn check(&self) -> Result<()> {
         if self.points == 0
+            || self.points > MAX_AXIS_POINTS
             || !(self.min.is_finite() && self.max.is_finite())
             || (self.points > 1 && self.max <= self.min)
         {
             return Err(Error::invalid(
                 "axis",
                 format!("min {} max {} points {}", self.min, self.max, self.points),
-                "finite min < max and points ≥ 2 (or points = 1)",
+                format!("finite min < max and 2 ≤ points ≤ {MAX_AXIS_POINTS} (or points = 1)"),
             ));
         }
         Ok(())
@@ -244,6 +263,7 @@ where
     if let Some(ya) = &y {
         ya.check()?;
     }
+    surface_points(x.points, y.map_or(1, |a| a.points))?;
     let xs = x.values();
     let ys = y.map_or(vec![0.0], |a| a.values());
     let total = xs.len() * ys.len();
@@ -331,6 +351,11 @@ where
 
 /// Merges the resume files of several shards into one surface on the given axes.
 pub fn merge_partials(files: &[PathBuf], center: &[f64], dirs: &[&[f64]], x: Axis, y: Option<Axis>) -> Result<Surface> {
+    x.check()?;
+    if let Some(ya) = &y {
+        ya.check()?;
+    }
+    surface_points(x.points, y.map_or(1, |a| a.points))?;
     let xs = x.values();
     let ys = y.map_or(vec![0.0], |a| a.values());
     let total = xs.len() * ys.len();
@@ -488,6 +513,20 @@ mod tests {
         let eig: Vec<f64> = (0..8).map(|i| i as f64 - 2.0).collect();
         let (q, _) = Quadratic::with_spectrum(&eig, &mut rng);
         (q, gaussian(8, &mut rng), gaussian(8, &mut rng), gaussian(8, &mut rng))
+    }
+
+    #[test]
+    fn oversized_grids_are_refused_before_anything_is_allocated() {
+        let e = Axis::new(-1.0, 1.0, 1_000_000_000).unwrap_err();
+        assert!(matches!(&e, Error::Invalid { field, .. } if field == "axis"), "{e}");
+        assert!(Axis::new(-1.0, 1.0, MAX_AXIS_POINTS).is_ok());
+        let q = Quadratic::new(vec![1.0, 0.0, 0.0, 2.0], vec![0.0, 0.0]).unwrap();
+        let (d1, d2) = ([1.0, 0.0], [0.0, 1.0]);
+        let ax = Axis::new(-1.0, 1.0, MAX_AXIS_POINTS).unwrap();
+        let e = evaluate_surface(&q, &[0.0, 0.0], &[&d1, &d2], ax, Some(ax), &SurfaceOptions::default()).unwrap_err();
+        assert!(matches!(&e, Error::Invalid { field, .. } if field == "grid"), "{e}");
+        let e = merge_partials(&[], &[0.0, 0.0], &[&d1, &d2], ax, Some(ax)).unwrap_err();
+        assert!(matches!(&e, Error::Invalid { field, .. } if field == "grid"), "{e}");
     }
 
     #[test]

@@ -162,6 +162,30 @@ pub struct NuclearConfig {
     pub max_generations: u32,
 }
 
+/// Largest scale on the nuclear cross sections (physical values are near 1; larger ones only
+/// stress-test the tracking, and make every proton interact in the first millimetres).
+pub const MAX_CROSS_SECTION_SCALE: f64 = 10.0;
+/// Most particles one primary may spawn in the worst case (itself, its secondaries, theirs, …):
+/// bounds the work per primary (each is transported through the detector).
+pub const MAX_PARTICLES_PER_PRIMARY: u32 = 1000;
+
+/// Worst-case particles of one primary, `Σ_{g=0}^{generations} multiplicity^g`, or `None` when it
+/// exceeds [`MAX_PARTICLES_PER_PRIMARY`].
+fn particles_per_primary(multiplicity: u32, generations: u32) -> Option<u32> {
+    let (mut total, mut level) = (1u64, 1u64);
+    for _ in 0..generations {
+        level *= multiplicity as u64;
+        if level == 0 {
+            break;
+        }
+        total += level;
+        if total > MAX_PARTICLES_PER_PRIMARY as u64 {
+            return None;
+        }
+    }
+    Some(total as u32)
+}
+
 fn default_multiplicity() -> u32 {
     2
 }
@@ -665,11 +689,27 @@ impl Simulator {
             return Err(Error::invalid("physics.max_step_mm", p.max_step_mm, "> 0 mm"));
         }
         let n = &p.nuclear;
-        if !(n.cross_section_scale.is_finite() && n.cross_section_scale >= 0.0) {
-            return Err(Error::invalid("physics.nuclear.cross_section_scale", n.cross_section_scale, ">= 0"));
+        if !(n.cross_section_scale.is_finite() && (0.0..=MAX_CROSS_SECTION_SCALE).contains(&n.cross_section_scale)) {
+            return Err(Error::invalid(
+                "physics.nuclear.cross_section_scale",
+                n.cross_section_scale,
+                format!("0..={MAX_CROSS_SECTION_SCALE} (physical values are near 1)"),
+            ));
         }
         if n.secondary_multiplicity > 16 {
             return Err(Error::invalid("physics.nuclear.secondary_multiplicity", n.secondary_multiplicity, "0..=16"));
+        }
+        if particles_per_primary(n.secondary_multiplicity, n.max_generations).is_none() {
+            return Err(Error::invalid(
+                "physics.nuclear.secondary_multiplicity / max_generations",
+                format!(
+                    "{} / {} (more than {MAX_PARTICLES_PER_PRIMARY} particles per primary)",
+                    n.secondary_multiplicity, n.max_generations
+                ),
+                format!(
+                    "at most {MAX_PARTICLES_PER_PRIMARY} particles per primary: Σ multiplicity^g for g = 0..=max_generations"
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&n.secondary_probability) {
             return Err(Error::invalid(
@@ -1062,5 +1102,29 @@ mod tests {
         let mut c = config(100.0, 10);
         c.phantom.material = "lead".into();
         assert!(Simulator::new(&c).unwrap_err().to_string().contains("lead"));
+    }
+
+    #[test]
+    fn nuclear_settings_that_would_not_finish_are_refused() {
+        // the settings that made `track-simulate` run for minutes without an end
+        let mut c = config(100.0, 10);
+        c.physics.nuclear.cross_section_scale = 100.0;
+        c.physics.nuclear.secondary_multiplicity = 10;
+        let e = Simulator::new(&c).unwrap_err().to_string();
+        assert!(e.contains("cross_section_scale") && e.contains("0..=10"), "{e}");
+        let mut c = config(100.0, 10);
+        c.physics.nuclear.secondary_multiplicity = 10; // 1 + 10 + 100 + 1000 with 3 generations
+        let e = Simulator::new(&c).unwrap_err().to_string();
+        assert!(e.contains("max_generations") && e.contains("10 / 3"), "{e}");
+        c.physics.nuclear.max_generations = 2; // 111
+        assert!(Simulator::new(&c).is_ok());
+        c.physics.nuclear.max_generations = u32::MAX;
+        c.physics.nuclear.secondary_multiplicity = 16;
+        assert!(Simulator::new(&c).is_err(), "no overflow on absurd generations");
+        assert_eq!(particles_per_primary(2, 3), Some(15));
+        assert_eq!(particles_per_primary(0, u32::MAX), Some(1));
+        assert_eq!(particles_per_primary(1, 4), Some(5));
+        assert_eq!(particles_per_primary(1, u32::MAX), None);
+        assert_eq!(particles_per_primary(10, 2), Some(111));
     }
 }

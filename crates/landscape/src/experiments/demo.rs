@@ -34,10 +34,15 @@ use crate::error::{Error, Result};
 use crate::objective::{Objective, gradient};
 use crate::output::{plot_contour, plot_density, plot_lines, plot_surface3d, save_surface, write_vtk};
 use crate::spectrum::{Spectrum, SpectrumConfig, spectrum};
-use crate::surface::{Axis, Surface, SurfaceOptions, TrajectoryPoint, evaluate_surface, project_trajectory};
+use crate::surface::{
+    Axis, MAX_AXIS_POINTS, Surface, SurfaceOptions, TrajectoryPoint, evaluate_surface, project_trajectory,
+};
 
 /// Stream of `seed` for the spiral data.
 const DATA_STREAM: u64 = 1;
+/// Largest `grid`: three planes of grid × grid loss evaluations (2000² ≈ 4 M points each, hours
+/// on a few cores for the paper-scale network).
+const MAX_DEMO_GRID: usize = 2000;
 /// Stream of `seed` for the weight initialisation.
 const INIT_STREAM: u64 = 2;
 /// Stream of `seed` for the Trainer's shuffling (`train.seed`).
@@ -111,8 +116,12 @@ impl DemoParams {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(Error::invalid("hidden", format!("{:?}", self.hidden), "one or more widths ≥ 1"));
         }
-        if self.grid < 3 || self.line_points < 3 {
-            return Err(Error::invalid("grid / line_points", format!("{} / {}", self.grid, self.line_points), "≥ 3"));
+        if !(3..=MAX_DEMO_GRID).contains(&self.grid) || !(3..=MAX_AXIS_POINTS).contains(&self.line_points) {
+            return Err(Error::invalid(
+                "grid / line_points",
+                format!("{} / {}", self.grid, self.line_points),
+                format!("3 ≤ grid ≤ {MAX_DEMO_GRID} (three grid × grid planes), 3 ≤ line_points ≤ {MAX_AXIS_POINTS}"),
+            ));
         }
         if self.spectrum.top_k < 2 {
             return Err(Error::invalid("spectrum.top_k", self.spectrum.top_k, "≥ 2 (two eigenvectors span the plane)"));
@@ -700,6 +709,20 @@ mod tests {
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/summary.json")).unwrap()).unwrap();
         (tmp, summary)
+    }
+
+    /// A grid that would not fit in memory is refused before training, naming the field.
+    #[test]
+    fn an_oversized_grid_is_refused_before_training() {
+        let path = config_path();
+        let cfg = ExperimentConfig::load(&path).unwrap();
+        let params = cfg.resolve(true, &["grid=1000000000".to_string()]).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path().join("run"), false).unwrap();
+        let mut ctx = RunContext::new("landscape-demo", &path, &cfg.entry, params, true, true, dir).unwrap();
+        let e = run(&mut ctx).unwrap_err().to_string();
+        assert!(e.contains("grid") && e.contains("2000"), "{e}");
+        assert!(!tmp.path().join("run/checkpoints").exists(), "refused before training");
     }
 
     /// A tiny end-to-end run (seconds): every output is produced and the numbers are consistent.
