@@ -40,6 +40,12 @@ enum Cmd {
         /// Use this config file instead of configs/<NAME>.json.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Continue the run in RUN_DIR (killed or finished) with its own config.json: training
+        /// continues from its checkpoints (core-regression and the track-* trainings); the other
+        /// experiments start over in RUN_DIR and may refuse to overwrite what the first run wrote.
+        /// No --quick, --out, --set or --config with it.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["quick", "out", "sets", "config"])]
+        resume: Option<PathBuf>,
     },
     /// List every experiment with its one-line description.
     List,
@@ -67,7 +73,10 @@ pub fn project_root() -> PathBuf {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Experiment { name, quick, out, sets, quiet, config } => {
+        Cmd::Experiment { name, resume: Some(dir), quiet, .. } => {
+            runner::resume_named(&project_root(), &name, &dir, quiet).map(|_| ())
+        }
+        Cmd::Experiment { name, quick, out, sets, quiet, config, resume: None } => {
             runner::run_named(&project_root(), &name, quick, out, &sets, quiet, config).map(|_| ())
         }
         Cmd::List => runner::list(&project_root()),

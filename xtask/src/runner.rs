@@ -112,6 +112,53 @@ pub fn run_named(
     Ok(ctx.dir.path().to_path_buf())
 }
 
+/// Continue the run in `run_dir` (`--resume`): its `config.json` must belong to experiment `name`;
+/// the run keeps its parameters, scale and invocation, and its directory.
+pub fn resume_named(root: &Path, name: &str, run_dir: &Path, quiet: bool) -> Result<PathBuf> {
+    let file = run_dir.join("config.json");
+    if !file.is_file() {
+        bail!("--resume {}: no config.json there; give the folder of an earlier run of `{name}`", run_dir.display());
+    }
+    let cfg = ExperimentConfig::load(&file)?;
+    let run = cfg.run.clone().unwrap_or_default();
+    let experiment = run.get("experiment").and_then(|v| v.as_str()).unwrap_or_default();
+    if experiment != name {
+        bail!(
+            "{}: field `run.experiment` is `{experiment}`, not `{name}`; resume it as `cargo xtask experiment {experiment} --resume {}`",
+            file.display(),
+            run_dir.display()
+        );
+    }
+    if cfg.entry == QUICKSTART_ENTRY {
+        bail!("--resume continues one experiment's run, not a quickstart; resume the experiment folders inside it");
+    }
+    let exp = registry::find(&cfg.entry)
+        .ok_or_else(|| anyhow!("{}: field `entry`: unknown entry point `{}`", file.display(), cfg.entry))?;
+    let quick = run.get("quick").and_then(|v| v.as_bool()).unwrap_or(false);
+    let config_file = run.get("config_file").and_then(|v| v.as_str()).map(PathBuf::from).unwrap_or(file.clone());
+    let sets: Vec<String> = match run.get("sets") {
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| anyhow!("{}: field `run.sets`: {e}", file.display()))?
+        }
+        None => Vec::new(),
+    };
+    let config_given = config_file != root.join("configs").join(format!("{name}.json"));
+    let params = cfg.resolve(false, &[])?;
+    let dir = RunDir::at(run_dir, true)?;
+    let mut ctx = RunContext::new(name, &config_file, &cfg.entry, params, quick, quiet, dir)?;
+    ctx.resume = true;
+    ctx.invoked_with(&cfg.description, config_given, &sets)?;
+    let t0 = Instant::now();
+    eprintln!("resuming {name} in {}", ctx.dir.path().display());
+    (exp.run)(&mut ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
+    eprintln!(
+        "{name} finished in {:.1} s; report: {}",
+        t0.elapsed().as_secs_f64(),
+        ctx.dir.path().join("report.md").display()
+    );
+    Ok(ctx.dir.path().to_path_buf())
+}
+
 #[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct QuickstartParams {
@@ -200,6 +247,28 @@ mod tests {
             let e = e.as_str().unwrap().to_string();
             assert!(names.contains(&&e), "quickstart lists unknown experiment {e}");
         }
+    }
+
+    #[test]
+    fn resume_refuses_a_folder_without_a_run_or_of_another_experiment() {
+        let root = crate::project_root();
+        let tmp = tempfile::tempdir().unwrap();
+        let e = resume_named(&root, "core-regression", tmp.path(), true).unwrap_err().to_string();
+        assert!(e.contains("no config.json"), "{e}");
+        let sets = ["train.epochs=2".to_string()];
+        let run = run_named(&root, "core-regression", true, Some(tmp.path().join("a")), &sets, true, None).unwrap();
+        let e = resume_named(&root, "track-pat", &run, true).unwrap_err().to_string();
+        assert!(e.contains("run.experiment") && e.contains("core-regression"), "{e}");
+        // resuming a finished run reproduces it in place, scale and overrides kept
+        let before = std::fs::read_to_string(run.join("summary.json")).unwrap();
+        resume_named(&root, "core-regression", &run, true).unwrap();
+        let after: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+        let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+        assert_eq!(before["r2"], after["r2"]);
+        let cfg = ExperimentConfig::load(&run.join("config.json")).unwrap().run.unwrap();
+        assert_eq!(cfg["quick"], true);
+        assert_eq!(cfg["sets"][0], "train.epochs=2");
     }
 
     #[test]

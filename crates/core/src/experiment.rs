@@ -182,6 +182,10 @@ pub struct RunContext {
     pub quiet: bool,
     /// The run directory (config.json already written).
     pub dir: RunDir,
+    /// Whether this run continues an earlier one in the same directory (`--resume RUN_DIR`):
+    /// experiments then continue training from the checkpoints they find there (see
+    /// `Trainer::resume`) instead of starting over.
+    pub resume: bool,
     entry: String,
     description: String,
     /// Whether `config_file` was given with `--config` (not `configs/<name>.json`).
@@ -209,6 +213,7 @@ impl RunContext {
             quick,
             quiet,
             dir,
+            resume: false,
             entry: entry.to_string(),
             description: String::new(),
             config_given: false,

@@ -72,8 +72,16 @@ pub fn make_data(p: &Params) -> Table {
     Table { x, y }
 }
 
-/// Run the experiment.
+/// Run the experiment (continuing from the run directory's checkpoint when `ctx.resume`).
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
+    run_until(ctx, None)
+}
+
+/// Test hook for kill-and-resume tests: like [`run`], but training returns (as if the process
+/// were killed) after `stop_after_steps` optimiser steps, leaving its checkpoint; the run then
+/// writes no results. Continue it with `ctx.resume = true`.
+#[doc(hidden)]
+pub fn run_until(ctx: &mut RunContext, stop_after_steps: Option<usize>) -> ExperimentResult {
     let p: Params = ctx.params()?;
     p.validate()?;
     let dev: Device = p.device.open()?;
@@ -100,23 +108,30 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let vy = array_to_tensor(&va_n.y.view(), &dev)?;
     let metrics_file = ctx.dir.jsonl("metrics.jsonl")?;
     let t0 = std::time::Instant::now();
-    let report = Trainer::new(p.train.clone(), &vm)?
+    let mut trainer = Trainer::new(p.train.clone(), &vm)?
         .observe(ProgressObserver::new("core-regression", ctx.quiet))
         .observe(JsonlObserver::new(metrics_file, 50))
         .checkpoint_to(ctx.dir.subdir("checkpoints")?)
-        .restore_best(true)
-        .fit::<crate::Error, _, _>(
-            tr_n.len(),
-            |idx| {
-                let (x, y) = tr_n.batch(idx, &dev)?;
-                Ok(model.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
-            },
-            || {
-                let l = model.forward(&vx)?.sub(&vy)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-                Ok(Validation::loss(l))
-            },
-        )?;
+        .resume(ctx.resume)
+        .restore_best(true);
+    if let Some(steps) = stop_after_steps {
+        trainer = trainer.stop_after_steps(steps);
+    }
+    let report = trainer.fit::<crate::Error, _, _>(
+        tr_n.len(),
+        |idx| {
+            let (x, y) = tr_n.batch(idx, &dev)?;
+            Ok(model.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+        },
+        || {
+            let l = model.forward(&vx)?.sub(&vy)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
+            Ok(Validation::loss(l))
+        },
+    )?;
     let train_secs = t0.elapsed().as_secs_f64();
+    if report.interrupted {
+        return Ok(());
+    }
     // The best checkpoint is back in the model: evaluate it on the held-out test set, in physical units.
     let pred_n = tensor_to_array(&model.forward(&array_to_tensor(&te_n.x.view(), &dev)?)?)?;
     let pred = yn.inverse(&pred_n.view())?;

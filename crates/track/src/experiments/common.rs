@@ -104,7 +104,8 @@ pub fn stem(label: &str) -> String {
     label.replace('λ', "lambda").replace(['=', ' ', '(', ')'], "_").replace("__", "_").trim_end_matches('_').to_string()
 }
 
-/// Train every variant for every replicate seed: checkpoints under `checkpoints/<label>-seed<s>`,
+/// Train every variant for every replicate seed: checkpoints under `checkpoints/<label>-seed<s>`
+/// (with `ctx.resume`, each replicate continues from its checkpoint; a finished one is reloaded),
 /// the training log in `train.jsonl`, initialisation and shuffling seeds derived from the run's
 /// `seed` and the replicate seed ([`replicate_seeds`]).
 pub fn train_replicates(
@@ -127,7 +128,7 @@ pub fn train_replicates(
                 Box::new(ProgressObserver::new(&tag, ctx.quiet)),
             ];
             let t = Instant::now();
-            let (model, report) = train(&spec, init, train_frames, val_frames, Some(&ck), false, obs)?;
+            let (model, report) = train(&spec, init, train_frames, val_frames, Some(&ck), ctx.resume, obs)?;
             out.push(Replicate { variant, seed, model, report, seconds: t.elapsed().as_secs_f64() });
         }
     }
