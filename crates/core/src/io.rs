@@ -73,9 +73,16 @@ pub struct JsonlWriter {
 }
 
 impl JsonlWriter {
-    /// Open `path` for appending (created if missing).
+    /// Open `path` for appending (created if missing). A torn last record (a process killed in
+    /// the middle of writing it: no final newline) is cut off first, with a warning on stderr,
+    /// so that the next record starts on a line of its own.
     pub fn append(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
+        if let Some(keep) = complete_prefix_len(&path)? {
+            let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+            f.set_len(keep).map_err(|e| Error::io(&path, e))?;
+            eprintln!("warning: {}: cut off a torn last line (a write that was interrupted)", path.display());
+        }
         let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(JsonlWriter { path, w: BufWriter::new(f) })
     }
@@ -93,17 +100,46 @@ impl JsonlWriter {
     }
 }
 
+/// When `path` exists and its last line has no final newline (a torn write), the length of the
+/// part before that line.
+fn complete_prefix_len(path: &Path) -> Result<Option<u64>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    Ok(Some(bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i as u64 + 1)))
+}
+
 /// Read every record of a JSON-lines file (blank lines are skipped; a malformed line is an
-/// error naming its line number).
+/// error naming its line number). A malformed *last* line without a final newline is a record
+/// torn by a killed writer: it is dropped with a warning on stderr
+/// ([`read_jsonl_recovering`] reports it instead).
 pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let (records, torn) = read_jsonl_recovering(path)?;
+    if let Some(line) = torn {
+        eprintln!("warning: {}: dropped the torn last line {line} (a write that was interrupted)", path.display());
+    }
+    Ok(records)
+}
+
+/// Like [`read_jsonl`], returning the line number of a dropped torn last line instead of warning.
+pub fn read_jsonl_recovering(path: &Path) -> Result<(Vec<serde_json::Value>, Option<usize>)> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|source| Error::JsonLine { path: path.into(), line: i + 1, source })
-        })
-        .collect()
+    let torn_possible = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let mut records = Vec::with_capacity(lines.len());
+    for (k, (i, l)) in lines.iter().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(v) => records.push(v),
+            Err(_) if torn_possible && k + 1 == lines.len() => return Ok((records, Some(i + 1))),
+            Err(source) => return Err(Error::JsonLine { path: path.into(), line: i + 1, source }),
+        }
+    }
+    Ok((records, None))
 }
 
 fn npy_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -200,6 +236,29 @@ mod tests {
         fs::write(&p, "{\"a\": 1}\n\n{\"a\": \n").unwrap();
         let e = read_jsonl(&p).unwrap_err();
         assert!(matches!(e, Error::JsonLine { line: 3, .. }), "{e}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_cut_off_before_appending() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("m.jsonl");
+        fs::write(&p, "{\"a\": 1}\n{\"a\": 2}\n{\"a\": 3, \"b").unwrap();
+        let (r, torn) = read_jsonl_recovering(&p).unwrap();
+        assert_eq!(r, vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]);
+        assert_eq!(torn, Some(3));
+        assert_eq!(read_jsonl(&p).unwrap().len(), 2);
+        let mut w = JsonlWriter::append(&p).unwrap();
+        w.log(&serde_json::json!({"a": 4})).unwrap();
+        drop(w);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\": 1}\n{\"a\": 2}\n{\"a\":4}\n");
+        // a malformed line in the middle, or a complete malformed last line, stays an error
+        fs::write(&p, "{\"a\": 1}\n{\"a\n{\"a\": 2}").unwrap();
+        assert!(matches!(read_jsonl(&p).unwrap_err(), Error::JsonLine { line: 2, .. }));
+        // a torn first and only line leaves an empty file
+        fs::write(&p, "{\"a\"").unwrap();
+        assert_eq!(read_jsonl_recovering(&p).unwrap(), (vec![], Some(1)));
+        JsonlWriter::append(&p).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "");
     }
 
     #[test]
