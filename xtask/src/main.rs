@@ -41,7 +41,8 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Continue the run in RUN_DIR (killed or finished) with its own config.json: training
-        /// continues from its checkpoints (core-regression and the track-* trainings); the other
+        /// continues from its checkpoints (core-regression and the track-* trainings), the surfaces
+        /// of landscape-demo from their logs of finished points; the other
         /// experiments start over in RUN_DIR and may refuse to overwrite what the first run wrote.
         /// No --quick, --out, --set or --config with it.
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["quick", "out", "sets", "config"])]

@@ -243,8 +243,12 @@ struct Plane {
     seconds: f64,
 }
 
-/// Evaluates the plane `θc + a d₁ + b d₂` over `x × y`.
+/// Evaluates the plane `θc + a d₁ + b d₂` over `x × y`, every finished point logged to
+/// `partial/<name>.jsonl` in the run folder: a run continued with `--resume` (which trains again
+/// to the same θc, deterministic per seed) evaluates only the points that are missing.
 fn evaluate_plane(
+    ctx: &RunContext,
+    name: &str,
     obj: &CandleObjective<mlp::Mlp>,
     theta: &[f64],
     directions: [Vec<f64>; 2],
@@ -252,7 +256,9 @@ fn evaluate_plane(
     opts: &SurfaceOptions,
 ) -> Result<Plane> {
     let t = Instant::now();
-    let surface = evaluate_surface(obj, theta, &[&directions[0], &directions[1]], x, Some(y), opts)?;
+    let opts =
+        SurfaceOptions { resume_file: Some(ctx.dir.subdir("partial")?.join(format!("{name}.jsonl"))), ..opts.clone() };
+    let surface = evaluate_surface(obj, theta, &[&directions[0], &directions[1]], x, Some(y), &opts)?;
     Ok(Plane { surface, directions, seconds: t.elapsed().as_secs_f64() })
 }
 
@@ -314,7 +320,7 @@ fn pca_plane(
         let w = (hi - lo).max(1e-3);
         Axis::new(lo - p.pca_margin * w, hi + p.pca_margin * w, p.grid)
     };
-    let plane = evaluate_plane(obj, &tr.theta, [d1, d2], (span(0)?, span(1)?), opts)?;
+    let plane = evaluate_plane(ctx, "pca", obj, &tr.theta, [d1, d2], (span(0)?, span(1)?), opts)?;
     let labels = (
         format!("PC1 ({:.1} % of variance)", 100.0 * pca.explained_variance_ratio[0]),
         format!("PC2 ({:.1} % of variance)", 100.0 * pca.explained_variance_ratio[1]),
@@ -348,7 +354,7 @@ fn random_plane(
     let cos_before = cosine(&r1, &r2);
     orthogonalize(&r1, &mut r2)?;
     let ra = Axis::new(-p.random_range, p.random_range, p.grid)?;
-    let plane = evaluate_plane(obj, theta, [r1, r2], (ra, ra), opts)?;
+    let plane = evaluate_plane(ctx, "random", obj, theta, [r1, r2], (ra, ra), opts)?;
     let out = PlaneOutput {
         stem: "random",
         title: "Loss on a filter-normalised random plane",
@@ -396,7 +402,8 @@ fn eigen_plane(
     let top = &spec.top;
     let rr = (2.0 * p.hessian_rise / top.values[0].abs().max(1e-12)).sqrt();
     let ea = Axis::new(-rr, rr, p.grid)?;
-    let plane = evaluate_plane(obj, theta, [top.vectors[0].clone(), top.vectors[1].clone()], (ea, ea), opts)?;
+    let plane =
+        evaluate_plane(ctx, "hessian", obj, theta, [top.vectors[0].clone(), top.vectors[1].clone()], (ea, ea), opts)?;
     let labels =
         (format!("v1 (λ1 = {})", fmt_num(top.values[0], 4)), format!("v2 (λ2 = {})", fmt_num(top.values[1], 4)));
     let out = PlaneOutput {
@@ -723,6 +730,51 @@ mod tests {
         let e = run(&mut ctx).unwrap_err().to_string();
         assert!(e.contains("grid") && e.contains("2000"), "{e}");
         assert!(!tmp.path().join("run/checkpoints").exists(), "refused before training");
+    }
+
+    /// A run whose surfaces were cut short (their logs truncated, as after a kill) and that is
+    /// continued in its folder ends with exactly the surfaces of an uninterrupted run.
+    #[test]
+    fn a_run_resumed_after_a_kill_during_the_surfaces_equals_an_uninterrupted_run() {
+        let sets: Vec<String> = ["data.per_class=40", "hidden=[8]", "train.epochs=3", "eval_samples=120", "grid=6"]
+            .iter()
+            .chain(&["line_points=5", "spectrum.top_k=2", "spectrum.bottom_k=0", "spectrum.lanczos.max_steps=30"])
+            .chain(&[
+                "spectrum.slq.probes=1",
+                "spectrum.slq.steps=8",
+                "spectrum.trace_products=0",
+                "spectrum.hutchinson=false",
+            ])
+            .map(|s| s.to_string())
+            .collect();
+        let (full, _) = run_with(true, &sets);
+        let (part, _) = run_with(true, &sets);
+        // keep the header and the first 10 of 36 points of each plane, the last one torn
+        for name in ["pca", "random", "hessian"] {
+            let f = part.path().join(format!("run/partial/{name}.jsonl"));
+            let text = std::fs::read_to_string(&f).unwrap();
+            let mut kept: Vec<&str> = text.lines().take(11).collect();
+            let torn = &kept.pop().unwrap()[..8];
+            std::fs::write(&f, format!("{}\n{torn}", kept.join("\n"))).unwrap();
+        }
+        let path = config_path();
+        let cfg = ExperimentConfig::load(&path).unwrap();
+        let params = cfg.resolve(true, &sets).unwrap();
+        let dir = RunDir::at(part.path().join("run"), true).unwrap();
+        let mut ctx = RunContext::new("landscape-demo", &path, &cfg.entry, params, true, true, dir).unwrap();
+        ctx.resume = true;
+        run(&mut ctx).unwrap();
+        for name in ["pca", "random", "hessian"] {
+            // 9 whole points were kept, the other 27 evaluated once each, none twice
+            let text = std::fs::read_to_string(part.path().join(format!("run/partial/{name}.jsonl"))).unwrap();
+            let records = text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count();
+            assert_eq!(records, 1 + 36, "{name}: header and 36 points");
+        }
+        for name in ["pca_surface", "random_surface", "hessian_surface"] {
+            let a = gradlab_core::io::read_npy_2d(&full.path().join(format!("run/raw/{name}.npy"))).unwrap();
+            let b = gradlab_core::io::read_npy_2d(&part.path().join(format!("run/raw/{name}.npy"))).unwrap();
+            assert_eq!(a, b, "{name}");
+        }
     }
 
     /// A tiny end-to-end run (seconds): every output is produced and the numbers are consistent.
