@@ -53,8 +53,9 @@ enum Cmd {
     /// fmt --check, then clippy -D warnings, then the test suite (cheapest first).
     Validate,
     /// Tune any program with lazy-GP Bayesian optimisation: every `{param}` in the command is
-    /// replaced by a trial value, the objective (minimised) is read from the last line of its
-    /// output. The study is saved after every evaluation; rerunning resumes it.
+    /// replaced by a trial value, the objective (minimised) is read from its output (the last
+    /// line, or --objective-regex). The study is saved after every evaluation; rerunning resumes
+    /// it. Exits non-zero, with the failure reasons counted, when every trial failed.
     Tune(tools::TuneArgs),
     /// Apply one M7 box-model step to the cells (rows) of an .npy file.
     #[command(name = "m7-step")]

@@ -13,6 +13,31 @@
 //! | radii | cm (count-median) |
 //! | particle densities | g cm⁻³ |
 //! | aerosol water | kg m⁻³ (as M7's `pww`) |
+//!
+//! ## Physical bounds
+//!
+//! [`Environment::validate`] and [`AerosolState::validate`] (and with them the `m7-step` file
+//! interface) refuse a value outside these bounds, naming the row, the column and the range.
+//! The caps are set far above anything the atmosphere, the M7 reference cells
+//! (`shared/data/m7-reference`, 1500 cells: input and output maxima in the third column) or this
+//! crate's [`sampler`](crate::sampler) produce, so that they only catch values that are not
+//! physical (a unit mix-up, an uninitialised or overflowed number): inside them the box model's
+//! outputs stay finite.
+//!
+//! | column | allowed | largest in the reference cells |
+//! |---|---|---|
+//! | pressure | 0 < p ≤ 1.2e5 Pa | 1.01e5 |
+//! | temperature | 150 ≤ T ≤ 350 K | 305 |
+//! | RH, cloud cover, forest fraction | 0 … 1 | 0.9, 1, 1 |
+//! | H2SO4 production | 0 … [`MAX_H2SO4_PRODUCTION`] = 1e9 cm⁻³ s⁻¹ (the sampler's own upper limit, `production_log10` < 9) | 1.0e5 |
+//! | ionisation | 0 … [`MAX_IONISATION`] = 1e4 cm⁻³ s⁻¹ (atmospheric rates are 2–50) | 20 |
+//! | H2SO4 gas | 0 … [`MAX_H2SO4_GAS`] = 1e13 molecules cm⁻³ (100 × the upper validity limit 1e11 of the Vehkamäki et al. 2002 nucleation fit) | 1.2e8 |
+//! | sulfate masses | 0 … [`MAX_SULFATE`] = 1e17 molecules cm⁻³ (≈ 1.6e7 µg m⁻³) | 1.9e14 (≈ 3.1e4 µg m⁻³) |
+//! | BC, OC, sea-salt, dust masses | 0 … [`MAX_MASS`] = 1e7 µg m⁻³ (10 g m⁻³, ~1 % of the air's own mass) | 3.9e4 |
+//! | numbers | 0 … [`MAX_NUMBER`] = 1e10 cm⁻³ | 7.9e6 (N_NS after nucleation) |
+//!
+//! Every value must also be finite. The bounds are per column: a large mass on a tiny but
+//! populated number (N just above M7's 1e-10 cm⁻³) still gives a large mean radius.
 
 use crate::constants::{Mode, N_MODES, N_SOLUBLE, Species};
 use crate::error::{Error, Result};
@@ -86,6 +111,19 @@ pub struct Diagnostics {
     pub water: [f64; 4],
 }
 
+/// Largest accepted H2SO4 production rate \[molecules cm⁻³ s⁻¹\] (see the module docs).
+pub const MAX_H2SO4_PRODUCTION: f64 = 1e9;
+/// Largest accepted ionisation rate \[ion pairs cm⁻³ s⁻¹\].
+pub const MAX_IONISATION: f64 = 1e4;
+/// Largest accepted gas-phase H2SO4 \[molecules cm⁻³\].
+pub const MAX_H2SO4_GAS: f64 = 1e13;
+/// Largest accepted sulfate mass of a mode \[molecules cm⁻³\].
+pub const MAX_SULFATE: f64 = 1e17;
+/// Largest accepted BC, OC, sea-salt or dust mass of a mode \[µg m⁻³\].
+pub const MAX_MASS: f64 = 1e7;
+/// Largest accepted number concentration of a mode \[cm⁻³\].
+pub const MAX_NUMBER: f64 = 1e10;
+
 /// Where a species' mass sits: `(slot in its array, mode)`.
 pub const SO4_MODES: [Mode; 4] = [Mode::Ns, Mode::Ks, Mode::As, Mode::Cs];
 /// Modes of the BC slots.
@@ -151,26 +189,29 @@ impl AerosolState {
         self.h2so4 + self.so4.iter().sum::<f64>()
     }
 
-    /// Checks that every entry is finite and non-negative; `row` is reported in the error.
+    /// Checks that every entry is finite, non-negative and at most its cap ([`MAX_H2SO4_GAS`],
+    /// [`MAX_SULFATE`], [`MAX_MASS`], [`MAX_NUMBER`]; see the module docs); `row` is reported
+    /// in the error.
     pub fn validate(&self, row: usize) -> Result<()> {
-        let check = |name: &str, v: f64| -> Result<()> {
-            if !v.is_finite() || v < 0.0 {
+        let check = |name: &str, v: f64, max: f64, unit: &str| -> Result<()> {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
                 return Err(Error::NonPhysical {
                     row,
                     column: name.to_string(),
                     value: v,
-                    allowed: "finite and >= 0".into(),
+                    allowed: format!("finite, 0 <= value <= {max:e} {unit}"),
                 });
             }
             Ok(())
         };
-        check("h2so4", self.h2so4)?;
+        check("h2so4", self.h2so4, MAX_H2SO4_GAS, "molecules cm-3")?;
         let names = mass_names();
-        for (v, name) in self.masses().iter().zip(names.iter()) {
-            check(name, *v)?;
+        for ((v, name), sp) in self.masses().iter().zip(names.iter()).zip(SLOT_SPECIES) {
+            let max = if sp == Species::So4 { MAX_SULFATE } else { MAX_MASS };
+            check(name, *v, max, sp.unit())?;
         }
         for (m, v) in Mode::ALL.iter().zip(self.n.iter()) {
-            check(&format!("n_{}", m.name()), *v)?;
+            check(&format!("n_{}", m.name()), *v, MAX_NUMBER, "cm-3")?;
         }
         Ok(())
     }
@@ -178,7 +219,9 @@ impl AerosolState {
 
 impl Environment {
     /// Checks physical ranges: pressure in (0, 1.2e5] Pa, temperature in \[150, 350\] K,
-    /// RH in \[0, 1\], rates ≥ 0, cloud cover and forest fraction in \[0, 1\].
+    /// RH in \[0, 1\], H2SO4 production in \[0, [`MAX_H2SO4_PRODUCTION`]\], ionisation in
+    /// \[0, [`MAX_IONISATION`]\], cloud cover and forest fraction in \[0, 1\] (see the module
+    /// docs).
     pub fn validate(&self, row: usize) -> Result<()> {
         let bad = |col: &str, v: f64, allowed: &str| Error::NonPhysical {
             row,
@@ -196,11 +239,12 @@ impl Environment {
         if !in_range(self.rh, 0.0, 1.0) {
             return Err(bad("rh", self.rh, "0 <= RH <= 1 (a fraction, not percent)"));
         }
-        if !in_range(self.h2so4_production, 0.0, f64::MAX) {
-            return Err(bad("h2so4_production", self.h2so4_production, "finite and >= 0"));
+        if !in_range(self.h2so4_production, 0.0, MAX_H2SO4_PRODUCTION) {
+            let allowed = format!("0 <= production <= {MAX_H2SO4_PRODUCTION:e} molecules cm-3 s-1");
+            return Err(bad("h2so4_production", self.h2so4_production, &allowed));
         }
-        if !in_range(self.ionisation, 0.0, f64::MAX) {
-            return Err(bad("ionisation", self.ionisation, "finite and >= 0"));
+        if !in_range(self.ionisation, 0.0, MAX_IONISATION) {
+            return Err(bad("ionisation", self.ionisation, &format!("0 <= ionisation <= {MAX_IONISATION:e} cm-3 s-1")));
         }
         if !in_range(self.cloud_cover, 0.0, 1.0) {
             return Err(bad("cloud_cover", self.cloud_cover, "0 <= cloud cover <= 1"));

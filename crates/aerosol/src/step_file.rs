@@ -31,7 +31,10 @@ pub struct StepReport {
 
 /// Validates rows in the `m7-step` layout: 33 columns (M7 interface order: pressure,
 /// temperature, RH, ionisation, H2SO4 production, H2SO4 gas, cloud cover, forest fraction,
-/// 18 masses, 7 numbers), optionally a 34th boundary-layer flag (0 or 1).
+/// 18 masses, 7 numbers), optionally a 34th boundary-layer flag (0 or 1). Every value must lie
+/// inside the physical bounds of its column (module [`crate::state`]: e.g. masses 0 … 1e7
+/// µg m⁻³, numbers 0 … 1e10 cm⁻³); the first row outside is refused as
+/// [`Error::NonPhysical`] naming the row, the column with its unit and the allowed range.
 pub fn validate_step_rows(x: &ArrayView2<f64>) -> Result<()> {
     let cols = x.ncols();
     if cols != STEP_INPUT_COLS && cols != STEP_INPUT_COLS + 1 {
@@ -61,8 +64,7 @@ pub fn validate_step_rows(x: &ArrayView2<f64>) -> Result<()> {
             }
         }
         let (env, state) = layout::read_step_row(&row);
-        env.validate(i)?;
-        state.validate(i).map_err(|e| match e {
+        let with_unit = |e: Error| match e {
             Error::NonPhysical { row, column, value, allowed } => {
                 let column = names
                     .iter()
@@ -72,7 +74,9 @@ pub fn validate_step_rows(x: &ArrayView2<f64>) -> Result<()> {
                 Error::NonPhysical { row, column, value, allowed }
             }
             other => other,
-        })?;
+        };
+        env.validate(i).map_err(with_unit)?;
+        state.validate(i).map_err(with_unit)?;
     }
     Ok(())
 }
@@ -98,11 +102,36 @@ pub fn step_rows(model: &M7, x: &ArrayView2<f64>) -> Result<Array2<f64>> {
     Ok(out)
 }
 
+/// The JSON file written beside `output` naming its columns: `<output stem>.columns.json`.
+pub fn columns_file(output: &Path) -> PathBuf {
+    output.with_extension("columns.json")
+}
+
 /// Applies one box-model step to the cells in `input` (`.npy`, float32 or float64, N × 33 or
 /// N × 34, see [`validate_step_rows`]) and writes N × 58 float64 rows to `output` (see
-/// [`layout::step_output_columns`]), plus `<output>.columns.json` naming every column with its
-/// unit. `config` is an optional JSON [`M7Config`] (defaults otherwise).
-pub fn m7_step(input: &Path, output: &Path, config: Option<&Path>) -> Result<StepReport> {
+/// [`layout::step_output_columns`]), plus `<output>.columns.json` ([`columns_file`]) naming every
+/// column with its unit. `config` is an optional JSON [`M7Config`] (defaults otherwise).
+///
+/// An existing `output` or columns file is refused ([`Error::Invalid`] on `output`, before the
+/// input is read) unless `overwrite` is set. Both files are written atomically (a temporary file
+/// renamed over the target), so a kill leaves the old file or the new one.
+pub fn m7_step(input: &Path, output: &Path, config: Option<&Path>, overwrite: bool) -> Result<StepReport> {
+    let columns_file = columns_file(output);
+    if !overwrite {
+        for existing in [output, columns_file.as_path()] {
+            if existing.exists() {
+                return Err(Error::invalid(
+                    "output",
+                    existing.display(),
+                    format!(
+                        "a path where neither {} nor {} exists yet, or pass --overwrite to replace them",
+                        output.display(),
+                        columns_file.display()
+                    ),
+                ));
+            }
+        }
+    }
     let cfg = match config {
         Some(p) => M7Config::from_json_file(p)?,
         None => M7Config::default(),
@@ -115,11 +144,9 @@ pub fn m7_step(input: &Path, output: &Path, config: Option<&Path>) -> Result<Ste
         other => other,
     })?;
     let seconds = t0.elapsed().as_secs_f64();
-    ndarray_npy::write_npy(output, &y).map_err(|e| Error::Npy { path: output.to_path_buf(), detail: e.to_string() })?;
-    let columns_file = output.with_extension("columns.json");
+    gradlab_core::io::write_npy(output, &y)?;
     let cols: Vec<Column> = layout::step_output_columns();
-    let text = serde_json::to_string_pretty(&cols).expect("columns serialise");
-    std::fs::write(&columns_file, text).map_err(|e| Error::io(&columns_file, e))?;
+    gradlab_core::io::write_json(&columns_file, &cols)?;
     Ok(StepReport {
         rows: x.nrows(),
         input_columns: x.ncols(),

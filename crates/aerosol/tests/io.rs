@@ -3,7 +3,7 @@
 use gradlab_aerosol::dataset::{Dtype, read_dataset, read_table, tables, write_dataset};
 use gradlab_aerosol::layout::{STEP_INPUT_COLS, STEP_OUTPUT_COLS, read_step_row, write_step_row};
 use gradlab_aerosol::sampler::{SamplerConfig, sample_cells};
-use gradlab_aerosol::step_file::m7_step;
+use gradlab_aerosol::step_file::{columns_file, m7_step};
 use gradlab_aerosol::{Error, M7, M7Config};
 use ndarray::{Array2, s};
 use ndarray_npy::write_npy;
@@ -107,7 +107,7 @@ fn m7_step_file_matches_the_library_step() {
     write_npy(&input, &x).unwrap();
     let cfg_path = dir.path().join("m7.json");
     std::fs::write(&cfg_path, r#"{"dt": 600, "water": "kappa"}"#).unwrap();
-    let report = m7_step(&input, &output, Some(&cfg_path)).unwrap();
+    let report = m7_step(&input, &output, Some(&cfg_path), false).unwrap();
     assert_eq!((report.rows, report.input_columns, report.output_columns), (50, 33, STEP_OUTPUT_COLS));
     assert_eq!(report.config.dt, 600.0);
     assert!(report.columns_file.exists());
@@ -127,7 +127,7 @@ fn m7_step_file_matches_the_library_step() {
     x34.slice_mut(s![.., ..33]).assign(&x);
     x34.column_mut(33).fill(1.0);
     write_npy(&input, &x34.mapv(|v| v as f32)).unwrap();
-    assert_eq!(m7_step(&input, &output, None).unwrap().input_columns, 34);
+    assert_eq!(m7_step(&input, &output, None, true).unwrap().input_columns, 34);
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn m7_step_rejects_bad_input_clearly() {
     let output = dir.path().join("next.npy");
     // Wrong column count.
     write_npy(&input, &Array2::<f64>::zeros((3, 32))).unwrap();
-    let e = m7_step(&input, &output, None).unwrap_err();
+    let e = m7_step(&input, &output, None, false).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }));
     let msg = e.to_string();
     assert!(msg.contains("33") && msg.contains("states.npy") && msg.contains("[3, 32]"), "{msg}");
@@ -147,7 +147,7 @@ fn m7_step_rejects_bad_input_clearly() {
         let mut bad = x.clone();
         bad[[2, col]] = value;
         write_npy(&input, &bad).unwrap();
-        let e = m7_step(&input, &output, None).unwrap_err();
+        let e = m7_step(&input, &output, None, false).unwrap_err();
         assert!(matches!(e, Error::NonPhysical { row: 2, .. }), "{e}");
         assert!(e.to_string().contains(what), "{e}");
     }
@@ -155,12 +155,94 @@ fn m7_step_rejects_bad_input_clearly() {
     bad.slice_mut(s![.., ..33]).assign(&x);
     bad[[1, 33]] = 0.5;
     write_npy(&input, &bad).unwrap();
-    assert!(m7_step(&input, &output, None).unwrap_err().to_string().contains("boundary_layer"));
+    assert!(m7_step(&input, &output, None, false).unwrap_err().to_string().contains("boundary_layer"));
     // Bad config.
     write_npy(&input, &x).unwrap();
     let cfg = dir.path().join("bad.json");
     std::fs::write(&cfg, r#"{"dt": 0}"#).unwrap();
-    assert!(m7_step(&input, &output, Some(&cfg)).unwrap_err().to_string().contains("`dt`"));
+    assert!(m7_step(&input, &output, Some(&cfg), false).unwrap_err().to_string().contains("`dt`"));
     std::fs::write(&cfg, r#"{"time_step": 600}"#).unwrap();
-    assert!(matches!(m7_step(&input, &output, Some(&cfg)).unwrap_err(), Error::Json { .. }));
+    assert!(matches!(m7_step(&input, &output, Some(&cfg), false).unwrap_err(), Error::Json { .. }));
+}
+
+/// A row in the `m7-step` layout built from the sampler's first cell, for bound tests.
+fn one_row() -> Array2<f64> {
+    step_input(1)
+}
+
+#[test]
+fn m7_step_refuses_values_outside_the_physical_bounds_of_their_column() {
+    use gradlab_aerosol::state::{MAX_H2SO4_GAS, MAX_MASS, MAX_NUMBER, MAX_SULFATE};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("states.npy");
+    let output = dir.path().join("next.npy");
+    let base = step_input(3);
+    // The issue's case: masses of 1e300 (wet radii of 1e94 cm) are refused with row, column,
+    // unit and the allowed range; so are a huge number, H2SO4 gas and rates, and infinities.
+    for (col, value, what, allowed) in [
+        (13, 1e300, "bc_as [ug m-3]", "0 <= value <= 1e7 ug m-3"),
+        (10, 1e300, "so4_as [molecules cm-3]", "0 <= value <= 1e17 molecules cm-3"),
+        (10, MAX_SULFATE * 1.01, "so4_as", "1e17"),
+        (25, MAX_MASS * 2.0, "du_ci [ug m-3]", "1e7"),
+        (28, MAX_NUMBER * 2.0, "n_as [cm-3]", "0 <= value <= 1e10 cm-3"),
+        (5, MAX_H2SO4_GAS * 2.0, "h2so4 [molecules cm-3]", "1e13"),
+        (4, 1e12, "h2so4_production", "1e9"),
+        (3, 1e7, "ionisation", "1e4"),
+        (26, f64::INFINITY, "n_ns", "finite"),
+    ] {
+        let mut bad = base.clone();
+        bad[[1, col]] = value;
+        write_npy(&input, &bad).unwrap();
+        let e = m7_step(&input, &output, None, false).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::NonPhysical { row: 1, .. }), "{msg}");
+        assert!(msg.contains("row 1") && msg.contains(what) && msg.contains(allowed), "{msg}");
+        assert!(!output.exists(), "nothing is written for a refused input");
+    }
+    // At the caps themselves the row is accepted and the step stays finite.
+    let mut edge = one_row();
+    for c in 8..12 {
+        edge[[0, c]] = MAX_SULFATE;
+    }
+    for c in 12..26 {
+        edge[[0, c]] = MAX_MASS;
+    }
+    for c in 26..33 {
+        edge[[0, c]] = MAX_NUMBER;
+    }
+    edge[[0, 5]] = MAX_H2SO4_GAS;
+    write_npy(&input, &edge).unwrap();
+    m7_step(&input, &output, None, false).unwrap();
+    let y = read_table(&output).unwrap();
+    assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
+}
+
+#[test]
+fn m7_step_refuses_to_overwrite_its_output_or_columns_file_without_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("states.npy");
+    let output = dir.path().join("next.npy");
+    write_npy(&input, &step_input(5)).unwrap();
+    let first = m7_step(&input, &output, None, false).unwrap();
+    assert_eq!(first.columns_file, columns_file(&output));
+    assert_eq!(first.columns_file, dir.path().join("next.columns.json"));
+    // A second run into the same output is refused, naming the output and --overwrite, and
+    // leaves the file as it was.
+    let before = std::fs::read(&output).unwrap();
+    write_npy(&input, &step_input(7)).unwrap();
+    let e = m7_step(&input, &output, None, false).unwrap_err();
+    assert!(matches!(&e, Error::Invalid { field, .. } if field == "output"), "{e}");
+    assert!(e.to_string().contains("next.npy") && e.to_string().contains("--overwrite"), "{e}");
+    assert_eq!(std::fs::read(&output).unwrap(), before);
+    // Only the columns file left over (the output deleted by hand): refused as well.
+    std::fs::remove_file(&output).unwrap();
+    let e = m7_step(&input, &output, None, false).unwrap_err().to_string();
+    assert!(e.contains("next.columns.json") && e.contains("--overwrite"), "{e}");
+    assert!(!output.exists());
+    // With overwrite both are replaced.
+    assert_eq!(m7_step(&input, &output, None, true).unwrap().rows, 7);
+    assert_eq!(read_table(&output).unwrap().nrows(), 7);
+    let cols: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(columns_file(&output)).unwrap()).unwrap();
+    assert_eq!(cols.len(), STEP_OUTPUT_COLS);
 }

@@ -11,7 +11,10 @@
 //! trials, the ask counter (each ask draws its randomness from `seed` and its index) and the
 //! last refit (hyperparameters, standardisation, number of points). Loading replays the
 //! factorisation at that refit and the appends after it, so a resumed study proposes the
-//! same points as one that never stopped.
+//! same points as one that never stopped. A loaded study is validated first
+//! ([`Study::validate`]): a hand-edited file with a complete trial without a value, a
+//! duplicate id, a point outside the space or inconsistent counters is refused with
+//! [`Error::Invalid`] naming the field.
 
 use crate::acquisition::{Acquisition, MaximizeOptions, Sampler, maximize, sample_unit};
 use crate::chol::JitterPolicy;
@@ -21,6 +24,7 @@ use crate::kernel::{Hyper, KernelKind};
 use crate::space::{Point, Space};
 use gradlab_core::rng::{derive_seed, rng};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -279,13 +283,18 @@ const MAXIMIZE_STREAM: u64 = 2;
 /// An ask/tell Bayesian-optimisation study.
 ///
 /// Its JSON form (see [`Study::save`]) is the struct itself without the in-memory model:
-/// `format`, `space`, `config`, `trials`, `n_asks`, `n_tells`, `model`.
+/// `format`, `space`, `config`, `metadata` (left out when empty), `trials`, `n_asks`,
+/// `n_tells`, `model`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Study {
     format: FormatTag,
     space: Space,
     config: StudyConfig,
+    /// Free-form records kept with the study (e.g. the command `tune` runs); never read by
+    /// the optimiser.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<String, serde_json::Value>,
     trials: Vec<Trial>,
     n_asks: u64,
     n_tells: u64,
@@ -305,6 +314,7 @@ impl Study {
             format: FormatTag,
             space,
             config,
+            metadata: BTreeMap::new(),
             trials: Vec::new(),
             n_asks: 0,
             n_tells: 0,
@@ -322,6 +332,16 @@ impl Study {
     /// The configuration.
     pub fn config(&self) -> &StudyConfig {
         &self.config
+    }
+
+    /// Free-form records kept with the study (saved and loaded with it).
+    pub fn metadata(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.metadata
+    }
+
+    /// Sets the free-form record `key` (saved with the study; the optimiser ignores it).
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: serde_json::Value) {
+        self.metadata.insert(key.into(), value);
     }
 
     /// All trials in ask order.
@@ -660,9 +680,12 @@ impl Study {
         serde_json::to_string_pretty(self).expect("study serialises")
     }
 
-    /// Restores a study from its JSON text.
+    /// Restores a study from its JSON text; a study that fails [`Study::validate`] is an
+    /// error (with the validation message).
     pub fn from_json(s: &str) -> std::result::Result<Study, serde_json::Error> {
-        serde_json::from_str(s)
+        let study: Study = serde_json::from_str(s)?;
+        study.validate().map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(study)
     }
 
     /// Saves atomically (a temporary file renamed over `path`).
@@ -670,11 +693,135 @@ impl Study {
         Ok(gradlab_core::io::write_json(path, self)?)
     }
 
-    /// Loads a saved study (errors name the file and, for a bad value, the field).
+    /// Loads a saved study and validates it ([`Study::validate`]). Errors name the file; a
+    /// bad value is [`Error::Invalid`] whose `field` is `<file>: <field>` (e.g.
+    /// `study.json: trials[3].value`).
     pub fn load(path: &Path) -> Result<Study> {
         let study: Study = gradlab_core::io::read_json(path)?;
-        study.config.check()?;
+        study.validate().map_err(|e| match e {
+            Error::Invalid { field, value, allowed } => {
+                Error::Invalid { field: format!("{}: {field}", path.display()), value, allowed }
+            }
+            e => e,
+        })?;
         Ok(study)
+    }
+
+    /// Checks what a hand edit (or a foreign writer) can break and the optimiser relies on:
+    /// the configuration; each trial's `id` (its position in ask order, so no duplicates),
+    /// `params` (inside the space), `x` (the unit-cube encoding of `params`, coordinates in
+    /// [0, 1]), `value` (a finite number exactly when the trial is complete), `ask_index` and
+    /// `tell_index` (told trials only, each index once, below the counters); `n_tells` (the
+    /// number of told trials); and the model checkpoint (counts within the completed trials,
+    /// finite hyperparameters of the right dimension). The first problem found is returned as
+    /// [`Error::Invalid`] with `field` naming it (`trials[3].value`, `model.synced`, …).
+    pub fn validate(&self) -> Result<()> {
+        self.config.check()?;
+        let d = self.space.encoded_dim();
+        let mut tell_indices = BTreeSet::new();
+        for (i, t) in self.trials.iter().enumerate() {
+            let field = |name: &str| format!("trials[{i}].{name}");
+            if t.id != i as u64 {
+                let why = if self.trials[..i].iter().any(|u| u.id == t.id) { "duplicate" } else { "out of order" };
+                return Err(Error::invalid(
+                    field("id"),
+                    t.id,
+                    format!("{i} (ids are the positions in ask order; this one is {why})"),
+                ));
+            }
+            self.space.check_point(&t.params).map_err(|e| match e {
+                Error::Invalid { field: name, value, allowed } => {
+                    Error::Invalid { field: format!("{}.{name}", field("params")), value, allowed }
+                }
+                e => Error::invalid(field("params"), format!("{:?}", t.params), e.to_string()),
+            })?;
+            if t.x.len() != d || t.x.iter().any(|v| !(0.0..=1.0).contains(v)) {
+                return Err(Error::invalid(field("x"), format!("{:?}", t.x), format!("{d} coordinates in [0, 1]")));
+            }
+            let enc = self.space.encode(&t.params)?;
+            if enc.iter().zip(&t.x).any(|(a, b)| (a - b).abs() > 1e-9) {
+                return Err(Error::invalid(
+                    field("x"),
+                    format!("{:?}", t.x),
+                    format!("the encoding of the trial's params, {enc:?}"),
+                ));
+            }
+            match (&t.state, t.value) {
+                (TrialState::Complete, Some(v)) if v.is_finite() => {}
+                (TrialState::Complete, v) => {
+                    return Err(Error::invalid(
+                        field("value"),
+                        v.map_or("null".into(), |v| v.to_string()),
+                        "a finite number (the trial is complete)",
+                    ));
+                }
+                (TrialState::Pending | TrialState::Failed, Some(v)) => {
+                    return Err(Error::invalid(
+                        field("value"),
+                        v,
+                        format!("null (the trial is {:?})", t.state).to_lowercase(),
+                    ));
+                }
+                _ => {}
+            }
+            if t.ask_index > self.n_asks {
+                return Err(Error::invalid(field("ask_index"), t.ask_index, format!("<= n_asks ({})", self.n_asks)));
+            }
+            match (&t.state, t.tell_index) {
+                (TrialState::Pending, None) => {}
+                (TrialState::Pending, Some(k)) => {
+                    return Err(Error::invalid(field("tell_index"), k, "null (the trial is pending)"));
+                }
+                (_, None) => {
+                    return Err(Error::invalid(field("tell_index"), "null", "the position of the trial's tell"));
+                }
+                (_, Some(k)) => {
+                    if k >= self.n_tells || !tell_indices.insert(k) {
+                        return Err(Error::invalid(
+                            field("tell_index"),
+                            k,
+                            format!("an index below n_tells ({}) used by no other trial", self.n_tells),
+                        ));
+                    }
+                }
+            }
+        }
+        if tell_indices.len() as u64 != self.n_tells {
+            return Err(Error::invalid(
+                "n_tells",
+                self.n_tells,
+                format!("{} (the number of told trials)", tell_indices.len()),
+            ));
+        }
+        if let Some(m) = &self.model {
+            let n = self.n_complete();
+            if m.refit_points == 0 || m.refit_points > m.synced {
+                return Err(Error::invalid(
+                    "model.refit_points",
+                    m.refit_points,
+                    format!("between 1 and model.synced ({})", m.synced),
+                ));
+            }
+            if m.synced > n {
+                return Err(Error::invalid("model.synced", m.synced, format!("<= the completed trials ({n})")));
+            }
+            let h = &m.hyper;
+            if h.log_ls.len() != d || h.to_vec().iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid(
+                    "model.hyper",
+                    format!("{h:?}"),
+                    format!("finite values with {d} length scales"),
+                ));
+            }
+            if !(m.y_mean.is_finite() && m.y_std.is_finite() && m.y_std > 0.0) {
+                return Err(Error::invalid(
+                    "model.y_mean, model.y_std",
+                    format!("{}, {}", m.y_mean, m.y_std),
+                    "finite, y_std > 0",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -812,6 +959,55 @@ mod tests {
             let (a, b) = (gp.predict_std(&p), fresh.predict_std(&p));
             assert!((a.0 - b.0).abs() < 1e-8 && (a.1 - b.1).abs() < 1e-8, "{lag:?}: {a:?} vs {b:?}");
             assert!((gp.lml() - fresh.lml()).abs() < 1e-8 * fresh.lml().abs().max(1.0));
+        }
+    }
+
+    /// A saved Branin study with a model (7 trials), edited by `edit`, then loaded.
+    fn load_edited(edit: impl Fn(&mut serde_json::Value)) -> Result<Study> {
+        let f = TestFunction::Branin;
+        let mut s = Study::new(f.space(), quick_config(8)).unwrap();
+        for _ in 0..7 {
+            let t = s.ask().unwrap();
+            s.tell(t.id, eval(f, &t)).unwrap();
+        }
+        s.set_metadata("note", serde_json::json!("kept"));
+        let mut v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        edit(&mut v);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("study.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        let loaded = Study::load(&path);
+        // `from_json` refuses exactly what `load` refuses.
+        assert_eq!(loaded.is_ok(), Study::from_json(&v.to_string()).is_ok());
+        loaded
+    }
+
+    #[test]
+    fn hand_edited_study_is_validated_on_load() {
+        let s = load_edited(|_| {}).unwrap();
+        assert_eq!(s.metadata()["note"], "kept");
+        assert!(s.model_checkpoint().is_some());
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit, &str); 9] = [
+            ("trials[2].value", |v| v["trials"][2]["value"] = serde_json::Value::Null, "null"),
+            ("trials[3].id", |v| v["trials"][3]["id"] = 2.into(), "2"),
+            ("trials[1].x", |v| v["trials"][1]["x"][0] = 1.5.into(), "1.5"),
+            ("trials[1].x", |v| v["trials"][1]["x"][0] = 0.123456.into(), "0.123456"),
+            ("trials[4].params.x0", |v| v["trials"][4]["params"][0] = 100.0.into(), "100"),
+            ("trials[0].tell_index", |v| v["trials"][0]["tell_index"] = 99.into(), "99"),
+            ("trials[5].value", |v| v["trials"][5]["state"] = "failed".into(), ""),
+            ("n_tells", |v| v["n_tells"] = 9.into(), "9"),
+            ("model.synced", |v| v["model"]["synced"] = 50.into(), "50"),
+        ];
+        for (want, edit, value) in cases {
+            let e = load_edited(edit).unwrap_err();
+            match &e {
+                Error::Invalid { field, value: got, .. } => {
+                    assert!(field.ends_with(&format!("study.json: {want}")), "{want}: {e}");
+                    assert!(got.contains(value), "{want}: {e}");
+                }
+                _ => panic!("{want}: expected Error::Invalid, got {e}"),
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use super::emulator_model::Emulator;
 use super::heads::{N_ENV, N_X};
 use crate::box_model::M7;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout;
 use crate::state::{AerosolState, Environment};
 use ndarray::Array2;
@@ -24,11 +24,20 @@ pub fn cells_to_x(cells: &[(Environment, AerosolState)]) -> Array2<f32> {
     x
 }
 
+/// Refuses zero repeats (a best of no runs).
+fn check_repeats(repeats: usize) -> Result<()> {
+    if repeats == 0 {
+        return Err(Error::invalid("repeats", repeats, "at least 1 (the time is the best of `repeats` runs)"));
+    }
+    Ok(())
+}
+
 /// Best-of-`repeats` throughput (cells/s) of one box-model step over `cells`, parallel over
-/// the rayon pool (chunks of 1024 cells).
-pub fn box_model_throughput(m7: &M7, cells: &[(Environment, AerosolState)], repeats: usize) -> f64 {
+/// the rayon pool (chunks of 1024 cells). `repeats` = 0 is refused.
+pub fn box_model_throughput(m7: &M7, cells: &[(Environment, AerosolState)], repeats: usize) -> Result<f64> {
+    check_repeats(repeats)?;
     let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
+    for _ in 0..repeats {
         let t = Instant::now();
         let acc: f64 = cells
             .par_chunks(1024)
@@ -45,16 +54,18 @@ pub fn box_model_throughput(m7: &M7, cells: &[(Environment, AerosolState)], repe
         std::hint::black_box(acc);
         best = best.min(t.elapsed().as_secs_f64());
     }
-    cells.len() as f64 / best
+    Ok(cells.len() as f64 / best)
 }
 
 /// Best-of-`repeats` throughput (cells/s) of [`Emulator::predict`] on the rows of `x`
 /// (host array in, host array out: normalisation, network, head and transfers included).
+/// `repeats` = 0 is refused.
 pub fn emulator_throughput(em: &Emulator, x: &Array2<f32>, repeats: usize) -> Result<f64> {
+    check_repeats(repeats)?;
     // One warm-up call (allocations, CUDA kernels).
     std::hint::black_box(em.predict(&x.slice(ndarray::s![..x.nrows().min(1024), ..]))?);
     let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
+    for _ in 0..repeats {
         let t = Instant::now();
         std::hint::black_box(em.predict(&x.view())?);
         best = best.min(t.elapsed().as_secs_f64());

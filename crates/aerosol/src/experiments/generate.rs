@@ -24,7 +24,7 @@ pub struct Params {
     pub seed: u64,
     /// Number of samples (cells).
     pub samples: usize,
-    /// Cells per generation chunk (progress and metrics granularity).
+    /// Cells per generation chunk (progress and metrics granularity; at least 1).
     #[serde(default = "default_chunk")]
     pub chunk: usize,
     /// Train and validation fractions; the rest is test.
@@ -45,7 +45,8 @@ pub struct Params {
     /// Histogram bins.
     #[serde(default = "default_bins")]
     pub bins: usize,
-    /// Cells and repeats of the throughput measurement.
+    /// Cells (at most `samples` are used) and repeats of the throughput measurement, both at
+    /// least 1.
     #[serde(default = "default_tp")]
     pub throughput: [usize; 2],
     /// Box model of the recorded step.
@@ -54,6 +55,30 @@ pub struct Params {
     /// Sampler.
     #[serde(default)]
     pub sampler: SamplerConfig,
+}
+
+impl Params {
+    /// Refuses counts that would make the run meaningless instead of clamping them: `samples`,
+    /// `chunk`, `bins`, `histogram_cells` and both `throughput` entries must be at least 1, and
+    /// `split` is checked before any cell is generated (when the dataset is written).
+    pub fn validate(&self) -> crate::Result<()> {
+        for (field, v) in [
+            ("samples", self.samples),
+            ("chunk", self.chunk),
+            ("bins", self.bins),
+            ("histogram_cells", self.histogram_cells),
+            ("throughput[0] (cells)", self.throughput[0]),
+            ("throughput[1] (repeats)", self.throughput[1]),
+        ] {
+            if v == 0 {
+                return Err(crate::Error::invalid(field, v, "at least 1"));
+            }
+        }
+        if self.write_dataset {
+            crate::dataset::train_val_test_indices(0, self.split[0], self.split[1], 0)?;
+        }
+        Ok(())
+    }
 }
 
 fn default_chunk() -> usize {
@@ -116,7 +141,7 @@ fn measure_throughput(model: &M7, cells: &[(Environment, AerosolState)], repeats
     let mut best1 = f64::INFINITY;
     let mut best_all = f64::INFINITY;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-    for _ in 0..repeats.max(1) {
+    for _ in 0..repeats {
         let t = Instant::now();
         std::hint::black_box(pool.install(|| run(cells)));
         best1 = best1.min(t.elapsed().as_secs_f64());
@@ -167,6 +192,7 @@ struct ZeroShares {
 /// report.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
+    p.validate()?;
     let (model, spin) = models(&p.m7, &p.sampler)?;
     let g = generate(ctx, &p, &model, &spin)?;
     let tend = &g.y.slice(s![.., ..g.n_state]) - &g.x.slice(s![.., 8..]);
@@ -208,10 +234,9 @@ fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::R
     let mut activity = Activity::default();
     let bar = gradlab_core::observe::progress_bar(p.samples as u64, "m7-generate", ctx.quiet);
     let t_gen = Instant::now();
-    let chunk = p.chunk.max(1);
     let mut start = 0usize;
     while start < p.samples {
-        let count = chunk.min(p.samples - start);
+        let count = p.chunk.min(p.samples - start);
         let samples: Vec<_> = (0..count as u64)
             .into_par_iter()
             .map(|i| sample_cell(model, spin, &p.sampler, p.seed, start as u64 + i))

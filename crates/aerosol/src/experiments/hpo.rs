@@ -6,8 +6,18 @@
 //! outputs) after a fixed number of epochs with early stopping. Each policy gets the same
 //! evaluation budget, evaluated in batches of `q` proposals trained concurrently (one thread
 //! each). Every policy's study is saved after each batch (`studies/<policy>.json`, the
-//! `gradlab-bayesopt` JSON format) together with a JSON-lines history of timings, so an
-//! interrupted run continues where it stopped (`resume_dir`).
+//! `gradlab-bayesopt` JSON format) together with a JSON-lines history of timings
+//! (`studies/<policy>.jsonl`), so an interrupted run continues where it stopped.
+//!
+//! Resuming: with `resume_dir` set to an earlier run, that run's studies and histories are
+//! copied into the **new** run's `studies/` and continued there; the earlier run's folder is only
+//! read, never written (a policy whose study the new folder already holds is not copied again,
+//! so `cargo xtask experiment m7-hpo --resume <new run>` continues in place). On loading, the
+//! study is the source of truth for what was evaluated: a torn last history line (a kill during
+//! the append) is dropped with a warning, history records of trials the study does not hold are
+//! dropped, and trials the study holds without a history record (a kill between saving the study
+//! and appending the history) get a record rebuilt from the study (score from the study, timings
+//! unknown: `null`). So the evaluations never exceed `budget`.
 
 use crate::emulator::data::{DataParams, Splits, load_data};
 use crate::emulator::eval::{evaluate, species_means};
@@ -16,7 +26,7 @@ use crate::emulator::{EmulatorConfig, EmulatorData};
 use crate::error::{Error, Result};
 use candle_core::Device;
 use gradlab_bayesopt::space::{Param, Point, Space, Value};
-use gradlab_bayesopt::study::{LagPolicy, Study, StudyConfig};
+use gradlab_bayesopt::study::{LagPolicy, Study, StudyConfig, Trial, TrialState};
 use gradlab_core::experiment::{ExperimentResult, RunContext};
 use gradlab_core::normalize::NormKind;
 use gradlab_core::optim::{AdamWParams, OptimizerConfig};
@@ -62,11 +72,16 @@ pub struct EvalRecord {
     pub batch: usize,
     /// Hyperparameters.
     pub params: std::collections::BTreeMap<String, Value>,
-    /// Objective (validation R²; NaN when the evaluation failed).
+    /// Objective (validation R²; NaN, `null` in the JSON, when the evaluation failed).
+    #[serde(deserialize_with = "null_as_nan")]
     pub score: f64,
-    /// Seconds of this evaluation.
+    /// Seconds of this evaluation (NaN, `null` in the JSON, when unknown: a record rebuilt from
+    /// the study after a kill).
+    #[serde(deserialize_with = "null_as_nan")]
     pub eval_s: f64,
-    /// Seconds the policy spent proposing this evaluation's batch (GP fit, update, acquisition).
+    /// Seconds the policy spent proposing this evaluation's batch (GP fit, update, acquisition;
+    /// NaN when unknown, as `eval_s`).
+    #[serde(deserialize_with = "null_as_nan")]
     pub overhead_s: f64,
     /// Wall-clock seconds since the policy started when the batch finished (cumulative over
     /// resumed runs).
@@ -74,6 +89,11 @@ pub struct EvalRecord {
     /// Why the evaluation failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// serde_json writes a non-finite number as `null`: read `null` back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Stream of the study seed for the random-search policy (one sub-stream per trial id).
@@ -99,19 +119,86 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::io(path, source)
 }
 
-fn read_history(path: &Path) -> Result<Vec<EvalRecord>> {
+/// The records of a history file (none when it does not exist) and whether the file needs to be
+/// rewritten before appending: a torn last line (a kill in the middle of an append) is dropped
+/// with a warning; a malformed line elsewhere is an error naming the line.
+fn read_history(path: &Path) -> Result<(Vec<EvalRecord>, bool)> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<EvalRecord>(line) {
-            Ok(r) => out.push(r),
-            Err(source) => return Err(Error::Json { path: path.to_path_buf(), source }),
+    let (values, torn) = gradlab_core::io::read_jsonl_recovering(path)?;
+    if let Some(line) = torn {
+        eprintln!("warning: {}: dropped the torn last line {line} (a write that was interrupted)", path.display());
+    }
+    let records = values
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value::<EvalRecord>(v).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let unterminated = std::fs::read(path).map_err(io(path))?.last().is_some_and(|b| *b != b'\n');
+    Ok((records, torn.is_some() || unterminated))
+}
+
+/// The history of `study` read from `path`, made consistent with the study (the source of truth
+/// for what was evaluated): records of trials the study has not told (or duplicates) are
+/// dropped, and every told trial without a record gets one rebuilt from the study (its score;
+/// timings unknown, NaN; `wall_s` the last one recorded), numbered as the batches of `q` after
+/// the last recorded batch. When anything was dropped or added the file is rewritten
+/// atomically, so appending continues on a clean file.
+fn reconcile_history(label: &str, study: &Study, path: &Path, q: usize) -> Result<Vec<EvalRecord>> {
+    let (mut history, mut rewrite) = read_history(path)?;
+    let told: std::collections::BTreeMap<u64, &Trial> =
+        study.trials().iter().filter(|t| t.state != TrialState::Pending).map(|t| (t.id, t)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let before = history.len();
+    history.retain(|r| told.contains_key(&r.id) && seen.insert(r.id));
+    if history.len() != before {
+        eprintln!(
+            "warning: {}: dropped {} record(s) of trials the study {} does not hold as evaluated",
+            path.display(),
+            before - history.len(),
+            label
+        );
+        rewrite = true;
+    }
+    let wall = history.iter().map(|r| r.wall_s).fold(0.0, f64::max);
+    let next_batch = history.iter().map(|r| r.batch + 1).max().unwrap_or(0);
+    let missing: Vec<&Trial> = told.values().filter(|t| !seen.contains(&t.id)).copied().collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: {}: {} evaluation(s) of the study {label} had no history record (killed between saving the \
+             study and appending the history); rebuilt from the study, timings unknown",
+            path.display(),
+            missing.len()
+        );
+        rewrite = true;
+    }
+    for (k, t) in missing.into_iter().enumerate() {
+        history.push(EvalRecord {
+            policy: label.to_string(),
+            id: t.id,
+            batch: next_batch + k / q,
+            params: study.space().point_to_map(&t.params),
+            score: t.value.map_or(f64::NAN, |v| -v),
+            eval_s: f64::NAN,
+            overhead_s: f64::NAN,
+            wall_s: wall,
+            error: t.error.clone(),
+        });
+    }
+    history.sort_by_key(|r| r.id);
+    if rewrite {
+        let mut text = String::new();
+        for r in &history {
+            text.push_str(
+                &serde_json::to_string(r).map_err(|source| Error::Json { path: path.to_path_buf(), source })?,
+            );
+            text.push('\n');
         }
+        gradlab_core::io::write_text(path, &text)?;
     }
-    Ok(out)
+    Ok(history)
 }
 
 /// The next `k` points of `policy`: the study's batch proposal (BO), or uniform draws from the
@@ -159,7 +246,11 @@ where
 
 /// Runs one policy until `budget` evaluations are recorded, in batches of `q` evaluated
 /// concurrently by `objective(params, trial_id)` (larger is better). The study and the history
-/// live in `state_dir` (`<label>.json`, `<label>.jsonl`); existing files are resumed.
+/// live in `state_dir` (`<label>.json`, `<label>.jsonl`); existing files are resumed, the history
+/// reconciled with the study first (a torn last line dropped, evaluations the study holds
+/// without a record rebuilt from it; see the module docs), so the evaluations in the study never
+/// exceed `budget` however the previous run was killed. A saved study of another search space is
+/// refused.
 pub fn run_policy<F>(
     policy: &Policy,
     space: &Space,
@@ -184,10 +275,19 @@ where
         cfg.lag = *lag;
     }
     let mut study = if study_path.exists() { Study::load(&study_path)? } else { Study::new(space.clone(), cfg)? };
-    let mut history = read_history(&hist_path)?;
-    // Records of a batch that finished after the study was last saved are dropped (the batch
-    // is re-run); the study is the source of truth.
-    history.retain(|r| (r.id as usize) < study.trials().len());
+    if study.space() != space {
+        return Err(Error::invalid(
+            "space",
+            format!("{:?}", space.params()),
+            format!(
+                "the search space of the study being resumed, {}: {:?}",
+                study_path.display(),
+                study.space().params()
+            ),
+        ));
+    }
+    // The study is the source of truth: the history is made to agree with it.
+    let mut history = reconcile_history(&label, &study, &hist_path, q)?;
     let offset = history.last().map(|r| r.wall_s).unwrap_or(0.0);
     let start = Instant::now();
     let mut batch = history.last().map(|r| r.batch + 1).unwrap_or(0);
@@ -245,7 +345,14 @@ where
     Ok(history)
 }
 
-/// Bounds of the search space.
+/// Largest hidden width of the search space (4096² weights are 64 MiB per layer in f32).
+pub const MAX_WIDTH: i64 = 4096;
+/// Largest number of hidden layers of the search space.
+pub const MAX_DEPTH: i64 = 16;
+/// Largest batch-size exponent of the search space: batches of up to 2^24 = 16,777,216 rows.
+pub const MAX_BATCH_LOG2: i64 = 24;
+
+/// Bounds of the search space (checked by [`SpaceParams::validate`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceParams {
@@ -262,8 +369,40 @@ pub struct SpaceParams {
 }
 
 impl SpaceParams {
-    /// The search space.
+    /// Refuses bounds that are not a range of sensible values, naming the field
+    /// (`space.<name>`) and what is allowed: `0 < lr.low < lr.high <= 1`,
+    /// `0 < weight_decay.low < weight_decay.high <= 1` (both searched on a log scale, finite),
+    /// `1 <= width.low <= width.high <= MAX_WIDTH`, `1 <= depth.low <= depth.high <= MAX_DEPTH`
+    /// and `0 <= batch_log2.low <= batch_log2.high <= MAX_BATCH_LOG2` (`1 << 70` would wrap).
+    pub fn validate(&self) -> Result<()> {
+        for (name, (lo, hi)) in [("lr", self.lr), ("weight_decay", self.weight_decay)] {
+            if !(lo.is_finite() && hi.is_finite() && 0.0 < lo && lo < hi && hi <= 1.0) {
+                return Err(Error::invalid(
+                    format!("space.{name}"),
+                    format!("[{lo}, {hi}]"),
+                    "[low, high] with 0 < low < high <= 1 (searched on a log scale)",
+                ));
+            }
+        }
+        for (name, (lo, hi), min, max, what) in [
+            ("width", self.width, 1, MAX_WIDTH, "hidden units per layer"),
+            ("depth", self.depth, 1, MAX_DEPTH, "hidden layers"),
+            ("batch_log2", self.batch_log2, 0, MAX_BATCH_LOG2, "batch size 2^k: 1 … 16,777,216 rows"),
+        ] {
+            if !(min <= lo && lo <= hi && hi <= max) {
+                return Err(Error::invalid(
+                    format!("space.{name}"),
+                    format!("[{lo}, {hi}]"),
+                    format!("[low, high] with {min} <= low <= high <= {max} ({what})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The search space ([`SpaceParams::validate`] first).
     pub fn space(&self) -> Result<Space> {
+        self.validate()?;
         Ok(Space::new(vec![
             Param::LogFloat { name: "lr".into(), low: self.lr.0, high: self.lr.1 },
             Param::LogFloat { name: "weight_decay".into(), low: self.weight_decay.0, high: self.weight_decay.1 },
@@ -323,7 +462,8 @@ pub struct HpoParams {
     /// Study settings shared by the BO policies (the lag is the policy's).
     #[serde(default)]
     pub study: StudyConfig,
-    /// Continue the studies saved in this run directory's `studies/` (`runs/m7-hpo/<ts>`).
+    /// Continue the studies saved in this earlier run's `studies/` (`runs/m7-hpo/<ts>`): they are
+    /// copied into the new run's `studies/` and continued there; the earlier run is only read.
     #[serde(default)]
     pub resume_dir: Option<PathBuf>,
 }
@@ -352,12 +492,16 @@ impl Hyper {
                 Error::invalid("hyperparameter", k, "a point with lr, weight_decay, width, depth, batch_log2")
             })
         };
+        let k = f("batch_log2")?;
+        if !(0.0..=MAX_BATCH_LOG2 as f64).contains(&k) {
+            return Err(Error::invalid("batch_log2", k, format!("0 <= k <= {MAX_BATCH_LOG2}")));
+        }
         Ok(Hyper {
             lr: f("lr")?,
             weight_decay: f("weight_decay")?,
             width: f("width")? as usize,
             depth: f("depth")? as usize,
-            batch_size: 1usize << (f("batch_log2")? as u32),
+            batch_size: 1usize << (k as u32),
         })
     }
 }
@@ -399,19 +543,54 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         .into());
     }
     Error::check_derived_seed("study.seed", p.study.seed)?;
+    p.space.validate()?;
+    let state_dir = ctx.dir.subdir("studies")?;
+    if let Some(from) = &p.resume_dir {
+        let labels: Vec<String> = p.policies.iter().map(Policy::label).collect();
+        copy_studies(from, &state_dir, &labels)?;
+    }
     let t0 = Instant::now();
     let data = load_data(&p.data, p.seed)?;
     let data_s = t0.elapsed().as_secs_f64();
-    let state_dir = match &p.resume_dir {
-        Some(d) => d.join("studies"),
-        None => ctx.dir.subdir("studies")?,
-    };
     let all = run_policies(ctx, &p, &data, &state_dir)?;
     let cmp = compare(&all);
     plot_progress(ctx, &all)?;
     let verdict = verdict(&cmp.summary);
     write_report(ctx, &p, &data, data_s, &cmp, &verdict)?;
-    ctx.dir.write_summary(&serde_json::json!({"policies": cmp.summary, "target": cmp.target, "verdict": verdict, "data_s": data_s, "state_dir": state_dir}))?;
+    ctx.dir.write_summary(&serde_json::json!({"policies": cmp.summary, "target": cmp.target, "verdict": verdict, "data_s": data_s, "state_dir": state_dir, "resumed_from": p.resume_dir}))?;
+    Ok(())
+}
+
+/// Copies the study and history of each policy in `labels` from the earlier run `from`
+/// (`from/studies/`) into `state_dir`, unless `state_dir` already holds that policy's study (it
+/// was copied, or this run has progressed, before). The history is copied first and the study
+/// last, atomically, so a study present in `state_dir` means a complete copy. `from` is only
+/// read. A `from` without `studies/` is refused.
+pub fn copy_studies(from: &Path, state_dir: &Path, labels: &[String]) -> Result<()> {
+    let src = from.join("studies");
+    if !src.is_dir() {
+        return Err(Error::invalid(
+            "resume_dir",
+            from.display(),
+            "an earlier m7-hpo run folder holding studies/ (runs/m7-hpo/<timestamp>)",
+        ));
+    }
+    for label in labels {
+        let (study, hist) = (format!("{label}.json"), format!("{label}.jsonl"));
+        if state_dir.join(&study).exists() || !src.join(&study).exists() {
+            continue;
+        }
+        for name in [hist, study] {
+            let from_file = src.join(&name);
+            if from_file.exists() {
+                let bytes = std::fs::read(&from_file).map_err(io(&from_file))?;
+                let to = state_dir.join(&name);
+                gradlab_core::io::write_atomic(&to, |w| {
+                    std::io::Write::write_all(w, &bytes).map_err(|e| gradlab_core::Error::io(&to, e))
+                })?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -478,11 +657,12 @@ fn compare(all: &[(String, Vec<EvalRecord>)]) -> Comparison {
     for (label, hist) in all {
         let best = best_so_far(hist);
         let reach = best.iter().position(|b| *b >= target - tol);
+        // Timings of records rebuilt after a kill are unknown (NaN) and left out of the sums.
         let overhead: f64 = {
             let mut seen = std::collections::BTreeSet::new();
-            hist.iter().filter(|r| seen.insert(r.batch)).map(|r| r.overhead_s).sum()
+            hist.iter().filter(|r| seen.insert(r.batch)).map(|r| r.overhead_s).filter(|v| v.is_finite()).sum()
         };
-        let evals: f64 = hist.iter().map(|r| r.eval_s).sum();
+        let evals: f64 = hist.iter().map(|r| r.eval_s).filter(|v| v.is_finite()).sum();
         let best_rec = hist.iter().filter(|r| r.score.is_finite()).max_by(|a, b| a.score.total_cmp(&b.score));
         rows.push(vec![
             label.clone(),
@@ -564,6 +744,13 @@ fn write_report(
 ) -> Result<()> {
     let mut report = Report::new("m7-hpo: emulator hyperparameters by lazy vs classic BO vs random search");
     report.paragraph(&format!("Command: `{}`", ctx.command()));
+    if let Some(from) = &p.resume_dir {
+        report.paragraph(&format!(
+            "Resumed: the studies of `{}` were copied into this run's `studies/` and continued here \
+             (that run's folder is unchanged); the evaluations below include its evaluations.",
+            from.display()
+        ));
+    }
     report.paragraph(&format!(
         "Score: {:?}. Data: {} ({} train / {} validation rows, loaded in {:.1} s). Search space: lr ∈ [{}, {}] (log), weight decay ∈ [{}, {}] (log), \
          width ∈ [{}, {}], depth ∈ [{}, {}], batch = 2^k, k ∈ [{}, {}]. Each evaluation trains for at most {} epochs (AdamW, early \

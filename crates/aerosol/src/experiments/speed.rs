@@ -30,7 +30,7 @@ pub struct SpeedParams {
     /// Batch sizes (cells per call).
     #[serde(default = "default_batches")]
     pub batch_sizes: Vec<usize>,
-    /// Best-of repeats per measurement.
+    /// Best-of repeats per measurement (at least 1).
     pub repeats: usize,
     /// A saved emulator; when absent a freshly initialised one with `emulator` is timed (the
     /// cost does not depend on the weights' values).
@@ -64,6 +64,14 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             "batch_sizes / pool_cells",
             format!("{:?} / {}", p.batch_sizes, p.pool_cells),
             "at least one batch size, every size and pool_cells >= 1",
+        )
+        .into());
+    }
+    if p.repeats == 0 {
+        return Err(crate::Error::invalid(
+            "repeats",
+            p.repeats,
+            "at least 1 (each time is the best of `repeats` runs)",
         )
         .into());
     }
@@ -102,7 +110,7 @@ fn measure(
     let mut out = Vec::new();
     for &b in &p.batch_sizes {
         let xb = x.slice(ndarray::s![..b, ..]).to_owned();
-        let box_tp = box_model_throughput(m7, &cells[..b], p.repeats);
+        let box_tp = box_model_throughput(m7, &cells[..b], p.repeats)?;
         let cpu_tp = emulator_throughput(em_cpu, &xb, p.repeats)?;
         let gpu_tp = match em_gpu {
             Some(g) => Some(emulator_throughput(g, &xb, p.repeats)?),

@@ -193,6 +193,170 @@ fn policies_respect_budgets_and_resume_exactly() {
     assert!(run_policy(&Policy::Random, &space, &cfg, 0, 4, d.path(), f).is_err());
 }
 
+/// As [`strip`], with the score's debug form (NaN equals NaN).
+fn strip_nan(h: &[EvalRecord]) -> Vec<(u64, usize, String, String)> {
+    h.iter().map(|r| (r.id, r.batch, format!("{:?}", r.params), format!("{:?}", r.score))).collect()
+}
+
+/// A history file of `n` complete lines of `full`'s history file.
+fn first_lines(path: &std::path::Path, n: usize) -> String {
+    std::fs::read_to_string(path).unwrap().lines().take(n).map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn m7_hpo_resume_after_a_kill_between_study_save_and_history_append_keeps_the_budget() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let space = Space::from_bounds(&[(-5.0, 10.0), (0.0, 15.0)]).unwrap();
+    let cfg = StudyConfig { seed: 5, n_initial: 4, ..Default::default() };
+    for policy in [Policy::Bo { lag: LagPolicy::Every(1) }, Policy::Random] {
+        let label = policy.label();
+        let calls = AtomicUsize::new(0);
+        // every fifth trial fails: its score is NaN (`null` in the history) and must read back
+        let f = |pt: &Point, id: u64| -> Result<f64> {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if id % 5 == 3 { Err(Error::invalid("x", id, "not 3 mod 5")) } else { Ok(branin(pt)) }
+        };
+        let reference = tempfile::tempdir().unwrap();
+        let full = run_policy(&policy, &space, &cfg, 16, 4, reference.path(), f).unwrap();
+        // The kill: three batches (12 trials) are in the saved study, the history append of the
+        // third batch did not happen (8 lines), and a torn piece of its first record is there.
+        let d = tempfile::tempdir().unwrap();
+        let part = run_policy(&policy, &space, &cfg, 12, 4, d.path(), f).unwrap();
+        assert_eq!(part.len(), 12);
+        let hist = d.path().join(format!("{label}.jsonl"));
+        let torn = format!("{}{{\"policy\":\"{label}\",\"id\":8,\"ba", first_lines(&hist, 8));
+        std::fs::write(&hist, torn).unwrap();
+        // Resumed with the same budget: nothing is evaluated again, the four evaluations are
+        // rebuilt from the study (scores as evaluated, timings unknown).
+        calls.store(0, Ordering::SeqCst);
+        let resumed = run_policy(&policy, &space, &cfg, 12, 4, d.path(), f).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "{label}: evaluated again");
+        assert_eq!(resumed.len(), 12);
+        assert_eq!(strip_nan(&resumed), strip_nan(&full[..12]), "{label}");
+        assert!(resumed[8..].iter().all(|r| r.eval_s.is_nan() && r.overhead_s.is_nan()));
+        assert!(resumed[3].score.is_nan() && resumed[3].error.is_some() && resumed[8].score.is_nan());
+        let study = gradlab_bayesopt::study::Study::load(&d.path().join(format!("{label}.json"))).unwrap();
+        assert_eq!(study.trials().len(), 12);
+        // The history file was rewritten whole: 12 records, every line complete.
+        let text = std::fs::read_to_string(&hist).unwrap();
+        assert_eq!(text.lines().count(), 12);
+        assert!(text.ends_with('\n'));
+        // Resumed to the full budget: exactly the missing evaluations, and the same trials as a
+        // run that was never killed.
+        let resumed = run_policy(&policy, &space, &cfg, 16, 4, d.path(), f).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "{label}");
+        let study = gradlab_bayesopt::study::Study::load(&d.path().join(format!("{label}.json"))).unwrap();
+        assert_eq!(study.trials().len(), 16, "{label}: evaluations == budget");
+        assert_eq!(strip_nan(&resumed), strip_nan(&full), "{label}");
+    }
+}
+
+#[test]
+fn m7_hpo_history_with_a_torn_middle_line_is_an_error_and_another_space_is_refused() {
+    let space = Space::from_bounds(&[(-5.0, 10.0), (0.0, 15.0)]).unwrap();
+    let cfg = StudyConfig { seed: 5, n_initial: 4, ..Default::default() };
+    let f = |pt: &Point, _id: u64| -> Result<f64> { Ok(branin(pt)) };
+    let policy = Policy::Random;
+    let d = tempfile::tempdir().unwrap();
+    run_policy(&policy, &space, &cfg, 8, 4, d.path(), f).unwrap();
+    let hist = d.path().join("random.jsonl");
+    let lines = first_lines(&hist, 8);
+    let mut v: Vec<&str> = lines.lines().collect();
+    let cut = &v[2][..20];
+    v[2] = cut;
+    std::fs::write(&hist, v.join("\n") + "\n").unwrap();
+    let e = run_policy(&policy, &space, &cfg, 12, 4, d.path(), f).unwrap_err().to_string();
+    assert!(e.contains("random.jsonl") && e.contains("line 3"), "{e}");
+    // the study of another space is not continued
+    std::fs::write(&hist, &lines).unwrap();
+    let other = Space::from_bounds(&[(-5.0, 10.0), (0.0, 20.0)]).unwrap();
+    let e = run_policy(&policy, &other, &cfg, 12, 4, d.path(), f).unwrap_err().to_string();
+    assert!(e.contains("`space`") && e.contains("random.json"), "{e}");
+}
+
+/// Runs experiment `entry` with `params` in a fresh folder under `tmp`; the error message.
+fn run_err(tmp: &std::path::Path, entry: &str, params: serde_json::Value) -> String {
+    let name = entry.trim_start_matches("aerosol.").replace('_', "-");
+    let dir = gradlab_core::run::RunDir::create(tmp, &name).unwrap();
+    let mut ctx = RunContext::new(&name, std::path::Path::new("x.json"), entry, params, true, true, dir).unwrap();
+    (exp(entry).run)(&mut ctx).unwrap_err().to_string()
+}
+
+#[test]
+fn m7_hpo_space_bounds_outside_their_range_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = serde_json::json!({
+        "seed": 1,
+        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
+        "space": {"lr": [0.001, 0.01], "weight_decay": [1e-6, 1e-3], "width": [4, 16], "depth": [1, 2], "batch_log2": [5, 6]},
+        "epochs": 1, "patience": 1, "budget": 2, "q": 2,
+        "policies": [{"kind": "random"}]
+    });
+    for (key, value, allowed) in [
+        ("batch_log2", serde_json::json!([70, 70]), "0 <= low <= high <= 24"),
+        ("batch_log2", serde_json::json!([-1, 3]), "0 <= low <= high <= 24"),
+        ("batch_log2", serde_json::json!([8, 6]), "0 <= low <= high <= 24"),
+        ("width", serde_json::json!([0, 16]), "1 <= low <= high <= 4096"),
+        ("width", serde_json::json!([16, 1000000]), "1 <= low <= high <= 4096"),
+        ("depth", serde_json::json!([3, 2]), "1 <= low <= high <= 16"),
+        ("lr", serde_json::json!([-0.1, 0.01]), "0 < low < high <= 1"),
+        ("lr", serde_json::json!([0.01, 0.001]), "0 < low < high <= 1"),
+        ("weight_decay", serde_json::json!([0.0, 0.01]), "0 < low < high <= 1"),
+        ("weight_decay", serde_json::json!([0.1, 5.0]), "0 < low < high <= 1"),
+    ] {
+        let mut p = base.clone();
+        p["space"][key] = value.clone();
+        let sp: hpo::SpaceParams = serde_json::from_value(p["space"].clone()).unwrap();
+        let e = sp.space().unwrap_err();
+        assert!(matches!(&e, Error::Invalid { field, .. } if *field == format!("space.{key}")), "{e}");
+        assert!(e.to_string().contains(allowed), "{e}");
+        let e = run_err(tmp.path(), "aerosol.m7_hpo", p);
+        assert!(e.contains(&format!("space.{key}")) && e.contains(allowed), "{e}");
+    }
+    // the largest allowed exponent decodes to 2^24 rows; a point beyond it is refused
+    let sp: hpo::SpaceParams = serde_json::from_value(serde_json::json!({"lr": [0.001, 0.01],
+        "weight_decay": [1e-6, 1e-3], "width": [4, 16], "depth": [1, 2], "batch_log2": [24, 24]}))
+    .unwrap();
+    let space = sp.space().unwrap();
+    assert_eq!(space.encoded_dim(), 5);
+    let pt = space.decode(&[0.5; 5]).unwrap();
+    assert_eq!(hpo::Hyper::from_point(&space, &pt).unwrap().batch_size, 1 << 24);
+}
+
+#[test]
+fn m7_speed_and_m7_generate_refuse_zero_counts_instead_of_clamping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let speed = serde_json::json!({"seed": 0, "pool_cells": 50, "batch_sizes": [64], "repeats": 0,
+        "emulator": {"hidden": [8]}, "sampler": {"spinup_steps": [1, 2]}});
+    let e = run_err(tmp.path(), "aerosol.m7_speed", speed);
+    assert!(e.contains("`repeats`") && e.contains("at least 1"), "{e}");
+    let generate = serde_json::json!({"seed": 0, "samples": 50, "chunk": 10, "histogram_cells": 50, "bins": 10,
+        "throughput": [20, 1], "write_dataset": false, "sampler": {"spinup_steps": [1, 2]}});
+    for (key, value, field) in [
+        ("chunk", serde_json::json!(0), "`chunk`"),
+        ("samples", serde_json::json!(0), "`samples`"),
+        ("bins", serde_json::json!(0), "`bins`"),
+        ("histogram_cells", serde_json::json!(0), "`histogram_cells`"),
+        ("throughput", serde_json::json!([20, 0]), "`throughput[1] (repeats)`"),
+        ("throughput", serde_json::json!([0, 1]), "`throughput[0] (cells)`"),
+    ] {
+        let mut p = generate.clone();
+        p[key] = value;
+        let e = run_err(tmp.path(), "aerosol.m7_generate", p);
+        assert!(e.contains(field) && e.contains("at least 1"), "{key}: {e}");
+    }
+    // a bad split is refused before the cells are generated when the dataset is written
+    let mut p = generate.clone();
+    p["write_dataset"] = serde_json::json!(true);
+    p["split"] = serde_json::json!([0.9, 0.5]);
+    let e = run_err(tmp.path(), "aerosol.m7_generate", p);
+    assert!(e.contains("split") && e.contains("train + val <= 1"), "{e}");
+    // the library throughput functions refuse zero repeats as well
+    let m7 = crate::M7::new(crate::M7Config::default()).unwrap();
+    let e = crate::emulator::speed::box_model_throughput(&m7, &[], 0).unwrap_err().to_string();
+    assert!(e.contains("repeats"), "{e}");
+}
+
 #[test]
 fn best_so_far_matches_hand_computation() {
     let rec = |score: f64| EvalRecord {
@@ -284,15 +448,33 @@ fn study_experiments_run_end_to_end_at_a_tiny_scale() {
     );
     let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
     assert!(report.contains("Verdict"));
-    // resuming a finished run with a larger budget continues its studies
+    // resuming a finished run with a larger budget continues its studies in the new run's
+    // folder; the earlier run is only read
+    let old_history = std::fs::read(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
+    let old_study = std::fs::read(ctx.dir.path().join("studies/lag1.json")).unwrap();
     let mut more = params.clone();
     more["budget"] = serde_json::json!(9);
     more["resume_dir"] = serde_json::json!(ctx.dir.path());
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-hpo-resumed").unwrap();
     let mut ctx2 = RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", more, true, true, dir).unwrap();
     (exp("aerosol.m7_hpo").run)(&mut ctx2).unwrap();
-    let lines = std::fs::read_to_string(ctx.dir.path().join("studies/lag1.jsonl")).unwrap();
+    let lines = std::fs::read_to_string(ctx2.dir.path().join("studies/lag1.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 9);
+    assert_eq!(lines.lines().take(6).collect::<Vec<_>>().join("\n").into_bytes(), old_history[..old_history.len() - 1]);
+    assert_eq!(std::fs::read(ctx.dir.path().join("studies/lag1.jsonl")).unwrap(), old_history);
+    assert_eq!(std::fs::read(ctx.dir.path().join("studies/lag1.json")).unwrap(), old_study);
+    let s2: serde_json::Value = gradlab_core::io::read_json(&ctx2.dir.path().join("summary.json")).unwrap();
+    assert_eq!(s2["resumed_from"], serde_json::json!(ctx.dir.path()));
+    for p in s2["policies"].as_array().unwrap() {
+        assert_eq!(p["evaluations"], 9);
+    }
+    // a resume_dir that holds no studies is refused by name, before any data is generated
+    let mut wrong = params.clone();
+    wrong["resume_dir"] = serde_json::json!(tmp.path().join("no-such-run"));
+    let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-hpo-wrong").unwrap();
+    let mut ctx3 = RunContext::new("m7-hpo", std::path::Path::new("x.json"), "e", wrong, true, true, dir).unwrap();
+    let e = (exp("aerosol.m7_hpo").run)(&mut ctx3).unwrap_err().to_string();
+    assert!(e.contains("resume_dir") && e.contains("studies/"), "{e}");
 
     let params = serde_json::json!({
         "seed": 1,

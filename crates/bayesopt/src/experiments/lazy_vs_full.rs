@@ -5,7 +5,7 @@
 //!
 //! Stages: component timings per n → slopes → figures → end-to-end runs → report.
 
-use super::{mean_std, pm, refuse_nested_seed, replicate_seed, require_positive, run_bo};
+use super::{check_nested_study, mean_std, pm, replicate_seed, require_nonempty, require_positive, run_bo};
 use crate::acquisition::{MaximizeOptions, Sampler, maximize, sample_unit};
 use crate::error::{Error, Result};
 use crate::gp::{FitOptions, Gp};
@@ -58,14 +58,31 @@ pub struct Params {
 }
 
 impl Params {
-    /// Refuses empty sizes, zero repeats or seeds and a nested study seed.
+    /// Refuses empty sizes or lags, a size below 2, a `refit_max_n` below every size (no
+    /// refit would be measured to estimate the others from), zero repeats, seeds or loop
+    /// iterations and a nested study seed.
     pub fn check(&self) -> Result<()> {
         if self.sizes.is_empty() {
             return Err(Error::invalid("sizes", "[]", "at least one size"));
         }
+        if let Some(&n) = self.sizes.iter().find(|&&n| n < 2) {
+            return Err(Error::invalid("sizes", n, "sizes >= 2 (observations to fit a GP on)"));
+        }
+        require_nonempty("lags", &self.lags, "lag (0 for ∞)")?;
+        let smallest = self.sizes.iter().min().copied().unwrap_or(0);
+        if self.refit_max_n < smallest {
+            return Err(Error::invalid(
+                "refit_max_n",
+                self.refit_max_n,
+                format!(">= the smallest size ({smallest}): refits above it are estimated from measured ones"),
+            ));
+        }
         require_positive("repeats", self.repeats)?;
         require_positive("loop_seeds", self.loop_seeds)?;
-        refuse_nested_seed("loop_study", &self.loop_study)
+        require_positive("loop_iterations", self.loop_iterations)?;
+        check_nested_study("loop_study", &self.loop_study)?;
+        self.maximize.check()?;
+        self.fit.bounds.check()
     }
 }
 

@@ -59,9 +59,10 @@ pub fn replicate_seed(seed: u64, s: usize) -> u64 {
     derive_seed(derive_seed(seed, REPLICATE_STREAM), s as u64)
 }
 
-/// Refuses a non-zero `seed` in a nested study configuration: it is derived from the
-/// config's top-level `seed`.
-pub(crate) fn refuse_nested_seed(field: &str, study: &StudyConfig) -> Result<()> {
+/// Refuses a non-zero `seed` in a nested study configuration (it is derived from the
+/// config's top-level `seed`) and an invalid one ([`StudyConfig::check`], the field prefixed
+/// with `field`), before any run starts.
+pub(crate) fn check_nested_study(field: &str, study: &StudyConfig) -> Result<()> {
     if study.seed != 0 {
         return Err(Error::invalid(
             format!("{field}.seed"),
@@ -69,12 +70,20 @@ pub(crate) fn refuse_nested_seed(field: &str, study: &StudyConfig) -> Result<()>
             "0 (left out): each run's seed is derived from the top-level `seed`",
         ));
     }
-    Ok(())
+    study.check().map_err(|e| match e {
+        Error::Invalid { field: f, value, allowed } => Error::Invalid { field: format!("{field}.{f}"), value, allowed },
+        e => e,
+    })
 }
 
 /// Refuses a count that must be at least 1.
 pub(crate) fn require_positive(field: &str, value: usize) -> Result<()> {
     if value == 0 { Err(Error::invalid(field, value, ">= 1")) } else { Ok(()) }
+}
+
+/// Refuses an empty list (a run over it would write empty tables).
+pub(crate) fn require_nonempty<T>(field: &str, list: &[T], what: &str) -> Result<()> {
+    if list.is_empty() { Err(Error::invalid(field, "[]", format!("at least one {what}"))) } else { Ok(()) }
 }
 
 /// Objective of a test function on a point of its space.
@@ -178,11 +187,58 @@ mod tests {
         }
     }
 
+    /// Every list parameter of the three experiments, emptied with `--set`, and every count
+    /// set to 0, is refused with the field named (the quick configs, as the CLI resolves them).
+    #[test]
+    fn empty_lists_and_zero_counts_are_refused() {
+        let cases: [(&str, &[&str]); 3] = [
+            (
+                "bo-lazy-vs-full",
+                &["sizes=[]", "lags=[]", "repeats=0", "loop_seeds=0", "loop_iterations=0", "sizes=[1, 50]"],
+            ),
+            ("bo-regret", &["functions=[]", "policies=[]", "seeds=0", "budget=0", "policies=[{\"every\": 0}]"]),
+            ("bo-parallel", &["qs=[]", "strategies=[]", "qs=[0]", "seeds=0", "max_evaluations=0"]),
+        ];
+        for (name, sets) in cases {
+            let path =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(format!("{name}.json"));
+            let cfg = ExperimentConfig::load(&path).unwrap();
+            for set in sets {
+                let v = cfg.resolve(true, &[set.to_string()]).unwrap();
+                let f = path.display().to_string();
+                let r = match cfg.entry.as_str() {
+                    "bayesopt.lazy_vs_full" => from_value::<lazy_vs_full::Params>(&v, &f).unwrap().check(),
+                    "bayesopt.regret" => from_value::<regret::Params>(&v, &f).unwrap().check(),
+                    _ => from_value::<parallel::Params>(&v, &f).unwrap().check(),
+                };
+                let key = set.split('=').next().unwrap();
+                match r {
+                    Err(Error::Invalid { field, .. }) => assert!(field.starts_with(key), "{name} --set {set}: {field}"),
+                    r => panic!("{name} --set {set}: expected Error::Invalid naming `{key}`, got {r:?}"),
+                }
+            }
+        }
+        // No size measured for a refit, and an invalid nested study option, are refused up front.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bo-lazy-vs-full.json");
+        let cfg = ExperimentConfig::load(&path).unwrap();
+        let sets = ["loop_study.maximize.candidates=0".to_string(), "loop_study.maximize.starts=0".to_string()];
+        for (sets, field) in
+            [(&["refit_max_n=10".to_string()][..], "refit_max_n"), (&sets, "loop_study.maximize.candidates")]
+        {
+            let v = cfg.resolve(true, sets).unwrap();
+            let e = from_value::<lazy_vs_full::Params>(&v, "x").unwrap().check().unwrap_err();
+            assert!(matches!(&e, Error::Invalid { field: f, .. } if f == field), "{sets:?}: {e}");
+        }
+    }
+
     #[test]
     fn nested_study_seed_is_refused() {
-        let e = refuse_nested_seed("study", &StudyConfig { seed: 4, ..Default::default() }).unwrap_err();
+        let e = check_nested_study("study", &StudyConfig { seed: 4, ..Default::default() }).unwrap_err();
         assert!(matches!(&e, Error::Invalid { field, .. } if field == "study.seed"), "{e}");
         assert!(e.to_string().contains("derived"), "{e}");
+        let lag = crate::study::LagPolicy::Every(0);
+        let e = check_nested_study("study", &StudyConfig { lag, ..Default::default() }).unwrap_err();
+        assert!(matches!(&e, Error::Invalid { field, .. } if field == "study.lag.every"), "{e}");
         assert_ne!(replicate_seed(0, 0), replicate_seed(0, 1));
     }
 }

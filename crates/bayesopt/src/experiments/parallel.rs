@@ -4,8 +4,8 @@
 //! Stages: replicate runs per (strategy, q) → per-run hit statistics and best-so-far per
 //! iteration → table row and figure series → report.
 
-use super::{mean_regret_curve, mean_std, pm, refuse_nested_seed, regret_plot, replicate_seed};
-use super::{require_positive, run_bo};
+use super::{check_nested_study, mean_regret_curve, mean_std, pm, regret_plot, replicate_seed};
+use super::{require_nonempty, require_positive, run_bo};
 use crate::error::{Error, Result};
 use crate::minimize::StopRule;
 use crate::study::{BatchStrategy, Study, StudyConfig};
@@ -40,14 +40,17 @@ pub struct Params {
 }
 
 impl Params {
-    /// Refuses zero seeds, batch sizes or cap and a nested study seed.
+    /// Refuses zero seeds, batch sizes or cap, empty lists of batch sizes or strategies and a
+    /// nested study seed.
     pub fn check(&self) -> Result<()> {
         require_positive("seeds", self.seeds)?;
         require_positive("max_evaluations", self.max_evaluations)?;
+        require_nonempty("qs", &self.qs, "batch size")?;
+        require_nonempty("strategies", &self.strategies, "batch strategy")?;
         if let Some(&q) = self.qs.iter().find(|&&q| q == 0) {
             return Err(Error::invalid("qs", q, "batch sizes >= 1"));
         }
-        refuse_nested_seed("study", &self.study)
+        check_nested_study("study", &self.study)
     }
 }
 

@@ -4,8 +4,8 @@
 //! Stages: runs per (function, policy) in parallel over seeds → statistics and figure per
 //! function → report.
 
-use super::{mean_regret_curve, mean_std, median, pm, refuse_nested_seed, regret_plot, replicate_seed};
-use super::{require_positive, run_bo};
+use super::{check_nested_study, mean_regret_curve, mean_std, median, pm, regret_plot, replicate_seed};
+use super::{require_nonempty, require_positive, run_bo};
 use crate::error::Result;
 use crate::minimize::StopRule;
 use crate::study::{LagPolicy, StudyConfig};
@@ -36,11 +36,17 @@ pub struct Params {
 }
 
 impl Params {
-    /// Refuses zero seeds or budget and a nested study seed.
+    /// Refuses zero seeds or budget, empty lists of functions or policies and a nested study
+    /// seed.
     pub fn check(&self) -> Result<()> {
         require_positive("seeds", self.seeds)?;
         require_positive("budget", self.budget)?;
-        refuse_nested_seed("study", &self.study)
+        require_nonempty("functions", &self.functions, "test function")?;
+        require_nonempty("policies", &self.policies, "refit policy")?;
+        for (i, &lag) in self.policies.iter().enumerate() {
+            check_nested_study(&format!("policies[{i}]"), &StudyConfig { lag, ..Default::default() })?;
+        }
+        check_nested_study("study", &self.study)
     }
 }
 
