@@ -101,14 +101,25 @@ pub fn run_named(
     })?;
     let mut ctx = RunContext::new(name, &path, &cfg.entry, params, quick, quiet, dir)?;
     ctx.invoked_with(&cfg.description, config_given, sets)?;
-    let t0 = Instant::now();
     eprintln!("running {name}{} → {}", if quick { " (quick)" } else { "" }, ctx.dir.path().display());
-    (exp.run)(&mut ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
-    eprintln!(
-        "{name} finished in {:.1} s; report: {}",
-        t0.elapsed().as_secs_f64(),
-        ctx.dir.path().join("report.md").display()
-    );
+    execute(&exp, &mut ctx)
+}
+
+/// The file a run leaves when its experiment returned successfully; `--resume` of such a run has
+/// nothing to do.
+pub const FINISHED: &str = "finished.json";
+
+/// Run the entry point in `ctx`, then mark the run finished and say where its report is.
+fn execute(exp: &gradlab_core::experiment::Experiment, ctx: &mut RunContext) -> Result<PathBuf> {
+    let name = ctx.name.clone();
+    let t0 = Instant::now();
+    (exp.run)(ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    ctx.dir.write_json(
+        FINISHED,
+        &serde_json::json!({"finished": gradlab_core::run::timestamp(), "last_invocation_s": secs}),
+    )?;
+    eprintln!("{name} finished in {secs:.1} s; report: {}", ctx.dir.path().join("report.md").display());
     Ok(ctx.dir.path().to_path_buf())
 }
 
@@ -143,20 +154,21 @@ pub fn resume_named(root: &Path, name: &str, run_dir: &Path, quiet: bool) -> Res
         None => Vec::new(),
     };
     let config_given = config_file != root.join("configs").join(format!("{name}.json"));
+    if run_dir.join(FINISHED).is_file() {
+        eprintln!(
+            "{name}: the run in {} finished already ({FINISHED}); nothing to resume. Report: {}",
+            run_dir.display(),
+            run_dir.join("report.md").display()
+        );
+        return Ok(run_dir.to_path_buf());
+    }
     let params = cfg.resolve(false, &[])?;
     let dir = RunDir::at(run_dir, true)?;
     let mut ctx = RunContext::new(name, &config_file, &cfg.entry, params, quick, quiet, dir)?;
     ctx.resume = true;
     ctx.invoked_with(&cfg.description, config_given, &sets)?;
-    let t0 = Instant::now();
     eprintln!("resuming {name} in {}", ctx.dir.path().display());
-    (exp.run)(&mut ctx).map_err(|e| anyhow!("experiment {name} failed: {e}"))?;
-    eprintln!(
-        "{name} finished in {:.1} s; report: {}",
-        t0.elapsed().as_secs_f64(),
-        ctx.dir.path().join("report.md").display()
-    );
-    Ok(ctx.dir.path().to_path_buf())
+    execute(&exp, &mut ctx)
 }
 
 #[derive(serde::Deserialize, serde::Serialize)]

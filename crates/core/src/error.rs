@@ -87,6 +87,12 @@ pub enum Error {
     /// A cargo feature needed for the request was not compiled in.
     #[error("`{what}` needs the cargo feature `{feature}` (build with `--features {feature}`)")]
     FeatureDisabled { what: String, feature: String },
+
+    /// The run stopped itself after `saves` durable saves: the test hook
+    /// [`crate::experiment::RunContext::stop_after_saves`], which leaves the run folder as a kill
+    /// right after that save would.
+    #[error("run interrupted by the test hook after {saves} saved stage(s)")]
+    Interrupted { saves: usize },
 }
 
 /// `Result` with [`Error`].

@@ -186,6 +186,11 @@ pub struct RunContext {
     /// experiments then continue training from the checkpoints they find there (see
     /// `Trainer::resume`) instead of starting over.
     pub resume: bool,
+    /// Test hook for kill-and-resume tests: after this many durable saves ([`RunContext::saved`],
+    /// [`RunContext::stage`]) the run returns [`Error::Interrupted`], leaving its folder as a
+    /// SIGKILL right after that save would.
+    pub stop_after_saves: Option<usize>,
+    saves: std::cell::Cell<usize>,
     entry: String,
     description: String,
     /// Whether `config_file` was given with `--config` (not `configs/<name>.json`).
@@ -214,6 +219,8 @@ impl RunContext {
             quiet,
             dir,
             resume: false,
+            stop_after_saves: None,
+            saves: std::cell::Cell::new(0),
             entry: entry.to_string(),
             description: String::new(),
             config_given: false,
@@ -272,6 +279,58 @@ impl RunContext {
         Ok(self.metrics.as_mut().expect("just set"))
     }
 
+    /// Record that a unit of work is durably saved in the run folder (a stage, a chunk, a point):
+    /// counts it for the test hook [`RunContext::stop_after_saves`], which then stops the run.
+    pub fn saved(&self) -> Result<()> {
+        let n = self.saves.get() + 1;
+        self.saves.set(n);
+        match self.stop_after_saves {
+            Some(stop) if n >= stop => Err(Error::Interrupted { saves: n }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A finished stage of the run, kept in `stages/<key>.json`: when the run continues
+    /// ([`RunContext::resume`]) and that file exists, its value is read back instead of calling
+    /// `compute`; otherwise `compute` runs and its value is written (atomically) before it is
+    /// returned. `key` may contain letters, digits and `-_.` only. A stage's value must determine
+    /// everything the run later does with it, so that a resumed run equals an uninterrupted one.
+    pub fn stage<T, E>(
+        &self,
+        key: &str,
+        compute: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+    {
+        if key.is_empty()
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || key.starts_with('.')
+        {
+            return Err(Error::invalid("stage key", key, "letters, digits and -_. (not starting with .)").into());
+        }
+        let file = self.dir.subdir("stages")?.join(format!("{key}.json"));
+        if self.resume && file.is_file() {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: file.clone(), source: e })?;
+            return Ok(from_value(&v, &file.display().to_string())?);
+        }
+        let value = compute()?;
+        let json = serde_json::to_value(&value).map_err(|e| Error::Json { path: file.clone(), source: e })?;
+        // JSON has no NaN or infinity (serde writes them as null): a value that does not read
+        // back is not kept, and the stage is computed again on resume.
+        if from_value::<T>(&json, "").is_err() {
+            eprintln!(
+                "warning: stage `{key}` holds numbers JSON cannot keep (NaN or infinity); it is not saved and a resumed run computes it again"
+            );
+            return Ok(value);
+        }
+        crate::io::write_json(&file, &json)?;
+        self.saved()?;
+        Ok(value)
+    }
+
     /// The command line that reproduces this run: the experiment, `--quick`, `--config` when the
     /// config file was given, and every `--set` in order (shell-quoted where needed).
     pub fn command(&self) -> String {
@@ -299,6 +358,72 @@ fn shell_quote(s: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn ctx_in(dir: &Path, existing: bool) -> RunContext {
+        let d = RunDir::at(dir, existing).unwrap();
+        RunContext::new("t", Path::new("t.json"), "core.t", json!({}), true, true, d).unwrap()
+    }
+
+    /// Stages are computed once: a resumed run reads them back, the test hook stops the run right
+    /// after the n-th save, a value JSON cannot keep (NaN) is recomputed, and bad keys are refused.
+    #[test]
+    fn stages_are_kept_and_read_back_on_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut calls = 0;
+        let mut ctx = ctx_in(tmp.path(), false);
+        ctx.stop_after_saves = Some(2);
+        let a: Vec<f64> = ctx
+            .stage("a", || -> Result<_> {
+                calls += 1;
+                Ok(vec![0.1, 1e-300, -3.5])
+            })
+            .unwrap();
+        let e = ctx
+            .stage("b-1.x", || -> Result<_> {
+                calls += 1;
+                Ok(7u32)
+            })
+            .unwrap_err();
+        assert!(matches!(e, Error::Interrupted { saves: 2 }), "{e}");
+        assert_eq!(calls, 2);
+        let mut ctx = ctx_in(tmp.path(), true);
+        ctx.resume = true;
+        let a2: Vec<f64> = ctx
+            .stage("a", || -> Result<_> {
+                calls += 1;
+                Ok(vec![])
+            })
+            .unwrap();
+        let b: u32 = ctx
+            .stage("b-1.x", || -> Result<_> {
+                calls += 1;
+                Ok(0)
+            })
+            .unwrap();
+        assert_eq!((a2, b, calls), (a, 7, 2));
+        let nan: f64 = ctx
+            .stage("nan", || -> Result<_> {
+                calls += 1;
+                Ok(f64::NAN)
+            })
+            .unwrap();
+        assert!(nan.is_nan() && !tmp.path().join("stages/nan.json").exists());
+        let again: f64 = ctx
+            .stage("nan", || -> Result<_> {
+                calls += 1;
+                Ok(1.0)
+            })
+            .unwrap();
+        assert_eq!((again, calls), (1.0, 4));
+        // Without resume a stage is computed again and its file replaced.
+        ctx.resume = false;
+        let b: u32 = ctx.stage("b-1.x", || -> Result<_> { Ok(9) }).unwrap();
+        assert_eq!(b, 9);
+        for bad in ["", "../x", ".hidden", "a/b", "a b"] {
+            let e = ctx.stage(bad, || -> Result<_> { Ok(1) }).unwrap_err().to_string();
+            assert!(e.contains("stage key"), "{bad}: {e}");
+        }
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

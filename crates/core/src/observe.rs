@@ -98,6 +98,11 @@ impl<O: Observer + ?Sized> Observer for &mut O {
 /// Records the training trajectory: the flat parameters (see [`crate::params`]) before the first
 /// step and at every evaluation, with the validation loss and step of each evaluation. Pass it
 /// by `&mut` to [`crate::train::Trainer::observe`] and read it after training.
+///
+/// [`TrajectoryObserver::persisted`] also keeps every point in a JSON-lines file, so that a run
+/// continued with `Trainer::resume` has the whole trajectory: the points recorded before the
+/// interruption are read back, and those after the checkpoint the trainer resumes from are
+/// dropped (the trainer computes them again).
 #[derive(Clone)]
 pub struct TrajectoryObserver {
     varmap: candle_nn::VarMap,
@@ -107,6 +112,16 @@ pub struct TrajectoryObserver {
     pub val_losses: Vec<f64>,
     /// Optimiser step of each evaluation.
     pub steps: Vec<usize>,
+    file: Option<std::path::PathBuf>,
+}
+
+/// One line of a persisted trajectory: the start (`step` 0, no loss) or an evaluation.
+#[derive(Serialize, serde::Deserialize)]
+struct TrajectoryRecord {
+    step: usize,
+    /// `None` for the start, and for a non-finite loss (JSON has no NaN).
+    val_loss: Option<f64>,
+    params: Vec<f64>,
 }
 
 impl std::fmt::Debug for TrajectoryObserver {
@@ -118,14 +133,84 @@ impl std::fmt::Debug for TrajectoryObserver {
 impl TrajectoryObserver {
     /// A recorder of the parameters of `varmap` (shares the variables, copies nothing yet).
     pub fn new(varmap: &candle_nn::VarMap) -> Self {
-        TrajectoryObserver { varmap: varmap.clone(), params: Vec::new(), val_losses: Vec::new(), steps: Vec::new() }
+        TrajectoryObserver {
+            varmap: varmap.clone(),
+            params: Vec::new(),
+            val_losses: Vec::new(),
+            steps: Vec::new(),
+            file: None,
+        }
+    }
+
+    /// A recorder that also appends every point to `file` (JSON lines). With `resume`, the
+    /// points already in `file` are read back first (a torn last line is dropped); otherwise an
+    /// existing `file` is replaced.
+    pub fn persisted(varmap: &candle_nn::VarMap, file: &std::path::Path, resume: bool) -> Result<Self> {
+        let mut t = TrajectoryObserver::new(varmap);
+        let mut intact = false;
+        if resume && file.is_file() {
+            let (records, torn) = crate::io::read_jsonl_recovering(file)?;
+            intact = torn.is_none();
+            for (i, r) in records.into_iter().enumerate() {
+                let r: TrajectoryRecord = serde_json::from_value(r).map_err(|source| crate::Error::JsonLine {
+                    path: file.to_path_buf(),
+                    line: i + 1,
+                    source,
+                })?;
+                if i > 0 {
+                    t.val_losses.push(r.val_loss.unwrap_or(f64::NAN));
+                    t.steps.push(r.step);
+                }
+                t.params.push(r.params);
+            }
+        }
+        t.file = Some(file.to_path_buf());
+        if !intact {
+            t.rewrite()?;
+        }
+        Ok(t)
+    }
+
+    /// Replace the file with the points held now.
+    fn rewrite(&self) -> Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        crate::io::write_atomic(file, |w| {
+            for i in 0..self.params.len() {
+                let (step, val_loss) =
+                    if i == 0 { (0, None) } else { (self.steps[i - 1], Some(self.val_losses[i - 1])) };
+                let r = TrajectoryRecord {
+                    step,
+                    val_loss: val_loss.filter(|v| v.is_finite()),
+                    params: self.params[i].clone(),
+                };
+                serde_json::to_writer(&mut *w, &r)
+                    .map_err(|source| crate::Error::Json { path: file.clone(), source })?;
+                std::io::Write::write_all(w, b"\n").map_err(|e| crate::Error::io(file, e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn append_last(&self) -> Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let i = self.params.len() - 1;
+        let (step, val_loss) = if i == 0 { (0, None) } else { (self.steps[i - 1], Some(self.val_losses[i - 1])) };
+        let r = TrajectoryRecord { step, val_loss: val_loss.filter(|v| v.is_finite()), params: self.params[i].clone() };
+        JsonlWriter::append(file)?.log(&r)
     }
 }
 
 impl Observer for TrajectoryObserver {
-    fn on_start(&mut self, _e: &StartEvent) -> Result<()> {
+    fn on_start(&mut self, e: &StartEvent) -> Result<()> {
         if self.params.is_empty() {
             self.params.push(crate::params::read_params_f64(&self.varmap)?);
+            self.append_last()?;
+        } else if let Some(keep) = self.steps.iter().position(|&s| s > e.done_steps) {
+            // Points after the checkpoint the trainer resumes from: it evaluates them again.
+            self.steps.truncate(keep);
+            self.val_losses.truncate(keep);
+            self.params.truncate(keep + 1);
+            self.rewrite()?;
         }
         Ok(())
     }
@@ -133,7 +218,7 @@ impl Observer for TrajectoryObserver {
         self.params.push(crate::params::read_params_f64(&self.varmap)?);
         self.val_losses.push(e.val_loss);
         self.steps.push(e.step);
-        Ok(())
+        self.append_last()
     }
 }
 

@@ -519,7 +519,9 @@ impl<'a> Trainer<'a> {
                 self.best_in_memory = Some(copies);
             }
         }
-        self.save_last(st, opt)?;
+        // Observers first, the position last: a run killed in between resumes from the previous
+        // checkpoint and evaluates this point again, so an observer that keeps what it saw (a
+        // persisted trajectory) never misses a point.
         for o in &mut self.observers {
             o.on_eval(&EvalEvent {
                 epoch,
@@ -530,7 +532,7 @@ impl<'a> Trainer<'a> {
                 is_best: improved,
             })?;
         }
-        Ok(())
+        self.save_last(st, opt)
     }
 
     fn save_last(&self, st: &TrainState, opt: &AnyOptimizer) -> Result<()> {
@@ -721,6 +723,56 @@ mod tests {
         assert_eq!(traj.val_losses, vec![2.0, 1.0, 0.0, 1.0, 2.0, 3.0]);
         assert_eq!(traj.steps, vec![4, 8, 12, 16, 20, 24]);
         (read_params_f64(&vm).unwrap(), traj.params, rep)
+    }
+
+    /// A persisted trajectory of a run stopped mid-way (with a point recorded after the last
+    /// checkpoint, as a kill between the observers and the checkpoint leaves it) and resumed is
+    /// the trajectory of an uninterrupted run.
+    #[test]
+    fn a_persisted_trajectory_survives_an_interruption() {
+        fn go(dir: &Path, stop: Option<usize>, resume: bool) -> (Vec<Vec<f64>>, Vec<f64>, Vec<usize>) {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+            let lin = candle_nn::linear(2, 1, vb.pp("lin")).unwrap();
+            crate::params::write_params_f64(&vm, &[0.1, -0.2, 0.3]).unwrap();
+            let (t, v) = (data(64, 1), data(32, 2));
+            let mut traj =
+                crate::observe::TrajectoryObserver::persisted(&vm, &dir.join("trajectory.jsonl"), resume).unwrap();
+            {
+                let mut tr = Trainer::new(cfg(), &vm).unwrap().checkpoint_to(dir).resume(resume).observe(&mut traj);
+                if let Some(s) = stop {
+                    tr = tr.stop_after_steps(s);
+                }
+                tr.fit::<Error, _, _>(
+                    t.len(),
+                    |idx| {
+                        let (x, y) = t.batch(idx, &Device::Cpu)?;
+                        Ok(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+                    },
+                    || {
+                        let (x, y) = v.batch(&(0..v.len()).collect::<Vec<_>>(), &Device::Cpu)?;
+                        Ok(Validation::loss(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64))
+                    },
+                )
+                .unwrap();
+            }
+            let again =
+                crate::observe::TrajectoryObserver::persisted(&vm, &dir.join("trajectory.jsonl"), true).unwrap();
+            assert_eq!(again.params, traj.params, "the file holds what the observer holds");
+            (traj.params, traj.val_losses, traj.steps)
+        }
+        let full = tempfile::tempdir().unwrap();
+        let whole = go(full.path(), None, false);
+        assert_eq!(whole.2, vec![3, 6, 9, 12, 15, 18]);
+        let part = tempfile::tempdir().unwrap();
+        let first = go(part.path(), Some(7), false);
+        assert_eq!(first.2, vec![3, 6]);
+        // A point after the checkpoint (step 7): recorded, then killed before the trainer saved.
+        let mut w = crate::io::JsonlWriter::append(part.path().join("trajectory.jsonl")).unwrap();
+        w.log(&serde_json::json!({"step": 9, "val_loss": 123.0, "params": [9.0, 9.0, 9.0]})).unwrap();
+        drop(w);
+        let resumed = go(part.path(), None, true);
+        assert_eq!(resumed, whole);
     }
 
     #[test]

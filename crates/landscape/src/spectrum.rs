@@ -101,7 +101,7 @@ pub struct Cost {
 }
 
 /// What [`spectrum`] returns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spectrum {
     /// The `top_k` largest eigenpairs (descending).
     pub top: Eigenpairs,

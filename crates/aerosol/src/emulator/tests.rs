@@ -51,7 +51,7 @@ fn train(cfg: EmulatorConfig, epochs: usize) -> (Emulator, EmulatorData, Emulato
     let va = synthetic(300, 2);
     let te = synthetic(400, 3);
     let tmp = tempfile::tempdir().unwrap();
-    let (em, rep) = fit(cfg, DT, &train_cfg(epochs), 0, &tr, &va, &Device::Cpu, tmp.path(), vec![]).unwrap();
+    let (em, rep) = fit(cfg, DT, &train_cfg(epochs), 0, &tr, &va, &Device::Cpu, tmp.path(), false, vec![]).unwrap();
     assert!(rep.steps > 0);
     (em, tr, te)
 }

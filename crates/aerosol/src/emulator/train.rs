@@ -67,7 +67,9 @@ fn mean_loss(em: &Emulator, enc: &Encoded, chunk: usize) -> Result<f64> {
 
 /// Trains a new emulator (initialised from `init_seed`; the shuffling seed is `train_cfg.seed`)
 /// on `train` with early stopping on the loss over `val`; checkpoints go to `checkpoints`, and
-/// the best weights (lowest validation loss) are left in the model.
+/// the best weights (lowest validation loss) are left in the model. With `resume`, training
+/// continues exactly from the checkpoint found in `checkpoints` (a finished run is not trained
+/// again; see [`Trainer::resume`]).
 #[allow(clippy::too_many_arguments)]
 pub fn fit<'o>(
     cfg: EmulatorConfig,
@@ -78,10 +80,11 @@ pub fn fit<'o>(
     val: &EmulatorData,
     device: &Device,
     checkpoints: &Path,
+    resume: bool,
     observers: Vec<Box<dyn Observer + 'o>>,
 ) -> Result<(Emulator, TrainReport)> {
     let em = Emulator::new(cfg, dt, train, init_seed, device)?;
-    let report = train_emulator(&em, train_cfg, train, val, checkpoints, observers)?;
+    let report = train_emulator(&em, train_cfg, train, val, checkpoints, resume, observers)?;
     Ok((em, report))
 }
 
@@ -93,11 +96,13 @@ pub fn train_emulator<'o>(
     train: &EmulatorData,
     val: &EmulatorData,
     checkpoints: &Path,
+    resume: bool,
     observers: Vec<Box<dyn Observer + 'o>>,
 ) -> Result<TrainReport> {
     let tr = Encoded::new(em, train)?;
     let va = Encoded::new(em, val)?;
-    let mut trainer = Trainer::new(train_cfg.clone(), em.varmap())?.checkpoint_to(checkpoints).restore_best(true);
+    let mut trainer =
+        Trainer::new(train_cfg.clone(), em.varmap())?.checkpoint_to(checkpoints).resume(resume).restore_best(true);
     for o in observers {
         trainer = trainer.observe(o);
     }

@@ -148,7 +148,8 @@ fn train_variant(
         Box::new(JsonlObserver::new(ctx.dir.jsonl("metrics.jsonl")?, 200).with_tag(name)),
     ];
     let ck = ctx.dir.subdir(&format!("checkpoints/{name}"))?;
-    let (em, rep) = fit(cfg, data.dt, train_cfg, init_seed, &data.train, &data.val, &prep.device, &ck, observers)?;
+    let (em, rep) =
+        fit(cfg, data.dt, train_cfg, init_seed, &data.train, &data.val, &prep.device, &ck, ctx.resume, observers)?;
     let seconds = t.elapsed().as_secs_f64();
     em.save(ctx.dir.subdir(&format!("models/{name}"))?)?;
     let pred = em.predict(&data.test.x.view())?;

@@ -101,7 +101,7 @@ fn default_tp() -> [usize; 2] {
 }
 
 /// Process-activity counters.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Activity {
     cells: usize,
     condensation: usize,
@@ -179,6 +179,8 @@ struct Generated {
     yc: Vec<Column>,
     n_state: usize,
     activity: Activity,
+    /// Cells sampled by this invocation (the rest were read back from a resumed run's chunks).
+    sampled: usize,
     seconds: f64,
 }
 
@@ -213,17 +215,37 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         "throughput_cells_per_s_1_thread": tp.0,
         "throughput_cells_per_s_all_threads": tp.1,
         "threads": rayon::current_num_threads(),
-        "generation_cells_per_s": p.samples as f64 / g.seconds,
+        "generation_cells_per_s": g.sampled as f64 / g.seconds,
+        "cells_read_back": p.samples - g.sampled,
         "activity": g.activity,
         "zero_tendency_share": zeros.shares.iter().map(|(n, z)| serde_json::json!({"variable": n, "share": z})).collect::<Vec<_>>(),
         "x_columns": cols(&g.xc),
         "y_columns": cols(&g.yc),
         "dataset": manifest.map(|m| serde_json::json!({"dir": dataset_dir, "counts": m.counts})),
     }))?;
+    remove_chunks(ctx)
+}
+
+/// The finished chunks are not needed once the tables are written (the dataset holds them).
+fn remove_chunks(ctx: &RunContext) -> ExperimentResult {
+    let partial = ctx.dir.path().join("partial");
+    std::fs::remove_dir_all(&partial).map_err(|e| gradlab_core::Error::io(&partial, e))?;
+    let stages = ctx.dir.path().join("stages");
+    for e in std::fs::read_dir(&stages).map_err(|e| gradlab_core::Error::io(&stages, e))? {
+        let path = e.map_err(|e| gradlab_core::Error::io(&stages, e))?.path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("chunk-")) {
+            std::fs::remove_file(&path).map_err(|e| gradlab_core::Error::io(&path, e))?;
+        }
+    }
     Ok(())
 }
 
 /// Samples the cells chunk by chunk (in parallel within a chunk) into the X and y tables.
+///
+/// Every finished chunk is kept in `partial/` (its X and y rows as `.npy`, then its activity
+/// counts as the stage `chunk-<start>`): a run continued with `--resume` reads the finished
+/// chunks back and samples only the missing ones, giving the same tables as an uninterrupted run
+/// (each cell's stream depends only on the seed and the cell's index).
 fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::Result<Generated> {
     let ss = p.include_sea_salt;
     let xc = layout::x_columns(ss);
@@ -232,40 +254,78 @@ fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::R
     let mut x = Array2::<f64>::zeros((p.samples, xc.len()));
     let mut y = Array2::<f64>::zeros((p.samples, yc.len()));
     let mut activity = Activity::default();
+    let partial = ctx.dir.subdir("partial")?;
     let bar = gradlab_core::observe::progress_bar(p.samples as u64, "m7-generate", ctx.quiet);
     let t_gen = Instant::now();
-    let mut start = 0usize;
+    let (mut start, mut sampled) = (0usize, 0usize);
     while start < p.samples {
         let count = p.chunk.min(p.samples - start);
-        let samples: Vec<_> = (0..count as u64)
-            .into_par_iter()
-            .map(|i| sample_cell(model, spin, &p.sampler, p.seed, start as u64 + i))
-            .collect();
-        let (cx, cy) = tables(&samples, ss);
+        let key = format!("chunk-{start:012}");
+        let (fx, fy) = (partial.join(format!("{key}.x.npy")), partial.join(format!("{key}.y.npy")));
+        let mut fresh = None;
+        let a: Activity = ctx.stage(&key, || -> crate::Result<Activity> {
+            let (cx, cy, a) = sample_chunk(model, spin, p, start, count);
+            gradlab_core::io::write_npy(&fx, &cx)?;
+            gradlab_core::io::write_npy(&fy, &cy)?;
+            fresh = Some((cx, cy));
+            Ok(a)
+        })?;
+        let (cx, cy) = match fresh {
+            Some(c) => {
+                sampled += count;
+                c
+            }
+            None => (read_chunk(&fx, count, xc.len())?, read_chunk(&fy, count, yc.len())?),
+        };
         x.slice_mut(s![start..start + count, ..]).assign(&cx);
         y.slice_mut(s![start..start + count, ..]).assign(&cy);
-        let mut a = Activity { cells: count, ..Default::default() };
-        for smp in &samples {
-            let i = &smp.info;
-            a.condensation += (i.condensed > 0.0) as usize;
-            a.nucleation += (i.nucleated > 0.0) as usize;
-            a.coagulation += (i.coagulated > 0.0) as usize;
-            a.ageing += (i.aged > 0.0) as usize;
-            a.mode_shift += (i.shifted > 0.0) as usize;
-            a.water += smp.diagnostics.water.iter().any(|&w| w > 0.0) as usize;
-            a.cloudy += (smp.env.cloud_cover > 0.0) as usize;
-            a.production += (smp.env.h2so4_production > 0.0) as usize;
-        }
         activity.add(&a);
         start += count;
         bar.set_position(start as u64);
         ctx.metrics()?.log(&serde_json::json!({
             "cells": start,
+            "sampled_here": sampled,
             "elapsed_s": t_gen.elapsed().as_secs_f64(),
         }))?;
     }
     bar.finish_and_clear();
-    Ok(Generated { x, y, xc, yc, n_state, activity, seconds: t_gen.elapsed().as_secs_f64() })
+    Ok(Generated { x, y, xc, yc, n_state, activity, sampled, seconds: t_gen.elapsed().as_secs_f64() })
+}
+
+/// Samples `count` cells from index `start`: their X and y rows and activity counts.
+fn sample_chunk(model: &M7, spin: &M7, p: &Params, start: usize, count: usize) -> (Array2<f64>, Array2<f64>, Activity) {
+    let samples: Vec<_> = (0..count as u64)
+        .into_par_iter()
+        .map(|i| sample_cell(model, spin, &p.sampler, p.seed, start as u64 + i))
+        .collect();
+    let (cx, cy) = tables(&samples, p.include_sea_salt);
+    let mut a = Activity { cells: count, ..Default::default() };
+    for smp in &samples {
+        let i = &smp.info;
+        a.condensation += (i.condensed > 0.0) as usize;
+        a.nucleation += (i.nucleated > 0.0) as usize;
+        a.coagulation += (i.coagulated > 0.0) as usize;
+        a.ageing += (i.aged > 0.0) as usize;
+        a.mode_shift += (i.shifted > 0.0) as usize;
+        a.water += smp.diagnostics.water.iter().any(|&w| w > 0.0) as usize;
+        a.cloudy += (smp.env.cloud_cover > 0.0) as usize;
+        a.production += (smp.env.h2so4_production > 0.0) as usize;
+    }
+    (cx, cy, a)
+}
+
+/// A finished chunk's rows read back, checked against the shape this run expects.
+fn read_chunk(file: &std::path::Path, rows: usize, cols: usize) -> crate::Result<Array2<f64>> {
+    let a: Array2<f64> = gradlab_core::io::read_npy(file)?;
+    if a.dim() != (rows, cols) {
+        return Err(gradlab_core::Error::ShapeMismatch {
+            what: format!("{} (a finished chunk of this run)", file.display()),
+            expected: vec![rows, cols],
+            got: a.shape().to_vec(),
+        }
+        .into());
+    }
+    Ok(a)
 }
 
 /// Tendencies and zero shares over all cells.
@@ -382,7 +442,16 @@ fn write_report(
             vec![format!("box-model step, {threads} threads"), format!("{} cells/s", fmt_num(tp_all, 3))],
             vec![
                 "generation incl. spin-up".into(),
-                format!("{} cells/s ({:.1} s total)", fmt_num(p.samples as f64 / g.seconds, 3), g.seconds),
+                if g.sampled == p.samples {
+                    format!("{} cells/s ({:.1} s total)", fmt_num(g.sampled as f64 / g.seconds, 3), g.seconds)
+                } else {
+                    format!(
+                        "{} cells/s over the {} cells sampled after `--resume` ({} read back from the interrupted run)",
+                        fmt_num(g.sampled as f64 / g.seconds, 3),
+                        g.sampled,
+                        p.samples - g.sampled
+                    )
+                },
             ],
         ],
     );

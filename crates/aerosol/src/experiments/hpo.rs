@@ -525,7 +525,7 @@ pub fn train_and_score(
     tc.optimizer = OptimizerConfig::Adamw(AdamWParams { lr: h.lr, weight_decay: h.weight_decay, ..Default::default() });
     tc.early_stopping = Some(EarlyStopping { patience, min_delta: 0.0 });
     tc.seed = derive_seed(seed, SHUFFLE_STREAM);
-    let (em, _) = fit(cfg, dt, &tc, derive_seed(seed, INIT_STREAM), train, val, &Device::Cpu, ck, vec![])?;
+    let (em, _) = fit(cfg, dt, &tc, derive_seed(seed, INIT_STREAM), train, val, &Device::Cpu, ck, false, vec![])?;
     let pred = em.predict(&val.x.view())?;
     let means = species_means(&train.x.view())?;
     Ok(score.of(&evaluate(&val.x.view(), &val.t.view(), &pred.view(), dt, &means)?.r2))

@@ -200,7 +200,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let mut summary = Vec::new();
     for (v, cfg) in p.variants.iter().zip(configs) {
         let ck = ctx.dir.subdir(&format!("checkpoints/{}", v.name))?;
-        let trained = train_with_trajectory(cfg, &data, &train_cfg, init_seed, &ck)?;
+        let trained = train_with_trajectory(cfg, &data, &train_cfg, init_seed, &ck, ctx.resume)?;
         let centre = read_params_f64(trained.em.varmap())?;
         let mut obj = emulator_objective(trained.cfg.clone(), data.dt, train.clone(), init_seed, &rows, 4096)?;
         let plane = pca_plane(ctx, &p, &v.name, &mut obj, &centre, &trained.trajectory)?;
@@ -224,11 +224,12 @@ fn train_with_trajectory(
     train_cfg: &TrainConfig,
     init_seed: u64,
     checkpoints: &std::path::Path,
+    resume: bool,
 ) -> Result<Trained> {
     let t = Instant::now();
     let em = Emulator::new(cfg.clone(), data.dt, &data.train, init_seed, &Device::Cpu)?;
-    let mut traj = TrajectoryObserver::new(em.varmap());
-    train_emulator(&em, train_cfg, &data.train, &data.val, checkpoints, vec![Box::new(&mut traj)])?;
+    let mut traj = TrajectoryObserver::persisted(em.varmap(), &checkpoints.join("trajectory.jsonl"), resume)?;
+    train_emulator(&em, train_cfg, &data.train, &data.val, checkpoints, resume, vec![Box::new(&mut traj)])?;
     let TrajectoryObserver { params, val_losses, .. } = traj;
     Ok(Trained { em, cfg, trajectory: params, val_losses, train_s: t.elapsed().as_secs_f64() })
 }
@@ -254,7 +255,9 @@ fn pca_plane(
         yb = yb.max(t.projection.coords[1]);
     }
     let (mx, my) = (p.margin * (xb - xa).max(1e-3), p.margin * (yb - ya).max(1e-3));
-    let opts = SurfaceOptions { threads: p.threads, progress: !ctx.quiet, ..Default::default() };
+    // Finished points are kept in `partial/` so that a resumed run evaluates only the missing ones.
+    let resume_file = Some(ctx.dir.subdir("partial")?.join(format!("{name}_pca.jsonl")));
+    let opts = SurfaceOptions { threads: p.threads, progress: !ctx.quiet, resume_file, ..Default::default() };
     let x_axis = Axis::new(xa - mx, xb + mx, p.grid)?;
     let surf = evaluate_surface(&*obj, centre, &dirs, x_axis, Some(Axis::new(ya - my, yb + my, p.grid)?), &opts)?;
     let path2: Vec<(f64, f64)> = tr.iter().map(|t| (t.projection.coords[0], t.projection.coords[1])).collect();
@@ -279,7 +282,8 @@ fn curvature(
     centre: &[f64],
 ) -> Result<Curvature> {
     let th = Instant::now();
-    let sp = spectrum(obj, centre, &p.spectrum_config(), derive_seed(p.seed, SPECTRUM_STREAM))?;
+    let seed = derive_seed(p.seed, SPECTRUM_STREAM);
+    let sp = ctx.stage(&format!("{name}-spectrum"), || spectrum(obj, centre, &p.spectrum_config(), seed))?;
     plot_density(
         &ctx.dir.file(&format!("{name}_spectrum"))?,
         &format!("{name}: Hessian eigenvalue density (SLQ)"),

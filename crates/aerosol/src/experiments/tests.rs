@@ -626,3 +626,55 @@ fn diagnose_columns() {
         }
     }
 }
+
+/// `m7-landscape` killed after its first variant (the test hook stops the run right after that
+/// variant's last saved stage) and resumed in the same folder reads back that variant's training,
+/// trajectory, surface points and spectrum, and ends with the summary of an uninterrupted run.
+#[test]
+fn m7_landscape_killed_after_a_variant_and_resumed_equals_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let params = serde_json::json!({
+        "seed": 2,
+        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
+        "emulator": {"hidden": [8]},
+        "variants": [{"name": "plain", "head": "plain"}, {"name": "completion", "head": "completion"}],
+        "train": {"epochs": 3, "batch_size": 64},
+        "eval_rows": 100, "grid": 3, "margin": 0.2, "top_k": 2,
+        "lanczos": {"max_steps": 6}, "slq": {"probes": 1, "steps": 4}, "trace_products": 6, "hvp_step": 0.01, "threads": 1
+    });
+    let ctx_at = |name: &str, existing: bool| {
+        let dir = gradlab_core::run::RunDir::at(tmp.path().join(name), existing).unwrap();
+        RunContext::new("m7-landscape", std::path::Path::new("x.json"), "e", params.clone(), true, true, dir).unwrap()
+    };
+    let run = exp("aerosol.m7_landscape").run;
+    run(&mut ctx_at("whole", false)).unwrap();
+    let mut ctx = ctx_at("part", false);
+    ctx.stop_after_saves = Some(1);
+    let e = run(&mut ctx).unwrap_err().to_string();
+    assert!(e.contains("interrupted"), "{e}");
+    let part = tmp.path().join("part");
+    assert!(part.join("stages/plain-spectrum.json").exists());
+    assert!(!part.join("checkpoints/completion/train_state.json").exists());
+    let mtime = |f: &str| std::fs::metadata(part.join(f)).unwrap().modified().unwrap();
+    let kept =
+        ["checkpoints/plain/last.safetensors", "checkpoints/plain/trajectory.jsonl", "stages/plain-spectrum.json"];
+    let before: Vec<_> = kept.iter().map(|f| mtime(f)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut ctx = ctx_at("part", true);
+    ctx.resume = true;
+    run(&mut ctx).unwrap();
+    let after: Vec<_> = kept.iter().map(|f| mtime(f)).collect();
+    assert_eq!(before, after, "the finished variant is read back, not trained or measured again");
+    let summary = |d: &str| -> serde_json::Value {
+        let mut s: serde_json::Value = gradlab_core::io::read_json(&tmp.path().join(d).join("summary.json")).unwrap();
+        s.as_object_mut().unwrap().remove("total_s");
+        for v in s["variants"].as_array_mut().unwrap() {
+            let v = v.as_object_mut().unwrap();
+            v.remove("train_s");
+            v.remove("hessian_s");
+            v.get_mut("trace").and_then(|t| t.as_object_mut()).map(|t| t.remove("seconds"));
+        }
+        s
+    };
+    assert_eq!(summary("part"), summary("whole"));
+}
