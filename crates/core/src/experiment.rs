@@ -293,8 +293,9 @@ impl RunContext {
     /// A finished stage of the run, kept in `stages/<key>.json`: when the run continues
     /// ([`RunContext::resume`]) and that file exists, its value is read back instead of calling
     /// `compute`; otherwise `compute` runs and its value is written (atomically) before it is
-    /// returned. `key` may contain letters, digits and `-_.` only. A stage's value must determine
-    /// everything the run later does with it, so that a resumed run equals an uninterrupted one.
+    /// returned. `key` is any non-empty text (characters other than letters, digits and `-_.`
+    /// are percent-encoded in the file name). A stage's value must determine everything the run
+    /// later does with it, so that a resumed run equals an uninterrupted one.
     pub fn stage<T, E>(
         &self,
         key: &str,
@@ -304,13 +305,18 @@ impl RunContext {
         T: Serialize + DeserializeOwned,
         E: From<Error>,
     {
-        if key.is_empty()
-            || !key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            || key.starts_with('.')
-        {
-            return Err(Error::invalid("stage key", key, "letters, digits and -_. (not starting with .)").into());
+        if key.is_empty() {
+            return Err(Error::invalid("stage key", "\"\"", "a non-empty name").into());
         }
-        let file = self.dir.subdir("stages")?.join(format!("{key}.json"));
+        let mut name = String::new();
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_".contains(&b) || (b == b'.' && !name.is_empty()) {
+                name.push(b as char);
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let file = self.dir.subdir("stages")?.join(format!("{name}.json"));
         if self.resume && file.is_file() {
             let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
             let v: Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: file.clone(), source: e })?;
@@ -419,10 +425,18 @@ mod tests {
         ctx.resume = false;
         let b: u32 = ctx.stage("b-1.x", || -> Result<_> { Ok(9) }).unwrap();
         assert_eq!(b, 9);
-        for bad in ["", "../x", ".hidden", "a/b", "a b"] {
-            let e = ctx.stage(bad, || -> Result<_> { Ok(1) }).unwrap_err().to_string();
-            assert!(e.contains("stage key"), "{bad}: {e}");
+        let e = ctx.stage("", || -> Result<_> { Ok(1) }).unwrap_err().to_string();
+        assert!(e.contains("stage key"), "{e}");
+        // Any other key is a file of its own inside `stages/`.
+        for (i, key) in ["../x", ".hidden", "a/b", "a b", "a%20b", "é"].into_iter().enumerate() {
+            let _: usize = ctx.stage(key, || -> Result<_> { Ok(i) }).unwrap();
         }
+        ctx.resume = true;
+        for (i, key) in ["../x", ".hidden", "a/b", "a b", "a%20b", "é"].into_iter().enumerate() {
+            assert_eq!(ctx.stage(key, || -> Result<_> { Ok(99) }).unwrap(), i, "{key}");
+        }
+        let files = std::fs::read_dir(tmp.path().join("stages")).unwrap().count();
+        assert_eq!(files, 3 + 6, "a, b-1.x, nan (its finite value) and one per key");
     }
 
     #[derive(Debug, serde::Deserialize)]

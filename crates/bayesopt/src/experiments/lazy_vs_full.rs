@@ -87,7 +87,7 @@ impl Params {
 }
 
 /// Timed components at one size n (seconds).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 struct SizeTiming {
     n: usize,
     refit_s: f64,
@@ -132,7 +132,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     p.check()?;
     let mut timings = Vec::new();
     for &n in &p.sizes {
-        let t = time_size(&p, n, &timings)?;
+        // Each measured size is a stage: `--resume` reads it back instead of timing it again.
+        let t = ctx.stage(&format!("size-{n}"), || time_size(&p, n, &timings))?;
         if !ctx.quiet {
             eprintln!(
                 "n {n}: refit {:.4} s ({} LML evals{}), LML eval {:.4} s, factor {:.4} s, append {:.6} s, acquisition {:.4} s",

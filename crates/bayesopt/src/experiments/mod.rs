@@ -241,4 +241,49 @@ mod tests {
         assert!(matches!(&e, Error::Invalid { field, .. } if field == "study.lag.every"), "{e}");
         assert_ne!(replicate_seed(0, 0), replicate_seed(0, 1));
     }
+
+    /// `bo-regret` killed after its first finished cell (the test hook stops the run right after
+    /// that save) and resumed in the same folder reads that cell back, runs the others, and ends
+    /// with the results of an uninterrupted run.
+    #[test]
+    fn bo_regret_killed_after_a_cell_and_resumed_equals_an_uninterrupted_run() {
+        use gradlab_core::experiment::RunContext;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bo-regret.json");
+        let cfg = ExperimentConfig::load(&path).unwrap();
+        let params = cfg.resolve(true, &["seeds=2".into(), "budget=14".into()]).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx_at = |name: &str, existing: bool| {
+            let dir = gradlab_core::run::RunDir::at(tmp.path().join(name), existing).unwrap();
+            RunContext::new("bo-regret", &path, &cfg.entry, params.clone(), true, true, dir).unwrap()
+        };
+        regret::run(&mut ctx_at("whole", false)).unwrap();
+        let mut ctx = ctx_at("part", false);
+        ctx.stop_after_saves = Some(1);
+        assert!(regret::run(&mut ctx).unwrap_err().to_string().contains("interrupted"));
+        let first = tmp.path().join("part/stages/branin-lag1.json");
+        let before = std::fs::metadata(&first).map(|m| m.modified().unwrap()).unwrap_or_else(|_| {
+            panic!(
+                "missing {}: {:?}",
+                first.display(),
+                std::fs::read_dir(tmp.path().join("part/stages")).unwrap().collect::<Vec<_>>()
+            )
+        });
+        let mut ctx = ctx_at("part", true);
+        ctx.resume = true;
+        regret::run(&mut ctx).unwrap();
+        assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), before, "the finished cell is read back");
+        let summary = |d: &str| -> Vec<serde_json::Value> {
+            let s: serde_json::Value = gradlab_core::io::read_json(&tmp.path().join(d).join("summary.json")).unwrap();
+            s.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.as_object_mut().unwrap().retain(|k, _| !k.contains("overhead"));
+                    c
+                })
+                .collect()
+        };
+        assert_eq!(summary("part"), summary("whole"));
+    }
 }

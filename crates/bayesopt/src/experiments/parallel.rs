@@ -56,6 +56,7 @@ impl Params {
 
 /// One run: iterations and evaluations until the target (or the whole run), whether it was
 /// reached, best-so-far per iteration, wall time.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct RunOutcome {
     iterations: f64,
     evaluations: f64,
@@ -84,7 +85,10 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let mut base_iterations = None;
     for &strategy in &p.strategies {
         for &q in &p.qs {
-            let runs = (0..p.seeds).map(|s| replicate(&p, strategy, q, s)).collect::<Result<Vec<_>>>()?;
+            // Each finished cell is a stage: `--resume` reads it back instead of running it again.
+            let runs = ctx.stage(&format!("{}-q{q}", strategy_label(strategy)), || {
+                (0..p.seeds).map(|s| replicate(&p, strategy, q, s)).collect::<Result<Vec<_>>>()
+            })?;
             let iters: Vec<f64> = runs.iter().map(|r| r.iterations).collect();
             let evals: Vec<f64> = runs.iter().map(|r| r.evaluations).collect();
             let wall: Vec<f64> = runs.iter().map(|r| r.wall_s).collect();

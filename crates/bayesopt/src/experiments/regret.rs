@@ -51,6 +51,7 @@ impl Params {
 }
 
 /// One run: best-so-far per evaluation, total overhead (s), refits.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct RunOutcome {
     best_so_far: Vec<f64>,
     overhead_s: f64,
@@ -67,7 +68,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         let title = format!("{}: regret of best-so-far (mean over {} seeds)", f.name(), p.seeds);
         let mut plot = regret_plot(&title, "evaluations");
         for &policy in &p.policies {
-            let runs = replicates(&p, f, policy)?;
+            // Each finished cell is a stage: `--resume` reads it back instead of running it again.
+            let runs = ctx.stage(&format!("{}-{}", f.name(), policy.label()), || replicates(&p, f, policy))?;
             for (s, r) in runs.iter().enumerate() {
                 ctx.metrics()?.log(&serde_json::json!({
                     "function": f.name(), "policy": policy.label(), "seed": replicate_seed(p.seed, s),
