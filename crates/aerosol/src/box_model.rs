@@ -1,6 +1,6 @@
 //! The box model: one M7 step for one cell, and batched steps over many cells.
 
-use crate::config::M7Config;
+use crate::config::{Fidelity, M7Config};
 use crate::constants::G_CM3_TO_KG_M3;
 use crate::error::Result;
 use crate::process::coagulation::{self, NucleationSource};
@@ -49,7 +49,7 @@ impl M7 {
     }
 
     fn properties(&self, env: &Environment, s: &AerosolState, p: &mut ModeProperties) {
-        dry_properties_with(s, p, &self.k);
+        dry_properties_with(s, p, &self.k, self.cfg.fidelity);
         if self.cfg.processes.water_uptake {
             water::water_uptake(
                 p,
@@ -97,7 +97,8 @@ impl M7 {
             }
             cond_insoluble = [c.per_mode[4], c.per_mode[5], c.per_mode[6]];
             info.condensed = c.per_mode.iter().sum();
-        } else {
+        } else if cfg.fidelity == Fidelity::Clean {
+            // ECHAM-HAM applies the production only inside its condensation routine.
             s.h2so4 += env.h2so4_production * dt;
         }
         info.condensation_sink = cs_total;
@@ -138,7 +139,14 @@ impl M7 {
             s.n[0] += source.particles;
         }
 
-        // 7. Ageing (condensed sulfate on insoluble modes always joins the soluble counterpart).
+        // 7. Ageing (condensed sulfate on insoluble modes joins the soluble counterpart).
+        // ECHAM-HAM moves it (and ages) only in the routine it calls when coagulation or
+        // nucleation runs; with condensation alone that sulfate is lost.
+        let concoag = proc.coagulation || proc.nucleation || proc.activation_nucleation;
+        if cfg.fidelity == Fidelity::EchamHam && !concoag {
+            cond_insoluble = [0.0; 3];
+        }
+        let ageing_on = proc.ageing && (concoag || cfg.fidelity == Fidelity::Clean);
         info.aged = ageing::age(
             &mut masses,
             &mut s.n,
@@ -146,14 +154,14 @@ impl M7 {
             coag_insoluble,
             &p.r_wet,
             cfg.ageing_monolayers,
-            proc.ageing,
+            ageing_on,
         );
         s.set_masses(&masses);
 
         // 8. Mode shifting on the updated dry radii.
         if proc.mode_shift {
-            dry_properties_with(s, &mut p, &self.k);
-            info.shifted = mode_shift::shift_with(s, &p);
+            dry_properties_with(s, &mut p, &self.k, cfg.fidelity);
+            info.shifted = mode_shift::shift_with(s, &p, cfg.fidelity);
         }
 
         // Diagnostics after the step.

@@ -15,6 +15,8 @@ pub const M_AIR: f64 = 28.9647;
 pub const M_H2SO4: f64 = 98.0734;
 /// Molar mass of NaCl \[g mol⁻¹\] (sea salt).
 pub const M_NACL: f64 = 58.443;
+/// Density of Na2SO4 \[g cm⁻³\].
+pub const RHO_NA2SO4: f64 = 2.68;
 /// Molar mass of Na2SO4 \[g mol⁻¹\].
 pub const M_NA2SO4: f64 = 142.043;
 /// Molar mass of water \[g mol⁻¹\].

@@ -17,7 +17,7 @@ pub mod state;
 pub mod step_file;
 
 pub use box_model::{M7, StepInfo};
-pub use config::{M7Config, Processes, WaterScheme};
+pub use config::{Fidelity, M7Config, Processes, WaterScheme};
 pub use error::{Error, Result};
 pub use state::{AerosolState, Diagnostics, Environment};
 

@@ -13,6 +13,7 @@
 //! shift and are applied together.
 
 use super::properties::{ModeConstants, ModeProperties, dry_properties_with};
+use crate::config::Fidelity;
 use crate::constants::{Mode, N_MODES, ln_sigma};
 use crate::state::{AerosolState, MODE_SLOTS, destination_slot};
 use gradlab_core::stats::normal_cdf;
@@ -27,20 +28,39 @@ pub fn fractions_above(mode: Mode, r: f64, r_hi: f64) -> (f64, f64) {
     (1.0 - normal_cdf(t), 1.0 - normal_cdf(t - 3.0 * ls))
 }
 
+/// M7's renaming fractions (ECHAM-HAM `m7_dconc`, as measured against the Fortran): the
+/// particles above `r_hi` move, 1 − Φ(t) of the number with t = ln(r_hi/r)/ln σ, and the
+/// particles that stay keep the mean mass of a particle at the centre of the mode,
+/// r_c = √(r_lo r_hi), so the mass fraction moved is 1 − (1 − f_N)(r_c/r)³.
+pub fn fractions_echam_ham(mode: Mode, r: f64) -> (f64, f64) {
+    let (lo, hi) = mode.bounds();
+    if r > 10.0 * hi {
+        return (1.0, 1.0);
+    }
+    let ls = ln_sigma(mode);
+    let t = (hi / r).ln() / ls;
+    let f_n = 1.0 - normal_cdf(t);
+    let rc = (lo * hi).sqrt() / r;
+    (f_n, (1.0 - (1.0 - f_n) * rc * rc * rc).clamp(0.0, 1.0))
+}
+
 /// Shifts NS→KS, KS→AS, AS→CS where due. Returns the number of particles moved \[cm⁻³\].
 pub fn shift(s: &mut AerosolState) -> f64 {
     let mut p = ModeProperties::default();
-    dry_properties_with(s, &mut p, &ModeConstants::new());
-    shift_with(s, &p)
+    dry_properties_with(s, &mut p, &ModeConstants::new(), Fidelity::Clean);
+    shift_with(s, &p, Fidelity::Clean)
 }
 
-pub(crate) fn shift_with(s: &mut AerosolState, p: &ModeProperties) -> f64 {
+pub(crate) fn shift_with(s: &mut AerosolState, p: &ModeProperties, fidelity: Fidelity) -> f64 {
     let mut frac = [(0.0, 0.0); 3];
     for (k, mode) in [Mode::Ns, Mode::Ks, Mode::As].into_iter().enumerate() {
         let i = mode.index();
         let (lo, hi) = mode.bounds();
         if p.populated[i] && p.r_dry[i] > (lo * hi).sqrt() {
-            frac[k] = fractions_above(mode, p.r_dry[i], hi);
+            frac[k] = match fidelity {
+                Fidelity::EchamHam => fractions_echam_ham(mode, p.r_dry[i]),
+                Fidelity::Clean => fractions_above(mode, p.r_dry[i], hi),
+            };
         }
     }
     if frac.iter().all(|&(fn_, fm)| fn_ == 0.0 && fm == 0.0) {
@@ -135,5 +155,32 @@ mod tests {
         let mut small = before;
         small.so4[1] = so4 / 1000.0; // r/10
         assert_eq!(shift(&mut small), 0.0);
+    }
+
+    #[test]
+    fn echam_ham_shift_leaves_the_mode_at_its_centre_radius() {
+        let r = 30e-7;
+        let n = 500.0;
+        let so4 = n * mean_volume(Mode::Ks, r) * Species::So4.density() / (M_H2SO4 / AVOGADRO);
+        let mut s =
+            AerosolState { so4: [0.0, so4, 0.0, 0.0], n: [0.0, n, 0.0, 0.0, 0.0, 0.0, 0.0], ..Default::default() };
+        let before = s;
+        let mut p = ModeProperties::default();
+        dry_properties_with(&s, &mut p, &ModeConstants::new(), Fidelity::EchamHam);
+        let moved = shift_with(&mut s, &p, Fidelity::EchamHam);
+        // The number above 50 nm moves, as in the clean scheme.
+        let (f_n, _) = fractions_above(Mode::Ks, r, 50e-7);
+        assert!((moved / (f_n * n) - 1.0).abs() < 1e-12);
+        // The particles left in KS have the count-median radius √(5 nm · 50 nm).
+        let mut q = ModeProperties::default();
+        dry_properties_with(&s, &mut q, &ModeConstants::new(), Fidelity::EchamHam);
+        assert!((q.r_dry[1] / (5e-7f64 * 50e-7).sqrt() - 1.0).abs() < 1e-12, "{}", q.r_dry[1]);
+        assert!((s.total_sulfur() / before.total_sulfur() - 1.0).abs() < 1e-14);
+        assert!((s.n.iter().sum::<f64>() / n - 1.0).abs() < 1e-14);
+        // Below the centre nothing moves.
+        let mut small = before;
+        small.so4[1] = so4 / 1000.0;
+        dry_properties_with(&small, &mut p, &ModeConstants::new(), Fidelity::EchamHam);
+        assert_eq!(shift_with(&mut small, &p, Fidelity::EchamHam), 0.0);
     }
 }

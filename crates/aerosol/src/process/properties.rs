@@ -5,8 +5,10 @@
 //! r = (3V̄/4π)^(1/3) · exp(−1.5 ln²σ). A mode is *populated* when N > 1e-10 cm⁻³ and some
 //! species mass exceeds 1e-15 (M7's `cmin_aernl`, `cmin_aerml`); otherwise its radius is 0.
 
+use crate::config::Fidelity;
 use crate::constants::{
-    CMIN_MASS, CMIN_NUMBER, G_PER_MOLECULE_H2SO4, M_NACL, Mode, N_MODES, Species, UG_M3_TO_G_CM3, ram_to_cmr,
+    CMIN_MASS, CMIN_NUMBER, G_PER_MOLECULE_H2SO4, M_H2SO4, M_NA2SO4, M_NACL, Mode, N_MODES, RHO_NA2SO4, Species,
+    UG_M3_TO_G_CM3, ram_to_cmr,
 };
 use crate::state::AerosolState;
 
@@ -23,8 +25,12 @@ pub struct ModeProperties {
     pub kappa_vol: [f64; N_MODES],
     /// H2SO4 in each soluble mode \[mol per cm³ of air\].
     pub so4_mol: [f64; 4],
-    /// NaCl in each soluble mode \[mol per cm³ of air\] (AS, CS only).
+    /// NaCl in each soluble mode \[mol per cm³ of air\] (AS, CS only); with sea salt and
+    /// sulfate together this is what is left after Na2SO4 formation.
     pub nacl_mol: [f64; 4],
+    /// Na2SO4 formed from sea salt and sulfate, 2 NaCl + H2SO4 → Na2SO4 + 2 HCl↑ \[mol per cm³
+    /// of air\] (AS, CS only).
+    pub na2so4_mol: [f64; 4],
     /// Dry count-median radius \[cm\].
     pub r_dry: [f64; N_MODES],
     /// Ambient (wet) count-median radius \[cm\].
@@ -70,10 +76,17 @@ pub fn count_median_radius(vol: f64, n: f64, ram2cmr: f64) -> f64 {
 /// Fills the dry properties of every mode; wet radius and density are set to their dry values
 /// and water to zero (the water-uptake step overwrites them for soluble modes).
 pub fn dry_properties(s: &AerosolState, out: &mut ModeProperties) {
-    dry_properties_with(s, out, &ModeConstants::new());
+    dry_properties_with(s, out, &ModeConstants::new(), Fidelity::default());
 }
 
-pub(crate) fn dry_properties_with(s: &AerosolState, p: &mut ModeProperties, k: &ModeConstants) {
+/// [`dry_properties`] with an explicit [`Fidelity`]: under [`Fidelity::EchamHam`] the CS
+/// mode's dry volume and mass also hold the AS mode's BC, OC and dust (the Fortran's
+/// non-electrolyte accumulator is not reset between the AS and CS modes).
+pub fn dry_properties_fidelity(s: &AerosolState, out: &mut ModeProperties, fidelity: Fidelity) {
+    dry_properties_with(s, out, &ModeConstants::new(), fidelity);
+}
+
+pub(crate) fn dry_properties_with(s: &AerosolState, p: &mut ModeProperties, k: &ModeConstants, fidelity: Fidelity) {
     *p = ModeProperties::default();
     let ug = UG_M3_TO_G_CM3;
     // Sulfate (as H2SO4), molecules → g.
@@ -94,6 +107,35 @@ pub(crate) fn dry_properties_with(s: &AerosolState, p: &mut ModeProperties, k: &
     // Dust in AS, CS, AI, CI.
     for (i, mode) in [2usize, 3, 5, 6].into_iter().enumerate() {
         add(p, mode, Species::Du, s.du[i] * ug);
+    }
+    // AS, CS: sea salt and sulfate form Na2SO4 (Cl leaves as HCl), M7's `m7_equil`; the dry
+    // volume and mass are those of H2SO4, Na2SO4 and NaCl left over plus the non-electrolytes.
+    let mut carried = (0.0, 0.0);
+    for (i, mode) in [2usize, 3].into_iter().enumerate() {
+        let n_s = p.so4_mol[mode];
+        let n_cl = p.nacl_mol[mode];
+        let na2 = (0.5 * n_cl).min(n_s);
+        let (h2so4, nacl) = (n_s - na2, n_cl - 2.0 * na2);
+        p.so4_mol[mode] = h2so4;
+        p.nacl_mol[mode] = nacl;
+        p.na2so4_mol[mode] = na2;
+        let el_mass = h2so4 * M_H2SO4 + na2 * M_NA2SO4 + nacl * M_NACL;
+        let el_vol = h2so4 * M_H2SO4 / Species::So4.density()
+            + na2 * M_NA2SO4 / RHO_NA2SO4
+            + nacl * M_NACL / Species::Ss.density();
+        let non_mass = (s.bc[i + 1] + s.oc[i + 1] + s.du[i]) * ug;
+        let non_vol = (s.bc[i + 1] / Species::Bc.density()
+            + s.oc[i + 1] / Species::Oc.density()
+            + s.du[i] / Species::Du.density())
+            * ug;
+        if fidelity == Fidelity::EchamHam {
+            carried.0 += non_mass;
+            carried.1 += non_vol;
+        } else {
+            carried = (non_mass, non_vol);
+        }
+        p.dry_mass[mode] = el_mass + carried.0;
+        p.dry_vol[mode] = el_vol + carried.1;
     }
     // Largest single-species mass per mode, in M7 units, for the presence threshold.
     let max_mass = [
@@ -170,5 +212,35 @@ mod tests {
         dry_properties(&s, &mut p);
         assert!(!p.populated[0] && !p.populated[1]);
         assert_eq!(p.r_dry[0], 0.0);
+    }
+
+    #[test]
+    fn sea_salt_and_sulfate_form_sodium_sulfate() {
+        // AS: 1 µmol NaCl and 0.25 µmol H2SO4 per cm³ → 0.25 Na2SO4 + 0.5 NaCl, no H2SO4 left.
+        let nacl_ug_m3 = 1e-6 * M_NACL / UG_M3_TO_G_CM3;
+        let so4 = 0.25e-6 * crate::constants::AVOGADRO;
+        let s = AerosolState {
+            so4: [0.0, 0.0, so4, 0.0],
+            ss: [nacl_ug_m3, 0.0],
+            bc: [0.0, 1.0, 0.0, 0.0],
+            n: [0.0, 0.0, 10.0, 10.0, 0.0, 0.0, 0.0],
+            du: [0.0, 1.0, 0.0, 0.0],
+            ..Default::default()
+        };
+        let mut p = ModeProperties::default();
+        dry_properties_fidelity(&s, &mut p, Fidelity::Clean);
+        let el = 0.25e-6 * M_NA2SO4 / RHO_NA2SO4 + 0.5e-6 * M_NACL / Species::Ss.density();
+        let bc = 1.0 * UG_M3_TO_G_CM3 / Species::Bc.density();
+        assert!((p.dry_vol[2] / (el + bc) - 1.0).abs() < 1e-12);
+        assert!((p.na2so4_mol[2] / 0.25e-6 - 1.0).abs() < 1e-12 && p.so4_mol[2] == 0.0);
+        assert!((p.nacl_mol[2] / 0.5e-6 - 1.0).abs() < 1e-12);
+        // CS holds only dust under `clean`; ECHAM-HAM carries AS's BC volume and mass into CS.
+        let du = 1.0 * UG_M3_TO_G_CM3 / Species::Du.density();
+        assert!((p.dry_vol[3] / du - 1.0).abs() < 1e-12);
+        let mut q = ModeProperties::default();
+        dry_properties_fidelity(&s, &mut q, Fidelity::EchamHam);
+        assert!((q.dry_vol[3] / (du + bc) - 1.0).abs() < 1e-12);
+        assert!((q.dry_mass[3] / (2.0 * UG_M3_TO_G_CM3) - 1.0).abs() < 1e-12);
+        assert_eq!(q.dry_vol[2], p.dry_vol[2]);
     }
 }
