@@ -47,6 +47,17 @@ pub fn variant_configs(base: &EmulatorConfig, variants: &[Variant]) -> Result<Ve
         return Err(crate::Error::invalid("variants", "[]", "at least one variant"));
     }
     for (i, v) in variants.iter().enumerate() {
+        // The name becomes a folder (`checkpoints/<name>`, `models/<name>`) and a file prefix.
+        let plain = !v.name.is_empty()
+            && !v.name.starts_with('.')
+            && v.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !plain {
+            return Err(crate::Error::invalid(
+                "variants.name",
+                &v.name,
+                "letters, digits and -_. (not empty, not starting with .), as it names folders and files",
+            ));
+        }
         if variants[..i].iter().any(|w| w.name == v.name) {
             return Err(crate::Error::invalid("variants.name", &v.name, "names unique across the variants"));
         }

@@ -50,6 +50,22 @@ fn quick_and_full_configs_resolve() {
     assert!(from_value::<hpo::HpoParams>(&v, "m7-hpo").unwrap_err().to_string().contains("policies"));
 }
 
+/// Variant names become folders and file prefixes: duplicates (one variant's model would
+/// overwrite the other's) and names that are not plain file names are refused by field.
+#[test]
+fn duplicate_or_path_like_variant_names_are_refused() {
+    use crate::emulator::EmulatorConfig;
+    use crate::emulator::variant::{Variant, variant_configs};
+    let v = |name: &str| Variant { name: name.into(), overrides: Default::default() };
+    let base = EmulatorConfig::default();
+    assert!(variant_configs(&base, &[v("a"), v("b-1.x")]).is_ok());
+    for bad in [vec![v("a"), v("a")], vec![v("../x")], vec![v("")], vec![v(".hidden")], vec![v("a/b")], vec![v("a b")]]
+    {
+        let e = variant_configs(&base, &bad).unwrap_err().to_string();
+        assert!(e.contains("variants.name"), "{:?}: {e}", bad.iter().map(|v| &v.name).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn emulator_variants_merge_into_the_base_config_with_the_settings_they_had() {
     use crate::emulator::heads::{Closing, HeadKind, Penalties};
