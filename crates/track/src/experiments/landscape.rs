@@ -204,7 +204,7 @@ struct PairResult {
 }
 
 /// Curvature summary of one solution.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct CurvatureRow {
     variant: String,
     seed: u64,
@@ -320,7 +320,8 @@ fn analyse_variant(
     path_figure(ctx, st, &name)?;
     let tc = Instant::now();
     for s in models.iter().take(a.slice.seeds) {
-        let row = analyse_curvature(ctx, p, &m, &name, s)?;
+        // A finished curvature (spectrum, slices and their figures) is read back on `--resume`.
+        let row = ctx.stage(&format!("{name}-curvature-seed{}", s.seed), || analyse_curvature(ctx, p, &m, &name, s))?;
         st.curvatures.push(row);
     }
     st.time("curvature_and_slices_s", tc.elapsed().as_secs_f64());
@@ -341,12 +342,16 @@ fn analyse_pair(
     let mut bezier = a.bezier.clone();
     bezier.seed = derive_seed(derive_seed(p.seed, STREAM_BEZIER), (sa.seed << 16) ^ sb.seed);
     let settings = PathSettings { points: a.path_points, bezier: &bezier, objectives: &a.bezier_objectives };
-    let tp = Instant::now();
-    let paths = connectivity(m, &sa.theta, &sb.theta, &settings)?;
-    st.time("connectivity_s", tp.elapsed().as_secs_f64());
-    let ti = Instant::now();
-    let inst = instability(m, &sa.theta, &sb.theta)?;
-    st.time("instability_s", ti.elapsed().as_secs_f64());
+    // A finished pair (its curves are the long part) is read back on `--resume`.
+    let (paths, inst) = ctx.stage(&format!("{name}-pair-seeds{}-{}", sa.seed, sb.seed), || -> Result<_> {
+        let tp = Instant::now();
+        let paths = connectivity(m, &sa.theta, &sb.theta, &settings)?;
+        st.time("connectivity_s", tp.elapsed().as_secs_f64());
+        let ti = Instant::now();
+        let inst = instability(m, &sa.theta, &sb.theta)?;
+        st.time("instability_s", ti.elapsed().as_secs_f64());
+        Ok((paths, inst))
+    })?;
     ctx.metrics()?.log(&serde_json::json!({
         "variant": name, "seeds": [sa.seed, sb.seed], "linear_max_hamming": max_of(&paths.linear_hamming.losses),
         "linear_min_tpr": min_of(&paths.linear_tpr), "edges_minmax": inst.edges.min_max,
@@ -707,8 +712,30 @@ mod tests {
         params["variants"] = serde_json::json!([{ "method": "pat", "lambda": 50.0 }, { "method": "ptt" }]);
         let tmp = tempfile::tempdir().unwrap();
         let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
-        let mut ctx = RunContext::new("track-landscape", &file, &cfg.entry, params, true, true, dir).unwrap();
+        let mut ctx = RunContext::new("track-landscape", &file, &cfg.entry, params.clone(), true, true, dir).unwrap();
         run(&mut ctx).unwrap();
+        // Killed right after its first finished pair and resumed in its folder: the pair is read
+        // back (its file is not written again) and the results equal the uninterrupted run's.
+        let part = tmp.path().join("part");
+        let part_ctx = |existing: bool| {
+            let dir = gradlab_core::run::RunDir::at(&part, existing).unwrap();
+            RunContext::new("track-landscape", &file, &cfg.entry, params.clone(), true, true, dir).unwrap()
+        };
+        let mut c = part_ctx(false);
+        c.stop_after_saves = Some(1);
+        assert!(run(&mut c).unwrap_err().to_string().contains("interrupted"));
+        let stage = std::fs::read_dir(part.join("stages")).unwrap().next().unwrap().unwrap().path();
+        let before = std::fs::metadata(&stage).unwrap().modified().unwrap();
+        let mut c = part_ctx(true);
+        c.resume = true;
+        run(&mut c).unwrap();
+        assert_eq!(std::fs::metadata(&stage).unwrap().modified().unwrap(), before, "{}", stage.display());
+        let results = |d: &std::path::Path| {
+            let s: serde_json::Value = gradlab_core::io::read_json(&d.join("summary.json")).unwrap();
+            assert!(s["pairs"].as_array().is_some_and(|a| !a.is_empty()) && s["curvature"].is_array());
+            (s["pairs"].clone(), s["curvature"].clone(), s["per_variant"].clone())
+        };
+        assert_eq!(results(&part), results(ctx.dir.path()));
         let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
         for needle in [
             "linear max Hamming",

@@ -77,7 +77,7 @@ pub struct PathSettings<'a> {
 }
 
 /// Mode connectivity between two solutions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connectivity {
     /// Hamming loss along the straight line.
     pub linear_hamming: PathProfile,
@@ -107,7 +107,7 @@ pub fn connectivity(m: &mut Measures, a: &[f64], b: &[f64], settings: &PathSetti
 }
 
 /// Prediction instability between two solutions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Instability {
     /// Disagreement of the edge assignments.
     pub edges: Disagreement,
