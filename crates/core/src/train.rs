@@ -642,8 +642,6 @@ mod tests {
         // Deterministic initialisation independent of candle's RNG.
         let init: Vec<f64> = vec![0.1, -0.2, 0.3];
         crate::params::write_params_f64(&vm, &init).unwrap();
-        let t = data(64, 1);
-        let v = data(32, 2);
         let mut tr = Trainer::new(cfg, &vm).unwrap();
         if let Some(d) = dir {
             tr = tr.checkpoint_to(d).resume(resume);
@@ -651,22 +649,28 @@ mod tests {
         if let Some(s) = stop {
             tr = tr.stop_after_steps(s);
         }
-        let rep = tr
-            .fit::<Error, _, _>(
-                t.len(),
-                |idx| {
-                    let (x, y) = t.batch(idx, &Device::Cpu)?;
-                    Ok(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
-                },
-                || {
-                    let x = array_to_tensor(&v.x.view(), &Device::Cpu)?;
-                    let y = array_to_tensor(&v.y.view(), &Device::Cpu)?;
-                    let l = lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-                    Ok(Validation::loss(l))
-                },
-            )
-            .unwrap();
+        let rep = fit_linear(tr, &lin);
         (read_params_f64(&vm).unwrap(), rep)
+    }
+
+    /// Fits `lin` to the linear map of [`data`] (64 training rows, 32 validation rows).
+    fn fit_linear(mut tr: Trainer<'_>, lin: &candle_nn::Linear) -> TrainReport {
+        let t = data(64, 1);
+        let v = data(32, 2);
+        tr.fit::<Error, _, _>(
+            t.len(),
+            |idx| {
+                let (x, y) = t.batch(idx, &Device::Cpu)?;
+                Ok(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+            },
+            || {
+                let x = array_to_tensor(&v.x.view(), &Device::Cpu)?;
+                let y = array_to_tensor(&v.y.view(), &Device::Cpu)?;
+                let l = lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
+                Ok(Validation::loss(l))
+            },
+        )
+        .unwrap()
     }
 
     fn cfg() -> TrainConfig {
@@ -735,7 +739,6 @@ mod tests {
             let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
             let lin = candle_nn::linear(2, 1, vb.pp("lin")).unwrap();
             crate::params::write_params_f64(&vm, &[0.1, -0.2, 0.3]).unwrap();
-            let (t, v) = (data(64, 1), data(32, 2));
             let mut traj =
                 crate::observe::TrajectoryObserver::persisted(&vm, &dir.join("trajectory.jsonl"), resume).unwrap();
             {
@@ -743,18 +746,7 @@ mod tests {
                 if let Some(s) = stop {
                     tr = tr.stop_after_steps(s);
                 }
-                tr.fit::<Error, _, _>(
-                    t.len(),
-                    |idx| {
-                        let (x, y) = t.batch(idx, &Device::Cpu)?;
-                        Ok(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
-                    },
-                    || {
-                        let (x, y) = v.batch(&(0..v.len()).collect::<Vec<_>>(), &Device::Cpu)?;
-                        Ok(Validation::loss(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64))
-                    },
-                )
-                .unwrap();
+                fit_linear(tr, &lin);
             }
             let again =
                 crate::observe::TrajectoryObserver::persisted(&vm, &dir.join("trajectory.jsonl"), true).unwrap();

@@ -492,15 +492,7 @@ fn study_experiments_run_end_to_end_at_a_tiny_scale() {
     let e = (exp("aerosol.m7_hpo").run)(&mut ctx3).unwrap_err().to_string();
     assert!(e.contains("resume_dir") && e.contains("studies/"), "{e}");
 
-    let params = serde_json::json!({
-        "seed": 1,
-        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
-        "emulator": {"hidden": [8]},
-        "variants": [{"name": "plain", "head": "plain"}, {"name": "completion", "head": "completion"}],
-        "train": {"epochs": 3, "batch_size": 64},
-        "eval_rows": 100, "grid": 3, "margin": 0.2, "top_k": 2,
-        "lanczos": {"max_steps": 6}, "slq": {"probes": 1, "steps": 4}, "trace_products": 6, "hvp_step": 0.01, "threads": 1
-    });
+    let params = tiny_landscape_params(1);
     let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-landscape").unwrap();
     let mut ctx =
         RunContext::new("m7-landscape", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
@@ -649,15 +641,7 @@ fn diagnose_columns() {
 #[test]
 fn m7_landscape_killed_after_a_variant_and_resumed_equals_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let params = serde_json::json!({
-        "seed": 2,
-        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
-        "emulator": {"hidden": [8]},
-        "variants": [{"name": "plain", "head": "plain"}, {"name": "completion", "head": "completion"}],
-        "train": {"epochs": 3, "batch_size": 64},
-        "eval_rows": 100, "grid": 3, "margin": 0.2, "top_k": 2,
-        "lanczos": {"max_steps": 6}, "slq": {"probes": 1, "steps": 4}, "trace_products": 6, "hvp_step": 0.01, "threads": 1
-    });
+    let params = tiny_landscape_params(2);
     let ctx_at = |name: &str, existing: bool| {
         let dir = gradlab_core::run::RunDir::at(tmp.path().join(name), existing).unwrap();
         RunContext::new("m7-landscape", std::path::Path::new("x.json"), "e", params.clone(), true, true, dir).unwrap()
@@ -693,4 +677,17 @@ fn m7_landscape_killed_after_a_variant_and_resumed_equals_an_uninterrupted_run()
         s
     };
     assert_eq!(summary("part"), summary("whole"));
+}
+
+/// `m7-landscape` at a tiny scale (two variants, a 3 × 3 plane, a few Lanczos steps).
+fn tiny_landscape_params(seed: u64) -> serde_json::Value {
+    serde_json::json!({
+        "seed": seed,
+        "data": {"samples": 300, "sampler": {"spinup_steps": [1, 3]}},
+        "emulator": {"hidden": [8]},
+        "variants": [{"name": "plain", "head": "plain"}, {"name": "completion", "head": "completion"}],
+        "train": {"epochs": 3, "batch_size": 64},
+        "eval_rows": 100, "grid": 3, "margin": 0.2, "top_k": 2,
+        "lanczos": {"max_steps": 6}, "slq": {"probes": 1, "steps": 4}, "trace_products": 6, "hvp_step": 0.01, "threads": 1
+    })
 }
