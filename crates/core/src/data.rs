@@ -77,11 +77,45 @@ pub fn split_indices(n: usize, val_frac: f64, test_frac: f64, seed: u64) -> Resu
 /// `(seed, epoch)` when `shuffle`, so that an epoch's batches are the same whether or not the run
 /// was resumed. The last batch may be smaller.
 pub fn epoch_batches(n: usize, batch_size: usize, shuffle: bool, seed: u64, epoch: usize) -> Result<Vec<Vec<usize>>> {
+    let sampling = if shuffle { Sampling::Permutation } else { Sampling::InOrder };
+    sampled_epoch_batches(n, batch_size, sampling, seed, epoch)
+}
+
+/// How the items of an epoch are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Every item once, in a seeded random order per epoch.
+    #[default]
+    Permutation,
+    /// Every item once, in index order.
+    InOrder,
+    /// `n` items drawn uniformly with replacement per epoch (the PyTorch reference trainers of
+    /// the tracking paper sample frames this way).
+    WithReplacement,
+}
+
+/// Mini-batches of one epoch drawn by `sampling` from `0..n`, seeded by `(seed, epoch)` so that
+/// an epoch's batches are the same whether or not the run was resumed.
+pub fn sampled_epoch_batches(
+    n: usize,
+    batch_size: usize,
+    sampling: Sampling,
+    seed: u64,
+    epoch: usize,
+) -> Result<Vec<Vec<usize>>> {
     if batch_size == 0 {
         return Err(Error::invalid("batch_size", 0, "at least 1"));
     }
-    let order: Vec<usize> =
-        if shuffle { permutation(&mut rng(derive_seed(seed, epoch as u64)), n) } else { (0..n).collect() };
+    let mut r = rng(derive_seed(seed, epoch as u64));
+    let order: Vec<usize> = match sampling {
+        Sampling::Permutation => permutation(&mut r, n),
+        Sampling::InOrder => (0..n).collect(),
+        Sampling::WithReplacement => {
+            use rand::Rng;
+            (0..n).map(|_| r.random_range(0..n)).collect()
+        }
+    };
     Ok(order.chunks(batch_size).map(|c| c.to_vec()).collect())
 }
 
@@ -177,6 +211,17 @@ mod tests {
         assert_ne!(b, epoch_batches(10, 3, true, 1, 1).unwrap());
         assert_eq!(epoch_batches(4, 2, false, 0, 0).unwrap(), vec![vec![0, 1], vec![2, 3]]);
         assert!(epoch_batches(4, 0, false, 0, 0).is_err());
+        // With replacement: n draws, reproducible per (seed, epoch), repeats allowed, all in range.
+        let w = sampled_epoch_batches(50, 7, Sampling::WithReplacement, 2, 3).unwrap();
+        let flat: Vec<usize> = w.concat();
+        assert_eq!(flat.len(), 50);
+        assert!(flat.iter().all(|&i| i < 50));
+        let mut u = flat.clone();
+        u.sort_unstable();
+        u.dedup();
+        assert!(u.len() < 50, "50 draws from 50 with replacement repeat with probability 1 − 50!/50^50");
+        assert_eq!(w, sampled_epoch_batches(50, 7, Sampling::WithReplacement, 2, 3).unwrap());
+        assert_ne!(w, sampled_epoch_batches(50, 7, Sampling::WithReplacement, 2, 4).unwrap());
     }
 
     #[test]

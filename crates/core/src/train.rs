@@ -12,7 +12,7 @@
 //! depend only on `(seed, epoch)`, so a run that is stopped and resumed takes exactly the same
 //! steps as one that was not, and ends with bit-identical weights on the CPU.
 
-use crate::data::epoch_batches;
+use crate::data::{Sampling, sampled_epoch_batches};
 use crate::observe::{EvalEvent, Observer, StartEvent, StepEvent};
 use crate::optim::{AnyOptimizer, LrSchedule, OptimizerConfig, StatefulOptimizer};
 use crate::params::sorted_vars;
@@ -94,6 +94,14 @@ pub struct TrainConfig {
     /// Seed of the shuffling.
     #[serde(default)]
     pub seed: u64,
+    /// How an epoch draws its items when `shuffle` is on: a permutation (default) or `n` draws
+    /// with replacement.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Stop after this many optimiser steps in all (a budget smaller than `epochs` gives); the
+    /// last step is validated and checkpointed.
+    #[serde(default)]
+    pub max_steps: Option<usize>,
 }
 
 impl TrainConfig {
@@ -112,6 +120,8 @@ impl TrainConfig {
             monitor_mode: MonitorMode::Min,
             shuffle: true,
             seed: 0,
+            sampling: Sampling::Permutation,
+            max_steps: None,
         }
     }
 
@@ -130,6 +140,9 @@ impl TrainConfig {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(Error::invalid("train.clip_grad_norm", c, "a finite number > 0"));
             }
+        }
+        if self.max_steps == Some(0) {
+            return Err(Error::invalid("train.max_steps", 0, "at least 1 (or absent for `epochs` epochs)"));
         }
         if self.eval_every_steps == Some(0) {
             return Err(Error::invalid("train.eval_every_steps", 0, "at least 1 (or absent for every epoch)"));
@@ -335,7 +348,7 @@ impl<'a> Trainer<'a> {
         let mut opt = cfg.optimizer.build(vars.clone())?;
         let batches_per_epoch = n_train.div_ceil(cfg.batch_size);
         let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
-        let total_steps = steps_per_epoch * cfg.epochs;
+        let total_steps = cfg.max_steps.map_or(steps_per_epoch * cfg.epochs, |m| m.min(steps_per_epoch * cfg.epochs));
 
         let mut st = TrainState {
             epoch: 0,
@@ -362,8 +375,9 @@ impl<'a> Trainer<'a> {
         let mut interrupted = false;
         let mut since_eval_loss = 0.0;
         let mut since_eval_n = 0usize;
-        'epochs: while st.epoch < cfg.epochs && !st.stopped_early {
-            let batches = epoch_batches(n_train, cfg.batch_size, cfg.shuffle, cfg.seed, st.epoch)?;
+        'epochs: while st.epoch < cfg.epochs && !st.stopped_early && st.step < total_steps {
+            let sampling = if cfg.shuffle { cfg.sampling } else { Sampling::InOrder };
+            let batches = sampled_epoch_batches(n_train, cfg.batch_size, sampling, cfg.seed, st.epoch)?;
             let mut acc: Option<GradStore> = None;
             let mut k = 0usize;
             let mut step_loss = 0.0;
@@ -427,6 +441,14 @@ impl<'a> Trainer<'a> {
                         if st.stopped_early {
                             break 'epochs;
                         }
+                    }
+                    if cfg.max_steps.is_some_and(|m| st.step >= m) {
+                        if !eval_now {
+                            let tl = since_eval_loss / since_eval_n.max(1) as f64;
+                            let ep = st.epoch;
+                            self.evaluate(&mut st, &opt, tl, ep, &mut validate)?;
+                        }
+                        break 'epochs;
                     }
                     if self.stop_after_steps.is_some_and(|s| st.step >= s) {
                         if !eval_now {
@@ -800,6 +822,26 @@ mod tests {
         let mut tr = Trainer::new(TrainConfig::new(1, 4), &vm).unwrap();
         let e = tr.fit(0, |_| Err(Mine::Bad(0)), || Ok(Validation::loss(0.0))).unwrap_err();
         assert!(matches!(e, Mine::Core(Error::Invalid { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn max_steps_stops_mid_epoch_validates_and_resumes_to_the_same_end() {
+        // cfg(): 8 batches per epoch, grad_accum 3 → 3 steps per epoch, validated every epoch.
+        let mut c = cfg();
+        c.max_steps = Some(7);
+        let (p, rep) = run(c.clone(), None, None, false);
+        assert_eq!(rep.steps, 7);
+        let steps: Vec<usize> = rep.history.iter().map(|h| h.step).collect();
+        assert_eq!(steps, vec![3, 6, 7], "every epoch end, and the last step");
+        // Stopped at step 4 and resumed: the same weights at step 7; resuming again does nothing.
+        let tmp = tempfile::tempdir().unwrap();
+        let _ = run(c.clone(), Some(tmp.path()), Some(4), false);
+        let (p2, rep2) = run(c.clone(), Some(tmp.path()), None, true);
+        assert_eq!((p2, rep2.steps), (p.clone(), 7));
+        let (p3, rep3) = run(c.clone(), Some(tmp.path()), None, true);
+        assert_eq!((p3, rep3.steps), (p, 7));
+        c.max_steps = Some(0);
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -148,10 +148,10 @@ fn d_enc() -> usize {
     128
 }
 fn d_angle_scale() -> f32 {
-    100.0
+    1.0
 }
 fn d_enc_base() -> f32 {
-    100.0
+    0.001
 }
 fn d_slope() -> f64 {
     0.01
@@ -170,10 +170,12 @@ pub struct GnnConfig {
     /// Width of the sinusoidal encoding of √angle on line-graph edges (paper: 128).
     #[serde(default = "d_enc")]
     pub angle_encoding_dim: usize,
-    /// The angle is multiplied by this before the square root and the encoding.
+    /// The angle is multiplied by this before the square root and the encoding (reference: 1).
     #[serde(default = "d_angle_scale")]
     pub angle_scale: f32,
-    /// Base of the encoding's geometric frequency ladder (`ω_i = base^(−2i/d)`).
+    /// Base of the encoding's geometric frequency ladder `ω_i = base^(−2i/d)`. The reference
+    /// code's `scaling = 0.001` (the default) gives ω from 1 up to ≈ 900; a base > 1 gives a
+    /// falling ladder from 1.
     #[serde(default = "d_enc_base")]
     pub encoding_base: f32,
     /// LeakyReLU negative slope.
@@ -215,8 +217,12 @@ impl GnnConfig {
         if !(self.angle_scale.is_finite() && self.angle_scale > 0.0) {
             return Err(crate::Error::invalid("model.angle_scale", self.angle_scale, "a finite number > 0"));
         }
-        if !(self.encoding_base.is_finite() && self.encoding_base > 1.0) {
-            return Err(crate::Error::invalid("model.encoding_base", self.encoding_base, "a finite number > 1"));
+        if !(self.encoding_base.is_finite() && self.encoding_base > 0.0 && self.encoding_base != 1.0) {
+            return Err(crate::Error::invalid(
+                "model.encoding_base",
+                self.encoding_base,
+                "a finite number > 0 other than 1",
+            ));
         }
         if !(self.leaky_slope.is_finite() && self.leaky_slope >= 0.0) {
             return Err(crate::Error::invalid("model.leaky_slope", self.leaky_slope, "a finite number ≥ 0"));

@@ -5,8 +5,11 @@
 //! that as a candle custom op ([`AssignOp`]): its forward solves the assignments on the edge
 //! costs `w = 1 − p`, its backward is the blackbox gradient of Vlastelica et al. (ICLR 2020):
 //!
-//! `w' = w + λ·g`, `y_λ = solve(w')`, `∂L/∂w = −(ŷ − y_λ)/λ` (or `−(ŷ − y_λ)` without the 1/λ,
-//! as the reference code does), with `g = ∂L/∂ŷ`. A straight-through estimator
+//! `w' = max(w + λ·c·g, 0)`, `y_λ = solve(w')`, `∂L/∂w = −(ŷ − y_λ)` (the reference code's
+//! form; `−(ŷ − y_λ)/λ` with `scale_by_lambda`, Vlastelica's), with `g = ∂L/∂ŷ` and `c` the
+//! perturbation scale ([`assign_scaled`]: the reference divides each frame's loss by the frames
+//! of a step before its backward, so its `g` is `1/32` of one frame's). The clamp at 0 is the
+//! reference's (`clamp_perturbed`; costs `1 − p` are ≥ 0). A straight-through estimator
 //! (`∂L/∂w = −g`, i.e. the identity on `p = 1 − w`) is the alternative.
 
 use std::sync::Arc;
@@ -36,6 +39,9 @@ fn d_lambda() -> f64 {
 fn yes() -> bool {
     true
 }
+fn no() -> bool {
+    false
+}
 
 /// Assignment configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,9 +50,13 @@ pub struct AssignConfig {
     /// Interpolation factor λ (paper: 25, 50, 75).
     #[serde(default = "d_lambda")]
     pub lambda: f64,
-    /// Divide the blackbox gradient by λ (the reference code does not; RMSprop hides the scale).
-    #[serde(default = "yes")]
+    /// Divide the blackbox gradient by λ (Vlastelica et al.). The reference code does not, which
+    /// is the default; under RMSprop the factor mostly cancels.
+    #[serde(default = "no")]
     pub scale_by_lambda: bool,
+    /// Clamp the perturbed costs at 0, `w' = max(w + λ·c·g, 0)`, as the reference code does.
+    #[serde(default = "yes")]
+    pub clamp_perturbed: bool,
     /// The gradient estimator.
     #[serde(default)]
     pub estimator: Estimator,
@@ -58,7 +68,13 @@ pub struct AssignConfig {
 
 impl Default for AssignConfig {
     fn default() -> Self {
-        AssignConfig { lambda: d_lambda(), scale_by_lambda: true, estimator: Estimator::Blackbox, no_link_cost: None }
+        AssignConfig {
+            lambda: d_lambda(),
+            scale_by_lambda: false,
+            clamp_perturbed: true,
+            estimator: Estimator::Blackbox,
+            no_link_cost: None,
+        }
     }
 }
 
@@ -155,13 +171,23 @@ impl FrameLap {
 pub struct AssignOp {
     lap: Arc<FrameLap>,
     cfg: AssignConfig,
+    grad_scale: f64,
 }
 
 impl AssignOp {
     /// An op for one frame.
     pub fn new(lap: Arc<FrameLap>, cfg: AssignConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(AssignOp { lap, cfg })
+        Ok(AssignOp { lap, cfg, grad_scale: 1.0 })
+    }
+
+    /// The blackbox perturbation uses `c·g` instead of `g` (`c` finite, > 0).
+    pub fn with_grad_scale(mut self, c: f64) -> Result<Self> {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(Error::invalid("grad_scale", c, "a finite number > 0"));
+        }
+        self.grad_scale = c;
+        Ok(self)
     }
 
     fn solve_vec(&self, w: Vec<f64>) -> candle_core::Result<Vec<f64>> {
@@ -200,7 +226,16 @@ impl CustomOp1 for AssignOp {
                 let w = arg.to_dtype(DType::F64)?.to_vec1::<f64>()?;
                 let g = grad_res.to_dtype(DType::F64)?.to_vec1::<f64>()?;
                 let y = res.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-                let wp: Vec<f64> = w.iter().zip(&g).map(|(w, g)| w + lam * g).collect();
+                let c = lam * self.grad_scale;
+                let clamp = self.cfg.clamp_perturbed;
+                let wp: Vec<f64> = w
+                    .iter()
+                    .zip(&g)
+                    .map(|(w, g)| {
+                        let v = w + c * g;
+                        if clamp { v.max(0.0) } else { v }
+                    })
+                    .collect();
                 let yl = self.solve_vec(wp)?;
                 let s = if self.cfg.scale_by_lambda { 1.0 / lam } else { 1.0 };
                 let grad: Vec<f64> = y.iter().zip(&yl).map(|(a, b)| -(a - b) * s).collect();
@@ -212,7 +247,20 @@ impl CustomOp1 for AssignOp {
 
 /// `ŷ = assign(w)` with the configured backward.
 pub fn assign(w: &Tensor, lap: &Arc<FrameLap>, cfg: &AssignConfig) -> candle_core::Result<Tensor> {
-    w.contiguous()?.apply_op1(AssignOp::new(lap.clone(), cfg.clone()).map_err(candle_core::Error::wrap)?)
+    assign_scaled(w, lap, cfg, 1.0)
+}
+
+/// [`assign`] whose blackbox backward perturbs the costs by `λ·grad_scale·g`.
+pub fn assign_scaled(
+    w: &Tensor,
+    lap: &Arc<FrameLap>,
+    cfg: &AssignConfig,
+    grad_scale: f64,
+) -> candle_core::Result<Tensor> {
+    let op = AssignOp::new(lap.clone(), cfg.clone())
+        .and_then(|o| o.with_grad_scale(grad_scale))
+        .map_err(candle_core::Error::wrap)?;
+    w.contiguous()?.apply_op1(op)
 }
 
 #[cfg(test)]
@@ -243,7 +291,7 @@ mod tests {
         // g favours the anti-diagonal: perturbed costs w + λg with λ = 2:
         // [0.2+0.4, 0.6−0.4, 0.5−0.4, 0.3+0.4] = [0.6, 0.2, 0.1, 0.7] → anti-diagonal.
         let g = [0.2, -0.2, -0.2, 0.2];
-        let cfg = AssignConfig { lambda: 2.0, ..Default::default() };
+        let cfg = AssignConfig { lambda: 2.0, scale_by_lambda: true, ..Default::default() };
         let (y, dw) = grad_of(&w, &g, &cfg);
         assert_eq!(y, vec![1.0, 0.0, 0.0, 1.0]);
         let yl = [0.0, 1.0, 1.0, 0.0];
@@ -256,9 +304,36 @@ mod tests {
         // A small λ that does not flip the solution gives a zero gradient.
         let (_, dw) = grad_of(&w, &g, &AssignConfig { lambda: 0.1, ..cfg.clone() });
         assert_eq!(dw, vec![0.0; 4]);
+        // The perturbation scale c: λ·c·g = 0.04·sign does not flip the solution, c = 1 does.
+        let op = |c: f64| {
+            let dev = Device::Cpu;
+            let wv = Var::from_vec(w.to_vec(), 4, &dev).unwrap();
+            let y = assign_scaled(wv.as_tensor(), &block(), &cfg, c).unwrap();
+            let l = y.mul(&Tensor::from_vec(g.to_vec(), 4, &dev).unwrap()).unwrap().sum_all().unwrap();
+            l.backward().unwrap().get(wv.as_tensor()).unwrap().to_vec1::<f64>().unwrap()
+        };
+        assert_eq!(op(0.1), vec![0.0; 4]);
+        assert_eq!(op(1.0), vec![-0.5, 0.5, 0.5, -0.5]);
+        assert!(AssignOp::new(block(), cfg.clone()).unwrap().with_grad_scale(0.0).is_err());
+        assert!(AssignOp::new(block(), cfg.clone()).unwrap().with_grad_scale(f64::NAN).is_err());
         // Straight-through: −g.
         let (_, dw) = grad_of(&w, &g, &AssignConfig { estimator: Estimator::StraightThrough, ..cfg });
         assert_eq!(dw, vec![-0.2, 0.2, 0.2, -0.2]);
+    }
+
+    #[test]
+    fn perturbed_costs_are_clamped_at_zero_as_in_the_reference() {
+        // w + λg = [−2, 0.5, 0.5, 1.2]: unclamped the diagonal (−0.8 < 1.0) stays, so the
+        // gradient is 0; clamped [0, 0.5, 0.5, 1.2] the anti-diagonal (1.0 < 1.2) wins.
+        let w = [0.2, 0.6, 0.5, 0.3];
+        let g = [-1.1, -0.05, 0.0, 0.45];
+        let cfg = AssignConfig { lambda: 2.0, ..Default::default() };
+        assert!(cfg.clamp_perturbed && !cfg.scale_by_lambda, "reference defaults");
+        let (y, dw) = grad_of(&w, &g, &cfg);
+        assert_eq!(y, vec![1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(dw, vec![-1.0, 1.0, 1.0, -1.0]);
+        let (_, dw) = grad_of(&w, &g, &AssignConfig { clamp_perturbed: false, ..cfg });
+        assert_eq!(dw, vec![0.0; 4]);
     }
 
     #[test]

@@ -10,7 +10,10 @@ use crate::error::{Error, Result};
 use crate::gnn::GnnConfig;
 use crate::graph::GraphConfig;
 use crate::sim::{BeamConfig, DetectorSource, FramePrimaries, PhantomConfig, PhysicsConfig, SimConfig, Simulator};
-use crate::training::{FrameData, prepare};
+use std::borrow::Cow;
+
+use crate::sim::Frame;
+use crate::training::{FrameData, FrameSource, prepare};
 
 /// First frame index (RNG stream) of training frames.
 pub const TRAIN_FIRST: u64 = 0;
@@ -114,22 +117,25 @@ impl Grid {
     }
 }
 
-/// Where training and validation frames come from.
+/// Where training and validation frames come from: one pool of frames per training phantom
+/// (water thickness), simulated on demand by frame index and dropped after use, so memory does
+/// not grow with the number of frames. The reference trains on 3 × 1000 frames of 100 primaries
+/// behind 100, 150 and 200 mm of water, drawn with replacement, and validates on 150 frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataParams {
-    /// Water thickness of the training frames [mm].
-    pub thickness_mm: f64,
+    /// Water thicknesses of the training phantoms [mm].
+    pub thicknesses_mm: Vec<f64>,
     /// Primaries per training frame.
     pub primaries: usize,
-    /// Training frames.
+    /// Training frames per phantom.
     pub train_frames: usize,
-    /// Validation frames.
+    /// Validation frames per phantom.
     pub val_frames: usize,
 }
 
 impl DataParams {
-    /// Checks that both splits have frames.
+    /// Checks that both splits have frames and every thickness is a finite number ≥ 0.
     pub fn validate(&self) -> Result<()> {
         if self.train_frames == 0 || self.val_frames == 0 {
             return Err(Error::invalid(
@@ -138,11 +144,54 @@ impl DataParams {
                 "both ≥ 1",
             ));
         }
+        if self.thicknesses_mm.is_empty() || self.thicknesses_mm.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(Error::invalid(
+                "data.thicknesses_mm",
+                format!("{:?}", self.thicknesses_mm),
+                "at least one finite thickness ≥ 0 mm",
+            ));
+        }
+        if self.primaries == 0 {
+            return Err(Error::invalid("data.primaries", 0, "≥ 1"));
+        }
         Ok(())
     }
 
-    /// Simulate and prepare the training and validation frames (seed `seed`, disjoint
-    /// frame-index ranges [`TRAIN_FIRST`], [`VAL_FIRST`]).
+    /// Total training frames (all phantoms).
+    pub fn total_train_frames(&self) -> usize {
+        self.train_frames * self.thicknesses_mm.len()
+    }
+
+    /// The training and validation streams (seed `seed`, disjoint frame-index ranges
+    /// [`TRAIN_FIRST`], [`VAL_FIRST`]).
+    pub fn streams(
+        &self,
+        setup: &SetupParams,
+        detector: &DetectorConfig,
+        seed: u64,
+        model: &GnnConfig,
+        tracker_layers: u16,
+    ) -> Result<(FrameStream, FrameStream)> {
+        self.validate()?;
+        let sims = |n: usize, first: u64| -> Result<FrameStream> {
+            let pools = self
+                .thicknesses_mm
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| {
+                    // The first phantom keeps the run seed (single-phantom runs see the frames
+                    // they always did); the others get their own streams.
+                    let s = if k == 0 { seed } else { gradlab_core::rng::derive_seed(seed, k as u64) };
+                    Ok((setup.simulator(detector, t, self.primaries)?, s))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            FrameStream::new(pools, n, first, &setup.graph, model, tracker_layers)
+        };
+        Ok((sims(self.train_frames, TRAIN_FIRST)?, sims(self.val_frames, VAL_FIRST)?))
+    }
+
+    /// Simulate and prepare every training and validation frame in memory (small runs, tests;
+    /// the studies stream with [`DataParams::streams`]).
     pub fn prepare(
         &self,
         setup: &SetupParams,
@@ -151,11 +200,70 @@ impl DataParams {
         model: &GnnConfig,
         tracker_layers: u16,
     ) -> Result<(Vec<FrameData>, Vec<FrameData>)> {
-        let sim = setup.simulator(detector, self.thickness_mm, self.primaries)?;
-        let g = &setup.graph;
-        let train =
-            prepare(&sim.simulate_frames(seed, TRAIN_FIRST, self.train_frames as u64), g, model, tracker_layers)?;
-        let val = prepare(&sim.simulate_frames(seed, VAL_FIRST, self.val_frames as u64), g, model, tracker_layers)?;
-        Ok((train, val))
+        let (tr, va) = self.streams(setup, detector, seed, model, tracker_layers)?;
+        Ok((tr.prepare_all()?, va.prepare_all()?))
+    }
+}
+
+/// Frames simulated on demand: pool `k` holds `per_pool` frames of its simulator, frame `j` of it
+/// is `simulate_frame(seed_k, first + j)`. Deterministic: the same index gives the same frame,
+/// on every call and after a resume.
+#[derive(Debug)]
+pub struct FrameStream {
+    pools: Vec<(Simulator, u64)>,
+    per_pool: usize,
+    first: u64,
+    graph: GraphConfig,
+    model: GnnConfig,
+    tracker_layers: u16,
+}
+
+impl FrameStream {
+    /// A stream over `pools` of `(simulator, seed)`, `per_pool ≥ 1` frames each, frame indices
+    /// from `first`.
+    pub fn new(
+        pools: Vec<(Simulator, u64)>,
+        per_pool: usize,
+        first: u64,
+        graph: &GraphConfig,
+        model: &GnnConfig,
+        tracker_layers: u16,
+    ) -> Result<Self> {
+        if pools.is_empty() || per_pool == 0 {
+            return Err(Error::invalid(
+                "frame stream",
+                format!("{} pools of {per_pool} frames", pools.len()),
+                "at least one pool of at least one frame",
+            ));
+        }
+        Ok(FrameStream { pools, per_pool, first, graph: graph.clone(), model: model.clone(), tracker_layers })
+    }
+
+    /// The raw frame `i` (pool `i / per_pool`, frame `i % per_pool` of it).
+    pub fn frame(&self, i: usize) -> Result<Frame> {
+        let n = self.per_pool * self.pools.len();
+        if i >= n {
+            return Err(Error::invalid("frame index", i, format!("< {n}")));
+        }
+        let (sim, seed) = &self.pools[i / self.per_pool];
+        Ok(sim.simulate_frame(*seed, self.first + (i % self.per_pool) as u64))
+    }
+
+    /// Every frame prepared in memory.
+    pub fn prepare_all(&self) -> Result<Vec<FrameData>> {
+        use rayon::prelude::*;
+        let raw = (0..self.len()).into_par_iter().map(|i| self.frame(i)).collect::<Result<Vec<_>>>()?;
+        prepare(&raw, &self.graph, &self.model, self.tracker_layers)
+    }
+}
+
+impl FrameSource for FrameStream {
+    fn len(&self) -> usize {
+        self.per_pool * self.pools.len()
+    }
+
+    fn get(&self, i: usize) -> Result<Cow<'_, FrameData>> {
+        let f = self.frame(i)?;
+        Ok(Cow::Owned(FrameData::new(&f, &self.graph, &self.model, self.tracker_layers, &candle_core::Device::Cpu)?))
     }
 }

@@ -8,7 +8,8 @@ use gradlab_core::observe::{JsonlObserver, Observer, ProgressObserver};
 use gradlab_core::train::TrainReport;
 
 use crate::error::{Error, Result};
-use crate::training::{FrameData, Model, TrainSpec, replicate_seeds, train};
+use crate::setup::FrameStream;
+use crate::training::{FrameSource, Model, TrainSpec, replicate_seeds, train};
 
 /// Defines a GNN study's parameter struct: the fields every GNN study has (`seed`, `seeds`,
 /// `setup`, `data`, `spec`) followed by the study's own, all at the top level of the config.
@@ -77,10 +78,11 @@ impl StudyBase<'_> {
         self.data.validate()
     }
 
-    /// Simulate and prepare the training and validation frames.
-    pub fn training_data(&self) -> Result<(Vec<FrameData>, Vec<FrameData>)> {
+    /// The training and validation frames, simulated on demand (memory does not grow with
+    /// their number).
+    pub fn training_data(&self) -> Result<(FrameStream, FrameStream)> {
         let det = self.setup.detector.load()?;
-        self.data.prepare(self.setup, &det, self.seed, &self.spec.model, self.spec.tracker_layers)
+        self.data.streams(self.setup, &det, self.seed, &self.spec.model, self.spec.tracker_layers)
     }
 }
 
@@ -108,12 +110,12 @@ pub fn stem(label: &str) -> String {
 /// (with `ctx.resume`, each replicate continues from its checkpoint; a finished one is reloaded),
 /// the training log in `train.jsonl`, initialisation and shuffling seeds derived from the run's
 /// `seed` and the replicate seed ([`replicate_seeds`]).
-pub fn train_replicates(
+pub fn train_replicates<S: FrameSource + ?Sized, V: FrameSource + ?Sized>(
     ctx: &mut RunContext,
     base: StudyBase<'_>,
     variants: &[(String, TrainSpec)],
-    train_frames: &[FrameData],
-    val_frames: &[FrameData],
+    train_frames: &S,
+    val_frames: &V,
 ) -> Result<Vec<Replicate>> {
     let mut out = Vec::new();
     for (variant, (label, spec)) in variants.iter().enumerate() {

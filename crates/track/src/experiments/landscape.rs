@@ -280,7 +280,8 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
 /// The fixed analysis frames (independent of training and validation).
 fn analysis_frames(p: &Params) -> Result<Vec<FrameData>> {
     let det = p.setup.detector.load()?;
-    let sim = p.setup.simulator(&det, p.data.thickness_mm, p.data.primaries)?;
+    // Behind the first training phantom.
+    let sim = p.setup.simulator(&det, p.data.thicknesses_mm[0], p.data.primaries)?;
     let raw = sim.simulate_frames(p.seed, ANALYSIS_FIRST, p.analysis.frames as u64);
     prepare(&raw, &p.setup.graph, &p.spec.model, p.spec.tracker_layers)
 }
@@ -452,12 +453,12 @@ fn write_report(ctx: &RunContext, p: &Params, st: &Study, solutions: &[Solution]
     let mut report = Report::new("track-landscape: loss-landscape study of the tracking GNN");
     report.paragraph(&format!("Command: `{}`", ctx.command()));
     report.paragraph(&format!(
-        "Training: {} frames of {} primaries behind {} mm water, {} validation frames, {} epochs × grad_accum {}, seeds {:?}. \
-         Analysis on {} independent frames (BatchNorm in inference mode). Hamming loss = the PAT training loss \
+        "Training: {} frames per phantom of {} primaries behind {:?} mm water, {} validation frames per phantom, {} epochs × grad_accum {}, seeds {:?}. \
+         Analysis on {} independent frames behind the first phantom (BatchNorm in inference mode). Hamming loss = the PAT training loss \
          (mean over tracker edges + mean over calorimeter edges); TPR = pooled edge TPR of the per-layer assignment.",
         p.data.train_frames,
         p.data.primaries,
-        p.data.thickness_mm,
+        p.data.thicknesses_mm,
         p.data.val_frames,
         p.spec.train.epochs,
         p.spec.train.grad_accum,

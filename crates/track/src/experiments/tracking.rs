@@ -13,7 +13,6 @@ use std::time::Instant;
 use gradlab_core::experiment::{ExperimentResult, RunContext};
 use gradlab_core::plot::{LinePlot, Mark};
 use gradlab_core::report::Report;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::common::{Replicate, StudyBase, gnn_study_params, mean_std, train_replicates};
@@ -21,9 +20,12 @@ use crate::detector::DetectorConfig;
 use crate::error::{Error, Result};
 use crate::follower::{FollowerConfig, follow};
 use crate::paper;
-use crate::setup::{Grid, TEST_FIRST};
+use crate::setup::{FrameStream, Grid, TEST_FIRST};
 use crate::tracks::{FrameMetrics, MeanMetrics, average, evaluate};
-use crate::training::{FrameData, Method, Model, Selector, Summary, TrainSpec, evaluate_model, frame_loss, prepare};
+use crate::training::{
+    FrameData, FrameEval, FrameSource, Method, Model, Selector, Summary, TrainSpec, evaluate_model, evaluate_selection,
+    frame_loss, select, summarise,
+};
 
 gnn_study_params! {
     /// Parameters of `track-pat`, `track-ptt` and `track-compare`.
@@ -87,8 +89,16 @@ pub fn run_variants(
     p.follower.validate()?;
     let t0 = Instant::now();
     let (train_frames, val_frames) = base.training_data()?;
+    // Graph size of the training data, from its first frames of each phantom.
+    let probe: Vec<usize> = (0..base.data.thicknesses_mm.len())
+        .flat_map(|k| (0..base.data.train_frames.min(4)).map(move |j| k * base.data.train_frames + j))
+        .collect();
+    let mut edges = 0usize;
+    for &i in &probe {
+        edges += train_frames.get(i)?.num_edges();
+    }
+    let mean_edges = edges as f64 / probe.len() as f64;
     let data_secs = t0.elapsed().as_secs_f64();
-    let mean_edges = train_frames.iter().map(|f| f.num_edges()).sum::<usize>() as f64 / train_frames.len() as f64;
     let reps = train_replicates(ctx, base, &variants, &train_frames, &val_frames)?;
     let ev = evaluate_grid(p, &variants, &reps, compare)?;
     let mut report = Report::new(title);
@@ -136,12 +146,31 @@ fn evaluate_grid(
     let timing_n = *p.eval.primaries.iter().filter(|&&x| x <= 100).max().unwrap_or(&p.eval.primaries[0]);
     let largest_n = *p.eval.primaries.iter().max().unwrap_or(&0);
     for (n, t) in p.eval.settings() {
+        // Each test frame is built once, scored by every model and selector, and dropped.
         let test = test_frames(p, &det, n, t)?;
-        for (vi, (label, spec)) in variants.iter().enumerate() {
+        // Per replicate: (assignment, threshold) evaluations of every frame.
+        let mut per_rep: Vec<(Vec<FrameEval>, Vec<FrameEval>)> = vec![(Vec::new(), Vec::new()); reps.len()];
+        let mut fm: Vec<FrameMetrics> = Vec::new();
+        for i in 0..test.len() {
+            let fd = test.get(i)?;
+            for (r, (lap, thr)) in reps.iter().zip(per_rep.iter_mut()) {
+                let spec = &variants[r.variant].1;
+                let probs = r.model.probabilities(&fd)?;
+                let s = select(&fd, &probs, Selector::Lap(spec.assign.unmatched()))?;
+                lap.push(evaluate_selection(&fd.graph, &s, &spec.filter)?);
+                let s = select(&fd, &probs, Selector::Threshold(p.threshold))?;
+                thr.push(evaluate_selection(&fd.graph, &s, &spec.filter)?);
+            }
+            if compare {
+                let tr = follow(&fd.graph, &p.follower)?;
+                fm.push(evaluate(&fd.graph, &p.spec.filter.apply(&fd.graph, tr)));
+            }
+        }
+        for (vi, (label, _)) in variants.iter().enumerate() {
             let (mut lap, mut thr) = (Vec::new(), Vec::new());
-            for r in reps.iter().filter(|r| r.variant == vi) {
-                lap.push(evaluate_model(&r.model, &test, Selector::Lap(spec.assign.unmatched()), &spec.filter)?);
-                thr.push(evaluate_model(&r.model, &test, Selector::Threshold(p.threshold), &spec.filter)?);
+            for (_, (l, t)) in reps.iter().zip(&per_rep).filter(|(r, _)| r.variant == vi) {
+                lap.push(summarise(l));
+                thr.push(summarise(t));
             }
             ev.cells.push(Cell { primaries: n, thickness_mm: t, method: label.clone(), per_seed: lap });
             let method = format!("{label} score > {}", p.threshold);
@@ -150,15 +179,14 @@ fn evaluate_grid(
         if !compare {
             continue;
         }
-        let fm: Vec<FrameMetrics> = test
-            .par_iter()
-            .map(|fd| follow(&fd.graph, &p.follower).map(|tr| evaluate(&fd.graph, &p.spec.filter.apply(&fd.graph, tr))))
-            .collect::<Result<_>>()?;
         ev.follower.push((n, t, average(&fm)));
         let first_thickness = t == p.eval.thicknesses_mm[0];
-        // Timings at 100 primaries (or the largest setting below it), first thickness only.
+        // Timings at 100 primaries (or the largest setting below it), first thickness only, on
+        // up to 10 of the test frames held in memory.
         if n == timing_n && first_thickness {
-            ev.timings = time_pipeline(&reps[0].model, &variants[0].1, &test, n, t)?;
+            let held =
+                (0..test.len().min(10)).map(|i| test.get(i).map(|c| c.into_owned())).collect::<Result<Vec<_>>>()?;
+            ev.timings = time_pipeline(&reps[0].model, &variants[0].1, &held, n, t)?;
         }
         if n == largest_n
             && first_thickness
@@ -171,23 +199,29 @@ fn evaluate_grid(
     Ok(ev)
 }
 
-/// Independent test frames of one setting.
-fn test_frames(p: &Params, det: &DetectorConfig, n: usize, t: f64) -> Result<Vec<FrameData>> {
+/// Independent test frames of one setting, simulated on demand.
+fn test_frames(p: &Params, det: &DetectorConfig, n: usize, t: f64) -> Result<FrameStream> {
     let sim = p.setup.simulator(det, t, n)?;
-    let raw = sim.simulate_frames(p.seed, TEST_FIRST, p.eval.frames as u64);
-    prepare(&raw, &p.setup.graph, &p.spec.model, p.spec.tracker_layers)
+    FrameStream::new(
+        vec![(sim, p.seed)],
+        p.eval.frames,
+        TEST_FIRST,
+        &p.setup.graph,
+        &p.spec.model,
+        p.spec.tracker_layers,
+    )
 }
 
 fn setup_text(base: StudyBase<'_>, eval: &Grid, reps: &[Replicate], mean_edges: f64, data_secs: f64) -> String {
     let (d, s) = (base.data, base.spec);
     format!(
-        "Training: {} frames of {} primaries behind {} mm water (mean {:.0} hit-graph edges per frame), {} validation frames; \
+        "Training: {} frames per phantom of {} primaries behind {:?} mm water (mean {:.0} hit-graph edges per frame), {} validation frames per phantom, simulated on demand; \
          {} optimiser steps of {} frames (batch 1 × grad_accum {}), optimiser {:?}; model {:?} hidden {}; seeds {:?}. \
          Test: {} independent frames per setting. Purity / efficiency in % (mean ± std over seeds of the frame averages). \
          Data preparation {:.1} s.",
         d.train_frames,
         d.primaries,
-        d.thickness_mm,
+        d.thicknesses_mm,
         mean_edges,
         d.val_frames,
         reps.first().map_or(0, |r| r.report.steps),
