@@ -388,11 +388,21 @@ impl<'a> Trainer<'a> {
                 if !lv.is_finite() {
                     return Err(Error::NonFiniteLoss { epoch: st.epoch, step: st.step, value: lv });
                 }
-                let g = loss.backward()?;
-                match acc.as_mut() {
-                    None => acc = Some(g),
-                    Some(a) => a.extend(g)?,
+                let mut g = loss.backward()?;
+                // Keep the parameters' gradients only: a backward pass's store also holds the
+                // gradient of every intermediate tensor, which would pile up over the
+                // accumulated micro-batches (GBs per step for the tracking GNN).
+                let a = acc.get_or_insert_with(GradStore::default);
+                for v in &vars {
+                    if let Some(t) = g.remove(v.as_tensor()) {
+                        let sum = match a.remove(v.as_tensor()) {
+                            Some(prev) => (prev + t)?.detach(),
+                            None => t,
+                        };
+                        a.insert(v.as_tensor(), sum);
+                    }
                 }
+                drop(g);
                 k += 1;
                 step_loss += lv;
                 st.batch += 1;
