@@ -614,8 +614,8 @@ mod tests {
     /// steps, PAT's validation purity is within 5 points of PTT's. Reference defaults
     /// throughout: loss scaled per step before the backward, clamped perturbation without 1/λ,
     /// tracker pairs 1→0, 2→1, 3→2, BatchNorm in train mode for validation, encoding ω from 1 to
-    /// ≈ 900. (With all five reverted to this crate's earlier choices PAT fell 8 points behind;
-    /// `pat_reference_settings_ablation` measures each.)
+    /// ≈ 900. (`pat_reference_settings_ablation` measures each choice reverted alone; see
+    /// docs/results/tracking.md.)
     #[test]
     fn pat_trained_as_the_reference_keeps_up_with_ptt_after_100_steps() {
         let (ptt, pat) = (small_frame_purity(Method::Ptt, 5, &|_| {}), small_frame_purity(Method::Pat, 5, &|_| {}));
