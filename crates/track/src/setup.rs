@@ -157,11 +157,6 @@ impl DataParams {
         Ok(())
     }
 
-    /// Total training frames (all phantoms).
-    pub fn total_train_frames(&self) -> usize {
-        self.train_frames * self.thicknesses_mm.len()
-    }
-
     /// The training and validation streams (seed `seed`, disjoint frame-index ranges
     /// [`TRAIN_FIRST`], [`VAL_FIRST`]).
     pub fn streams(
@@ -188,20 +183,6 @@ impl DataParams {
             FrameStream::new(pools, n, first, &setup.graph, model, tracker_layers)
         };
         Ok((sims(self.train_frames, TRAIN_FIRST)?, sims(self.val_frames, VAL_FIRST)?))
-    }
-
-    /// Simulate and prepare every training and validation frame in memory (small runs, tests;
-    /// the studies stream with [`DataParams::streams`]).
-    pub fn prepare(
-        &self,
-        setup: &SetupParams,
-        detector: &DetectorConfig,
-        seed: u64,
-        model: &GnnConfig,
-        tracker_layers: u16,
-    ) -> Result<(Vec<FrameData>, Vec<FrameData>)> {
-        let (tr, va) = self.streams(setup, detector, seed, model, tracker_layers)?;
-        Ok((tr.prepare_all()?, va.prepare_all()?))
     }
 }
 
@@ -265,5 +246,45 @@ impl FrameSource for FrameStream {
     fn get(&self, i: usize) -> Result<Cow<'_, FrameData>> {
         let f = self.frame(i)?;
         Ok(Cow::Owned(FrameData::new(&f, &self.graph, &self.model, self.tracker_layers, &candle_core::Device::Cpu)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    #[test]
+    fn data_params_refuse_bad_values_by_field() {
+        let ok = DataParams { thicknesses_mm: vec![100.0, 150.0], primaries: 10, train_frames: 4, val_frames: 1 };
+        ok.validate().unwrap();
+        for (bad, field) in [
+            (DataParams { thicknesses_mm: vec![], ..ok.clone() }, "data.thicknesses_mm"),
+            (DataParams { thicknesses_mm: vec![100.0, -1.0], ..ok.clone() }, "data.thicknesses_mm"),
+            (DataParams { thicknesses_mm: vec![f64::NAN], ..ok.clone() }, "data.thicknesses_mm"),
+            (DataParams { primaries: 0, ..ok.clone() }, "data.primaries"),
+            (DataParams { train_frames: 0, ..ok.clone() }, "data.train_frames"),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_stream_is_deterministic_per_index_and_pools_are_independent() {
+        let sim = Simulator::new(&SimConfig::bergen(150.0, 3)).unwrap();
+        let (g, m) = (GraphConfig::default(), GnnConfig { angle_encoding_dim: 8, ..Default::default() });
+        // Two pools of the same phantom with different seeds, 2 frames each.
+        let s = FrameStream::new(vec![(sim.clone(), 1), (sim.clone(), 2)], 2, 10, &g, &m, 3).unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.frame(3).unwrap().hits, s.frame(3).unwrap().hits);
+        assert_eq!(s.frame(1).unwrap().hits, sim.simulate_frame(1, 11).hits);
+        assert_eq!(s.frame(3).unwrap().hits, sim.simulate_frame(2, 11).hits);
+        assert_ne!(s.frame(0).unwrap().hits, s.frame(2).unwrap().hits);
+        assert!(s.frame(4).unwrap_err().to_string().contains("frame index"));
+        assert!(s.get(4).is_err());
+        assert_eq!(s.get(2).unwrap().num_edges(), s.prepare_all().unwrap()[2].num_edges());
+        assert!(FrameStream::new(vec![], 2, 0, &g, &m, 3).is_err());
+        assert!(FrameStream::new(vec![(sim, 1)], 0, 0, &g, &m, 3).is_err());
     }
 }
