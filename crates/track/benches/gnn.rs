@@ -23,7 +23,8 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-/// Counts live heap bytes and their high-water mark on top of the process allocator.
+/// Counts live heap bytes and their high-water mark on top of mimalloc (the allocator `xtask`
+/// uses; glibc malloc page-faults heavily on large tensors).
 struct Counting<A>(A);
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -65,7 +66,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 }
 
 #[global_allocator]
-static GLOBAL: Counting<std::alloc::System> = Counting(std::alloc::System);
+static GLOBAL: Counting<mimalloc::MiMalloc> = Counting(mimalloc::MiMalloc);
 
 const THREADS: usize = 2;
 const THICKNESS_MM: f64 = 150.0;
