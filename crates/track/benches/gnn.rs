@@ -171,8 +171,7 @@ fn forward_backward(c: &mut Criterion) {
     }
     // Two 100-primary frames at once, one per thread (compare with twice the single-frame time).
     let sim = Simulator::new(&SimConfig::bergen(THICKNESS_MM, 100)).unwrap();
-    let other =
-        FrameData::new(&sim.simulate_frame(1, 1), &GraphConfig::default(), &cfg, 2, &Device::Cpu).unwrap();
+    let other = FrameData::new(&sim.simulate_frame(1, 1), &GraphConfig::default(), &cfg, 2, &Device::Cpu).unwrap();
     let first = &frames[0];
     group.bench_function(BenchmarkId::new("line_150mm_two_frames_join", 100), |b| {
         b.iter(|| rayon::join(|| step(&model, first), || step(&model, &other)))

@@ -86,8 +86,28 @@ pub enum Sink {
     Rows,
 }
 
+/// Runs `f` compiled for AVX2 + FMA where the CPU has them (the crate is built for baseline
+/// x86-64); the closures passed here are inlined into the target-feature trampoline.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the features were detected at run time.
+            return unsafe { avx2_fma(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Hermite weights and grid row of `u`.
-#[inline]
+#[inline(always)]
 fn hermite(u: f32, h: f64, g: usize) -> (usize, [f64; 4]) {
     let s = (u as f64).max(0.0) / h;
     let j = (s.floor() as usize).min(g - 2);
@@ -183,6 +203,10 @@ struct Params<T> {
     /// `[in][out]`.
     w3t: Vec<T>,
     b3: Vec<T>,
+    /// `[out][in]`.
+    w2: Vec<T>,
+    /// `[out][in]`.
+    w3: Vec<T>,
 }
 
 fn transpose<T: Copy>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
@@ -211,7 +235,7 @@ impl<T: WithDType> Params<T> {
         let bb2 = take(h);
         let w3 = take(ho * h);
         let b3 = take(ho);
-        Params { g1, b1, w2t: transpose(&w2, h, h), b2, g2, bb2, w3t: transpose(&w3, ho, h), b3 }
+        Params { g1, b1, w2t: transpose(&w2, h, h), b2, g2, bb2, w3t: transpose(&w3, ho, h), b3, w2, w3 }
     }
 }
 
@@ -391,6 +415,7 @@ impl FusedTail {
     }
 
     /// `z1` of rows `r0..r0+out.len()/h` into `out`.
+    #[inline(always)]
     fn gather<T: WithDType>(&self, first: &[T], attr: &[T], r0: usize, out: &mut [T]) {
         let h = self.h;
         match &self.source {
@@ -424,16 +449,18 @@ impl FusedTail {
         }
     }
 
+    #[inline(always)]
     fn leaky<T: WithDType>(&self, y: T) -> T {
         if y > T::zero() { y } else { y * T::from_f64(self.slope) }
     }
 
+    #[inline(always)]
     fn dleaky<T: WithDType>(&self, y: T) -> T {
         if y > T::zero() { T::one() } else { T::from_f64(self.slope) }
     }
 
     /// `z_out = b + Σ_j leaky(z_in[j]·s[j] + t[j]) · wt[j, :]` for one row.
-    #[inline]
+    #[inline(always)]
     fn layer<T: WithDType>(&self, zin: &[T], n: &Norm<T>, wt: &[T], b: &[T], zout: &mut [T]) {
         let o = zout.len();
         zout.copy_from_slice(b);
@@ -446,6 +473,7 @@ impl FusedTail {
         }
     }
 
+    #[inline(always)]
     fn stats_of<T: WithDType>(z: &[T], h: usize) -> (Vec<f64>, Vec<f64>) {
         let mut s = vec![0.0; 2 * h];
         for row in z.chunks_exact(h) {
@@ -479,8 +507,10 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .enumerate()
             .map(|(t, chunk)| {
-                self.gather(first, attr, t * TILE, chunk);
-                if self.running.is_none() { Self::stats_of(chunk, h) } else { (vec![0.0; h], vec![0.0; h]) }
+                simd(|| {
+                    self.gather(first, attr, t * TILE, chunk);
+                    if self.running.is_none() { Self::stats_of(chunk, h) } else { (vec![0.0; h], vec![0.0; h]) }
+                })
             })
             .reduce(|| (vec![0.0; h], vec![0.0; h]), Self::add_parts);
         let (st1, n1) = match &self.running {
@@ -495,16 +525,21 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .zip(z1.par_chunks(TILE * h))
             .map(|(o, i)| {
-                for (zo, zi) in o.chunks_exact_mut(h).zip(i.chunks_exact(h)) {
-                    self.layer(zi, &n1, &p.w2t, &p.b2, zo);
-                }
-                if self.running.is_none() { Self::stats_of(o, h) } else { (vec![0.0; h], vec![0.0; h]) }
+                simd(|| {
+                    for (zo, zi) in o.chunks_exact_mut(h).zip(i.chunks_exact(h)) {
+                        self.layer(zi, &n1, &p.w2t, &p.b2, zo);
+                    }
+                    if self.running.is_none() { Self::stats_of(o, h) } else { (vec![0.0; h], vec![0.0; h]) }
+                })
             })
             .reduce(|| (vec![0.0; h], vec![0.0; h]), Self::add_parts);
         let (st2, n2) = match &self.running {
             None => {
                 let (m, v) = self.moments(parts);
-                (Some(BnStats { mean: m.clone(), var: v.clone(), count: k }), Norm::new(&m, &v, self.eps, &p.g2, &p.bb2))
+                (
+                    Some(BnStats { mean: m.clone(), var: v.clone(), count: k }),
+                    Norm::new(&m, &v, self.eps, &p.g2, &p.bb2),
+                )
             }
             Some(r) => (None, Norm::new(&r[1].0, &r[1].1, self.eps, &p.g2, &p.bb2)),
         };
@@ -512,9 +547,11 @@ impl FusedTail {
             Sink::Rows => {
                 let mut out = vec![T::zero(); k * ho];
                 out.par_chunks_mut(TILE * ho).zip(z2.par_chunks(TILE * h)).for_each(|(o, i)| {
-                    for (zo, zi) in o.chunks_exact_mut(ho).zip(i.chunks_exact(h)) {
-                        self.layer(zi, &n2, &p.w3t, &p.b3, zo);
-                    }
+                    simd(|| {
+                        for (zo, zi) in o.chunks_exact_mut(ho).zip(i.chunks_exact(h)) {
+                            self.layer(zi, &n2, &p.w3t, &p.b3, zo);
+                        }
+                    })
                 });
                 (out, Vec::new())
             }
@@ -528,19 +565,21 @@ impl FusedTail {
                     .fold(
                         || (vec![T::zero(); n * ho], vec![NONE; n * ho]),
                         |(mut val, mut arg), t| {
-                            let mut m = vec![T::zero(); ho];
-                            let r1 = ((t + 1) * TILE).min(k);
-                            for r in t * TILE..r1 {
-                                self.layer(&z2[r * h..(r + 1) * h], &n2, &p.w3t, &p.b3, &mut m);
-                                let i = to[r] as usize * ho;
-                                for c in 0..ho {
-                                    if arg[i + c] == NONE || m[c] > val[i + c] {
-                                        val[i + c] = m[c];
-                                        arg[i + c] = r as u32;
+                            simd(|| {
+                                let mut m = vec![T::zero(); ho];
+                                let r1 = ((t + 1) * TILE).min(k);
+                                for r in t * TILE..r1 {
+                                    self.layer(&z2[r * h..(r + 1) * h], &n2, &p.w3t, &p.b3, &mut m);
+                                    let i = to[r] as usize * ho;
+                                    for c in 0..ho {
+                                        if arg[i + c] == NONE || m[c] > val[i + c] {
+                                            val[i + c] = m[c];
+                                            arg[i + c] = r as u32;
+                                        }
                                     }
                                 }
-                            }
-                            (val, arg)
+                                (val, arg)
+                            })
                         },
                     )
                     .reduce(
@@ -597,68 +636,75 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .enumerate()
             .map(|(t, dchunk)| {
-                let mut acc = acc_a(a_len);
-                let mut dm = vec![zero; ho];
-                let mut a2 = vec![zero; h];
-                let mut xh = vec![zero; h];
-                let mut y = vec![zero; h];
-                for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
-                    let r = t * TILE + i;
-                    let any = match &self.sink {
-                        Sink::Rows => {
-                            dm.copy_from_slice(&gout[r * ho..(r + 1) * ho]);
-                            true
-                        }
-                        Sink::ScatterMax { to, .. } => {
-                            let o = to[r] as usize * ho;
-                            let mut any = false;
-                            for c in 0..ho {
-                                dm[c] = if sv.argmax[o + c] == r as u32 {
-                                    any = true;
-                                    gout[o + c]
-                                } else {
-                                    zero
-                                };
+                simd(|| {
+                    let mut acc = acc_a(a_len);
+                    let mut dm = vec![zero; ho];
+                    let mut da = vec![zero; h];
+                    let mut a2 = vec![zero; h];
+                    let mut xh = vec![zero; h];
+                    let mut y = vec![zero; h];
+                    for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
+                        let r = t * TILE + i;
+                        let any = match &self.sink {
+                            Sink::Rows => {
+                                dm.copy_from_slice(&gout[r * ho..(r + 1) * ho]);
+                                true
                             }
-                            any
+                            Sink::ScatterMax { to, .. } => {
+                                let o = to[r] as usize * ho;
+                                let mut any = false;
+                                for c in 0..ho {
+                                    dm[c] = if sv.argmax[o + c] == r as u32 {
+                                        any = true;
+                                        gout[o + c]
+                                    } else {
+                                        zero
+                                    };
+                                }
+                                any
+                            }
+                        };
+                        if !any {
+                            drow.fill(zero);
+                            continue;
                         }
-                    };
-                    if !any {
-                        drow.fill(zero);
-                        continue;
-                    }
-                    let z2 = &sv.z2[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        xh[j] = (z2[j] - n2.mu[j]) * n2.inv[j];
-                        y[j] = z2[j] * n2.s[j] + n2.t[j];
-                        a2[j] = self.leaky(y[j]);
-                    }
-                    let (dw3, rest) = acc.split_at_mut(h * ho);
-                    let (db3, rest) = rest.split_at_mut(ho);
-                    let (dg2, rest) = rest.split_at_mut(h);
-                    let (dbb2, rest) = rest.split_at_mut(h);
-                    let (s1, s2) = rest.split_at_mut(h);
-                    for c in 0..ho {
-                        db3[c] += dm[c];
-                    }
-                    for j in 0..h {
-                        let w = &p.w3t[j * ho..(j + 1) * ho];
-                        let dwr = &mut dw3[j * ho..(j + 1) * ho];
-                        let mut da = zero;
+                        let z2 = &sv.z2[r * h..(r + 1) * h];
+                        for j in 0..h {
+                            xh[j] = (z2[j] - n2.mu[j]) * n2.inv[j];
+                            y[j] = z2[j] * n2.s[j] + n2.t[j];
+                            a2[j] = self.leaky(y[j]);
+                        }
+                        let (dw3, rest) = acc.split_at_mut(h * ho);
+                        let (db3, rest) = rest.split_at_mut(ho);
+                        let (dg2, rest) = rest.split_at_mut(h);
+                        let (dbb2, rest) = rest.split_at_mut(h);
+                        let (s1, s2) = rest.split_at_mut(h);
+                        da.fill(zero);
                         for c in 0..ho {
-                            dwr[c] += a2[j] * dm[c];
-                            da += w[c] * dm[c];
+                            db3[c] += dm[c];
+                            let w = &p.w3[c * h..(c + 1) * h];
+                            for j in 0..h {
+                                da[j] += w[j] * dm[c];
+                            }
                         }
-                        let dy = da * self.dleaky(y[j]);
-                        drow[j] = dy;
-                        dg2[j] += dy * xh[j];
-                        dbb2[j] += dy;
-                        let dx = dy * p.g2[j];
-                        s1[j] += dx;
-                        s2[j] += dx * xh[j];
+                        for j in 0..h {
+                            let dwr = &mut dw3[j * ho..(j + 1) * ho];
+                            for c in 0..ho {
+                                dwr[c] += a2[j] * dm[c];
+                            }
+                        }
+                        for j in 0..h {
+                            let dy = da[j] * self.dleaky(y[j]);
+                            drow[j] = dy;
+                            dg2[j] += dy * xh[j];
+                            dbb2[j] += dy;
+                            let dx = dy * p.g2[j];
+                            s1[j] += dx;
+                            s2[j] += dx * xh[j];
+                        }
                     }
-                }
-                acc
+                    acc
+                })
             })
             .reduce(|| acc_a(a_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
         let (dw3t, rest) = acc.split_at(h * ho);
@@ -667,10 +713,7 @@ impl FusedTail {
         let (dbb2, rest) = rest.split_at(h);
         let (s1_2, s2_2) = rest.split_at(h);
         let (m1_2, m2_2): (Vec<T>, Vec<T>) = if train {
-            (
-                (0..h).map(|j| s1_2[j] / kf).collect(),
-                (0..h).map(|j| s2_2[j] / kf).collect(),
-            )
+            ((0..h).map(|j| s1_2[j] / kf).collect(), (0..h).map(|j| s2_2[j] / kf).collect())
         } else {
             (vec![zero; h], vec![zero; h])
         };
@@ -680,50 +723,57 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .enumerate()
             .map(|(t, dchunk)| {
-                let mut acc = acc_a(b_len);
-                let mut dz2 = vec![zero; h];
-                let mut a1 = vec![zero; h];
-                let mut xh = vec![zero; h];
-                let mut y = vec![zero; h];
-                for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
-                    let r = t * TILE + i;
-                    let z2 = &sv.z2[r * h..(r + 1) * h];
-                    for c in 0..h {
-                        let x2 = (z2[c] - n2.mu[c]) * n2.inv[c];
-                        dz2[c] = n2.inv[c] * (drow[c] * p.g2[c] - m1_2[c] - x2 * m2_2[c]);
-                    }
-                    let z1 = &sv.z1[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        xh[j] = (z1[j] - n1.mu[j]) * n1.inv[j];
-                        y[j] = z1[j] * n1.s[j] + n1.t[j];
-                        a1[j] = self.leaky(y[j]);
-                    }
-                    let (dw2, rest) = acc.split_at_mut(h * h);
-                    let (db2, rest) = rest.split_at_mut(h);
-                    let (dg1, rest) = rest.split_at_mut(h);
-                    let (dbb1, rest) = rest.split_at_mut(h);
-                    let (s1, s2) = rest.split_at_mut(h);
-                    for c in 0..h {
-                        db2[c] += dz2[c];
-                    }
-                    for j in 0..h {
-                        let w = &p.w2t[j * h..(j + 1) * h];
-                        let dwr = &mut dw2[j * h..(j + 1) * h];
-                        let mut da = zero;
+                simd(|| {
+                    let mut acc = acc_a(b_len);
+                    let mut dz2 = vec![zero; h];
+                    let mut da = vec![zero; h];
+                    let mut a1 = vec![zero; h];
+                    let mut xh = vec![zero; h];
+                    let mut y = vec![zero; h];
+                    for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
+                        let r = t * TILE + i;
+                        let z2 = &sv.z2[r * h..(r + 1) * h];
                         for c in 0..h {
-                            dwr[c] += a1[j] * dz2[c];
-                            da += w[c] * dz2[c];
+                            let x2 = (z2[c] - n2.mu[c]) * n2.inv[c];
+                            dz2[c] = n2.inv[c] * (drow[c] * p.g2[c] - m1_2[c] - x2 * m2_2[c]);
                         }
-                        let dy = da * self.dleaky(y[j]);
-                        drow[j] = dy;
-                        dg1[j] += dy * xh[j];
-                        dbb1[j] += dy;
-                        let dx = dy * p.g1[j];
-                        s1[j] += dx;
-                        s2[j] += dx * xh[j];
+                        let z1 = &sv.z1[r * h..(r + 1) * h];
+                        for j in 0..h {
+                            xh[j] = (z1[j] - n1.mu[j]) * n1.inv[j];
+                            y[j] = z1[j] * n1.s[j] + n1.t[j];
+                            a1[j] = self.leaky(y[j]);
+                        }
+                        let (dw2, rest) = acc.split_at_mut(h * h);
+                        let (db2, rest) = rest.split_at_mut(h);
+                        let (dg1, rest) = rest.split_at_mut(h);
+                        let (dbb1, rest) = rest.split_at_mut(h);
+                        let (s1, s2) = rest.split_at_mut(h);
+                        da.fill(zero);
+                        for c in 0..h {
+                            db2[c] += dz2[c];
+                            let w = &p.w2[c * h..(c + 1) * h];
+                            for j in 0..h {
+                                da[j] += w[j] * dz2[c];
+                            }
+                        }
+                        for j in 0..h {
+                            let dwr = &mut dw2[j * h..(j + 1) * h];
+                            for c in 0..h {
+                                dwr[c] += a1[j] * dz2[c];
+                            }
+                        }
+                        for j in 0..h {
+                            let dy = da[j] * self.dleaky(y[j]);
+                            drow[j] = dy;
+                            dg1[j] += dy * xh[j];
+                            dbb1[j] += dy;
+                            let dx = dy * p.g1[j];
+                            s1[j] += dx;
+                            s2[j] += dx * xh[j];
+                        }
                     }
-                }
-                acc
+                    acc
+                })
             })
             .reduce(|| acc_a(b_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
         let (dw2t, rest) = acc.split_at(h * h);
@@ -732,10 +782,7 @@ impl FusedTail {
         let (dbb1, rest) = rest.split_at(h);
         let (s1_1, s2_1) = rest.split_at(h);
         let (m1_1, m2_1): (Vec<T>, Vec<T>) = if train {
-            (
-                (0..h).map(|j| s1_1[j] / kf).collect(),
-                (0..h).map(|j| s2_1[j] / kf).collect(),
-            )
+            ((0..h).map(|j| s1_1[j] / kf).collect(), (0..h).map(|j| s2_1[j] / kf).collect())
         } else {
             (vec![zero; h], vec![zero; h])
         };
@@ -751,9 +798,11 @@ impl FusedTail {
             Source::Rows => {
                 let mut dfirst = vec![zero; k * h];
                 dfirst.par_chunks_mut(TILE * h).zip(d.par_chunks(TILE * h)).enumerate().for_each(|(t, (o, dc))| {
-                    for (i, (orow, drow)) in o.chunks_exact_mut(h).zip(dc.chunks_exact(h)).enumerate() {
-                        dz1_row(t * TILE + i, drow, orow);
-                    }
+                    simd(|| {
+                        for (i, (orow, drow)) in o.chunks_exact_mut(h).zip(dc.chunks_exact(h)).enumerate() {
+                            dz1_row(t * TILE + i, drow, orow);
+                        }
+                    })
                 });
                 (dfirst, vec![zero; attr_len])
             }
@@ -766,35 +815,39 @@ impl FusedTail {
                     .fold(
                         || (vec![zero; first_len], vec![zero; attr_len]),
                         |(mut df, mut da), t| {
-                            let mut dz = vec![zero; h];
-                            let r1 = ((t + 1) * TILE).min(k);
-                            for r in t * TILE..r1 {
-                                dz1_row(r, &d[r * h..(r + 1) * h], &mut dz);
-                                let (ot, of) = (to[r] as usize * 2 * h, from[r] as usize * 2 * h + h);
-                                for c in 0..h {
-                                    df[ot + c] += dz[c];
-                                    df[of + c] += dz[c];
-                                }
-                                match attr {
-                                    Attr::Rows(idx) => {
-                                        let o = idx[r] as usize * h;
-                                        for c in 0..h {
-                                            da[o + c] += dz[c];
-                                        }
+                            simd(|| {
+                                let mut dz = vec![zero; h];
+                                let r1 = ((t + 1) * TILE).min(k);
+                                for r in t * TILE..r1 {
+                                    dz1_row(r, &d[r * h..(r + 1) * h], &mut dz);
+                                    let (ot, of) = (to[r] as usize * 2 * h, from[r] as usize * 2 * h + h);
+                                    for c in 0..h {
+                                        df[ot + c] += dz[c];
+                                        df[of + c] += dz[c];
                                     }
-                                    Attr::Hermite { index, u, h: step, g } => {
-                                        let (j, w) = hermite(u[index[r] as usize], *step, *g);
-                                        let w = w.map(T::from_f64);
-                                        for (row, wt) in [(j, w[0]), (g + j, w[1]), (j + 1, w[2]), (g + j + 1, w[3])] {
-                                            let o = row * h;
+                                    match attr {
+                                        Attr::Rows(idx) => {
+                                            let o = idx[r] as usize * h;
                                             for c in 0..h {
-                                                da[o + c] += wt * dz[c];
+                                                da[o + c] += dz[c];
+                                            }
+                                        }
+                                        Attr::Hermite { index, u, h: step, g } => {
+                                            let (j, w) = hermite(u[index[r] as usize], *step, *g);
+                                            let w = w.map(T::from_f64);
+                                            for (row, wt) in
+                                                [(j, w[0]), (g + j, w[1]), (j + 1, w[2]), (g + j + 1, w[3])]
+                                            {
+                                                let o = row * h;
+                                                for c in 0..h {
+                                                    da[o + c] += wt * dz[c];
+                                                }
                                             }
                                         }
                                     }
                                 }
-                            }
-                            (df, da)
+                                (df, da)
+                            })
                         },
                     )
                     .reduce(
@@ -853,16 +906,12 @@ impl CustomOp3 for FusedTail {
         }
         let shape = Shape::from((self.out_rows(), self.ho));
         let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.forward::<f32>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.forward::<f64>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-            )),
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(self.forward::<f32>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(self.forward::<f64>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?))
+            }
             _ => candle_core::bail!("fused: all inputs f32 or all f64"),
         };
         Ok((out, shape))
@@ -947,9 +996,19 @@ mod tests {
         let shapes = [vec![first.0, first.1], vec![attr.0, attr.1], vec![packed_len(h, ho)]];
         let w = Tensor::from_vec(uniform(&mut r, n_out * ho, 1.0), (n_out, ho), &dev).unwrap();
         let loss = |vals: &[Vec<f64>]| -> f64 {
-            let t: Vec<Tensor> =
-                vals.iter().zip(&shapes).map(|(v, s)| Tensor::from_vec(v.clone(), s.as_slice(), &dev).unwrap()).collect();
-            t[0].apply_op3(&t[1], &t[2], make()).unwrap().mul(&w).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            let t: Vec<Tensor> = vals
+                .iter()
+                .zip(&shapes)
+                .map(|(v, s)| Tensor::from_vec(v.clone(), s.as_slice(), &dev).unwrap())
+                .collect();
+            t[0].apply_op3(&t[1], &t[2], make())
+                .unwrap()
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
         };
         let vars: Vec<Var> = inputs
             .iter()
@@ -976,7 +1035,11 @@ mod tests {
                 let mut vm = inputs.to_vec();
                 vm[a][i] -= eps;
                 let fd = (loss(&vp) - loss(&vm)) / (2.0 * eps);
-                assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()), "input {a} entry {i}: fd {fd} vs {} (train {train})", g[i]);
+                assert!(
+                    (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "input {a} entry {i}: fd {fd} vs {} (train {train})",
+                    g[i]
+                );
             }
         }
     }
@@ -1080,11 +1143,12 @@ mod tests {
                 let net = InteractionNetwork::new(&cfg, VarBuilder::from_varmap(&vm, dtype, &dev)).unwrap();
                 for (name, v) in gradlab_core::params::sorted_vars(&vm) {
                     let n = v.elem_count();
-                    let vals: Vec<f64> = if name.contains("running_var") || name.contains("bn") && name.ends_with("weight") {
-                        (0..n).map(|_| r.random_range(0.5..1.5)).collect()
-                    } else {
-                        uniform(&mut r, n, 0.5)
-                    };
+                    let vals: Vec<f64> =
+                        if name.contains("running_var") || name.contains("bn") && name.ends_with("weight") {
+                            (0..n).map(|_| r.random_range(0.5..1.5)).collect()
+                        } else {
+                            uniform(&mut r, n, 0.5)
+                        };
                     v.set(&Tensor::from_vec(vals, v.shape(), &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
                 }
                 let inp = random_input(&mut r, 40, 150, &cfg).to_dtype(dtype).unwrap();
@@ -1108,18 +1172,29 @@ mod tests {
                 for (((name, _), a), b) in before.iter().zip(&gf).zip(&gr) {
                     match (a, b) {
                         (Some(a), Some(b)) => {
-                            assert!(max_rel(a, b, floor) < tol, "grad {name} {dtype:?} train {train}: {}", max_rel(a, b, floor))
+                            assert!(
+                                max_rel(a, b, floor) < tol,
+                                "grad {name} {dtype:?} train {train}: {}",
+                                max_rel(a, b, floor)
+                            )
                         }
                         (None, None) => assert!(name.contains("running"), "{name}"),
                         _ => panic!("gradient of {name} present on one path only"),
                     }
                 }
                 for ((name, a), (_, b)) in sf.iter().zip(&sr) {
-                    assert!(max_rel(a, b, floor) < tol, "{name} after forward {dtype:?} train {train}: {}", max_rel(a, b, floor));
+                    assert!(
+                        max_rel(a, b, floor) < tol,
+                        "{name} after forward {dtype:?} train {train}: {}",
+                        max_rel(a, b, floor)
+                    );
                 }
                 if train {
                     // The running statistics did move.
-                    let moved = sf.iter().zip(&before).any(|((n, a), (_, b))| n.contains("running") && max_rel(a, b, floor) > 1e-2);
+                    let moved = sf
+                        .iter()
+                        .zip(&before)
+                        .any(|((n, a), (_, b))| n.contains("running") && max_rel(a, b, floor) > 1e-2);
                     assert!(moved);
                 }
             }

@@ -353,7 +353,13 @@ impl GraphInput {
         let attr_index: Vec<u32> = (0..2 * p as u32).map(|k| k % p.max(1) as u32).collect();
         let attr = AttrTable {
             cell: OnceLock::new(),
-            lazy: Some(LazyEncoding { scaled: Arc::new(scaled), d, base: cfg.encoding_base, dtype: DType::F32, dev: dev.clone() }),
+            lazy: Some(LazyEncoding {
+                scaled: Arc::new(scaled),
+                d,
+                base: cfg.encoding_base,
+                dtype: DType::F32,
+                dev: dev.clone(),
+            }),
         };
         let enc = EncInput {
             u: Arc::new(u),
@@ -609,7 +615,8 @@ impl InteractionNetwork {
             from: g.from_index.clone(),
             attr: Attr::Hermite { index: g.attr_rows.clone(), u: enc.u.clone(), h: enc.h, g: enc.g },
         };
-        let agg = self.r1.fused(&nodes, &table, source, Sink::ScatterMax { to: g.to_index.clone(), n: g.n }, k, train)?;
+        let agg =
+            self.r1.fused(&nodes, &table, source, Sink::ScatterMax { to: g.to_index.clone(), n: g.n }, k, train)?;
         let dummy = Tensor::zeros(1, g.x.dtype(), g.x.device())?;
         let l1 = self.object.l1.as_ref().expect("MLP built with its first layer");
         let z = l1.forward(&Tensor::cat(&[&g.x, &agg], 1)?)?;
