@@ -86,26 +86,6 @@ pub enum Sink {
     Rows,
 }
 
-/// Runs `f` compiled for AVX2 + FMA where the CPU has them (the crate is built for baseline
-/// x86-64); the closures passed here are inlined into the target-feature trampoline.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were detected at run time.
-            return unsafe { avx2_fma(f) };
-        }
-    }
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
 /// Hermite weights and grid row of `u`.
 #[inline(always)]
 fn hermite(u: f32, h: f64, g: usize) -> (usize, [f64; 4]) {
@@ -507,10 +487,8 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .enumerate()
             .map(|(t, chunk)| {
-                simd(|| {
-                    self.gather(first, attr, t * TILE, chunk);
-                    if self.running.is_none() { Self::stats_of(chunk, h) } else { (vec![0.0; h], vec![0.0; h]) }
-                })
+                self.gather(first, attr, t * TILE, chunk);
+                if self.running.is_none() { Self::stats_of(chunk, h) } else { (vec![0.0; h], vec![0.0; h]) }
             })
             .reduce(|| (vec![0.0; h], vec![0.0; h]), Self::add_parts);
         let (st1, n1) = match &self.running {
@@ -525,12 +503,10 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .zip(z1.par_chunks(TILE * h))
             .map(|(o, i)| {
-                simd(|| {
-                    for (zo, zi) in o.chunks_exact_mut(h).zip(i.chunks_exact(h)) {
-                        self.layer(zi, &n1, &p.w2t, &p.b2, zo);
-                    }
-                    if self.running.is_none() { Self::stats_of(o, h) } else { (vec![0.0; h], vec![0.0; h]) }
-                })
+                for (zo, zi) in o.chunks_exact_mut(h).zip(i.chunks_exact(h)) {
+                    self.layer(zi, &n1, &p.w2t, &p.b2, zo);
+                }
+                if self.running.is_none() { Self::stats_of(o, h) } else { (vec![0.0; h], vec![0.0; h]) }
             })
             .reduce(|| (vec![0.0; h], vec![0.0; h]), Self::add_parts);
         let (st2, n2) = match &self.running {
@@ -547,11 +523,9 @@ impl FusedTail {
             Sink::Rows => {
                 let mut out = vec![T::zero(); k * ho];
                 out.par_chunks_mut(TILE * ho).zip(z2.par_chunks(TILE * h)).for_each(|(o, i)| {
-                    simd(|| {
-                        for (zo, zi) in o.chunks_exact_mut(ho).zip(i.chunks_exact(h)) {
-                            self.layer(zi, &n2, &p.w3t, &p.b3, zo);
-                        }
-                    })
+                    for (zo, zi) in o.chunks_exact_mut(ho).zip(i.chunks_exact(h)) {
+                        self.layer(zi, &n2, &p.w3t, &p.b3, zo);
+                    }
                 });
                 (out, Vec::new())
             }
@@ -565,21 +539,19 @@ impl FusedTail {
                     .fold(
                         || (vec![T::zero(); n * ho], vec![NONE; n * ho]),
                         |(mut val, mut arg), t| {
-                            simd(|| {
-                                let mut m = vec![T::zero(); ho];
-                                let r1 = ((t + 1) * TILE).min(k);
-                                for r in t * TILE..r1 {
-                                    self.layer(&z2[r * h..(r + 1) * h], &n2, &p.w3t, &p.b3, &mut m);
-                                    let i = to[r] as usize * ho;
-                                    for c in 0..ho {
-                                        if arg[i + c] == NONE || m[c] > val[i + c] {
-                                            val[i + c] = m[c];
-                                            arg[i + c] = r as u32;
-                                        }
+                            let mut m = vec![T::zero(); ho];
+                            let r1 = ((t + 1) * TILE).min(k);
+                            for r in t * TILE..r1 {
+                                self.layer(&z2[r * h..(r + 1) * h], &n2, &p.w3t, &p.b3, &mut m);
+                                let i = to[r] as usize * ho;
+                                for c in 0..ho {
+                                    if arg[i + c] == NONE || m[c] > val[i + c] {
+                                        val[i + c] = m[c];
+                                        arg[i + c] = r as u32;
                                     }
                                 }
-                                (val, arg)
-                            })
+                            }
+                            (val, arg)
                         },
                     )
                     .reduce(
@@ -636,75 +608,73 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .enumerate()
             .map(|(t, dchunk)| {
-                simd(|| {
-                    let mut acc = acc_a(a_len);
-                    let mut dm = vec![zero; ho];
-                    let mut da = vec![zero; h];
-                    let mut a2 = vec![zero; h];
-                    let mut xh = vec![zero; h];
-                    let mut y = vec![zero; h];
-                    for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
-                        let r = t * TILE + i;
-                        let any = match &self.sink {
-                            Sink::Rows => {
-                                dm.copy_from_slice(&gout[r * ho..(r + 1) * ho]);
-                                true
-                            }
-                            Sink::ScatterMax { to, .. } => {
-                                let o = to[r] as usize * ho;
-                                let mut any = false;
-                                for c in 0..ho {
-                                    dm[c] = if sv.argmax[o + c] == r as u32 {
-                                        any = true;
-                                        gout[o + c]
-                                    } else {
-                                        zero
-                                    };
-                                }
-                                any
-                            }
-                        };
-                        if !any {
-                            drow.fill(zero);
-                            continue;
+                let mut acc = acc_a(a_len);
+                let mut dm = vec![zero; ho];
+                let mut da = vec![zero; h];
+                let mut a2 = vec![zero; h];
+                let mut xh = vec![zero; h];
+                let mut y = vec![zero; h];
+                for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
+                    let r = t * TILE + i;
+                    let any = match &self.sink {
+                        Sink::Rows => {
+                            dm.copy_from_slice(&gout[r * ho..(r + 1) * ho]);
+                            true
                         }
-                        let z2 = &sv.z2[r * h..(r + 1) * h];
-                        for j in 0..h {
-                            xh[j] = (z2[j] - n2.mu[j]) * n2.inv[j];
-                            y[j] = z2[j] * n2.s[j] + n2.t[j];
-                            a2[j] = self.leaky(y[j]);
-                        }
-                        let (dw3, rest) = acc.split_at_mut(h * ho);
-                        let (db3, rest) = rest.split_at_mut(ho);
-                        let (dg2, rest) = rest.split_at_mut(h);
-                        let (dbb2, rest) = rest.split_at_mut(h);
-                        let (s1, s2) = rest.split_at_mut(h);
-                        da.fill(zero);
-                        for c in 0..ho {
-                            db3[c] += dm[c];
-                            let w = &p.w3[c * h..(c + 1) * h];
-                            for j in 0..h {
-                                da[j] += w[j] * dm[c];
-                            }
-                        }
-                        for j in 0..h {
-                            let dwr = &mut dw3[j * ho..(j + 1) * ho];
+                        Sink::ScatterMax { to, .. } => {
+                            let o = to[r] as usize * ho;
+                            let mut any = false;
                             for c in 0..ho {
-                                dwr[c] += a2[j] * dm[c];
+                                dm[c] = if sv.argmax[o + c] == r as u32 {
+                                    any = true;
+                                    gout[o + c]
+                                } else {
+                                    zero
+                                };
                             }
+                            any
                         }
+                    };
+                    if !any {
+                        drow.fill(zero);
+                        continue;
+                    }
+                    let z2 = &sv.z2[r * h..(r + 1) * h];
+                    for j in 0..h {
+                        xh[j] = (z2[j] - n2.mu[j]) * n2.inv[j];
+                        y[j] = z2[j] * n2.s[j] + n2.t[j];
+                        a2[j] = self.leaky(y[j]);
+                    }
+                    let (dw3, rest) = acc.split_at_mut(h * ho);
+                    let (db3, rest) = rest.split_at_mut(ho);
+                    let (dg2, rest) = rest.split_at_mut(h);
+                    let (dbb2, rest) = rest.split_at_mut(h);
+                    let (s1, s2) = rest.split_at_mut(h);
+                    da.fill(zero);
+                    for c in 0..ho {
+                        db3[c] += dm[c];
+                        let w = &p.w3[c * h..(c + 1) * h];
                         for j in 0..h {
-                            let dy = da[j] * self.dleaky(y[j]);
-                            drow[j] = dy;
-                            dg2[j] += dy * xh[j];
-                            dbb2[j] += dy;
-                            let dx = dy * p.g2[j];
-                            s1[j] += dx;
-                            s2[j] += dx * xh[j];
+                            da[j] += w[j] * dm[c];
                         }
                     }
-                    acc
-                })
+                    for j in 0..h {
+                        let dwr = &mut dw3[j * ho..(j + 1) * ho];
+                        for c in 0..ho {
+                            dwr[c] += a2[j] * dm[c];
+                        }
+                    }
+                    for j in 0..h {
+                        let dy = da[j] * self.dleaky(y[j]);
+                        drow[j] = dy;
+                        dg2[j] += dy * xh[j];
+                        dbb2[j] += dy;
+                        let dx = dy * p.g2[j];
+                        s1[j] += dx;
+                        s2[j] += dx * xh[j];
+                    }
+                }
+                acc
             })
             .reduce(|| acc_a(a_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
         let (dw3t, rest) = acc.split_at(h * ho);
@@ -723,57 +693,55 @@ impl FusedTail {
             .par_chunks_mut(TILE * h)
             .enumerate()
             .map(|(t, dchunk)| {
-                simd(|| {
-                    let mut acc = acc_a(b_len);
-                    let mut dz2 = vec![zero; h];
-                    let mut da = vec![zero; h];
-                    let mut a1 = vec![zero; h];
-                    let mut xh = vec![zero; h];
-                    let mut y = vec![zero; h];
-                    for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
-                        let r = t * TILE + i;
-                        let z2 = &sv.z2[r * h..(r + 1) * h];
-                        for c in 0..h {
-                            let x2 = (z2[c] - n2.mu[c]) * n2.inv[c];
-                            dz2[c] = n2.inv[c] * (drow[c] * p.g2[c] - m1_2[c] - x2 * m2_2[c]);
-                        }
-                        let z1 = &sv.z1[r * h..(r + 1) * h];
+                let mut acc = acc_a(b_len);
+                let mut dz2 = vec![zero; h];
+                let mut da = vec![zero; h];
+                let mut a1 = vec![zero; h];
+                let mut xh = vec![zero; h];
+                let mut y = vec![zero; h];
+                for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
+                    let r = t * TILE + i;
+                    let z2 = &sv.z2[r * h..(r + 1) * h];
+                    for c in 0..h {
+                        let x2 = (z2[c] - n2.mu[c]) * n2.inv[c];
+                        dz2[c] = n2.inv[c] * (drow[c] * p.g2[c] - m1_2[c] - x2 * m2_2[c]);
+                    }
+                    let z1 = &sv.z1[r * h..(r + 1) * h];
+                    for j in 0..h {
+                        xh[j] = (z1[j] - n1.mu[j]) * n1.inv[j];
+                        y[j] = z1[j] * n1.s[j] + n1.t[j];
+                        a1[j] = self.leaky(y[j]);
+                    }
+                    let (dw2, rest) = acc.split_at_mut(h * h);
+                    let (db2, rest) = rest.split_at_mut(h);
+                    let (dg1, rest) = rest.split_at_mut(h);
+                    let (dbb1, rest) = rest.split_at_mut(h);
+                    let (s1, s2) = rest.split_at_mut(h);
+                    da.fill(zero);
+                    for c in 0..h {
+                        db2[c] += dz2[c];
+                        let w = &p.w2[c * h..(c + 1) * h];
                         for j in 0..h {
-                            xh[j] = (z1[j] - n1.mu[j]) * n1.inv[j];
-                            y[j] = z1[j] * n1.s[j] + n1.t[j];
-                            a1[j] = self.leaky(y[j]);
-                        }
-                        let (dw2, rest) = acc.split_at_mut(h * h);
-                        let (db2, rest) = rest.split_at_mut(h);
-                        let (dg1, rest) = rest.split_at_mut(h);
-                        let (dbb1, rest) = rest.split_at_mut(h);
-                        let (s1, s2) = rest.split_at_mut(h);
-                        da.fill(zero);
-                        for c in 0..h {
-                            db2[c] += dz2[c];
-                            let w = &p.w2[c * h..(c + 1) * h];
-                            for j in 0..h {
-                                da[j] += w[j] * dz2[c];
-                            }
-                        }
-                        for j in 0..h {
-                            let dwr = &mut dw2[j * h..(j + 1) * h];
-                            for c in 0..h {
-                                dwr[c] += a1[j] * dz2[c];
-                            }
-                        }
-                        for j in 0..h {
-                            let dy = da[j] * self.dleaky(y[j]);
-                            drow[j] = dy;
-                            dg1[j] += dy * xh[j];
-                            dbb1[j] += dy;
-                            let dx = dy * p.g1[j];
-                            s1[j] += dx;
-                            s2[j] += dx * xh[j];
+                            da[j] += w[j] * dz2[c];
                         }
                     }
-                    acc
-                })
+                    for j in 0..h {
+                        let dwr = &mut dw2[j * h..(j + 1) * h];
+                        for c in 0..h {
+                            dwr[c] += a1[j] * dz2[c];
+                        }
+                    }
+                    for j in 0..h {
+                        let dy = da[j] * self.dleaky(y[j]);
+                        drow[j] = dy;
+                        dg1[j] += dy * xh[j];
+                        dbb1[j] += dy;
+                        let dx = dy * p.g1[j];
+                        s1[j] += dx;
+                        s2[j] += dx * xh[j];
+                    }
+                }
+                acc
             })
             .reduce(|| acc_a(b_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
         let (dw2t, rest) = acc.split_at(h * h);
@@ -798,11 +766,9 @@ impl FusedTail {
             Source::Rows => {
                 let mut dfirst = vec![zero; k * h];
                 dfirst.par_chunks_mut(TILE * h).zip(d.par_chunks(TILE * h)).enumerate().for_each(|(t, (o, dc))| {
-                    simd(|| {
-                        for (i, (orow, drow)) in o.chunks_exact_mut(h).zip(dc.chunks_exact(h)).enumerate() {
-                            dz1_row(t * TILE + i, drow, orow);
-                        }
-                    })
+                    for (i, (orow, drow)) in o.chunks_exact_mut(h).zip(dc.chunks_exact(h)).enumerate() {
+                        dz1_row(t * TILE + i, drow, orow);
+                    }
                 });
                 (dfirst, vec![zero; attr_len])
             }
@@ -815,39 +781,35 @@ impl FusedTail {
                     .fold(
                         || (vec![zero; first_len], vec![zero; attr_len]),
                         |(mut df, mut da), t| {
-                            simd(|| {
-                                let mut dz = vec![zero; h];
-                                let r1 = ((t + 1) * TILE).min(k);
-                                for r in t * TILE..r1 {
-                                    dz1_row(r, &d[r * h..(r + 1) * h], &mut dz);
-                                    let (ot, of) = (to[r] as usize * 2 * h, from[r] as usize * 2 * h + h);
-                                    for c in 0..h {
-                                        df[ot + c] += dz[c];
-                                        df[of + c] += dz[c];
-                                    }
-                                    match attr {
-                                        Attr::Rows(idx) => {
-                                            let o = idx[r] as usize * h;
-                                            for c in 0..h {
-                                                da[o + c] += dz[c];
-                                            }
+                            let mut dz = vec![zero; h];
+                            let r1 = ((t + 1) * TILE).min(k);
+                            for r in t * TILE..r1 {
+                                dz1_row(r, &d[r * h..(r + 1) * h], &mut dz);
+                                let (ot, of) = (to[r] as usize * 2 * h, from[r] as usize * 2 * h + h);
+                                for c in 0..h {
+                                    df[ot + c] += dz[c];
+                                    df[of + c] += dz[c];
+                                }
+                                match attr {
+                                    Attr::Rows(idx) => {
+                                        let o = idx[r] as usize * h;
+                                        for c in 0..h {
+                                            da[o + c] += dz[c];
                                         }
-                                        Attr::Hermite { index, u, h: step, g } => {
-                                            let (j, w) = hermite(u[index[r] as usize], *step, *g);
-                                            let w = w.map(T::from_f64);
-                                            for (row, wt) in
-                                                [(j, w[0]), (g + j, w[1]), (j + 1, w[2]), (g + j + 1, w[3])]
-                                            {
-                                                let o = row * h;
-                                                for c in 0..h {
-                                                    da[o + c] += wt * dz[c];
-                                                }
+                                    }
+                                    Attr::Hermite { index, u, h: step, g } => {
+                                        let (j, w) = hermite(u[index[r] as usize], *step, *g);
+                                        let w = w.map(T::from_f64);
+                                        for (row, wt) in [(j, w[0]), (g + j, w[1]), (j + 1, w[2]), (g + j + 1, w[3])] {
+                                            let o = row * h;
+                                            for c in 0..h {
+                                                da[o + c] += wt * dz[c];
                                             }
                                         }
                                     }
                                 }
-                                (df, da)
-                            })
+                            }
+                            (df, da)
                         },
                     )
                     .reduce(
