@@ -3,6 +3,10 @@
 //! Orchestration only: every experiment's science lives in the crates, which export their entry
 //! points through `experiments()`; this binary maps config files to those entry points.
 
+/// mimalloc: glibc malloc page-faults heavily on the large short-lived tensors of training (issue 14).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod registry;
 mod runner;
 mod tools;

@@ -10,12 +10,13 @@
 //! as `A·x_to + B·x_from + C·e` computed per node and per attribute row and then gathered with
 //! `index_select` — identical to a linear layer on the concatenation, without materialising it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, ModuleT, Shape, Tensor, WithDType};
 use candle_nn::{BatchNorm, BatchNormConfig, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::fused::{Attr, BnStats, EncodingGrid, FusedTail, Sink, Source};
 use crate::graph::{EDGE_FEATURES, HitGraph, LINE_NODE_FEATURES, LineGraph, NODE_FEATURES, encode_angles};
 
 /// Scatter-max of the rows of a `[E, H]` tensor into `[n, H]` by a row index, with a backward
@@ -238,13 +239,71 @@ impl GnnConfig {
     }
 }
 
+/// The edge-attribute table `[A, d_e]` of a [`GraphInput`]. On the hit graph it holds the edge
+/// features; on the line graph the `[pairs, d]` angle encoding is only materialised when first
+/// dereferenced (the fused forward never needs it: it interpolates the encoding product on a
+/// grid, see [`crate::fused`]).
+#[derive(Debug, Clone)]
+pub struct AttrTable {
+    cell: OnceLock<Tensor>,
+    lazy: Option<LazyEncoding>,
+}
+
+#[derive(Debug, Clone)]
+struct LazyEncoding {
+    scaled: Arc<Vec<f32>>,
+    d: usize,
+    base: f32,
+    dtype: DType,
+    dev: Device,
+}
+
+impl AttrTable {
+    fn eager(t: Tensor) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(t);
+        AttrTable { cell, lazy: None }
+    }
+
+    fn to_dtype(&self, dtype: DType) -> candle_core::Result<Self> {
+        match (&self.lazy, self.cell.get()) {
+            (Some(l), None) => Ok(AttrTable { cell: OnceLock::new(), lazy: Some(LazyEncoding { dtype, ..l.clone() }) }),
+            (_, Some(t)) => Ok(AttrTable { lazy: None, ..Self::eager(t.to_dtype(dtype)?) }),
+            (None, None) => unreachable!("an attribute table is either eager or lazy"),
+        }
+    }
+}
+
+impl std::ops::Deref for AttrTable {
+    type Target = Tensor;
+    fn deref(&self) -> &Tensor {
+        self.cell.get_or_init(|| {
+            let l = self.lazy.as_ref().expect("an attribute table is either eager or lazy");
+            let enc = encode_angles(&l.scaled, l.d, l.base).expect("encoding width validated with the config");
+            Tensor::from_vec(enc, (l.scaled.len(), l.d), &l.dev)
+                .and_then(|t| t.to_dtype(l.dtype))
+                .expect("a CPU tensor of the right size")
+        })
+    }
+}
+
+/// The line graph's angle encoding as the fused forward reads it: `u = √(scale·θ)` per pair and
+/// the `[2G, d]` Hermite grid rows (see [`EncodingGrid`]).
+#[derive(Debug, Clone)]
+struct EncInput {
+    u: Arc<Vec<f32>>,
+    grid: Tensor,
+    h: f64,
+    g: usize,
+}
+
 /// The tensors one frame contributes to a forward pass.
 #[derive(Debug, Clone)]
 pub struct GraphInput {
     /// Node features `[N, d_x]` (scaled).
     pub x: Tensor,
-    /// Edge attribute table `[A, d_e]`.
-    pub attr: Tensor,
+    /// Edge attribute table `[A, d_e]` (on the line graph materialised on first use).
+    pub attr: AttrTable,
     /// Message sources `[K]` (u32).
     pub from: Tensor,
     /// Message targets `[K]` (u32), also the scatter-max index.
@@ -252,6 +311,9 @@ pub struct GraphInput {
     /// Attribute row of each message `[K]` (u32).
     pub attr_index: Tensor,
     to_index: Arc<Vec<u32>>,
+    from_index: Arc<Vec<u32>>,
+    attr_rows: Arc<Vec<u32>>,
+    enc: Option<EncInput>,
     /// Number of nodes.
     pub n: usize,
 }
@@ -270,13 +332,50 @@ impl GraphInput {
                 *v /= if k % 3 == 2 { 100.0 } else { 10.0 };
             }
         }
-        let scaled: Vec<f32> = lg.angle.iter().map(|a| a * cfg.angle_scale).collect();
-        let enc =
-            encode_angles(&scaled, cfg.angle_encoding_dim, cfg.encoding_base).map_err(candle_core::Error::wrap)?;
-        let p = lg.num_pairs();
         let (from, to) = lg.undirected_edge_index();
+        Self::line_from_parts(x, n, from, to, &lg.angle, cfg, dev)
+    }
+
+    /// The line-graph inputs from scaled node features `[n, 8]`, message `from`/`to` (pairs
+    /// first, then the same pairs reversed) and the angle of every pair.
+    pub(crate) fn line_from_parts(
+        x: Vec<f32>,
+        n: usize,
+        from: Vec<u32>,
+        to: Vec<u32>,
+        angle: &[f32],
+        cfg: &GnnConfig,
+        dev: &Device,
+    ) -> candle_core::Result<Self> {
+        let d = cfg.angle_encoding_dim;
+        if d == 0 || d % 2 != 0 {
+            candle_core::bail!("angle encoding width {d} must be even and > 0");
+        }
+        let scaled: Vec<f32> = angle.iter().map(|a| a * cfg.angle_scale).collect();
+        let u: Vec<f32> = scaled.iter().map(|a| a.max(0.0).sqrt()).collect();
+        let u_max = u.iter().cloned().fold(0.0f32, f32::max) as f64;
+        let grid = EncodingGrid::new(u_max, d, cfg.encoding_base as f64);
+        let p = angle.len();
         let attr_index: Vec<u32> = (0..2 * p as u32).map(|k| k % p.max(1) as u32).collect();
-        Self::assemble(x, LINE_NODE_FEATURES, enc, cfg.angle_encoding_dim, p, from, to, attr_index, n, dev)
+        let attr = AttrTable {
+            cell: OnceLock::new(),
+            lazy: Some(LazyEncoding {
+                scaled: Arc::new(scaled),
+                d,
+                base: cfg.encoding_base,
+                dtype: DType::F32,
+                dev: dev.clone(),
+            }),
+        };
+        let enc = EncInput {
+            u: Arc::new(u),
+            grid: Tensor::from_vec(grid.rows, (2 * grid.g, d), dev)?.to_dtype(DType::F32)?,
+            h: grid.h,
+            g: grid.g,
+        };
+        let mut inp = Self::assemble(x, LINE_NODE_FEATURES, attr, from, to, attr_index, n, dev)?;
+        inp.enc = Some(enc);
+        Ok(inp)
     }
 
     /// Inputs of the hit-graph model: messages along the directed hit-graph edges
@@ -297,16 +396,15 @@ impl GraphInput {
         }
         let m = g.num_edges();
         let attr_index: Vec<u32> = (0..m as u32).collect();
-        Self::assemble(x, NODE_FEATURES, e, EDGE_FEATURES, m, g.src.clone(), g.dst.clone(), attr_index, n, dev)
+        let attr = AttrTable::eager(Tensor::from_vec(e, (m, EDGE_FEATURES), dev)?);
+        Self::assemble(x, NODE_FEATURES, attr, g.src.clone(), g.dst.clone(), attr_index, n, dev)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         x: Vec<f32>,
         dx: usize,
-        attr: Vec<f32>,
-        de: usize,
-        a: usize,
+        attr: AttrTable,
         from: Vec<u32>,
         to: Vec<u32>,
         attr_index: Vec<u32>,
@@ -316,13 +414,27 @@ impl GraphInput {
         let k = from.len();
         Ok(GraphInput {
             x: Tensor::from_vec(x, (n, dx), dev)?,
-            attr: Tensor::from_vec(attr, (a, de), dev)?,
-            from: Tensor::from_vec(from, k, dev)?,
+            attr,
+            from: Tensor::from_vec(from.clone(), k, dev)?,
             to: Tensor::from_vec(to.clone(), k, dev)?,
-            attr_index: Tensor::from_vec(attr_index, k, dev)?,
+            attr_index: Tensor::from_vec(attr_index.clone(), k, dev)?,
             to_index: Arc::new(to),
+            from_index: Arc::new(from),
+            attr_rows: Arc::new(attr_index),
+            enc: None,
             n,
         })
+    }
+
+    /// The same inputs with floating-point tensors in `dtype` (e.g. f64 for finite differences).
+    pub fn to_dtype(&self, dtype: DType) -> candle_core::Result<Self> {
+        let mut out = self.clone();
+        out.x = self.x.to_dtype(dtype)?;
+        out.attr = self.attr.to_dtype(dtype)?;
+        if let Some(e) = &mut out.enc {
+            e.grid = e.grid.to_dtype(dtype)?;
+        }
+        Ok(out)
     }
 
     /// Number of messages.
@@ -372,6 +484,75 @@ impl Mlp {
         self.l3.forward(&a)
     }
 
+    /// The packed parameters of the tail for [`FusedTail`]: `[γ1, β1, W2, b2, γ2, β2, W3, b3]`.
+    fn packed(&self) -> candle_core::Result<Tensor> {
+        let (g1, b1) = self.bn1.weight_and_bias().expect("affine BatchNorm");
+        let (g2, b2) = self.bn2.weight_and_bias().expect("affine BatchNorm");
+        let bias = |l: &Linear| l.bias().cloned().expect("linear layers with bias");
+        Tensor::cat(
+            &[
+                g1.clone(),
+                b1.clone(),
+                self.l2.weight().flatten_all()?,
+                bias(&self.l2),
+                g2.clone(),
+                b2.clone(),
+                self.l3.weight().flatten_all()?,
+                bias(&self.l3),
+            ],
+            0,
+        )
+    }
+
+    fn running(&self) -> candle_core::Result<[(Vec<f64>, Vec<f64>); 2]> {
+        let v = |t: &Tensor| t.to_dtype(DType::F64)?.to_vec1::<f64>();
+        Ok([
+            (v(self.bn1.running_mean())?, v(self.bn1.running_var())?),
+            (v(self.bn2.running_mean())?, v(self.bn2.running_var())?),
+        ])
+    }
+
+    /// Update the running statistics as `candle_nn::BatchNorm::forward_train` does.
+    fn update_running(&self, stats: &[BnStats; 2]) -> candle_core::Result<()> {
+        for (bn, st) in [(&self.bn1, &stats[0]), (&self.bn2, &stats[1])] {
+            let m = bn.momentum();
+            let (rm, rv) = (bn.running_mean(), bn.running_var());
+            let (dt, dev) = (rm.dtype(), rm.device());
+            let mean = Tensor::from_vec(st.mean.clone(), st.mean.len(), dev)?.to_dtype(dt)?;
+            let var = Tensor::from_vec(st.var.clone(), st.var.len(), dev)?.to_dtype(dt)?;
+            let b = st.count as f64;
+            let new_mean = ((rm * (1.0 - m))? + (mean * m)?)?;
+            let new_var = ((rv * (1.0 - m))? + (var * (m * b / (b - 1.0)))?)?;
+            candle_core::Var::from_tensor(rm)?.set(&new_mean)?;
+            candle_core::Var::from_tensor(rv)?.set(&new_var)?;
+        }
+        Ok(())
+    }
+
+    /// The tail (everything after the first linear layer) as one [`FusedTail`] op over `k` rows.
+    #[allow(clippy::too_many_arguments)]
+    fn fused(
+        &self,
+        first: &Tensor,
+        attr: &Tensor,
+        source: Source,
+        sink: Sink,
+        k: usize,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let h = self.bn1.running_mean().dim(0)?;
+        let ho = self.l3.weight().dim(0)?;
+        let running = if train { None } else { Some(self.running()?) };
+        let op = FusedTail::new(source, sink, k, h, ho, self.slope, self.bn1.eps(), running)?;
+        let stats = op.stats_handle();
+        let out = first.contiguous()?.apply_op3(&attr.contiguous()?, &self.packed()?, op)?;
+        if train {
+            let st = stats.lock().unwrap().clone();
+            self.update_running(&st.ok_or_else(|| candle_core::Error::Msg("fused: no batch statistics".into()))?)?;
+        }
+        Ok(out)
+    }
+
     /// The full MLP.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let l1 = self.l1.as_ref().expect("MLP built with its first layer");
@@ -417,8 +598,42 @@ impl InteractionNetwork {
         &self.cfg
     }
 
-    /// Logits: one per line-graph node (= hit-graph edge) or per hit-graph edge.
+    /// Logits: one per line-graph node (= hit-graph edge) or per hit-graph edge. The line-graph
+    /// model runs the fused kernels of [`crate::fused`] (the same function as
+    /// [`Self::forward_reference`] up to rounding, with the same BatchNorm running-statistics
+    /// updates); the hit-graph model and graphs with fewer than two messages or nodes run the
+    /// plain candle composition.
     pub fn forward_t(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
+        match (&g.enc, self.cfg.graph) {
+            (Some(enc), GraphKind::Line) if g.num_messages() >= 2 && g.n >= 2 => self.forward_fused(g, enc, train),
+            _ => self.forward_reference(g, train),
+        }
+    }
+
+    fn forward_fused(&self, g: &GraphInput, enc: &EncInput, train: bool) -> candle_core::Result<Tensor> {
+        let x_to = self.r1_to.forward(&g.x)?;
+        let x_from = g.x.matmul(&self.r1_from.t()?)?;
+        let nodes = Tensor::cat(&[&x_to, &x_from], 1)?; // [N, 2h]
+        let table = enc.grid.matmul(&self.r1_attr.t()?)?; // [2G, h]: [enc·Wᵀ; h·enc'·Wᵀ]
+        let k = g.num_messages();
+        let source = Source::Gather {
+            to: g.to_index.clone(),
+            from: g.from_index.clone(),
+            attr: Attr::Hermite { index: g.attr_rows.clone(), u: enc.u.clone(), h: enc.h, g: enc.g },
+        };
+        let agg =
+            self.r1.fused(&nodes, &table, source, Sink::ScatterMax { to: g.to_index.clone(), n: g.n }, k, train)?;
+        let dummy = Tensor::zeros(1, g.x.dtype(), g.x.device())?;
+        let l1 = self.object.l1.as_ref().expect("MLP built with its first layer");
+        let z = l1.forward(&Tensor::cat(&[&g.x, &agg], 1)?)?;
+        let xo = self.object.fused(&z, &dummy, Source::Rows, Sink::Rows, g.n, train)?;
+        let l1 = self.head.l1.as_ref().expect("MLP built with its first layer");
+        let z = l1.forward(&xo)?;
+        self.head.fused(&z, &dummy, Source::Rows, Sink::Rows, g.n, train)?.squeeze(1)
+    }
+
+    /// The plain candle composition (kept for tests and for the hit-graph model).
+    pub fn forward_reference(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
         let x_to = self.r1_to.forward(&g.x)?; // [N, h] incl. bias
         let x_from = g.x.matmul(&self.r1_from.t()?)?;
         let e = g.attr.matmul(&self.r1_attr.t()?)?;

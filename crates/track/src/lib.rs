@@ -6,6 +6,7 @@ pub mod detector;
 pub mod error;
 pub mod experiments;
 pub mod follower;
+pub mod fused;
 pub mod gnn;
 pub mod graph;
 pub mod landscape_study;
