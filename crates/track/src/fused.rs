@@ -240,6 +240,40 @@ impl<T: WithDType> Norm<T> {
     }
 }
 
+/// The parts of a [`FusedTail::row_back`] accumulator summed over all rows:
+/// `(dWᵀ, db, dγ, dβ, mean dx̂, mean dx̂·x̂)`; the means are over the `k` rows of a train-mode
+/// BatchNorm and 0 in eval mode (running statistics do not depend on the batch).
+#[allow(clippy::type_complexity)]
+fn split_row_back<T: WithDType>(
+    acc: &[T],
+    h: usize,
+    o: usize,
+    train: bool,
+    k: T,
+) -> (&[T], &[T], &[T], &[T], Vec<T>, Vec<T>) {
+    let (dw, rest) = acc.split_at(h * o);
+    let (db, rest) = rest.split_at(o);
+    let (dg, rest) = rest.split_at(h);
+    let (dbb, rest) = rest.split_at(h);
+    let (s1, s2) = rest.split_at(h);
+    let mean = |v: &[T]| v.iter().map(|&x| if train { x / k } else { T::zero() }).collect::<Vec<T>>();
+    (dw, db, dg, dbb, mean(s1), mean(s2))
+}
+
+/// Per-row work space of [`FusedTail::row_back`].
+struct RowScratch<T> {
+    da: Vec<T>,
+    a: Vec<T>,
+    xh: Vec<T>,
+    y: Vec<T>,
+}
+
+impl<T: WithDType> RowScratch<T> {
+    fn new(h: usize) -> Self {
+        RowScratch { da: vec![T::zero(); h], a: vec![T::zero(); h], xh: vec![T::zero(); h], y: vec![T::zero(); h] }
+    }
+}
+
 /// What the forward keeps for the backward.
 #[derive(Debug)]
 struct Saved<T> {
@@ -439,6 +473,60 @@ impl FusedTail {
         if y > T::zero() { T::one() } else { T::from_f64(self.slope) }
     }
 
+    /// One row's backward through `BN-affine → LeakyReLU → Linear(w: [o, h])` given the
+    /// gradient `dout` (`[o]`) at the linear layer's output and its input `z` (`[h]`, before the
+    /// BN): accumulates into `acc` = `[dWᵀ (h·o), db (o), dγ (h), dβ (h), Σ dx̂ (h), Σ dx̂·x̂ (h)]`
+    /// and writes the gradient at the BN's output into `drow`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn row_back<T: WithDType>(
+        &self,
+        dout: &[T],
+        w: &[T],
+        z: &[T],
+        n: &Norm<T>,
+        gamma: &[T],
+        acc: &mut [T],
+        sc: &mut RowScratch<T>,
+        drow: &mut [T],
+    ) {
+        let (h, o) = (z.len(), dout.len());
+        let RowScratch { da, a, xh, y } = sc;
+        for j in 0..h {
+            xh[j] = (z[j] - n.mu[j]) * n.inv[j];
+            y[j] = z[j] * n.s[j] + n.t[j];
+            a[j] = self.leaky(y[j]);
+        }
+        let (dw, rest) = acc.split_at_mut(h * o);
+        let (db, rest) = rest.split_at_mut(o);
+        let (dg, rest) = rest.split_at_mut(h);
+        let (dbb, rest) = rest.split_at_mut(h);
+        let (s1, s2) = rest.split_at_mut(h);
+        da.fill(T::zero());
+        for c in 0..o {
+            db[c] += dout[c];
+            let wr = &w[c * h..(c + 1) * h];
+            for j in 0..h {
+                da[j] += wr[j] * dout[c];
+            }
+        }
+        for j in 0..h {
+            let dwr = &mut dw[j * o..(j + 1) * o];
+            for c in 0..o {
+                dwr[c] += a[j] * dout[c];
+            }
+        }
+        for j in 0..h {
+            let dy = da[j] * self.dleaky(y[j]);
+            drow[j] = dy;
+            dg[j] += dy * xh[j];
+            dbb[j] += dy;
+            let dx = dy * gamma[j];
+            s1[j] += dx;
+            s2[j] += dx * xh[j];
+        }
+    }
+
     /// `z_out = b + Σ_j leaky(z_in[j]·s[j] + t[j]) · wt[j, :]` for one row.
     #[inline(always)]
     fn layer<T: WithDType>(&self, zin: &[T], n: &Norm<T>, wt: &[T], b: &[T], zout: &mut [T]) {
@@ -610,10 +698,7 @@ impl FusedTail {
             .map(|(t, dchunk)| {
                 let mut acc = acc_a(a_len);
                 let mut dm = vec![zero; ho];
-                let mut da = vec![zero; h];
-                let mut a2 = vec![zero; h];
-                let mut xh = vec![zero; h];
-                let mut y = vec![zero; h];
+                let mut sc = RowScratch::new(h);
                 for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
                     let r = t * TILE + i;
                     let any = match &self.sink {
@@ -639,54 +724,12 @@ impl FusedTail {
                         drow.fill(zero);
                         continue;
                     }
-                    let z2 = &sv.z2[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        xh[j] = (z2[j] - n2.mu[j]) * n2.inv[j];
-                        y[j] = z2[j] * n2.s[j] + n2.t[j];
-                        a2[j] = self.leaky(y[j]);
-                    }
-                    let (dw3, rest) = acc.split_at_mut(h * ho);
-                    let (db3, rest) = rest.split_at_mut(ho);
-                    let (dg2, rest) = rest.split_at_mut(h);
-                    let (dbb2, rest) = rest.split_at_mut(h);
-                    let (s1, s2) = rest.split_at_mut(h);
-                    da.fill(zero);
-                    for c in 0..ho {
-                        db3[c] += dm[c];
-                        let w = &p.w3[c * h..(c + 1) * h];
-                        for j in 0..h {
-                            da[j] += w[j] * dm[c];
-                        }
-                    }
-                    for j in 0..h {
-                        let dwr = &mut dw3[j * ho..(j + 1) * ho];
-                        for c in 0..ho {
-                            dwr[c] += a2[j] * dm[c];
-                        }
-                    }
-                    for j in 0..h {
-                        let dy = da[j] * self.dleaky(y[j]);
-                        drow[j] = dy;
-                        dg2[j] += dy * xh[j];
-                        dbb2[j] += dy;
-                        let dx = dy * p.g2[j];
-                        s1[j] += dx;
-                        s2[j] += dx * xh[j];
-                    }
+                    self.row_back(&dm, &p.w3, &sv.z2[r * h..(r + 1) * h], n2, &p.g2, &mut acc, &mut sc, drow);
                 }
                 acc
             })
             .reduce(|| acc_a(a_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
-        let (dw3t, rest) = acc.split_at(h * ho);
-        let (db3, rest) = rest.split_at(ho);
-        let (dg2, rest) = rest.split_at(h);
-        let (dbb2, rest) = rest.split_at(h);
-        let (s1_2, s2_2) = rest.split_at(h);
-        let (m1_2, m2_2): (Vec<T>, Vec<T>) = if train {
-            ((0..h).map(|j| s1_2[j] / kf).collect(), (0..h).map(|j| s2_2[j] / kf).collect())
-        } else {
-            (vec![zero; h], vec![zero; h])
-        };
+        let (dw3t, db3, dg2, dbb2, m1_2, m2_2) = split_row_back(&acc, h, ho, train, kf);
         // Pass B: dz2, layer 2, BN1's affine part; d ← dy1.
         let b_len = h * h + h + 4 * h;
         let acc = d
@@ -695,10 +738,7 @@ impl FusedTail {
             .map(|(t, dchunk)| {
                 let mut acc = acc_a(b_len);
                 let mut dz2 = vec![zero; h];
-                let mut da = vec![zero; h];
-                let mut a1 = vec![zero; h];
-                let mut xh = vec![zero; h];
-                let mut y = vec![zero; h];
+                let mut sc = RowScratch::new(h);
                 for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
                     let r = t * TILE + i;
                     let z2 = &sv.z2[r * h..(r + 1) * h];
@@ -706,54 +746,12 @@ impl FusedTail {
                         let x2 = (z2[c] - n2.mu[c]) * n2.inv[c];
                         dz2[c] = n2.inv[c] * (drow[c] * p.g2[c] - m1_2[c] - x2 * m2_2[c]);
                     }
-                    let z1 = &sv.z1[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        xh[j] = (z1[j] - n1.mu[j]) * n1.inv[j];
-                        y[j] = z1[j] * n1.s[j] + n1.t[j];
-                        a1[j] = self.leaky(y[j]);
-                    }
-                    let (dw2, rest) = acc.split_at_mut(h * h);
-                    let (db2, rest) = rest.split_at_mut(h);
-                    let (dg1, rest) = rest.split_at_mut(h);
-                    let (dbb1, rest) = rest.split_at_mut(h);
-                    let (s1, s2) = rest.split_at_mut(h);
-                    da.fill(zero);
-                    for c in 0..h {
-                        db2[c] += dz2[c];
-                        let w = &p.w2[c * h..(c + 1) * h];
-                        for j in 0..h {
-                            da[j] += w[j] * dz2[c];
-                        }
-                    }
-                    for j in 0..h {
-                        let dwr = &mut dw2[j * h..(j + 1) * h];
-                        for c in 0..h {
-                            dwr[c] += a1[j] * dz2[c];
-                        }
-                    }
-                    for j in 0..h {
-                        let dy = da[j] * self.dleaky(y[j]);
-                        drow[j] = dy;
-                        dg1[j] += dy * xh[j];
-                        dbb1[j] += dy;
-                        let dx = dy * p.g1[j];
-                        s1[j] += dx;
-                        s2[j] += dx * xh[j];
-                    }
+                    self.row_back(&dz2, &p.w2, &sv.z1[r * h..(r + 1) * h], n1, &p.g1, &mut acc, &mut sc, drow);
                 }
                 acc
             })
             .reduce(|| acc_a(b_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
-        let (dw2t, rest) = acc.split_at(h * h);
-        let (db2, rest) = rest.split_at(h);
-        let (dg1, rest) = rest.split_at(h);
-        let (dbb1, rest) = rest.split_at(h);
-        let (s1_1, s2_1) = rest.split_at(h);
-        let (m1_1, m2_1): (Vec<T>, Vec<T>) = if train {
-            ((0..h).map(|j| s1_1[j] / kf).collect(), (0..h).map(|j| s2_1[j] / kf).collect())
-        } else {
-            (vec![zero; h], vec![zero; h])
-        };
+        let (dw2t, db2, dg1, dbb1, m1_1, m2_1) = split_row_back(&acc, h, h, train, kf);
         // Pass C: dz1 and its scatter to the source tables.
         let dz1_row = |r: usize, drow: &[T], out: &mut [T]| {
             let z1 = &sv.z1[r * h..(r + 1) * h];
@@ -836,11 +834,7 @@ impl FusedTail {
 }
 
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let s = T::cpu_storage_as_slice(s)?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("fused: inputs must be contiguous"),
-    }
+    crate::gnn::contiguous(T::cpu_storage_as_slice(s)?, l)
 }
 
 impl CustomOp3 for FusedTail {

@@ -75,10 +75,11 @@ impl ScatterMax {
     }
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
+/// The part of a storage slice that a contiguous layout covers (custom ops' CPU kernels).
+pub(crate) fn contiguous<'a, T: WithDType>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("scatter_max: input must be contiguous"),
+        None => candle_core::bail!("custom op: input must be contiguous (layout {l:?})"),
     }
 }
 
