@@ -260,19 +260,129 @@ fn split_row_back<T: WithDType>(
     (dw, db, dg, dbb, mean(s1), mean(s2))
 }
 
-/// Per-row work space of [`FusedTail::row_back`].
-struct RowScratch<T> {
-    da: Vec<T>,
-    a: Vec<T>,
-    xh: Vec<T>,
-    y: Vec<T>,
+/// LeakyReLU with slope `sl` (branch-free, so that row loops vectorise).
+#[inline(always)]
+fn leaky<T: WithDType>(y: T, sl: T) -> T {
+    if y > T::zero() { y } else { y * sl }
 }
 
-impl<T: WithDType> RowScratch<T> {
-    fn new(h: usize) -> Self {
-        RowScratch { da: vec![T::zero(); h], a: vec![T::zero(); h], xh: vec![T::zero(); h], y: vec![T::zero(); h] }
+/// The derivative of [`leaky`] at `y`.
+#[inline(always)]
+fn dleaky<T: WithDType>(y: T, sl: T) -> T {
+    if y > T::zero() { T::one() } else { sl }
+}
+
+/// A row width: known at compile time ([`Const`], so that the row loops have constant trip
+/// counts and vectorise) or at run time ([`Dyn`]). The kernels are written once over `Dim`.
+trait Dim: Copy + Send + Sync {
+    /// A buffer of [`Dim::n`] values: a stack array for [`Const`] (so that the compiler sees that
+    /// it cannot alias the rows on the heap), a `Vec` for [`Dyn`].
+    type Buf<T: WithDType>: AsRef<[T]> + AsMut<[T]>;
+    fn n(self) -> usize;
+    fn buf<T: WithDType>(self) -> Self::Buf<T>;
+    /// A buffer holding the first [`Dim::n`] values of `src`.
+    #[inline(always)]
+    fn copy<T: WithDType>(self, src: &[T]) -> Self::Buf<T> {
+        let mut b = self.buf::<T>();
+        b.as_mut().copy_from_slice(&src[..self.n()]);
+        b
     }
 }
+
+#[derive(Clone, Copy)]
+struct Const<const N: usize>;
+
+impl<const N: usize> Dim for Const<N> {
+    type Buf<T: WithDType> = [T; N];
+    #[inline(always)]
+    fn n(self) -> usize {
+        N
+    }
+    #[inline(always)]
+    fn buf<T: WithDType>(self) -> [T; N] {
+        [T::zero(); N]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Dyn(usize);
+
+impl Dim for Dyn {
+    type Buf<T: WithDType> = Vec<T>;
+    #[inline(always)]
+    fn n(self) -> usize {
+        self.0
+    }
+    #[inline(always)]
+    fn buf<T: WithDType>(self) -> Vec<T> {
+        vec![T::zero(); self.0]
+    }
+}
+
+/// Per-row work space of [`FusedTail::row_back`].
+struct RowScratch<T: WithDType, A: Dim> {
+    da: A::Buf<T>,
+    a: A::Buf<T>,
+    xh: A::Buf<T>,
+    y: A::Buf<T>,
+    dy: A::Buf<T>,
+}
+
+impl<T: WithDType, A: Dim> RowScratch<T, A> {
+    #[inline(always)]
+    fn new(hd: A) -> Self {
+        RowScratch { da: hd.buf(), a: hd.buf(), xh: hd.buf(), y: hd.buf(), dy: hd.buf() }
+    }
+}
+
+/// One BN layer's per-channel values (and its γ) copied into a tile's buffers.
+struct TileNorm<T: WithDType, A: Dim> {
+    mu: A::Buf<T>,
+    inv: A::Buf<T>,
+    s: A::Buf<T>,
+    t: A::Buf<T>,
+    g: A::Buf<T>,
+}
+
+impl<T: WithDType, A: Dim> TileNorm<T, A> {
+    #[inline(always)]
+    fn new(hd: A, n: &Norm<T>, gamma: &[T]) -> Self {
+        TileNorm { mu: hd.copy(&n.mu), inv: hd.copy(&n.inv), s: hd.copy(&n.s), t: hd.copy(&n.t), g: hd.copy(gamma) }
+    }
+}
+
+/// What the backward through a train-mode BN needs per channel: the norm, γ and the batch terms
+/// (mean dx̂, mean dx̂·x̂), copied into a tile's buffers.
+struct TileBnBack<T: WithDType, A: Dim> {
+    mu: A::Buf<T>,
+    inv: A::Buf<T>,
+    g: A::Buf<T>,
+    m1: A::Buf<T>,
+    m2: A::Buf<T>,
+}
+
+impl<T: WithDType, A: Dim> TileBnBack<T, A> {
+    #[inline(always)]
+    fn new(hd: A, n: &Norm<T>, gamma: &[T], m: (&[T], &[T])) -> Self {
+        TileBnBack { mu: hd.copy(&n.mu), inv: hd.copy(&n.inv), g: hd.copy(gamma), m1: hd.copy(m.0), m2: hd.copy(m.1) }
+    }
+
+    /// `out = inv·(dy·γ − m1 − x̂·m2)` with `x̂ = (z − μ)·inv`: the gradient at the BN's input.
+    #[inline(always)]
+    fn apply(&self, hd: A, z: &[T], dy: &[T], out: &mut [T]) {
+        let h = hd.n();
+        let (z, dy, out) = (&z[..h], &dy[..h], &mut out[..h]);
+        let (mu, inv, g) = (&self.mu.as_ref()[..h], &self.inv.as_ref()[..h], &self.g.as_ref()[..h]);
+        let (m1, m2) = (&self.m1.as_ref()[..h], &self.m2.as_ref()[..h]);
+        for c in 0..h {
+            let x = (z[c] - mu[c]) * inv[c];
+            out[c] = inv[c] * (dy[c] * g[c] - m1[c] - x * m2[c]);
+        }
+    }
+}
+
+/// Per-channel `(Σ z, Σ z²)` of some rows (f64).
+type Parts = (Vec<f64>, Vec<f64>);
 
 /// What the forward keeps for the backward.
 #[derive(Debug)]
@@ -333,8 +443,38 @@ pub struct FusedTail {
     eps: f64,
     /// Running statistics `(mean, var)` of BN1 and BN2 in eval mode; `None` in train mode.
     running: Option<[(Vec<f64>, Vec<f64>); 2]>,
+    /// Run the tile kernels compiled for AVX2 + FMA (detected at run time).
+    simd: bool,
     saved: Mutex<Option<SavedAny>>,
     stats: Arc<Mutex<Option<[BnStats; 2]>>>,
+}
+
+/// For each `fn name => inner(args) -> R;` defines `name`, which runs the `#[inline(always)]`
+/// tile kernel `inner` compiled for AVX2 + FMA when the CPU has them ([`FusedTail::simd`]) and
+/// as compiled for the build target otherwise. The kernels are generic over the value type and
+/// two row widths; only the copy inside the `#[target_feature]` function is compiled with the
+/// wider instructions, so the binary stays portable.
+macro_rules! dispatched {
+    ($(fn $name:ident => $inner:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)*) => {$(
+        #[allow(clippy::too_many_arguments)]
+        fn $name<T: WithDType + Pick, A: Dim, B: Dim>(&self, dims: (A, B), $($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if self.simd {
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn simd<T: WithDType + Pick, A: Dim, B: Dim>(
+                    s: &FusedTail,
+                    dims: (A, B),
+                    $($arg: $ty),*
+                ) -> $ret {
+                    s.$inner::<T, A, B>(dims, $($arg),*)
+                }
+                // SAFETY: `self.simd` is set only where the CPU reports AVX2 and FMA.
+                return unsafe { simd::<T, A, B>(self, dims, $($arg),*) };
+            }
+            self.$inner::<T, A, B>(dims, $($arg),*)
+        }
+    )*};
 }
 
 impl FusedTail {
@@ -382,9 +522,17 @@ impl FusedTail {
             slope,
             eps,
             running,
+            simd: simd_available(),
             saved: Mutex::new(None),
             stats: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The same op with the AVX2 + FMA kernels switched off (`false`) or on where the CPU has
+    /// them (`true`), for comparing the two builds of the kernels.
+    pub fn with_simd(mut self, on: bool) -> Self {
+        self.simd = on && simd_available();
+        self
     }
 
     /// The batch statistics of BN1 and BN2 of the last train-mode forward.
@@ -428,10 +576,172 @@ impl FusedTail {
         Ok(())
     }
 
-    /// `z1` of rows `r0..r0+out.len()/h` into `out`.
+    /// One row's backward through `BN-affine → LeakyReLU → Linear(w: [o, h])` given the
+    /// gradient `dout` (`[o]`) at the linear layer's output and its input `z` (`[h]`, before the
+    /// BN): accumulates into `acc` = `[dWᵀ (h·o), db (o), dγ (h), dβ (h), Σ dx̂ (h), Σ dx̂·x̂ (h)]`
+    /// and writes the gradient at the BN's output into `drow`. Every loop writes one array, so
+    /// that each vectorises without alias checks.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn gather<T: WithDType>(&self, first: &[T], attr: &[T], r0: usize, out: &mut [T]) {
-        let h = self.h;
+    fn row_back<T: WithDType, A: Dim, B: Dim>(
+        &self,
+        (hd, od): (A, B),
+        dout: &[T],
+        w: &[T],
+        z: &[T],
+        nm: &TileNorm<T, A>,
+        acc: &mut [T],
+        sc: &mut RowScratch<T, A>,
+        drow: &mut [T],
+    ) {
+        let (h, o) = (hd.n(), od.n());
+        let sl = T::from_f64(self.slope);
+        let (dout, w, z) = (&dout[..o], &w[..o * h], &z[..h]);
+        let (mu, inv) = (&nm.mu.as_ref()[..h], &nm.inv.as_ref()[..h]);
+        let (s, t, g) = (&nm.s.as_ref()[..h], &nm.t.as_ref()[..h], &nm.g.as_ref()[..h]);
+        let RowScratch { da, a, xh, y, dy } = sc;
+        let (da, a, xh) = (&mut da.as_mut()[..h], &mut a.as_mut()[..h], &mut xh.as_mut()[..h]);
+        let (y, dy) = (&mut y.as_mut()[..h], &mut dy.as_mut()[..h]);
+        for j in 0..h {
+            xh[j] = (z[j] - mu[j]) * inv[j];
+            y[j] = z[j] * s[j] + t[j];
+            a[j] = leaky(y[j], sl);
+        }
+        let (dw, rest) = acc.split_at_mut(h * o);
+        let (db, rest) = rest.split_at_mut(o);
+        let (dg, rest) = rest.split_at_mut(h);
+        let (dbb, rest) = rest.split_at_mut(h);
+        let (s1, s2) = rest.split_at_mut(h);
+        let (db, dg, dbb, s1, s2) = (&mut db[..o], &mut dg[..h], &mut dbb[..h], &mut s1[..h], &mut s2[..h]);
+        // da = Wᵀ·dout in blocks of 8 channels (an 8-wide accumulator stays one vector register;
+        // a whole row of scalar accumulators does not vectorise).
+        let mut j0 = 0;
+        while j0 + 8 <= h {
+            let mut v = [T::zero(); 8];
+            for c in 0..o {
+                let dc = dout[c];
+                let wr = &w[c * h + j0..][..8];
+                for l in 0..8 {
+                    v[l] += wr[l] * dc;
+                }
+            }
+            da[j0..j0 + 8].copy_from_slice(&v);
+            j0 += 8;
+        }
+        for j in j0..h {
+            let mut v = T::zero();
+            for c in 0..o {
+                v += w[c * h + j] * dout[c];
+            }
+            da[j] = v;
+        }
+        for c in 0..o {
+            db[c] += dout[c];
+        }
+        for j in 0..h {
+            let aj = a[j];
+            let dwr = &mut dw[j * o..(j + 1) * o];
+            for c in 0..o {
+                dwr[c] += aj * dout[c];
+            }
+        }
+        for j in 0..h {
+            dy[j] = da[j] * dleaky(y[j], sl);
+        }
+        drow[..h].copy_from_slice(dy);
+        for j in 0..h {
+            dg[j] += dy[j] * xh[j];
+        }
+        for j in 0..h {
+            dbb[j] += dy[j];
+        }
+        for j in 0..h {
+            s1[j] += dy[j] * g[j];
+        }
+        for j in 0..h {
+            s2[j] += dy[j] * g[j] * xh[j];
+        }
+    }
+
+    /// `out = b + Σ_j leaky(z_in[j]·s[j] + t[j]) · wt[j, :]` for one row (`A` in, `B` out);
+    /// `act` is work space.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn layer<T: WithDType, A: Dim, B: Dim>(
+        &self,
+        (id, od): (A, B),
+        zin: &[T],
+        nm: &TileNorm<T, A>,
+        wt: &[T],
+        b: &B::Buf<T>,
+        act: &mut A::Buf<T>,
+        out: &mut B::Buf<T>,
+    ) {
+        let (h, o) = (id.n(), od.n());
+        let sl = T::from_f64(self.slope);
+        let (zin, wt) = (&zin[..h], &wt[..h * o]);
+        let (s, t) = (&nm.s.as_ref()[..h], &nm.t.as_ref()[..h]);
+        let (act, out, b) = (&mut act.as_mut()[..h], &mut out.as_mut()[..o], &b.as_ref()[..o]);
+        for j in 0..h {
+            act[j] = leaky(zin[j] * s[j] + t[j], sl);
+        }
+        out.copy_from_slice(b);
+        for j in 0..h {
+            let a = act[j];
+            let w = &wt[j * o..(j + 1) * o];
+            for c in 0..o {
+                out[c] += a * w[c];
+            }
+        }
+    }
+
+    /// `(Σ z, Σ z²)` per channel of the rows `z` of width `h`.
+    #[inline(always)]
+    fn stats_of<T: WithDType, A: Dim>(hd: A, z: &[T]) -> Parts {
+        let h = hd.n();
+        let (mut sum, mut sq) = (hd.buf::<f64>(), hd.buf::<f64>());
+        let (s, q) = (&mut sum.as_mut()[..h], &mut sq.as_mut()[..h]);
+        for row in z.chunks_exact(h) {
+            let row = &row[..h];
+            for c in 0..h {
+                let v = row[c].to_f64();
+                s[c] += v;
+                q[c] += v * v;
+            }
+        }
+        (s.to_vec(), q.to_vec())
+    }
+
+    fn moments(&self, parts: Parts) -> (Vec<f64>, Vec<f64>) {
+        let kf = self.k as f64;
+        let mean: Vec<f64> = parts.0.iter().map(|s| s / kf).collect();
+        let var: Vec<f64> = parts.1.iter().zip(&mean).map(|(q, m)| (q / kf - m * m).max(0.0)).collect();
+        (mean, var)
+    }
+
+    fn add_parts(a: Parts, b: Parts) -> Parts {
+        let add = |x: Vec<f64>, y: Vec<f64>| x.iter().zip(&y).map(|(p, q)| p + q).collect();
+        (add(a.0, b.0), add(a.1, b.1))
+    }
+
+    /// The tile's sums for BN statistics in train mode, zeros in eval mode.
+    #[inline(always)]
+    fn tile_parts<T: WithDType, A: Dim>(&self, hd: A, z: &[T]) -> Parts {
+        if self.running.is_none() { Self::stats_of(hd, z) } else { (vec![0.0; hd.n()], vec![0.0; hd.n()]) }
+    }
+
+    /// Forward tile 1: `z1` of rows `r0..` into `out`; the tile's BN1 sums.
+    #[inline(always)]
+    fn k_gather<T: WithDType, A: Dim, B: Dim>(
+        &self,
+        (hd, _): (A, B),
+        first: &[T],
+        attr: &[T],
+        r0: usize,
+        out: &mut [T],
+    ) -> Parts {
+        let h = hd.n();
+        let mut e = hd.buf::<T>();
         match &self.source {
             Source::Rows => out.copy_from_slice(&first[r0 * h..r0 * h + out.len()]),
             Source::Gather { to, from, attr: a } => {
@@ -439,11 +749,12 @@ impl FusedTail {
                     let k = r0 + i;
                     let pt = &first[to[k] as usize * 2 * h..][..h];
                     let pf = &first[from[k] as usize * 2 * h + h..][..h];
+                    let e = &mut e.as_mut()[..h];
                     match a {
                         Attr::Rows(idx) => {
-                            let e = &attr[idx[k] as usize * h..][..h];
+                            let ea = &attr[idx[k] as usize * h..][..h];
                             for c in 0..h {
-                                row[c] = pt[c] + pf[c] + e[c];
+                                e[c] = pt[c] + pf[c] + ea[c];
                             }
                         }
                         Attr::Hermite { index, u, h: step, g } => {
@@ -454,8 +765,210 @@ impl FusedTail {
                             let d0 = &attr[(g + j) * h..][..h];
                             let d1 = &attr[(g + j + 1) * h..][..h];
                             for c in 0..h {
-                                row[c] = pt[c] + pf[c] + (w[0] * t0[c] + w[1] * d0[c] + w[2] * t1[c] + w[3] * d1[c]);
+                                e[c] = pt[c] + pf[c] + (w[0] * t0[c] + w[1] * d0[c] + w[2] * t1[c] + w[3] * d1[c]);
                             }
+                        }
+                    }
+                    row[..h].copy_from_slice(e);
+                }
+            }
+        }
+        self.tile_parts(hd, out)
+    }
+
+    /// Forward tile 2: one hidden layer over the rows of `zin` (`A` wide) into `zout` (`B`
+    /// wide); the tile's sums of `zout` when `stats`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn k_layer<T: WithDType, A: Dim, B: Dim>(
+        &self,
+        dims: (A, B),
+        n: &Norm<T>,
+        wt: &[T],
+        b: &[T],
+        zin: &[T],
+        zout: &mut [T],
+        stats: bool,
+    ) -> Parts {
+        let (h, o) = (dims.0.n(), dims.1.n());
+        let nm = TileNorm::new(dims.0, n, &n.s);
+        let b = dims.1.copy(b);
+        let (mut act, mut m) = (dims.0.buf(), dims.1.buf());
+        for (zo, zi) in zout.chunks_exact_mut(o).zip(zin.chunks_exact(h)) {
+            self.layer(dims, zi, &nm, wt, &b, &mut act, &mut m);
+            zo[..o].copy_from_slice(&m.as_ref()[..o]);
+        }
+        if stats { self.tile_parts(dims.1, zout) } else { (vec![0.0; o], vec![0.0; o]) }
+    }
+
+    /// Forward tile 3 into a scatter-max: the last layer over rows `r0..r1` of `z2`, folded into
+    /// the running maxima `val` and their rows `arg`.
+    #[inline(always)]
+    fn k_scatter<T: WithDType, A: Dim, B: Dim>(
+        &self,
+        dims: (A, B),
+        n2: &Norm<T>,
+        p: &Params<T>,
+        z2: &[T],
+        to: &[u32],
+        rows: (usize, usize),
+        acc: (&mut [T], &mut [u32]),
+    ) {
+        let (h, ho) = (dims.0.n(), dims.1.n());
+        let (val, arg) = acc;
+        let nm = TileNorm::new(dims.0, n2, &n2.s);
+        let b = dims.1.copy(&p.b3);
+        let (mut act, mut m) = (dims.0.buf(), dims.1.buf());
+        for r in rows.0..rows.1 {
+            self.layer(dims, &z2[r * h..(r + 1) * h], &nm, &p.w3t, &b, &mut act, &mut m);
+            let i = to[r] as usize * ho;
+            let (val, arg, m) = (&mut val[i..i + ho], &mut arg[i..i + ho], &m.as_ref()[..ho]);
+            for c in 0..ho {
+                if arg[c] == NONE || m[c] > val[c] {
+                    val[c] = m[c];
+                    arg[c] = r as u32;
+                }
+            }
+        }
+    }
+
+    /// Backward tile A (rows `r0..`): through the scatter-max (or the output rows), layer 3 and
+    /// BN2's affine part; `drow` ← dy2. Returns the tile's [`Self::row_back`] accumulator.
+    #[inline(always)]
+    fn k_back_a<T: WithDType + Pick, A: Dim, B: Dim>(
+        &self,
+        dims: (A, B),
+        sv: &Saved<T>,
+        gout: &[T],
+        r0: usize,
+        dchunk: &mut [T],
+    ) -> Vec<T> {
+        let (h, ho) = (dims.0.n(), dims.1.n());
+        let zero = T::zero();
+        let mut acc = vec![zero; h * ho + ho + 4 * h];
+        let mut dm = dims.1.buf::<T>();
+        let mut sc = RowScratch::new(dims.0);
+        let nm = TileNorm::new(dims.0, &sv.n2, &sv.p.g2);
+        for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
+            let r = r0 + i;
+            let dmr = &mut dm.as_mut()[..ho];
+            let any = match &self.sink {
+                Sink::Rows => {
+                    dmr.copy_from_slice(&gout[r * ho..(r + 1) * ho]);
+                    true
+                }
+                Sink::ScatterMax { to, .. } => {
+                    let o = to[r] as usize * ho;
+                    let (am, g) = (&sv.argmax[o..o + ho], &gout[o..o + ho]);
+                    let mut any = false;
+                    for c in 0..ho {
+                        let hit = am[c] == r as u32;
+                        any |= hit;
+                        dmr[c] = if hit { g[c] } else { zero };
+                    }
+                    any
+                }
+            };
+            if !any {
+                drow.fill(zero);
+                continue;
+            }
+            self.row_back(dims, dm.as_ref(), &sv.p.w3, &sv.z2[r * h..(r + 1) * h], &nm, &mut acc, &mut sc, drow);
+        }
+        acc
+    }
+
+    /// Backward tile B (rows `r0..`): `dz2` from `drow` = dy2 and BN2's batch terms `m` (mean
+    /// dx̂, mean dx̂·x̂), then layer 2 and BN1's affine part; `drow` ← dy1.
+    #[inline(always)]
+    fn k_back_b<T: WithDType + Pick, A: Dim, B: Dim>(
+        &self,
+        dims: (A, B),
+        sv: &Saved<T>,
+        m: (&[T], &[T]),
+        r0: usize,
+        dchunk: &mut [T],
+    ) -> Vec<T> {
+        let hd = dims.0;
+        let h = hd.n();
+        let bn2 = TileBnBack::new(hd, &sv.n2, &sv.p.g2, m);
+        let nm1 = TileNorm::new(hd, &sv.n1, &sv.p.g1);
+        let mut acc = vec![T::zero(); h * h + h + 4 * h];
+        let mut dz2 = hd.buf::<T>();
+        let mut sc = RowScratch::new(hd);
+        for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
+            let r = r0 + i;
+            bn2.apply(hd, &sv.z2[r * h..(r + 1) * h], drow, dz2.as_mut());
+            self.row_back((hd, hd), dz2.as_ref(), &sv.p.w2, &sv.z1[r * h..(r + 1) * h], &nm1, &mut acc, &mut sc, drow);
+        }
+        acc
+    }
+
+    /// Backward tile C for [`Source::Rows`]: `dz1` of rows `r0..` into `out`.
+    #[inline(always)]
+    fn k_back_rows<T: WithDType + Pick, A: Dim, B: Dim>(
+        &self,
+        (hd, _): (A, B),
+        sv: &Saved<T>,
+        m: (&[T], &[T]),
+        r0: usize,
+        dchunk: &[T],
+        out: &mut [T],
+    ) {
+        let h = hd.n();
+        let bn1 = TileBnBack::new(hd, &sv.n1, &sv.p.g1, m);
+        let mut dz = hd.buf::<T>();
+        for (i, (orow, drow)) in out.chunks_exact_mut(h).zip(dchunk.chunks_exact(h)).enumerate() {
+            let r = r0 + i;
+            bn1.apply(hd, &sv.z1[r * h..(r + 1) * h], drow, dz.as_mut());
+            orow[..h].copy_from_slice(&dz.as_ref()[..h]);
+        }
+    }
+
+    /// Backward tile C for [`Source::Gather`]: `dz1` of rows `r0..r1` scattered into the node
+    /// table's gradient `df` and the attribute table's `da`.
+    #[inline(always)]
+    fn k_back_gather<T: WithDType + Pick, A: Dim, B: Dim>(
+        &self,
+        (hd, _): (A, B),
+        sv: &Saved<T>,
+        m: (&[T], &[T]),
+        d: &[T],
+        rows: (usize, usize),
+        grads: (&mut [T], &mut [T]),
+    ) {
+        let Source::Gather { to, from, attr } = &self.source else { return };
+        let h = hd.n();
+        let (df, da) = grads;
+        let bn1 = TileBnBack::new(hd, &sv.n1, &sv.p.g1, m);
+        let mut dzb = hd.buf::<T>();
+        for r in rows.0..rows.1 {
+            bn1.apply(hd, &sv.z1[r * h..(r + 1) * h], &d[r * h..(r + 1) * h], dzb.as_mut());
+            let dz = &dzb.as_ref()[..h];
+            let (ot, of) = (to[r] as usize * 2 * h, from[r] as usize * 2 * h + h);
+            let dt = &mut df[ot..ot + h];
+            for c in 0..h {
+                dt[c] += dz[c];
+            }
+            let dfr = &mut df[of..of + h];
+            for c in 0..h {
+                dfr[c] += dz[c];
+            }
+            match attr {
+                Attr::Rows(idx) => {
+                    let o = idx[r] as usize * h;
+                    let dar = &mut da[o..o + h];
+                    for c in 0..h {
+                        dar[c] += dz[c];
+                    }
+                }
+                Attr::Hermite { index, u, h: step, g } => {
+                    let (j, w) = hermite(u[index[r] as usize], *step, *g);
+                    let w = w.map(T::from_f64);
+                    for (row, wt) in [(j, w[0]), (g + j, w[1]), (j + 1, w[2]), (g + j + 1, w[3])] {
+                        let dar = &mut da[row * h..row * h + h];
+                        for c in 0..h {
+                            dar[c] += wt * dz[c];
                         }
                     }
                 }
@@ -463,122 +976,63 @@ impl FusedTail {
         }
     }
 
-    #[inline(always)]
-    fn leaky<T: WithDType>(&self, y: T) -> T {
-        if y > T::zero() { y } else { y * T::from_f64(self.slope) }
+    dispatched! {
+        fn t_gather => k_gather(first: &[T], attr: &[T], r0: usize, out: &mut [T]) -> Parts;
+        fn t_layer => k_layer(n: &Norm<T>, wt: &[T], b: &[T], zin: &[T], zout: &mut [T], stats: bool) -> Parts;
+        fn t_scatter => k_scatter(
+            n2: &Norm<T>, p: &Params<T>, z2: &[T], to: &[u32], rows: (usize, usize), acc: (&mut [T], &mut [u32])
+        ) -> ();
+        fn t_back_a => k_back_a(sv: &Saved<T>, gout: &[T], r0: usize, dchunk: &mut [T]) -> Vec<T>;
+        fn t_back_b => k_back_b(sv: &Saved<T>, m: (&[T], &[T]), r0: usize, dchunk: &mut [T]) -> Vec<T>;
+        fn t_back_rows => k_back_rows(sv: &Saved<T>, m: (&[T], &[T]), r0: usize, dchunk: &[T], out: &mut [T]) -> ();
+        fn t_back_gather => k_back_gather(
+            sv: &Saved<T>, m: (&[T], &[T]), d: &[T], rows: (usize, usize), grads: (&mut [T], &mut [T])
+        ) -> ();
     }
+}
 
-    #[inline(always)]
-    fn dleaky<T: WithDType>(&self, y: T) -> T {
-        if y > T::zero() { T::one() } else { T::from_f64(self.slope) }
-    }
-
-    /// One row's backward through `BN-affine → LeakyReLU → Linear(w: [o, h])` given the
-    /// gradient `dout` (`[o]`) at the linear layer's output and its input `z` (`[h]`, before the
-    /// BN): accumulates into `acc` = `[dWᵀ (h·o), db (o), dγ (h), dβ (h), Σ dx̂ (h), Σ dx̂·x̂ (h)]`
-    /// and writes the gradient at the BN's output into `drow`.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn row_back<T: WithDType>(
-        &self,
-        dout: &[T],
-        w: &[T],
-        z: &[T],
-        n: &Norm<T>,
-        gamma: &[T],
-        acc: &mut [T],
-        sc: &mut RowScratch<T>,
-        drow: &mut [T],
-    ) {
-        let (h, o) = (z.len(), dout.len());
-        let RowScratch { da, a, xh, y } = sc;
-        for j in 0..h {
-            xh[j] = (z[j] - n.mu[j]) * n.inv[j];
-            y[j] = z[j] * n.s[j] + n.t[j];
-            a[j] = self.leaky(y[j]);
-        }
-        let (dw, rest) = acc.split_at_mut(h * o);
-        let (db, rest) = rest.split_at_mut(o);
-        let (dg, rest) = rest.split_at_mut(h);
-        let (dbb, rest) = rest.split_at_mut(h);
-        let (s1, s2) = rest.split_at_mut(h);
-        da.fill(T::zero());
-        for c in 0..o {
-            db[c] += dout[c];
-            let wr = &w[c * h..(c + 1) * h];
-            for j in 0..h {
-                da[j] += wr[j] * dout[c];
-            }
-        }
-        for j in 0..h {
-            let dwr = &mut dw[j * o..(j + 1) * o];
-            for c in 0..o {
-                dwr[c] += a[j] * dout[c];
-            }
-        }
-        for j in 0..h {
-            let dy = da[j] * self.dleaky(y[j]);
-            drow[j] = dy;
-            dg[j] += dy * xh[j];
-            dbb[j] += dy;
-            let dx = dy * gamma[j];
-            s1[j] += dx;
-            s2[j] += dx * xh[j];
-        }
-    }
-
-    /// `z_out = b + Σ_j leaky(z_in[j]·s[j] + t[j]) · wt[j, :]` for one row.
-    #[inline(always)]
-    fn layer<T: WithDType>(&self, zin: &[T], n: &Norm<T>, wt: &[T], b: &[T], zout: &mut [T]) {
-        let o = zout.len();
-        zout.copy_from_slice(b);
-        for (j, &z) in zin.iter().enumerate() {
-            let a = self.leaky(z * n.s[j] + n.t[j]);
-            let w = &wt[j * o..(j + 1) * o];
-            for c in 0..o {
-                zout[c] += a * w[c];
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn stats_of<T: WithDType>(z: &[T], h: usize) -> (Vec<f64>, Vec<f64>) {
-        let mut s = vec![0.0; 2 * h];
-        for row in z.chunks_exact(h) {
-            for c in 0..h {
-                let v = row[c].to_f64();
-                s[c] += v;
-                s[h + c] += v * v;
-            }
-        }
-        let sq = s.split_off(h);
-        (s, sq)
-    }
-
-    fn moments(&self, parts: (Vec<f64>, Vec<f64>)) -> (Vec<f64>, Vec<f64>) {
-        let kf = self.k as f64;
-        let mean: Vec<f64> = parts.0.iter().map(|s| s / kf).collect();
-        let var: Vec<f64> = parts.1.iter().zip(&mean).map(|(q, m)| (q / kf - m * m).max(0.0)).collect();
-        (mean, var)
-    }
-
-    fn add_parts(a: (Vec<f64>, Vec<f64>), b: (Vec<f64>, Vec<f64>)) -> (Vec<f64>, Vec<f64>) {
-        let add = |x: Vec<f64>, y: Vec<f64>| x.iter().zip(&y).map(|(p, q)| p + q).collect();
-        (add(a.0, b.0), add(a.1, b.1))
-    }
-
+impl FusedTail {
     fn forward<T: WithDType + Pick>(&self, first: &[T], attr: &[T], params: &[T]) -> Vec<T> {
+        match (self.h, self.ho) {
+            (16, 16) => self.forward_d::<T, _, _>((Const::<16>, Const::<16>), first, attr, params),
+            (16, 1) => self.forward_d::<T, _, _>((Const::<16>, Const::<1>), first, attr, params),
+            (h, ho) => self.forward_d::<T, _, _>((Dyn(h), Dyn(ho)), first, attr, params),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn backward<T: WithDType + Pick>(
+        &self,
+        gout: &[T],
+        first_len: usize,
+        attr_len: usize,
+    ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        match (self.h, self.ho) {
+            (16, 16) => self.backward_d::<T, _, _>((Const::<16>, Const::<16>), gout, first_len, attr_len),
+            (16, 1) => self.backward_d::<T, _, _>((Const::<16>, Const::<1>), gout, first_len, attr_len),
+            (h, ho) => self.backward_d::<T, _, _>((Dyn(h), Dyn(ho)), gout, first_len, attr_len),
+        }
+    }
+
+    /// The forward for row widths `(H, H_out)`.
+    fn forward_d<T: WithDType + Pick, A: Dim, B: Dim>(
+        &self,
+        dims: (A, B),
+        first: &[T],
+        attr: &[T],
+        params: &[T],
+    ) -> Vec<T> {
         let (h, ho, k) = (self.h, self.ho, self.k);
+        let hh = (dims.0, dims.0);
+        let train = self.running.is_none();
         let p = Params::unpack(params, h, ho);
+        let zeros = || (vec![0.0; h], vec![0.0; h]);
         let mut z1 = vec![T::zero(); k * h];
         let parts = z1
             .par_chunks_mut(TILE * h)
             .enumerate()
-            .map(|(t, chunk)| {
-                self.gather(first, attr, t * TILE, chunk);
-                if self.running.is_none() { Self::stats_of(chunk, h) } else { (vec![0.0; h], vec![0.0; h]) }
-            })
-            .reduce(|| (vec![0.0; h], vec![0.0; h]), Self::add_parts);
+            .map(|(t, chunk)| self.t_gather(dims, first, attr, t * TILE, chunk))
+            .reduce(zeros, Self::add_parts);
         let (st1, n1) = match &self.running {
             None => {
                 let (m, v) = self.moments(parts);
@@ -590,13 +1044,8 @@ impl FusedTail {
         let parts = z2
             .par_chunks_mut(TILE * h)
             .zip(z1.par_chunks(TILE * h))
-            .map(|(o, i)| {
-                for (zo, zi) in o.chunks_exact_mut(h).zip(i.chunks_exact(h)) {
-                    self.layer(zi, &n1, &p.w2t, &p.b2, zo);
-                }
-                if self.running.is_none() { Self::stats_of(o, h) } else { (vec![0.0; h], vec![0.0; h]) }
-            })
-            .reduce(|| (vec![0.0; h], vec![0.0; h]), Self::add_parts);
+            .map(|(o, i)| self.t_layer(hh, &n1, &p.w2t, &p.b2, i, o, train))
+            .reduce(zeros, Self::add_parts);
         let (st2, n2) = match &self.running {
             None => {
                 let (m, v) = self.moments(parts);
@@ -611,9 +1060,7 @@ impl FusedTail {
             Sink::Rows => {
                 let mut out = vec![T::zero(); k * ho];
                 out.par_chunks_mut(TILE * ho).zip(z2.par_chunks(TILE * h)).for_each(|(o, i)| {
-                    for (zo, zi) in o.chunks_exact_mut(ho).zip(i.chunks_exact(h)) {
-                        self.layer(zi, &n2, &p.w3t, &p.b3, zo);
-                    }
+                    self.t_layer(dims, &n2, &p.w3t, &p.b3, i, o, false);
                 });
                 (out, Vec::new())
             }
@@ -627,18 +1074,8 @@ impl FusedTail {
                     .fold(
                         || (vec![T::zero(); n * ho], vec![NONE; n * ho]),
                         |(mut val, mut arg), t| {
-                            let mut m = vec![T::zero(); ho];
-                            let r1 = ((t + 1) * TILE).min(k);
-                            for r in t * TILE..r1 {
-                                self.layer(&z2[r * h..(r + 1) * h], &n2, &p.w3t, &p.b3, &mut m);
-                                let i = to[r] as usize * ho;
-                                for c in 0..ho {
-                                    if arg[i + c] == NONE || m[c] > val[i + c] {
-                                        val[i + c] = m[c];
-                                        arg[i + c] = r as u32;
-                                    }
-                                }
-                            }
+                            let rows = (t * TILE, ((t + 1) * TILE).min(k));
+                            self.t_scatter(dims, &n2, &p, &z2, to, rows, (&mut val, &mut arg));
                             (val, arg)
                         },
                     )
@@ -671,10 +1108,12 @@ impl FusedTail {
         out
     }
 
-    /// Gradients `(first, attr, params)` given the output gradient `gout`.
+    /// Gradients `(first, attr, params)` given the output gradient `gout`, for row widths
+    /// `(H, H_out)`.
     #[allow(clippy::type_complexity)]
-    fn backward<T: WithDType + Pick>(
+    fn backward_d<T: WithDType + Pick, A: Dim, B: Dim>(
         &self,
+        dims: (A, B),
         gout: &[T],
         first_len: usize,
         attr_len: usize,
@@ -686,91 +1125,36 @@ impl FusedTail {
         let (h, ho, k) = (self.h, self.ho, self.k);
         let train = self.running.is_none();
         let kf = T::from_f64(k as f64);
-        let (p, n1, n2) = (&sv.p, &sv.n1, &sv.n2);
         let zero = T::zero();
+        let sum = |a: Vec<T>, b: Vec<T>| a.iter().zip(&b).map(|(&x, &y)| x + y).collect::<Vec<T>>();
         // Pass A: through the scatter-max, layer 3 and BN2's affine part; d ← dy2.
         let mut d = vec![zero; k * h];
-        let acc_a = |len: usize| vec![zero; len];
         let a_len = h * ho + ho + 4 * h;
         let acc = d
             .par_chunks_mut(TILE * h)
             .enumerate()
-            .map(|(t, dchunk)| {
-                let mut acc = acc_a(a_len);
-                let mut dm = vec![zero; ho];
-                let mut sc = RowScratch::new(h);
-                for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
-                    let r = t * TILE + i;
-                    let any = match &self.sink {
-                        Sink::Rows => {
-                            dm.copy_from_slice(&gout[r * ho..(r + 1) * ho]);
-                            true
-                        }
-                        Sink::ScatterMax { to, .. } => {
-                            let o = to[r] as usize * ho;
-                            let mut any = false;
-                            for c in 0..ho {
-                                dm[c] = if sv.argmax[o + c] == r as u32 {
-                                    any = true;
-                                    gout[o + c]
-                                } else {
-                                    zero
-                                };
-                            }
-                            any
-                        }
-                    };
-                    if !any {
-                        drow.fill(zero);
-                        continue;
-                    }
-                    self.row_back(&dm, &p.w3, &sv.z2[r * h..(r + 1) * h], n2, &p.g2, &mut acc, &mut sc, drow);
-                }
-                acc
-            })
-            .reduce(|| acc_a(a_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
+            .map(|(t, dchunk)| self.t_back_a(dims, sv, gout, t * TILE, dchunk))
+            .reduce(|| vec![zero; a_len], sum);
         let (dw3t, db3, dg2, dbb2, m1_2, m2_2) = split_row_back(&acc, h, ho, train, kf);
         // Pass B: dz2, layer 2, BN1's affine part; d ← dy1.
         let b_len = h * h + h + 4 * h;
         let acc = d
             .par_chunks_mut(TILE * h)
             .enumerate()
-            .map(|(t, dchunk)| {
-                let mut acc = acc_a(b_len);
-                let mut dz2 = vec![zero; h];
-                let mut sc = RowScratch::new(h);
-                for (i, drow) in dchunk.chunks_exact_mut(h).enumerate() {
-                    let r = t * TILE + i;
-                    let z2 = &sv.z2[r * h..(r + 1) * h];
-                    for c in 0..h {
-                        let x2 = (z2[c] - n2.mu[c]) * n2.inv[c];
-                        dz2[c] = n2.inv[c] * (drow[c] * p.g2[c] - m1_2[c] - x2 * m2_2[c]);
-                    }
-                    self.row_back(&dz2, &p.w2, &sv.z1[r * h..(r + 1) * h], n1, &p.g1, &mut acc, &mut sc, drow);
-                }
-                acc
-            })
-            .reduce(|| acc_a(b_len), |a, b| a.iter().zip(&b).map(|(&x, &y)| x + y).collect());
+            .map(|(t, dchunk)| self.t_back_b(dims, sv, (&m1_2, &m2_2), t * TILE, dchunk))
+            .reduce(|| vec![zero; b_len], sum);
         let (dw2t, db2, dg1, dbb1, m1_1, m2_1) = split_row_back(&acc, h, h, train, kf);
         // Pass C: dz1 and its scatter to the source tables.
-        let dz1_row = |r: usize, drow: &[T], out: &mut [T]| {
-            let z1 = &sv.z1[r * h..(r + 1) * h];
-            for c in 0..h {
-                let x1 = (z1[c] - n1.mu[c]) * n1.inv[c];
-                out[c] = n1.inv[c] * (drow[c] * p.g1[c] - m1_1[c] - x1 * m2_1[c]);
-            }
-        };
+        let m1 = (&m1_1[..], &m2_1[..]);
         let (dfirst, dattr) = match &self.source {
             Source::Rows => {
                 let mut dfirst = vec![zero; k * h];
                 dfirst.par_chunks_mut(TILE * h).zip(d.par_chunks(TILE * h)).enumerate().for_each(|(t, (o, dc))| {
-                    for (i, (orow, drow)) in o.chunks_exact_mut(h).zip(dc.chunks_exact(h)).enumerate() {
-                        dz1_row(t * TILE + i, drow, orow);
-                    }
+                    self.t_back_rows(dims, sv, m1, t * TILE, dc, o);
                 });
                 (dfirst, vec![zero; attr_len])
             }
-            Source::Gather { to, from, attr } => {
+            Source::Gather { .. } => {
                 let tiles = k.div_ceil(TILE);
                 let per = tiles.div_ceil(rayon::current_num_threads()).max(1);
                 (0..tiles)
@@ -779,34 +1163,8 @@ impl FusedTail {
                     .fold(
                         || (vec![zero; first_len], vec![zero; attr_len]),
                         |(mut df, mut da), t| {
-                            let mut dz = vec![zero; h];
-                            let r1 = ((t + 1) * TILE).min(k);
-                            for r in t * TILE..r1 {
-                                dz1_row(r, &d[r * h..(r + 1) * h], &mut dz);
-                                let (ot, of) = (to[r] as usize * 2 * h, from[r] as usize * 2 * h + h);
-                                for c in 0..h {
-                                    df[ot + c] += dz[c];
-                                    df[of + c] += dz[c];
-                                }
-                                match attr {
-                                    Attr::Rows(idx) => {
-                                        let o = idx[r] as usize * h;
-                                        for c in 0..h {
-                                            da[o + c] += dz[c];
-                                        }
-                                    }
-                                    Attr::Hermite { index, u, h: step, g } => {
-                                        let (j, w) = hermite(u[index[r] as usize], *step, *g);
-                                        let w = w.map(T::from_f64);
-                                        for (row, wt) in [(j, w[0]), (g + j, w[1]), (j + 1, w[2]), (g + j + 1, w[3])] {
-                                            let o = row * h;
-                                            for c in 0..h {
-                                                da[o + c] += wt * dz[c];
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+                            let rows = (t * TILE, ((t + 1) * TILE).min(k));
+                            self.t_back_gather(dims, sv, m1, &d, rows, (&mut df, &mut da));
                             (df, da)
                         },
                     )
@@ -830,6 +1188,18 @@ impl FusedTail {
         dp.extend(transpose(dw3t, h, ho));
         dp.extend_from_slice(db3);
         Ok((dfirst, dattr, dp))
+    }
+}
+
+/// Whether this CPU runs the AVX2 + FMA build of the tile kernels.
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -933,10 +1303,23 @@ mod tests {
 
     /// `Σ out ⊙ w` and its gradients via the op's backward, checked against central differences
     /// in every input.
-    fn check_fd(source: Source, sink: Sink, k: usize, first: (usize, usize), attr: (usize, usize), train: bool) {
+    /// `dims`: `(H, H_out)`; `(16, 16)` and `(16, 1)` run the compile-time-width kernels, other
+    /// widths the run-time-width ones. `first_rows`, `attr_rows`: rows of the two tables.
+    fn check_fd(
+        source: Source,
+        sink: Sink,
+        k: usize,
+        (first_rows, attr_rows): (usize, usize),
+        (h, ho): (usize, usize),
+        train: bool,
+    ) {
         let dev = Device::Cpu;
         let mut r = gradlab_core::rng::rng(11);
-        let (h, ho) = (4, 3);
+        let first = match source {
+            Source::Rows => (first_rows, h),
+            Source::Gather { .. } => (first_rows, 2 * h),
+        };
+        let attr = (attr_rows, h);
         let running = (!train).then(|| {
             let mut r = gradlab_core::rng::rng(5);
             [0, 1].map(|_| (uniform(&mut r, h, 0.3), (0..h).map(|_| r.random_range(0.5..1.5)).collect()))
@@ -1002,32 +1385,79 @@ mod tests {
 
     #[test]
     fn gather_scatter_max_gradients_match_finite_differences() {
-        let mut r = gradlab_core::rng::rng(1);
-        let (n, k, rows) = (6, 30, 5);
-        for train in [true, false] {
-            let (to, from) = graph(&mut r, n, k);
-            let (to, from) = (Arc::new(to), Arc::new(from));
-            let idx: Vec<u32> = (0..k).map(|i| if i == 1 { 0 } else { r.random_range(0..rows as u32) }).collect();
-            let src = Source::Gather { to: to.clone(), from: from.clone(), attr: Attr::Rows(Arc::new(idx)) };
-            check_fd(src, Sink::ScatterMax { to: to.clone(), n }, k, (n, 8), (rows, 4), train);
-            // Hermite attributes: 3 pairs, both directions; u within a 4-point grid.
-            let g = 4;
-            let u: Vec<f32> = (0..rows).map(|_| r.random_range(0.0..0.29)).collect();
-            let idx: Vec<u32> = (0..k).map(|i| if i == 1 { 0 } else { r.random_range(0..rows as u32) }).collect();
-            let attr = Attr::Hermite { index: Arc::new(idx), u: Arc::new(u), h: 0.1, g };
-            let src = Source::Gather { to: to.clone(), from, attr };
-            check_fd(src, Sink::ScatterMax { to, n }, k, (n, 8), (2 * g, 4), train);
+        for dims in [(4, 3), (16, 16)] {
+            let mut r = gradlab_core::rng::rng(1);
+            let (n, k, rows) = (6, 30, 5);
+            for train in [true, false] {
+                let (to, from) = graph(&mut r, n, k);
+                let (to, from) = (Arc::new(to), Arc::new(from));
+                let idx: Vec<u32> = (0..k).map(|i| if i == 1 { 0 } else { r.random_range(0..rows as u32) }).collect();
+                let src = Source::Gather { to: to.clone(), from: from.clone(), attr: Attr::Rows(Arc::new(idx)) };
+                check_fd(src, Sink::ScatterMax { to: to.clone(), n }, k, (n, rows), dims, train);
+                // Hermite attributes: 3 pairs, both directions; u within a 4-point grid.
+                let g = 4;
+                let u: Vec<f32> = (0..rows).map(|_| r.random_range(0.0..0.29)).collect();
+                let idx: Vec<u32> = (0..k).map(|i| if i == 1 { 0 } else { r.random_range(0..rows as u32) }).collect();
+                let attr = Attr::Hermite { index: Arc::new(idx), u: Arc::new(u), h: 0.1, g };
+                let src = Source::Gather { to: to.clone(), from, attr };
+                check_fd(src, Sink::ScatterMax { to, n }, k, (n, 2 * g), dims, train);
+            }
         }
     }
 
     #[test]
     fn row_tail_gradients_match_finite_differences() {
-        for train in [true, false] {
-            check_fd(Source::Rows, Sink::Rows, 9, (9, 4), (1, 1), train);
+        for dims in [(4, 3), (16, 16), (16, 1)] {
+            for train in [true, false] {
+                check_fd(Source::Rows, Sink::Rows, 9, (9, 1), dims, train);
+            }
         }
     }
 
+    /// The AVX2 + FMA build of the kernels and the portable build compute the same values and
+    /// gradients (f32, the compile-time widths of the default model and a run-time width).
     #[test]
+    fn simd_kernels_match_portable_kernels() {
+        let dev = Device::Cpu;
+        let mut r = gradlab_core::rng::rng(3);
+        let (n, k, g) = (40, 3000, 6);
+        let (to, from) = graph(&mut r, n, k);
+        let (to, from) = (Arc::new(to), Arc::new(from));
+        let u: Vec<f32> = (0..k).map(|_| r.random_range(0.0..0.45)).collect();
+        let idx: Vec<u32> = (0..k as u32).collect();
+        for (h, ho) in [(16, 16), (16, 1), (5, 3)] {
+            let attr = Attr::Hermite { index: Arc::new(idx.clone()), u: Arc::new(u.clone()), h: 0.1, g };
+            let src = Source::Gather { to: to.clone(), from: from.clone(), attr };
+            let sink = Sink::ScatterMax { to: to.clone(), n };
+            let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+            let mut p = uniform(&mut r, packed_len(h, ho), 0.8);
+            for c in 0..h {
+                p[c] += 1.0;
+                p[4 * h + h * h + c] += 1.0;
+            }
+            let first = Tensor::from_vec(f32s(uniform(&mut r, n * 2 * h, 1.0)), (n, 2 * h), &dev).unwrap();
+            let table = Tensor::from_vec(f32s(uniform(&mut r, 2 * g * h, 1.0)), (2 * g, h), &dev).unwrap();
+            let p = Tensor::from_vec(f32s(p), packed_len(h, ho), &dev).unwrap();
+            let w = Tensor::from_vec(f32s(uniform(&mut r, n * ho, 1.0)), (n, ho), &dev).unwrap();
+            let run = |simd: bool| {
+                let vars = [&first, &table, &p].map(|t| Var::from_tensor(t).unwrap());
+                let op = FusedTail::new(src.clone(), sink.clone(), k, h, ho, 0.1, 1e-5, None).unwrap().with_simd(simd);
+                let out = vars[0].as_tensor().apply_op3(vars[1].as_tensor(), vars[2].as_tensor(), op).unwrap();
+                let grads = out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut all = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for v in &vars {
+                    all.extend(grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+                all
+            };
+            let (a, b) = (run(true), run(false));
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs())), "({h}, {ho}) entry {i}: {x} vs {y}");
+            }
+        }
+    }
+
     fn encoding_interpolation_is_accurate() {
         let mut r = gradlab_core::rng::rng(2);
         let (d, hdim) = (128, 16);
