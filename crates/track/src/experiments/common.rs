@@ -106,7 +106,7 @@ pub fn stem(label: &str) -> String {
     label.replace('λ', "lambda").replace(['=', ' ', '(', ')'], "_").replace("__", "_").trim_end_matches('_').to_string()
 }
 
-/// Train every variant for every replicate seed: checkpoints under `checkpoints/<label>-seed<s>`
+/// Train every variant for every replicate seed (seed by seed): checkpoints under `checkpoints/<label>-seed<s>`
 /// (with `ctx.resume`, each replicate continues from its checkpoint; a finished one is reloaded),
 /// the training log in `train.jsonl`, initialisation and shuffling seeds derived from the run's
 /// `seed` and the replicate seed ([`replicate_seeds`]).
@@ -118,8 +118,9 @@ pub fn train_replicates<S: FrameSource + ?Sized, V: FrameSource + ?Sized>(
     val_frames: &V,
 ) -> Result<Vec<Replicate>> {
     let mut out = Vec::new();
-    for (variant, (label, spec)) in variants.iter().enumerate() {
-        for &seed in base.seeds {
+    // Seed-major: a run stopped part-way has every variant of its first seeds.
+    for &seed in base.seeds {
+        for (variant, (label, spec)) in variants.iter().enumerate() {
             let (init, shuffle) = replicate_seeds(base.seed, seed);
             let mut spec = spec.clone();
             spec.train.seed = shuffle;

@@ -1,5 +1,6 @@
-//! `track-compare`: PAT with `compare_lambda` vs PTT vs the score-threshold baseline vs the
-//! track follower on the test grid, beside the paper, with timings.
+//! `track-compare`: PAT for every λ in `lambdas` (or `compare_lambda` alone when `lambdas` is
+//! empty) vs PTT vs the score-threshold baseline vs the track follower on the test grid, beside
+//! the paper, with timings.
 
 use gradlab_core::experiment::{ExperimentResult, RunContext};
 
@@ -9,8 +10,9 @@ use crate::training::Method;
 /// Run the experiment.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
-    let l = p.compare_lambda;
-    let variants =
-        vec![(format!("PAT λ={l}"), variant(&p, Method::Pat, Some(l))), ("PTT".into(), variant(&p, Method::Ptt, None))];
+    let lambdas = if p.lambdas.is_empty() { vec![p.compare_lambda] } else { p.lambdas.clone() };
+    let mut variants: Vec<_> =
+        lambdas.iter().map(|&l| (format!("PAT λ={l}"), variant(&p, Method::Pat, Some(l)))).collect();
+    variants.push(("PTT".into(), variant(&p, Method::Ptt, None)));
     run_variants(ctx, &p, variants, true, "track-compare: PAT vs PTT vs score threshold vs track follower")
 }

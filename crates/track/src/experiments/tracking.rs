@@ -30,10 +30,10 @@ use crate::training::{
 gnn_study_params! {
     /// Parameters of `track-pat`, `track-ptt` and `track-compare`.
     pub struct Params {
-        /// λ values trained with PAT (`track-pat`).
+        /// λ values trained with PAT (`track-pat`; `track-compare` when not empty).
         #[serde(default)]
         pub lambdas: Vec<f64>,
-        /// λ of PAT in `track-compare`.
+        /// λ of PAT in `track-compare` when `lambdas` is empty.
         #[serde(default = "fifty")]
         pub compare_lambda: f64,
         /// Test settings and frames per setting.
