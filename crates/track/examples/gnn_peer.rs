@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ms.remove(0); // warm-up
     ms.sort_by(f64::total_cmp);
     let line = serde_json::json!({
-        "impl": "gradlab (candle)",
+        "impl": "gradlab",
         "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
         "nodes": lg.num_nodes(),
         "messages": 2 * lg.num_pairs(),
