@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nn;
 pub mod normalize;
 pub mod observe;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod plot;
@@ -23,6 +24,9 @@ pub mod stats;
 pub mod train;
 
 pub use error::{Error, Result};
+
+// Linked for its `x86-v4` feature only (AVX-512 kernels for candle's matmul; see Cargo.toml).
+use gemm as _;
 
 /// The experiments this crate exports (see [`experiment`]).
 pub fn experiments() -> Vec<experiment::Experiment> {

@@ -49,10 +49,15 @@ impl Module for Mlp {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h)?;
+            // 2-D inputs: the matmul, then the bias with its one-pass gradient
+            // ([`crate::ops::add_bias`]); other ranks: candle's `Linear`.
+            h = match (h.rank(), l.bias()) {
+                (2, Some(b)) => crate::ops::add_bias(&h.matmul(&l.weight().t()?)?, b)?,
+                _ => l.forward(&h)?,
+            };
             if i < last {
                 h = match self.act {
-                    Activation::Tanh => h.tanh()?,
+                    Activation::Tanh => crate::ops::tanh(&h)?,
                     Activation::Relu => h.relu()?,
                 };
             }

@@ -803,6 +803,7 @@ impl FusedTail {
 
     /// Forward tile 3 into a scatter-max: the last layer over rows `r0..r1` of `z2`, folded into
     /// the running maxima `val` and their rows `arg`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn k_scatter<T: WithDType, A: Dim, B: Dim>(
         &self,
@@ -1458,6 +1459,7 @@ mod tests {
         }
     }
 
+    #[test]
     fn encoding_interpolation_is_accurate() {
         let mut r = gradlab_core::rng::rng(2);
         let (d, hdim) = (128, 16);
