@@ -227,7 +227,11 @@ pub struct Trainer<'a> {
     stop_after_steps: Option<usize>,
     restore_best: bool,
     best_in_memory: Option<Vec<Tensor>>,
+    lookahead: Option<Lookahead<'a>>,
 }
+
+/// A prefetch hint: how many micro-batches ahead, and whom to tell.
+type Lookahead<'a> = (usize, Box<dyn FnMut(&[usize]) + 'a>);
 
 const BEST: &str = "best.safetensors";
 const LAST: &str = "last.safetensors";
@@ -247,7 +251,17 @@ impl<'a> Trainer<'a> {
             stop_after_steps: None,
             restore_best: false,
             best_in_memory: None,
+            lookahead: None,
         })
+    }
+
+    /// Before each micro-batch, call `hint` with the items of `batches` micro-batches of the
+    /// epoch starting with this one (fewer at its end), so that a data source can prepare the
+    /// next ones while this one is computed, and drop what is no longer named. A hint only: the
+    /// loss closure still asks for every item, and nothing changes if the hint is ignored.
+    pub fn lookahead(mut self, batches: usize, hint: impl FnMut(&[usize]) + 'a) -> Self {
+        self.lookahead = (batches > 0).then(|| (batches, Box::new(hint) as Box<dyn FnMut(&[usize]) + 'a>));
+        self
     }
 
     /// Add an observer.
@@ -383,6 +397,9 @@ impl<'a> Trainer<'a> {
             let mut step_loss = 0.0;
             while st.batch < batches.len() {
                 let b = st.batch;
+                if let Some((ahead, hint)) = &mut self.lookahead {
+                    hint(&batches[b..(b + *ahead).min(batches.len())].concat());
+                }
                 let loss = train_loss(&batches[b])?;
                 let lv = loss.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
                 if !lv.is_finite() {
@@ -725,6 +742,49 @@ mod tests {
         assert!((p[0] - 0.5).abs() < 0.02 && (p[1] - 2.0).abs() < 0.02 && (p[2] + 1.0).abs() < 0.02, "{p:?}");
         assert!(rep.best.unwrap() < 1e-3);
         assert_eq!(rep.history.len(), 40);
+    }
+
+    /// The lookahead hint names, before each micro-batch, exactly the items of that micro-batch
+    /// and the next ones of the epoch (what the loss closure asks for next), and does not change
+    /// the result.
+    #[test]
+    fn lookahead_names_the_next_micro_batches_and_changes_nothing() {
+        let mut c = cfg();
+        c.epochs = 2;
+        let (plain, _) = run(c.clone(), None, None, false);
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let lin = candle_nn::linear(2, 1, vb.pp("lin")).unwrap();
+        crate::params::write_params_f64(&vm, &[0.1, -0.2, 0.3]).unwrap();
+        let hints = std::cell::RefCell::new(Vec::<Vec<usize>>::new());
+        let asked = std::cell::RefCell::new(Vec::<Vec<usize>>::new());
+        let t = data(64, 1);
+        Trainer::new(c, &vm)
+            .unwrap()
+            .lookahead(3, |next| hints.borrow_mut().push(next.to_vec()))
+            .fit::<Error, _, _>(
+                t.len(),
+                |idx| {
+                    asked.borrow_mut().push(idx.to_vec());
+                    let (x, y) = t.batch(idx, &Device::Cpu)?;
+                    Ok(lin.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+                },
+                || Ok(Validation::loss(0.0)),
+            )
+            .unwrap();
+        assert_eq!(read_params_f64(&vm).unwrap(), plain);
+        let (asked, hints) = (asked.into_inner(), hints.into_inner());
+        // 64 items in batches of 8: 8 micro-batches per epoch; the hint does not reach into the
+        // next epoch (its order is not drawn yet).
+        assert_eq!(asked.len(), 16);
+        assert_eq!(hints.len(), 16);
+        let mut h = hints.iter();
+        for epoch in asked.chunks(8) {
+            for b in 0..8 {
+                let want: Vec<usize> = epoch[b..(b + 3).min(8)].concat();
+                assert_eq!(h.next().unwrap(), &want);
+            }
+        }
     }
 
     /// Validation loss that gets worse after the third evaluation: the best weights are those of

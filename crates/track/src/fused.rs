@@ -138,6 +138,51 @@ impl EncodingGrid {
         EncodingGrid { h, g, rows }
     }
 
+    /// The grid's spacing, its number of points for `[0, u_max]`, and its rows `[2g, d]` as f32
+    /// (each value the f32 rounding of [`EncodingGrid::new`]'s), from a process-wide cache per
+    /// `(d, base)` that grows to the largest `u_max` asked for: building the rows costs `g·d`
+    /// `sin_cos` (≈ 0.5 M per 100-primary frame at the reference's encoding), every frame.
+    pub fn rows_f32(u_max: f64, d: usize, base: f64) -> (f64, usize, Vec<f32>) {
+        use std::collections::HashMap;
+        use std::sync::OnceLock;
+        /// Value rows `T` and derivative rows `D` (f32) for `g` points.
+        struct Cached {
+            g: usize,
+            t: Vec<f32>,
+            dv: Vec<f32>,
+        }
+        static CACHE: OnceLock<Mutex<HashMap<(usize, u64), Arc<Cached>>>> = OnceLock::new();
+        let probe = EncodingGrid::new(0.0, d, base);
+        let h = probe.h;
+        let g = (u_max.max(0.0) / h).floor() as usize + 2;
+        let key = (d, base.to_bits());
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|c| c.g >= g).cloned();
+        let c = match hit {
+            Some(c) => c,
+            None => {
+                let full = EncodingGrid::new((g - 2) as f64 * h + 0.5 * h, d, base);
+                debug_assert_eq!(full.g, g);
+                let (t, dv) = full.rows.split_at(g * d);
+                let c = Arc::new(Cached {
+                    g,
+                    t: t.iter().map(|&v| v as f32).collect(),
+                    dv: dv.iter().map(|&v| v as f32).collect(),
+                });
+                let mut m = cache.lock().unwrap_or_else(|e| e.into_inner());
+                let keep = m.get(&key).is_some_and(|old| old.g >= g);
+                if !keep {
+                    m.insert(key, c.clone());
+                }
+                c
+            }
+        };
+        let mut rows = Vec::with_capacity(2 * g * d);
+        rows.extend_from_slice(&c.t[..g * d]);
+        rows.extend_from_slice(&c.dv[..g * d]);
+        (h, g, rows)
+    }
+
     /// The interpolated attribute product of `u` given tables `[T; D]` `[2g, hdim]` (f64),
     /// exactly as the fused op computes it (for tests).
     pub fn interpolate(&self, table: &[f64], hdim: usize, u: f32) -> Vec<f64> {
@@ -824,11 +869,11 @@ impl FusedTail {
             self.layer(dims, &z2[r * h..(r + 1) * h], &nm, &p.w3t, &b, &mut act, &mut m);
             let i = to[r] as usize * ho;
             let (val, arg, m) = (&mut val[i..i + ho], &mut arg[i..i + ho], &m.as_ref()[..ho]);
+            // Branch-free (the comparisons are data-dependent): selects vectorise.
             for c in 0..ho {
-                if arg[c] == NONE || m[c] > val[c] {
-                    val[c] = m[c];
-                    arg[c] = r as u32;
-                }
+                let take = (arg[c] == NONE) | (m[c] > val[c]);
+                val[c] = if take { m[c] } else { val[c] };
+                arg[c] = if take { r as u32 } else { arg[c] };
             }
         }
     }
@@ -1456,6 +1501,20 @@ mod tests {
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs())), "({h}, {ho}) entry {i}: {x} vs {y}");
             }
+        }
+    }
+
+    /// The cached f32 grid rows are the rounded rows of a fresh grid, whichever `u_max` was
+    /// cached first.
+    #[test]
+    fn cached_grid_rows_are_the_fresh_rows() {
+        let (d, base) = (12, 0.002);
+        for u_max in [0.05, 0.4, 0.01, 0.4, 0.2] {
+            let fresh = EncodingGrid::new(u_max, d, base);
+            let (h, g, rows) = EncodingGrid::rows_f32(u_max, d, base);
+            assert_eq!((h, g), (fresh.h, fresh.g), "u_max {u_max}");
+            let want: Vec<f32> = fresh.rows.iter().map(|&v| v as f32).collect();
+            assert_eq!(rows, want, "u_max {u_max}");
         }
     }
 

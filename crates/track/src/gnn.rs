@@ -355,7 +355,7 @@ impl GraphInput {
         let scaled: Vec<f32> = angle.iter().map(|a| a * cfg.angle_scale).collect();
         let u: Vec<f32> = scaled.iter().map(|a| a.max(0.0).sqrt()).collect();
         let u_max = u.iter().cloned().fold(0.0f32, f32::max) as f64;
-        let grid = EncodingGrid::new(u_max, d, cfg.encoding_base as f64);
+        let (grid_h, grid_g, grid_rows) = EncodingGrid::rows_f32(u_max, d, cfg.encoding_base as f64);
         let p = angle.len();
         let attr_index: Vec<u32> = (0..2 * p as u32).map(|k| k % p.max(1) as u32).collect();
         let attr = AttrTable {
@@ -368,12 +368,8 @@ impl GraphInput {
                 dev: dev.clone(),
             }),
         };
-        let enc = EncInput {
-            u: Arc::new(u),
-            grid: Tensor::from_vec(grid.rows, (2 * grid.g, d), dev)?.to_dtype(DType::F32)?,
-            h: grid.h,
-            g: grid.g,
-        };
+        let enc =
+            EncInput { u: Arc::new(u), grid: Tensor::from_vec(grid_rows, (2 * grid_g, d), dev)?, h: grid_h, g: grid_g };
         let mut inp = Self::assemble(x, LINE_NODE_FEATURES, attr, from, to, attr_index, n, dev)?;
         inp.enc = Some(enc);
         Ok(inp)

@@ -11,6 +11,8 @@ use crate::gnn::GnnConfig;
 use crate::graph::GraphConfig;
 use crate::sim::{BeamConfig, DetectorSource, FramePrimaries, PhantomConfig, PhysicsConfig, SimConfig, Simulator};
 use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::sim::Frame;
 use crate::training::{FrameData, FrameSource, prepare};
@@ -189,14 +191,69 @@ impl DataParams {
 /// Frames simulated on demand: pool `k` holds `per_pool` frames of its simulator, frame `j` of it
 /// is `simulate_frame(seed_k, first + j)`. Deterministic: the same index gives the same frame,
 /// on every call and after a resume.
+///
+/// [`FrameSource::prefetch`] hints let a background thread build the frames named next while
+/// the current one is used (the training loop passes the trainer's lookahead); a frame is the
+/// same whether it was prefetched or built on request.
 #[derive(Debug)]
 pub struct FrameStream {
+    core: Arc<StreamCore>,
+    ahead: Arc<Ahead>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What builds a frame.
+#[derive(Debug)]
+struct StreamCore {
     pools: Vec<(Simulator, u64)>,
     per_pool: usize,
     first: u64,
     graph: GraphConfig,
     model: GnnConfig,
     tracker_layers: u16,
+}
+
+impl StreamCore {
+    fn len(&self) -> usize {
+        self.per_pool * self.pools.len()
+    }
+
+    fn frame(&self, i: usize) -> Result<Frame> {
+        let n = self.len();
+        if i >= n {
+            return Err(Error::invalid("frame index", i, format!("< {n}")));
+        }
+        let (sim, seed) = &self.pools[i / self.per_pool];
+        Ok(sim.simulate_frame(*seed, self.first + (i % self.per_pool) as u64))
+    }
+
+    fn build(&self, i: usize) -> Result<FrameData> {
+        let f = self.frame(i)?;
+        FrameData::new(&f, &self.graph, &self.model, self.tracker_layers, &candle_core::Device::Cpu)
+    }
+}
+
+/// The prefetch queue shared with the background thread.
+#[derive(Debug, Default)]
+struct Ahead {
+    state: Mutex<AheadState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct AheadState {
+    /// Frames to build, in order.
+    queue: VecDeque<usize>,
+    /// The frame the thread is building.
+    building: Option<usize>,
+    /// Built frames not yet taken.
+    done: HashMap<usize, Result<FrameData>>,
+    stop: bool,
+}
+
+fn lock(m: &Mutex<AheadState>) -> std::sync::MutexGuard<'_, AheadState> {
+    // A panic while holding the lock leaves plain data; keep using it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl FrameStream {
@@ -217,35 +274,107 @@ impl FrameStream {
                 "at least one pool of at least one frame",
             ));
         }
-        Ok(FrameStream { pools, per_pool, first, graph: graph.clone(), model: model.clone(), tracker_layers })
+        let core = StreamCore { pools, per_pool, first, graph: graph.clone(), model: model.clone(), tracker_layers };
+        Ok(FrameStream { core: Arc::new(core), ahead: Arc::default(), worker: Mutex::new(None) })
     }
 
     /// The raw frame `i` (pool `i / per_pool`, frame `i % per_pool` of it).
     pub fn frame(&self, i: usize) -> Result<Frame> {
-        let n = self.per_pool * self.pools.len();
-        if i >= n {
-            return Err(Error::invalid("frame index", i, format!("< {n}")));
-        }
-        let (sim, seed) = &self.pools[i / self.per_pool];
-        Ok(sim.simulate_frame(*seed, self.first + (i % self.per_pool) as u64))
+        self.core.frame(i)
     }
 
     /// Every frame prepared in memory.
     pub fn prepare_all(&self) -> Result<Vec<FrameData>> {
         use rayon::prelude::*;
         let raw = (0..self.len()).into_par_iter().map(|i| self.frame(i)).collect::<Result<Vec<_>>>()?;
-        prepare(&raw, &self.graph, &self.model, self.tracker_layers)
+        prepare(&raw, &self.core.graph, &self.core.model, self.core.tracker_layers)
+    }
+
+    /// Start the background thread once.
+    fn ensure_worker(&self) {
+        let mut w = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        if w.is_some() {
+            return;
+        }
+        let (core, ahead) = (self.core.clone(), self.ahead.clone());
+        let spawned = std::thread::Builder::new().name("frame-prefetch".into()).spawn(move || {
+            loop {
+                let i = {
+                    let mut st = lock(&ahead.state);
+                    while st.queue.is_empty() && !st.stop {
+                        st = ahead.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if st.stop {
+                        return;
+                    }
+                    let i = st.queue.pop_front().expect("a queued frame");
+                    st.building = Some(i);
+                    i
+                };
+                let built = core.build(i);
+                let mut st = lock(&ahead.state);
+                st.building = None;
+                st.done.insert(i, built);
+                ahead.changed.notify_all();
+            }
+        });
+        // Without a thread the hints are ignored and every frame is built on request.
+        *w = spawned.ok();
+    }
+}
+
+impl Drop for FrameStream {
+    fn drop(&mut self) {
+        lock(&self.ahead.state).stop = true;
+        self.ahead.changed.notify_all();
+        if let Some(h) = self.worker.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
     }
 }
 
 impl FrameSource for FrameStream {
     fn len(&self) -> usize {
-        self.per_pool * self.pools.len()
+        self.core.len()
     }
 
     fn get(&self, i: usize) -> Result<Cow<'_, FrameData>> {
-        let f = self.frame(i)?;
-        Ok(Cow::Owned(FrameData::new(&f, &self.graph, &self.model, self.tracker_layers, &candle_core::Device::Cpu)?))
+        {
+            let mut st = lock(&self.ahead.state);
+            loop {
+                if let Some(r) = st.done.remove(&i) {
+                    return r.map(Cow::Owned);
+                }
+                if st.building != Some(i) {
+                    break;
+                }
+                st = self.ahead.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            // Queued but not started: build it here rather than wait behind the others.
+            st.queue.retain(|&q| q != i);
+        }
+        self.core.build(i).map(Cow::Owned)
+    }
+
+    /// Keep the frames named in `next` (built or being built), drop the others, and queue the
+    /// ones not yet there for the background thread.
+    fn prefetch(&self, next: &[usize]) {
+        let n = self.len();
+        {
+            let mut st = lock(&self.ahead.state);
+            st.done.retain(|i, _| next.contains(i));
+            st.queue.retain(|i| next.contains(i));
+            for &i in next {
+                if i < n && st.building != Some(i) && !st.done.contains_key(&i) && !st.queue.contains(&i) {
+                    st.queue.push_back(i);
+                }
+            }
+            if st.queue.is_empty() {
+                return;
+            }
+        }
+        self.ensure_worker();
+        self.ahead.changed.notify_all();
     }
 }
 
@@ -286,5 +415,30 @@ mod tests {
         assert_eq!(s.get(2).unwrap().num_edges(), s.prepare_all().unwrap()[2].num_edges());
         assert!(FrameStream::new(vec![], 2, 0, &g, &m, 3).is_err());
         assert!(FrameStream::new(vec![(sim, 1)], 0, 0, &g, &m, 3).is_err());
+    }
+
+    /// Frames handed out after prefetch hints (in the trainer's pattern: this frame and the next
+    /// two, with repeats, as sampling with replacement gives) are the frames built on request;
+    /// stale and out-of-range hints are harmless; dropping a stream with queued work returns.
+    #[test]
+    fn prefetched_frames_are_the_frames_built_on_request() {
+        let sim = Simulator::new(&SimConfig::bergen(150.0, 3)).unwrap();
+        let (g, m) = (GraphConfig::default(), GnnConfig { angle_encoding_dim: 8, ..Default::default() });
+        let s = FrameStream::new(vec![(sim.clone(), 1), (sim.clone(), 4)], 3, 10, &g, &m, 3).unwrap();
+        let plain = FrameStream::new(vec![(sim.clone(), 1), (sim, 4)], 3, 10, &g, &m, 3).unwrap();
+        let order = [3, 0, 5, 5, 1, 4, 2, 0];
+        for (k, &i) in order.iter().enumerate() {
+            s.prefetch(&order[k..(k + 3).min(order.len())]);
+            let (a, b) = (s.get(i).unwrap(), plain.get(i).unwrap());
+            assert_eq!(a.graph.edge_truth, b.graph.edge_truth, "frame {i}");
+            assert_eq!(a.graph.src, b.graph.src, "frame {i}");
+            assert_eq!(a.truth.to_vec1::<f32>().unwrap(), b.truth.to_vec1::<f32>().unwrap(), "frame {i}");
+            assert_eq!(a.input.x.to_vec2::<f32>().unwrap(), b.input.x.to_vec2::<f32>().unwrap(), "frame {i}");
+        }
+        s.prefetch(&[99, 1]);
+        assert!(s.get(99).unwrap_err().to_string().contains("frame index"));
+        assert_eq!(s.get(1).unwrap().graph.edge_truth, plain.get(1).unwrap().graph.edge_truth);
+        s.prefetch(&[0, 1, 2, 3, 4, 5]);
+        drop(s);
     }
 }

@@ -107,6 +107,9 @@ pub trait FrameSource: Sync {
     }
     /// Frame `i < len()`.
     fn get(&self, i: usize) -> crate::Result<Cow<'_, FrameData>>;
+    /// A hint: the frames named in `next` are asked for soon (in that order) and others are not;
+    /// a source may prepare them in the background. Ignored by default.
+    fn prefetch(&self, _next: &[usize]) {}
 }
 
 impl FrameSource for [FrameData] {
@@ -448,7 +451,9 @@ pub fn validate<S: FrameSource + ?Sized>(model: &Model, frames: &S, spec: &Train
     let mut loss = 0.0;
     let mut evals = Vec::with_capacity(frames.len());
     let train_bn = spec.validation_bn == ValidationBn::Train;
-    for i in 0..frames.len() {
+    let n = frames.len();
+    for i in 0..n {
+        frames.prefetch(&(i..(i + 3).min(n)).collect::<Vec<_>>());
         let fd = frames.get(i)?;
         let fd = fd.as_ref();
         let z = model.net.forward_t(&fd.input, train_bn)?;
@@ -499,6 +504,8 @@ pub fn train<'a, S: FrameSource + ?Sized, V: FrameSource + ?Sized>(
         if let Some(d) = checkpoint_dir {
             tr = tr.checkpoint_to(d).resume(resume);
         }
+        // Frames of this micro-batch and the next two: a streaming source builds them meanwhile.
+        tr = tr.lookahead(3, |next| train_frames.prefetch(next));
         tr.fit::<crate::Error, _, _>(
             train_frames.len(),
             |idx| {
