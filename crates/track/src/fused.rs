@@ -151,7 +151,9 @@ impl EncodingGrid {
             t: Vec<f32>,
             dv: Vec<f32>,
         }
-        static CACHE: OnceLock<Mutex<HashMap<(usize, u64), Arc<Cached>>>> = OnceLock::new();
+        /// Per `(d, base bits)`.
+        type Grids = HashMap<(usize, u64), Arc<Cached>>;
+        static CACHE: OnceLock<Mutex<Grids>> = OnceLock::new();
         let probe = EncodingGrid::new(0.0, d, base);
         let h = probe.h;
         let g = (u_max.max(0.0) / h).floor() as usize + 2;
