@@ -603,6 +603,7 @@ impl InteractionNetwork {
     pub fn forward_t(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
         match (&g.enc, self.cfg.graph) {
             (Some(enc), GraphKind::Line) if g.num_messages() >= 2 && g.n >= 2 => self.forward_fused(g, enc, train),
+            (_, GraphKind::Hit) if g.num_messages() >= 2 && g.n >= 2 => self.forward_fused_hit(g, train),
             _ => self.forward_reference(g, train),
         }
     }
@@ -629,7 +630,32 @@ impl InteractionNetwork {
         self.head.fused(&z, &dummy, Source::Rows, Sink::Rows, g.n, train)?.squeeze(1)
     }
 
-    /// The plain candle composition (kept for tests and for the hit-graph model).
+    /// The hit-graph model on the fused kernels: the message MLP over the edges (its output is
+    /// also the edge scorer's input), candle's scatter-max, the object MLP and the edge scorer.
+    fn forward_fused_hit(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
+        let x_to = self.r1_to.forward(&g.x)?;
+        let x_from = g.x.matmul(&self.r1_from.t()?)?;
+        let nodes = Tensor::cat(&[&x_to, &x_from], 1)?; // [N, 2h]
+        let table = g.attr.matmul(&self.r1_attr.t()?)?; // [A, h]
+        let k = g.num_messages();
+        let source = Source::Gather {
+            to: g.to_index.clone(),
+            from: g.from_index.clone(),
+            attr: Attr::Rows(g.attr_rows.clone()),
+        };
+        let m = self.r1.fused(&nodes, &table, source, Sink::Rows, k, train)?; // [K, h]
+        let agg = scatter_max(&m, &g.to_index, g.n)?;
+        let dummy = Tensor::zeros(1, g.x.dtype(), g.x.device())?;
+        let l1 = self.object.l1.as_ref().expect("MLP built with its first layer");
+        let z = l1.forward(&Tensor::cat(&[&g.x, &agg], 1)?)?;
+        let xo = self.object.fused(&z, &dummy, Source::Rows, Sink::Rows, g.n, train)?;
+        let cat = Tensor::cat(&[&xo.index_select(&g.to, 0)?, &xo.index_select(&g.from, 0)?, &m], 1)?;
+        let l1 = self.head.l1.as_ref().expect("MLP built with its first layer");
+        let z = l1.forward(&cat)?;
+        self.head.fused(&z, &dummy, Source::Rows, Sink::Rows, k, train)?.squeeze(1)
+    }
+
+    /// The plain candle composition (kept for tests and as the reference of the fused paths).
     pub fn forward_reference(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
         let x_to = self.r1_to.forward(&g.x)?; // [N, h] incl. bias
         let x_from = g.x.matmul(&self.r1_from.t()?)?;
