@@ -198,6 +198,10 @@ impl Default for GnnConfig {
     }
 }
 
+/// The largest encoding grid (`points × angle_encoding_dim` values) a line-graph configuration
+/// may need: 2²⁴, 8× the reference's encoding (≈ 16k points × 128).
+pub const MAX_GRID_VALUES: usize = 1 << 24;
+
 impl GnnConfig {
     /// The paper's hit-graph variant (hidden 64).
     pub fn hit_graph() -> Self {
@@ -228,6 +232,25 @@ impl GnnConfig {
         }
         if !(self.leaky_slope.is_finite() && self.leaky_slope >= 0.0) {
             return Err(crate::Error::invalid("model.leaky_slope", self.leaky_slope, "a finite number ≥ 0"));
+        }
+        if self.graph == GraphKind::Line {
+            // The fused path tabulates the encoding on a grid of spacing 0.1/ω_max up to
+            // u = √(angle_scale·θ), θ ≤ π: bound its size before anything is allocated.
+            let d = self.angle_encoding_dim;
+            let w_max = crate::fused::omegas(d, self.encoding_base as f64).into_iter().fold(1e-12, f64::max);
+            let points = (self.angle_scale as f64 * std::f64::consts::PI).sqrt() * w_max / 0.1 + 2.0;
+            if points * d as f64 > MAX_GRID_VALUES as f64 {
+                return Err(crate::Error::invalid(
+                    "model.angle_scale / model.encoding_base",
+                    format!(
+                        "{} / {} (an encoding grid of {points:.3e} points × {d})",
+                        self.angle_scale, self.encoding_base
+                    ),
+                    format!(
+                        "an encoding whose grid (√(π·angle_scale)·ω_max/0.1 points × angle_encoding_dim) holds at most {MAX_GRID_VALUES} values"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -822,6 +845,15 @@ mod tests {
         let d = (z - direct).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "{d}");
         assert!(GnnConfig { hidden: 0, ..Default::default() }.validate().is_err());
+        // An encoding whose grid would not fit is refused by field before anything is built.
+        for bad in [
+            GnnConfig { angle_scale: 1e6, ..Default::default() },
+            GnnConfig { encoding_base: 1e-9, ..Default::default() },
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains("model.angle_scale / model.encoding_base") && e.contains("at most"), "{e}");
+        }
+        GnnConfig { angle_scale: 8.0, ..Default::default() }.validate().unwrap();
         assert!(GnnConfig { angle_encoding_dim: 3, ..Default::default() }.validate().is_err());
     }
 }
