@@ -89,11 +89,13 @@ fn map_into<T: Send + Sync + Copy, U: Send>(src: &[T], dst: &mut [U], f: impl Fn
     }
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+/// The elements of a custom op's contiguous CPU input of type `T` (an error for another dtype
+/// or a strided layout). Shared by the custom ops of every crate.
+pub fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
     let data = T::cpu_storage_as_slice(s)?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("gradlab op: input must be contiguous"),
+        None => candle_core::bail!("custom op: input must be contiguous (layout {l:?})"),
     }
 }
 

@@ -1256,7 +1256,7 @@ fn simd_available() -> bool {
 }
 
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    crate::gnn::contiguous(T::cpu_storage_as_slice(s)?, l)
+    gradlab_core::ops::contiguous(s, l)
 }
 
 impl CustomOp3 for FusedTail {

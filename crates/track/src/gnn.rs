@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fused::{Attr, BnStats, EncodingGrid, FusedTail, Sink, Source};
 use crate::graph::{EDGE_FEATURES, HitGraph, LINE_NODE_FEATURES, LineGraph, NODE_FEATURES, encode_angles};
+use gradlab_core::ops::contiguous;
 
 /// Scatter-max of the rows of a `[E, H]` tensor into `[n, H]` by a row index, with a backward
 /// that routes each output gradient to the (first) row that attained the maximum. Outputs with
@@ -75,14 +76,6 @@ impl ScatterMax {
     }
 }
 
-/// The part of a storage slice that a contiguous layout covers (custom ops' CPU kernels).
-pub(crate) fn contiguous<'a, T: WithDType>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("custom op: input must be contiguous (layout {l:?})"),
-    }
-}
-
 impl CustomOp1 for ScatterMax {
     fn name(&self) -> &'static str {
         "scatter-max"
@@ -94,8 +87,8 @@ impl CustomOp1 for ScatterMax {
             candle_core::bail!("scatter_max: {e} rows but {} indices", self.index.len());
         }
         let out = match storage {
-            CpuStorage::F32(s) => CpuStorage::F32(self.fwd(contiguous(s, layout)?, h)),
-            CpuStorage::F64(s) => CpuStorage::F64(self.fwd(contiguous(s, layout)?, h)),
+            CpuStorage::F32(_) => CpuStorage::F32(self.fwd(contiguous::<f32>(storage, layout)?, h)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.fwd(contiguous::<f64>(storage, layout)?, h)),
             _ => candle_core::bail!("scatter_max: only f32 and f64 are supported"),
         };
         Ok((out, Shape::from((self.n, h))))
