@@ -1,5 +1,6 @@
 //! Small building blocks shared by the toolkits' models.
 
+use crate::ops::Act;
 use crate::{Error, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -49,18 +50,24 @@ impl Module for Mlp {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            // 2-D inputs: the matmul, then the bias with its one-pass gradient
-            // ([`crate::ops::add_bias`]); other ranks: candle's `Linear`.
-            h = match (h.rank(), l.bias()) {
-                (2, Some(b)) => crate::ops::add_bias(&h.matmul(&l.weight().t()?)?, b)?,
-                _ => l.forward(&h)?,
+            let act = match self.act {
+                _ if i == last => Act::Identity,
+                Activation::Tanh => Act::Tanh,
+                Activation::Relu => Act::Relu,
             };
-            if i < last {
-                h = match self.act {
-                    Activation::Tanh => crate::ops::tanh(&h)?,
-                    Activation::Relu => h.relu()?,
-                };
-            }
+            // Each layer is one fused op ([`crate::ops::linear`]: product, bias and activation;
+            // candle's ops where it does not apply).
+            h = match l.bias() {
+                Some(b) => crate::ops::linear(&h, l.weight(), b, act)?,
+                None => {
+                    let z = l.forward(&h)?;
+                    match act {
+                        Act::Identity => z,
+                        Act::Tanh => crate::ops::tanh(&z)?,
+                        Act::Relu => z.relu()?,
+                    }
+                }
+            };
         }
         Ok(h)
     }

@@ -22,7 +22,15 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-/// Elements per rayon task; tensors up to this size run on the calling thread.
+mod linear;
+use linear::split_elementwise;
+pub use linear::{
+    Act, Linear, MatMul, PARALLEL_MIN_MACS, PARALLEL_MIN_MACS_OUTSIDE_POOL, ReluGrad, SPLIT_MIN_ELEMENTS_OUTSIDE_POOL,
+    is_serial, linear, matmul, serial,
+};
+
+/// Elements per rayon task; tensors up to this size run on the calling thread (as do all
+/// inside [`serial`]).
 pub const CHUNK: usize = 1 << 14;
 
 /// `exp(y)` for `|y| ≤ 40` (f64, relative error < 10⁻¹⁴), written without branches or library
@@ -60,6 +68,24 @@ pub fn tanh_f32(x: f32) -> f32 {
     (if xd.abs() < 1e-4 { taylor } else { ratio }) as f32
 }
 
+/// [`tanh_f32`] in place (the AVX2 + FMA build where the CPU has it).
+fn tanh_f32_in_place(v: &mut [f32]) {
+    #[inline(always)]
+    fn body(v: &mut [f32]) {
+        v.iter_mut().for_each(|x| *x = tanh_f32(*x));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn simd(v: &mut [f32]) {
+            body(v)
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { simd(v) };
+    }
+    body(v)
+}
+
 /// [`tanh_f32`] over a slice (the AVX2 + FMA build where the CPU has it).
 fn tanh_f32_slice(src: &[f32], dst: &mut [f32]) {
     #[inline(always)]
@@ -80,7 +106,7 @@ fn tanh_f32_slice(src: &[f32], dst: &mut [f32]) {
 
 /// Applies `f` element-wise from `src` into `dst`, over rayon chunks when large.
 fn map_into<T: Send + Sync + Copy, U: Send>(src: &[T], dst: &mut [U], f: impl Fn(T) -> U + Sync) {
-    if src.len() <= CHUNK {
+    if !split_elementwise(src.len()) {
         dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s));
     } else {
         dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
@@ -113,7 +139,7 @@ impl CustomOp1 for Tanh {
             CpuStorage::F32(_) => {
                 let x = contiguous::<f32>(s, l)?;
                 let mut y = vec![0f32; x.len()];
-                if x.len() <= CHUNK {
+                if !split_elementwise(x.len()) {
                     tanh_f32_slice(x, &mut y);
                 } else {
                     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(d, s)| tanh_f32_slice(s, d));
@@ -160,7 +186,7 @@ impl CustomOp2 for TanhGrad {
             let (g, y) = (contiguous::<T>(s1, l1)?, contiguous::<T>(s2, l2)?);
             let mut out = vec![T::zero(); g.len()];
             let f = |(o, (&g, &y)): (&mut T, (&T, &T))| *o = g * (T::one() - y * y);
-            if g.len() <= CHUNK {
+            if !split_elementwise(g.len()) {
                 out.iter_mut().zip(g.iter().zip(y)).for_each(f);
             } else {
                 out.par_chunks_mut(CHUNK)
@@ -226,7 +252,7 @@ impl CustomOp2 for AddBias {
                     row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
                 }
             };
-            if out.len() <= CHUNK {
+            if !split_elementwise(out.len()) {
                 f(&mut out)
             } else {
                 out.par_chunks_mut(rows).for_each(f)
@@ -276,8 +302,13 @@ impl CustomOp1 for ColSum {
             if g.len() <= CHUNK || m == 0 {
                 return Ok(sum(g));
             }
+            // The same chunks (and so the same rounding) whether or not they run in parallel.
             let rows = (CHUNK / m).max(1) * m;
-            let parts: Vec<Vec<T>> = g.par_chunks(rows).map(sum).collect();
+            let parts: Vec<Vec<T>> = if split_elementwise(g.len()) {
+                g.par_chunks(rows).map(sum).collect()
+            } else {
+                g.chunks(rows).map(sum).collect()
+            };
             let mut acc = vec![T::zero(); m];
             for p in parts {
                 acc.iter_mut().zip(p).for_each(|(a, v)| *a += v);
