@@ -68,40 +68,53 @@ pub fn tanh_f32(x: f32) -> f32 {
     (if xd.abs() < 1e-4 { taylor } else { ratio }) as f32
 }
 
-/// [`tanh_f32`] in place (the AVX2 + FMA build where the CPU has it).
+/// Calls `body(args…)` through a copy compiled for AVX-512 (F + VL + DQ) or for AVX2 + FMA
+/// where the CPU has them (chosen at run time), else the portable build. `body` is inlined
+/// into each copy, so its loops are vectorised for that instruction set.
+macro_rules! simd_dispatch {
+    ($body:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: the CPU has these features (checked above).
+                return unsafe { wide($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn simd($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                return unsafe { simd($($arg),*) };
+            }
+        }
+        $body($($arg),*)
+    }};
+}
+
+/// [`tanh_f32`] in place (vectorised for the CPU, see `simd_dispatch`).
 fn tanh_f32_in_place(v: &mut [f32]) {
     #[inline(always)]
     fn body(v: &mut [f32]) {
         v.iter_mut().for_each(|x| *x = tanh_f32(*x));
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn simd(v: &mut [f32]) {
-            body(v)
-        }
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { simd(v) };
-    }
-    body(v)
+    simd_dispatch!(body(v: &mut [f32]))
 }
 
-/// [`tanh_f32`] over a slice (the AVX2 + FMA build where the CPU has it).
+/// [`tanh_f32`] over a slice (vectorised for the CPU, see `simd_dispatch`).
 fn tanh_f32_slice(src: &[f32], dst: &mut [f32]) {
     #[inline(always)]
     fn body(src: &[f32], dst: &mut [f32]) {
         dst.iter_mut().zip(src).for_each(|(d, &s)| *d = tanh_f32(s));
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn simd(src: &[f32], dst: &mut [f32]) {
-            body(src, dst)
-        }
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { simd(src, dst) };
-    }
-    body(src, dst)
+    simd_dispatch!(body(src: &[f32], dst: &mut [f32]))
 }
 
 /// Applies `f` element-wise from `src` into `dst`, over rayon chunks when large.

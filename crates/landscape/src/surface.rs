@@ -123,14 +123,14 @@ pub struct SurfaceOptions {
     /// Worker threads of this surface, each with its own replica; 0 = rayon's default (the
     /// number of cores, or `RAYON_NUM_THREADS`).
     ///
-    /// This sizes a rayon pool built for the call; it does **not** set candle's own thread count.
-    /// candle splits a matrix product (and a few other CPU kernels) into
-    /// `candle_core::utils::get_num_threads()` pieces (`RAYON_NUM_THREADS`, default the number of
-    /// cores) and runs them with rayon: inside this pool when called from one of its workers, so
-    /// while the surface is evaluated at most `threads` threads compute, but a model evaluation
-    /// is still split for all cores. Work outside the surface (gradients, Hessian products,
-    /// Lanczos on the caller's thread) runs on rayon's global pool. To bound the CPU use of the
-    /// whole process, set `RAYON_NUM_THREADS` in the environment.
+    /// This sizes a rayon pool built for the call. With more than one worker, each evaluates its
+    /// points with the shared core's ops serial (`gradlab_core::ops::serial`: the fused layers
+    /// of `gradlab_core::nn::Mlp` and the other ops of `gradlab_core::ops` use no further
+    /// threads). candle's own matrix products (in models built from candle's layers) are still
+    /// split into `candle_core::utils::get_num_threads()` pieces (`RAYON_NUM_THREADS`, default
+    /// the number of cores), run inside this pool. Work outside the surface (gradients, Hessian
+    /// products, Lanczos on the caller's thread) runs on rayon's global pool. To bound the CPU
+    /// use of the whole process, set `RAYON_NUM_THREADS` in the environment.
     pub threads: usize,
     /// Show a progress bar on stderr (`gradlab_core::observe::progress_bar`): pass `!quiet`; it
     /// is drawn only when stderr is a terminal.
@@ -333,7 +333,10 @@ where
                 bar.inc(1);
             }
         };
-        if let Err(e) = run() {
+        // With several workers every core already evaluates its own point: the model's products
+        // and element-wise ops run on the worker's thread alone (`gradlab_core::ops::serial`).
+        let result = if workers > 1 { gradlab_core::ops::serial(run) } else { run() };
+        if let Err(e) = result {
             stop.store(true, Ordering::Relaxed);
             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
         }

@@ -72,6 +72,10 @@ pub fn on_fresh_varmap<M, E>(
     }
 }
 
+fn no_gradient() -> Error {
+    Error::Unsupported("this objective is a measure without a gradient (VarMapObjective::with_value)".into())
+}
+
 thread_local! {
     static EXACT_DOUBLE_BACKWARD: Cell<Option<bool>> = const { Cell::new(None) };
 }
@@ -98,6 +102,10 @@ pub struct VarMapObjective<M> {
     frozen: Arc<Vec<bool>>,
     eval: Evaluation<M>,
     build: Arc<BuildFn<M>>,
+    /// For a single batch: the parameters (as read back from the model) and, per variable, the
+    /// gradient graph at them, reused by the next exact Hessian-vector products at the same
+    /// point (each then costs one backward pass through the gradient, as in PyHessian).
+    hvp_graph: Option<(Vec<f64>, Vec<Option<Tensor>>)>,
 }
 
 impl<M> std::fmt::Debug for VarMapObjective<M> {
@@ -173,7 +181,7 @@ impl<M: Send + Sync + 'static> VarMapObjective<M> {
             }
             None => Arc::new(vec![false; vars.len()]),
         };
-        Ok(Self { model, varmap, vars, layout, frozen, eval, build })
+        Ok(Self { model, varmap, vars, layout, frozen, eval, build, hvp_graph: None })
     }
 
     /// Marks the variables whose name satisfies `is_buffer` as frozen (e.g. BatchNorm running
@@ -259,9 +267,7 @@ impl<M: Send + Sync + 'static> VarMapObjective<M> {
     fn batches(&self) -> Result<(&BatchLossFn<M>, &[f64])> {
         match &self.eval {
             Evaluation::Batches { loss, weights } => Ok((loss.as_ref(), weights.as_slice())),
-            Evaluation::Value(_) => Err(Error::Unsupported(
-                "this objective is a measure without a gradient (VarMapObjective::with_value)".into(),
-            )),
+            Evaluation::Value(_) => Err(no_gradient()),
         }
     }
 
@@ -316,7 +322,11 @@ impl<M: Send + Sync + 'static> Objective for VarMapObjective<M> {
     }
 
     fn hvp_exact(&mut self, theta: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
-        let (loss, weights) = self.batches()?;
+        // Owned handles: the gradient graph below is stored in `self`.
+        let (loss, weights) = match &self.eval {
+            Evaluation::Batches { loss, weights } => (Arc::clone(loss), Arc::clone(weights)),
+            Evaluation::Value(_) => return Err(no_gradient()),
+        };
         if !exact_on_this_thread()? {
             return Err(Error::Unsupported(
                 "exact HVP needs exact double backward on this thread: call \
@@ -329,25 +339,52 @@ impl<M: Send + Sync + 'static> Objective for VarMapObjective<M> {
         check_len("out", self.layout.total, out.len())?;
         self.set_params(theta)?;
         out.fill(0.0);
-        for (i, w) in weights.iter().enumerate() {
-            let grads = self.weighted_batch_loss(loss, i, *w)?.backward()?;
-            // gᵀv over the trained variables as a differentiable scalar; its gradient is H v
-            let mut gv: Option<Tensor> = None;
-            for (((_, var), e), frozen) in self.vars.iter().zip(&self.layout.entries).zip(self.frozen.iter()) {
-                let Some(g) = grads.get(var.as_tensor()).filter(|_| !frozen) else { continue };
-                let vt = Tensor::from_slice(&v[e.range()], e.shape.as_slice(), var.device())?.to_dtype(g.dtype())?;
-                let term = (g * vt)?.sum_all()?.to_dtype(DType::F64)?;
-                gv = Some(match gv {
-                    None => term,
-                    Some(t) => (t + term)?,
-                });
+        if let [w] = weights[..] {
+            // One batch: keep its gradient graph for the next products at the same parameters.
+            // Valid while the model holds exactly the parameters it was built at (compared as
+            // read back, so a write through `varmap()` is noticed too).
+            let current = read_params_f64(&self.varmap)?;
+            if !matches!(&self.hvp_graph, Some((p, _)) if *p == current) {
+                self.hvp_graph = None;
+                let grads = self.weighted_batch_loss(loss.as_ref(), 0, w)?.backward()?;
+                let per_var = self.vars.iter().map(|(_, var)| grads.get(var.as_tensor()).cloned()).collect();
+                self.hvp_graph = Some((current, per_var));
             }
-            if let Some(gv) = gv {
-                let h = read_grads_f64(&self.varmap, &gv.backward()?)?;
-                out.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
+            let per_var = self.hvp_graph.as_ref().map(|(_, g)| g.as_slice()).unwrap_or_default();
+            self.add_gradient_of_gv(per_var, v, out)?;
+        } else {
+            for (i, w) in weights.iter().enumerate() {
+                let grads = self.weighted_batch_loss(loss.as_ref(), i, *w)?.backward()?;
+                let per_var: Vec<Option<Tensor>> =
+                    self.vars.iter().map(|(_, var)| grads.get(var.as_tensor()).cloned()).collect();
+                self.add_gradient_of_gv(&per_var, v, out)?;
             }
         }
         self.zero_frozen(out);
+        Ok(())
+    }
+}
+
+impl<M> VarMapObjective<M> {
+    /// Adds `∇(gᵀv)` to `out`, `g` given per variable (sorted order) as differentiable tensors.
+    fn add_gradient_of_gv(&self, per_var: &[Option<Tensor>], v: &[f64], out: &mut [f64]) -> Result<()> {
+        // gᵀv over the trained variables as a differentiable scalar; its gradient is H v
+        let mut gv: Option<Tensor> = None;
+        for (((g, (_, var)), e), frozen) in
+            per_var.iter().zip(&self.vars).zip(&self.layout.entries).zip(self.frozen.iter())
+        {
+            let Some(g) = g.as_ref().filter(|_| !frozen) else { continue };
+            let vt = Tensor::from_slice(&v[e.range()], e.shape.as_slice(), var.device())?.to_dtype(g.dtype())?;
+            let term = (g * vt)?.sum_all()?.to_dtype(DType::F64)?;
+            gv = Some(match gv {
+                None => term,
+                Some(t) => (t + term)?,
+            });
+        }
+        if let Some(gv) = gv {
+            let h = read_grads_f64(&self.varmap, &gv.backward()?)?;
+            out.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
+        }
         Ok(())
     }
 }

@@ -146,9 +146,46 @@ fn replicas_on_other_threads_are_exact() {
     assert_eq!(here, there);
 }
 
+/// A single-batch objective keeps its gradient graph between products at the same point: the
+/// products still equal the loss's second differences, and moving to another point (or back)
+/// gives the products a fresh objective computes there.
+fn single_batch_gradient_graph_is_reused_only_at_its_point() {
+    let mut rng = rng(3);
+    let data = batches(&mut rng, &[9], 3, 2);
+    let mut obj =
+        CandleObjective::new(|vb| mlp::build(&[3, 5, 2], vb), mlp::mse, data, DType::F64, &Device::Cpu).unwrap();
+    let n = obj.dim();
+    let (t1, t2) = (uniform_vec(&mut rng, n, -1.0, 1.0), uniform_vec(&mut rng, n, -1.0, 1.0));
+    let reference = dense_hessian_from_losses(&mut obj, &t1, 1e-4).unwrap();
+    let mut op = HessianOperator::new(&mut obj, &t1, HvpMethod::Exact).unwrap();
+    let exact = dense_matrix(&mut op).unwrap();
+    let e = rel(&exact, &reference);
+    assert!(e < 1e-6, "exact (reused graph) vs loss second differences: {e}");
+
+    let v = uniform_vec(&mut rng, n, -1.0, 1.0);
+    let fresh = |t: &[f64]| {
+        let mut out = vec![0.0; n];
+        obj.replicate().unwrap().hvp_exact(t, &v, &mut out).unwrap();
+        out
+    };
+    let (f1, f2) = (fresh(&t1), fresh(&t2));
+    let mut out = vec![0.0; n];
+    for (t, f) in [(&t1, &f1), (&t2, &f2), (&t1, &f1)] {
+        obj.hvp_exact(t, &v, &mut out).unwrap();
+        assert_eq!(&out, f);
+        // A loss evaluation elsewhere in between writes other parameters into the model.
+        obj.loss(&t2.iter().map(|x| -x).collect::<Vec<_>>()).unwrap();
+    }
+    assert_ne!(f1, f2);
+}
+
 fn main() {
     enable_exact_double_backward().unwrap();
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
+        (
+            "single_batch_gradient_graph_is_reused_only_at_its_point",
+            single_batch_gradient_graph_is_reused_only_at_its_point,
+        ),
         (
             "double_backward_hvp_matches_dense_hessian_and_finite_differences",
             double_backward_hvp_matches_dense_hessian_and_finite_differences,
