@@ -1,5 +1,6 @@
 //! The emulator: normalisers, the MLP(s), the head, save/load and batched inference.
 
+use super::folded::{DenseF64, Folded};
 use super::heads::{
     self, Closing, HeadKind, LogSign, N_ENV, N_STATE, N_WATER, N_X, N_Y, PAPER_CLOSING, Penalties, PenaltyScales,
 };
@@ -473,7 +474,21 @@ impl Emulator {
 
     /// Predicted tendencies and water `[N, 28]` (physical units, head applied) for physical
     /// inputs `[N, 32]`, computed in chunks.
+    ///
+    /// On the CPU with a z-scored output and no sign classifier, the normalisers and a linear
+    /// head are folded into the network's first and last layers and the rows are spread over the
+    /// rayon pool (see [`super::folded`]); otherwise the network runs as in training, in chunks.
     pub fn predict(&self, x: &ArrayView2<f32>) -> Result<Array2<f32>> {
+        check_cols("X", x.dim(), N_X)?;
+        if let Some(f) = self.folded()? {
+            return f.predict(x);
+        }
+        self.predict_unfolded(x)
+    }
+
+    /// [`Emulator::predict`] through the network as trained (normalisers and head as separate
+    /// ops), in chunks of rows.
+    pub fn predict_unfolded(&self, x: &ArrayView2<f32>) -> Result<Array2<f32>> {
         check_cols("X", x.dim(), N_X)?;
         let mut out = Array2::<f32>::zeros((x.nrows(), N_Y));
         let mut start = 0;
@@ -485,6 +500,28 @@ impl Emulator {
             start = end;
         }
         Ok(out)
+    }
+
+    /// The inference network with the normalisers and the head folded in, where that applies.
+    fn folded(&self) -> Result<Option<Folded>> {
+        if !self.device.is_cpu() || self.cls.is_some() || self.s.log_sign.is_some() {
+            return Ok(None);
+        }
+        let layers = self
+            .reg
+            .layers()
+            .iter()
+            .map(|l| -> Result<DenseF64> {
+                let (outputs, inputs) = l.weight().dims2()?;
+                let w = l.weight().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                let b = match l.bias() {
+                    Some(b) => b.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+                    None => vec![0.0; outputs],
+                };
+                Ok(DenseF64 { w, b, inputs, outputs })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Folded::new(layers, &self.s.x_norm, &self.s.y_norm, self.s.config.head, self.s.dt, &self.s.closing)
     }
 
     /// One emulated step in the dataset layout: X `[N, 32]` → y `[N, 28]` (states after the

@@ -18,6 +18,7 @@
 pub mod data;
 pub mod emulator_model;
 pub mod eval;
+mod folded;
 pub mod heads;
 pub mod rollout;
 pub mod speed;

@@ -281,3 +281,42 @@ fn robust_scale_fits_on_the_bulk_but_keeps_tails_in_the_loss() {
     let bad = EmulatorConfig { target_scale_quantile: 0.7, ..Default::default() };
     assert!(Emulator::new(bad, DT, &d, 0, &Device::Cpu).err().unwrap().to_string().contains("target_scale_quantile"));
 }
+
+/// The folded inference network (normalisers and linear head inside the weights, rows spread
+/// over threads) predicts what the network as trained predicts, for every head and input
+/// normalisation, on a trained emulator; outputs that cannot be folded use the trained network
+/// unchanged.
+#[test]
+fn folded_prediction_matches_the_network_as_trained() {
+    use gradlab_core::normalize::NormKind;
+    let tr = synthetic(1500, 21);
+    let va = synthetic(300, 23);
+    let te = synthetic(1500, 22); // > one task of rows: several tasks on the pool
+    for head in [HeadKind::Plain, HeadKind::Completion, HeadKind::Correction] {
+        for input_norm in [NormKind::ZScore, NormKind::SignedLog] {
+            let cfg = EmulatorConfig { input_norm, ..small(head) };
+            let tmp = tempfile::tempdir().unwrap();
+            let (em, _) = fit(cfg, DT, &train_cfg(2), 3, &tr, &va, &Device::Cpu, tmp.path(), false, vec![]).unwrap();
+            let folded = em.predict(&te.x.view()).unwrap();
+            let plain = em.predict_unfolded(&te.x.view()).unwrap();
+            for j in 0..N_Y {
+                let scale = plain.column(j).iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+                for i in 0..te.x.nrows() {
+                    let (a, b) = (folded[[i, j]], plain[[i, j]]);
+                    assert!((a - b).abs() <= 1e-4 * scale, "{head:?} {input_norm:?} [{i}, {j}]: {a} vs {b}");
+                }
+            }
+            if head == HeadKind::Correction {
+                for i in 0..te.x.nrows() {
+                    for j in 0..N_STATE {
+                        assert!(te.x[[i, N_ENV + j]] + folded[[i, j]] >= 0.0, "negative state after correction");
+                    }
+                }
+            }
+        }
+    }
+    // Not foldable: the same numbers as the trained network.
+    let cfg = EmulatorConfig { output: OutputKind::SignedLog, ..small(HeadKind::Plain) };
+    let em = Emulator::new(cfg, DT, &tr, 3, &Device::Cpu).unwrap();
+    assert_eq!(em.predict(&te.x.view()).unwrap(), em.predict_unfolded(&te.x.view()).unwrap());
+}
