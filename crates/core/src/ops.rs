@@ -19,7 +19,7 @@
 //! differentiable again (its backward broadcasts).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 mod linear;
@@ -223,10 +223,89 @@ impl CustomOp2 for TanhGrad {
         _res: &Tensor,
         u: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        // ∂/∂g = (1 − y²)·u, ∂/∂y = −2·y·g·u.
-        let dg = u.mul(&y.sqr()?.affine(-1.0, 1.0)?)?;
-        let dy = u.mul(g)?.mul(y)?.affine(-2.0, 0.0)?;
+        // ∂/∂g = (1 − y²)·u (this op again), ∂/∂y = −2·y·g·u: one pass each.
+        let u = u.contiguous()?;
+        let y = y.contiguous()?;
+        let dg = u.apply_op2(&y, TanhGrad)?;
+        let dy = g.contiguous()?.apply_op3(&y, &u, TripleProduct(-2.0))?;
         Ok((Some(dg), Some(dy)))
+    }
+}
+
+/// `(a, b, c) ↦ k·a·b·c` element-wise in one pass (the second-order term of [`TanhGrad`]); its
+/// own backward is composed of candle ops.
+#[derive(Debug, Clone, Copy)]
+pub struct TripleProduct(pub f64);
+
+impl CustomOp3 for TripleProduct {
+    fn name(&self) -> &'static str {
+        "gradlab-triple-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() || l1.shape() != l3.shape() {
+            candle_core::bail!(
+                "gradlab triple product: shapes {:?}, {:?} and {:?} differ",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        fn go<T: WithDType>(
+            k: f64,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> candle_core::Result<Vec<T>> {
+            let (a, b, c) = (contiguous::<T>(s1, l1)?, contiguous::<T>(s2, l2)?, contiguous::<T>(s3, l3)?);
+            let k = T::from_f64(k);
+            let mut out = vec![T::zero(); a.len()];
+            let f = |o: &mut [T], a: &[T], b: &[T], c: &[T]| {
+                o.iter_mut().zip(a.iter().zip(b.iter().zip(c))).for_each(|(o, (&a, (&b, &c)))| *o = k * a * b * c)
+            };
+            if !split_elementwise(a.len()) {
+                f(&mut out, a, b, c);
+            } else {
+                out.par_chunks_mut(CHUNK)
+                    .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK).zip(c.par_chunks(CHUNK))))
+                    .for_each(|(o, (a, (b, c)))| f(o, a, b, c));
+            }
+            Ok(out)
+        }
+        let k = self.0;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(go::<f32>(k, (s1, l1), (s2, l2), (s3, l3))?)
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(go::<f64>(k, (s1, l1), (s2, l2), (s3, l3))?)
+            }
+            _ => candle_core::bail!("gradlab triple product: all f32 or all f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        _res: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let k = self.0;
+        let da = u.mul(b)?.mul(c)?.affine(k, 0.0)?;
+        let db = u.mul(a)?.mul(c)?.affine(k, 0.0)?;
+        let dc = u.mul(a)?.mul(b)?.affine(k, 0.0)?;
+        Ok((Some(da), Some(db), Some(dc)))
     }
 }
 
@@ -447,6 +526,38 @@ mod tests {
             let fd = (f(&p) - f(&m)) / (2.0 * eps);
             assert!((fd - g[i]).abs() < 1e-8, "gradient {i}: fd {fd} vs {}", g[i]);
         }
+    }
+
+    /// The one-pass `k·a·b·c` (second-order term of the tanh backward) and its gradients,
+    /// against candle's products.
+    #[test]
+    fn triple_product_matches_candle_with_gradients() {
+        let dev = Device::Cpu;
+        let mut r = crate::rng::rng(7);
+        for n in [5, 2 * CHUNK + 3] {
+            let v = |r: &mut crate::rng::SeededRng| {
+                Var::from_tensor(&Tensor::from_vec(crate::rng::normal_vec(r, n, 0.0, 1.0), n, &dev).unwrap()).unwrap()
+            };
+            let (a, b, c) = (v(&mut r), v(&mut r), v(&mut r));
+            let w = Tensor::from_vec(crate::rng::normal_vec(&mut r, n, 0.0, 1.0), n, &dev).unwrap();
+            let ours = a.as_tensor().apply_op3(b.as_tensor(), c.as_tensor(), TripleProduct(-2.0)).unwrap();
+            let theirs = a.mul(b.as_tensor()).unwrap().mul(c.as_tensor()).unwrap().affine(-2.0, 0.0).unwrap();
+            assert_eq!(ours.to_vec1::<f64>().unwrap(), theirs.to_vec1::<f64>().unwrap());
+            let ga = ours.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = theirs.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+            for x in [&a, &b, &c] {
+                let (p, q) = (
+                    ga.get(x.as_tensor()).unwrap().to_vec1::<f64>().unwrap(),
+                    gb.get(x.as_tensor()).unwrap().to_vec1::<f64>().unwrap(),
+                );
+                for (p, q) in p.iter().zip(&q) {
+                    assert!((p - q).abs() <= 1e-15 * (1.0 + q.abs()), "{p} vs {q}");
+                }
+            }
+        }
+        let bad = Tensor::zeros(3, candle_core::DType::F64, &dev).unwrap();
+        let other = Tensor::zeros(4, candle_core::DType::F64, &dev).unwrap();
+        assert!(bad.apply_op3(&bad, &other, TripleProduct(1.0)).is_err());
     }
 
     #[test]
