@@ -9,6 +9,8 @@
 //! - `grad_tanh`: MLP 32→128→128→28 (tanh), MSE on the first 4,096 samples: forward + backward →
 //!   ms per gradient.
 //!
+//! The loss is the core's one-pass `gradlab_core::ops::mse`.
+//!
 //! `cargo run --release -p gradlab-core --example mlp_peer -- DIR REPEATS [WORK,…]` (threads:
 //! `RAYON_NUM_THREADS`; the process uses mimalloc, as `xtask` does; `WORK` picks workloads, all
 //! by default).
@@ -116,7 +118,7 @@ fn main() -> Res<()> {
                 N_TRAIN,
                 |idx| {
                     let (x, y) = data.batch(idx, &dev)?;
-                    Ok(mlp.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+                    Ok(gradlab_core::ops::mse(&mlp.forward(&x)?, &y)?)
                 },
                 || Ok(Validation::loss(0.0)),
             )?;
@@ -143,7 +145,7 @@ fn main() -> Res<()> {
     let yg = Tensor::from_vec(f32s(&y[..N_GRAD * SIZES[3]]), (N_GRAD, SIZES[3]), &dev)?;
     if works.contains(&"grad_tanh") {
         let s = time(repeats, || {
-            std::hint::black_box(tanh.forward(&xg)?.sub(&yg)?.sqr()?.mean_all()?.backward()?);
+            std::hint::black_box(gradlab_core::ops::mse(&tanh.forward(&xg)?, &yg)?.backward()?);
             Ok(())
         })?;
         line("grad_tanh", "ms", 1e3 * s, 1e3 * s);

@@ -111,9 +111,10 @@ pub mod mlp {
         Mlp::new(sizes, gradlab_core::nn::Activation::Tanh, vb)
     }
 
-    /// Mean squared error of the MLP on one batch.
+    /// Mean squared error of the MLP on one batch (the core's one-pass op,
+    /// `gradlab_core::ops::mse`).
     pub fn mse(m: &Mlp, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
-        (m.forward(x)? - y)?.sqr()?.mean_all()
+        gradlab_core::ops::mse(&m.forward(x)?, y)
     }
 }
 
