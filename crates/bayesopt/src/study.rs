@@ -473,33 +473,33 @@ impl Study {
         let d = self.space.encoded_dim();
         let t0 = Instant::now();
         // Rebuild after loading: factor at the last refit, replay the appends.
-        if self.gp.is_none() {
-            if let Some(m) = self.model.clone() {
-                let mut gp = Gp::new(self.config.kernel, d, m.hyper.clone(), self.config.jitter);
-                let x: Vec<f64> = obs[..m.refit_points].iter().flat_map(|&i| self.trials[i].x.clone()).collect();
-                let y: Vec<f64> = obs[..m.refit_points].iter().map(|&i| self.trials[i].value.unwrap_or(0.0)).collect();
-                gp.restore(x, y, m.hyper.clone(), m.y_mean, m.y_std)?;
-                for &i in &obs[m.refit_points..m.synced] {
-                    let t = &self.trials[i];
-                    if gp.append(&t.x, t.value.unwrap_or(0.0)).is_err() {
-                        break;
-                    }
+        if self.gp.is_none()
+            && let Some(m) = self.model.clone()
+        {
+            let mut gp = Gp::new(self.config.kernel, d, m.hyper.clone(), self.config.jitter);
+            let x: Vec<f64> = obs[..m.refit_points].iter().flat_map(|&i| self.trials[i].x.clone()).collect();
+            let y: Vec<f64> = obs[..m.refit_points].iter().map(|&i| self.trials[i].value.unwrap_or(0.0)).collect();
+            gp.restore(x, y, m.hyper.clone(), m.y_mean, m.y_std)?;
+            for &i in &obs[m.refit_points..m.synced] {
+                let t = &self.trials[i];
+                if gp.append(&t.x, t.value.unwrap_or(0.0)).is_err() {
+                    break;
                 }
-                self.gp = Some(gp);
             }
+            self.gp = Some(gp);
         }
         let mut need_refit = self.gp.is_none() || self.gp.as_ref().is_some_and(|g| g.len() > obs.len());
         let mut max_resid: f64 = 0.0;
-        if let Some(gp) = self.gp.as_mut() {
-            if !need_refit {
-                for &i in &obs[gp.len()..] {
-                    let t = &self.trials[i];
-                    match gp.append(&t.x, t.value.unwrap_or(0.0)) {
-                        Ok(info) => max_resid = max_resid.max(info.std_residual.abs()),
-                        Err(_) => {
-                            need_refit = true;
-                            break;
-                        }
+        if let Some(gp) = self.gp.as_mut()
+            && !need_refit
+        {
+            for &i in &obs[gp.len()..] {
+                let t = &self.trials[i];
+                match gp.append(&t.x, t.value.unwrap_or(0.0)) {
+                    Ok(info) => max_resid = max_resid.max(info.std_residual.abs()),
+                    Err(_) => {
+                        need_refit = true;
+                        break;
                     }
                 }
             }

@@ -592,10 +592,10 @@ pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
         let args = substitute(&command, &sp, p).map_err(|e| e.to_string())?;
         let stdout = run_command(&args, workdir.as_ref(), timeout)?;
         let o = read_objective(&stdout, regex.as_ref())?;
-        if let Some(w) = o.warning {
-            if !warned.swap(true, Ordering::Relaxed) {
-                eprintln!("warning: {w}");
-            }
+        if let Some(w) = o.warning
+            && !warned.swap(true, Ordering::Relaxed)
+        {
+            eprintln!("warning: {w}");
         }
         Ok::<f64, String>(o.value)
     })?;

@@ -313,7 +313,7 @@ impl JsonlObserver {
 
 impl Observer for JsonlObserver {
     fn on_step(&mut self, e: &StepEvent) -> Result<()> {
-        if self.every > 0 && e.step % self.every == 0 {
+        if self.every > 0 && e.step.is_multiple_of(self.every) {
             self.record("step", e)?;
         }
         Ok(())

@@ -136,10 +136,10 @@ impl TrainConfig {
         if self.grad_accum == 0 {
             return Err(Error::invalid("train.grad_accum", 0, "at least 1"));
         }
-        if let Some(c) = self.clip_grad_norm {
-            if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::invalid("train.clip_grad_norm", c, "a finite number > 0"));
-            }
+        if let Some(c) = self.clip_grad_norm
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(Error::invalid("train.clip_grad_norm", c, "a finite number > 0"));
         }
         if self.max_steps == Some(0) {
             return Err(Error::invalid("train.max_steps", 0, "at least 1 (or absent for `epochs` epochs)"));
@@ -375,12 +375,11 @@ impl<'a> Trainer<'a> {
             history: Vec::new(),
             config: cfg.clone(),
         };
-        if self.resume {
-            if let Some(dir) = &self.checkpoint_dir {
-                if dir.join(STATE).exists() {
-                    st = self.load_checkpoint(dir, &mut opt)?;
-                }
-            }
+        if self.resume
+            && let Some(dir) = &self.checkpoint_dir
+            && dir.join(STATE).exists()
+        {
+            st = self.load_checkpoint(dir, &mut opt)?;
         }
         for o in &mut self.observers {
             o.on_start(&StartEvent { total_steps, done_steps: st.step, epochs: cfg.epochs })?;
@@ -436,13 +435,13 @@ impl<'a> Trainer<'a> {
                     if !norm.is_finite() {
                         return Err(Error::NonFiniteLoss { epoch: st.epoch, step: st.step, value: norm });
                     }
-                    if let Some(max) = cfg.clip_grad_norm {
-                        if norm > max {
-                            let s = max / (norm + 1e-12);
-                            for v in &vars {
-                                if let Some(t) = grads.remove(v.as_tensor()) {
-                                    grads.insert(v.as_tensor(), (t * s)?);
-                                }
+                    if let Some(max) = cfg.clip_grad_norm
+                        && norm > max
+                    {
+                        let s = max / (norm + 1e-12);
+                        for v in &vars {
+                            if let Some(t) = grads.remove(v.as_tensor()) {
+                                grads.insert(v.as_tensor(), (t * s)?);
                             }
                         }
                     }
@@ -458,7 +457,7 @@ impl<'a> Trainer<'a> {
                     }
                     k = 0;
                     step_loss = 0.0;
-                    let eval_now = matches!(cfg.eval_every_steps, Some(e) if st.step % e == 0);
+                    let eval_now = matches!(cfg.eval_every_steps, Some(e) if st.step.is_multiple_of(e));
                     if eval_now {
                         let tl = since_eval_loss / since_eval_n.max(1) as f64;
                         since_eval_loss = 0.0;
@@ -550,10 +549,10 @@ impl<'a> Trainer<'a> {
         } else {
             st.bad_evals += 1;
         }
-        if let Some(es) = &self.cfg.early_stopping {
-            if st.bad_evals >= es.patience.max(1) {
-                st.stopped_early = true;
-            }
+        if let Some(es) = &self.cfg.early_stopping
+            && st.bad_evals >= es.patience.max(1)
+        {
+            st.stopped_early = true;
         }
         st.history.push(EvalRecord { epoch, step: st.step, train_loss, val_loss: v.loss, metrics: v.metrics.clone() });
         if improved {

@@ -20,10 +20,10 @@ fn configs() -> Vec<(PathBuf, ExperimentConfig)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "json") {
-            if let Ok(c) = ExperimentConfig::load(&p) {
-                out.push((p, c));
-            }
+        if p.extension().is_some_and(|x| x == "json")
+            && let Ok(c) = ExperimentConfig::load(&p)
+        {
+            out.push((p, c));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

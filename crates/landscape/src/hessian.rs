@@ -33,14 +33,14 @@ impl Default for HvpMethod {
 impl HvpMethod {
     /// Checks the step of the finite-difference variant.
     pub fn check(&self) -> Result<()> {
-        if let HvpMethod::FiniteDifference { h } = *self {
-            if !(h.is_finite() && h > 0.0) {
-                return Err(Error::invalid(
-                    "hvp.h",
-                    h.to_string(),
-                    "a finite step > 0 (typically 1e-3 for f64, 1e-2 for f32 models)",
-                ));
-            }
+        if let HvpMethod::FiniteDifference { h } = *self
+            && !(h.is_finite() && h > 0.0)
+        {
+            return Err(Error::invalid(
+                "hvp.h",
+                h.to_string(),
+                "a finite step > 0 (typically 1e-3 for f64, 1e-2 for f32 models)",
+            ));
         }
         Ok(())
     }

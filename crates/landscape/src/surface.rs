@@ -196,10 +196,10 @@ fn read_partial(path: &Path, fp: &str, points: usize) -> Result<HashMap<usize, f
     for l in lines {
         let l = l.map_err(|e| Error::io(path, e))?;
         // a line cut by an interruption does not parse: that point is simply recomputed
-        if let Ok(r) = serde_json::from_str::<PointRecord>(&l) {
-            if r.i < points {
-                done.insert(r.i, r.loss.unwrap_or(f64::NAN));
-            }
+        if let Ok(r) = serde_json::from_str::<PointRecord>(&l)
+            && r.i < points
+        {
+            done.insert(r.i, r.loss.unwrap_or(f64::NAN));
         }
     }
     Ok(done)

@@ -552,10 +552,10 @@ impl FusedTail {
                 candle_core::bail!("fused: index lengths differ from {k} rows");
             }
         }
-        if let Sink::ScatterMax { to, n } = &sink {
-            if to.len() != k || to.iter().any(|&i| i as usize >= *n) {
-                candle_core::bail!("fused: scatter index length or range");
-            }
+        if let Sink::ScatterMax { to, n } = &sink
+            && (to.len() != k || to.iter().any(|&i| i as usize >= *n))
+        {
+            candle_core::bail!("fused: scatter index length or range");
         }
         if running.is_none() && k < 2 {
             candle_core::bail!("fused: train-mode batch statistics need at least 2 rows");

@@ -206,7 +206,8 @@ impl GnnConfig {
         if self.hidden == 0 {
             return Err(crate::Error::invalid("model.hidden", 0, "at least 1"));
         }
-        if self.graph == GraphKind::Line && (self.angle_encoding_dim == 0 || self.angle_encoding_dim % 2 != 0) {
+        if self.graph == GraphKind::Line && (self.angle_encoding_dim == 0 || !self.angle_encoding_dim.is_multiple_of(2))
+        {
             return Err(crate::Error::invalid(
                 "model.angle_encoding_dim",
                 self.angle_encoding_dim,
@@ -365,7 +366,7 @@ impl GraphInput {
         dev: &Device,
     ) -> candle_core::Result<Self> {
         let d = cfg.angle_encoding_dim;
-        if d == 0 || d % 2 != 0 {
+        if d == 0 || !d.is_multiple_of(2) {
             candle_core::bail!("angle encoding width {d} must be even and > 0");
         }
         let scaled: Vec<f32> = angle.iter().map(|a| a * cfg.angle_scale).collect();

@@ -387,7 +387,7 @@ impl LineGraph {
 /// Sinusoidal encoding of √angle (reference `SimilarityPE`): row-major `[len, d]` with
 /// `pe[2i] = sin(√θ·ω_i)`, `pe[2i+1] = cos(√θ·ω_i)`, `ω_i = scaling^(−2i/d)`.
 pub fn encode_angles(angles: &[f32], d: usize, scaling: f32) -> Result<Vec<f32>> {
-    if d == 0 || d % 2 != 0 {
+    if d == 0 || !d.is_multiple_of(2) {
         return Err(Error::invalid("d", d, "an even number > 0"));
     }
     let omega: Vec<f32> = (0..d / 2).map(|i| (-(2.0 * i as f32) * scaling.ln() / d as f32).exp()).collect();

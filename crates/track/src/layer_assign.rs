@@ -84,14 +84,10 @@ impl AssignConfig {
         if !(self.lambda.is_finite() && self.lambda > 0.0) {
             return Err(Error::invalid("assign.lambda", self.lambda, "a finite number > 0"));
         }
-        if let Some(u) = self.no_link_cost {
-            if !u.is_finite() {
-                return Err(Error::invalid(
-                    "assign.no_link_cost",
-                    u,
-                    "a finite number, or absent for maximum cardinality",
-                ));
-            }
+        if let Some(u) = self.no_link_cost
+            && !u.is_finite()
+        {
+            return Err(Error::invalid("assign.no_link_cost", u, "a finite number, or absent for maximum cardinality"));
         }
         Ok(())
     }

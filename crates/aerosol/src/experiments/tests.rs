@@ -201,7 +201,7 @@ fn policies_respect_budgets_and_resume_exactly() {
     // failures are recorded as NaN and not counted as best
     let d = tempfile::tempdir().unwrap();
     let bad = |pt: &Point, id: u64| -> Result<f64> {
-        if id % 2 == 0 { Err(Error::invalid("x", "y", "z")) } else { Ok(branin(pt)) }
+        if id.is_multiple_of(2) { Err(Error::invalid("x", "y", "z")) } else { Ok(branin(pt)) }
     };
     let h = run_policy(&Policy::Bo { lag: LagPolicy::Every(3) }, &space, &cfg, 8, 4, d.path(), bad).unwrap();
     assert_eq!(h.iter().filter(|r| r.score.is_nan() && r.error.is_some()).count(), 4);

@@ -69,7 +69,13 @@ pub fn correctness_disagreement(ca: &[bool], cb: &[bool]) -> Result<Disagreement
 /// representations. Computed in the feature space (`p × q` cross-covariances), so it is
 /// cheap for many rows.
 pub fn linear_cka(x: &[f64], p: usize, y: &[f64], q: usize) -> Result<f64> {
-    if p == 0 || q == 0 || x.len() % p != 0 || y.len() % q != 0 || x.len() / p != y.len() / q || x.len() / p < 2 {
+    if p == 0
+        || q == 0
+        || !x.len().is_multiple_of(p)
+        || !y.len().is_multiple_of(q)
+        || x.len() / p != y.len() / q
+        || x.len() / p < 2
+    {
         return Err(Error::invalid(
             "CKA inputs",
             format!("x {} values / {p} columns, y {} values / {q} columns", x.len(), y.len()),
