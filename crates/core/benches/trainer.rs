@@ -1,16 +1,26 @@
-//! Trainer throughput: samples per second for a 32→128→128→28 MLP (ReLU), batch 256, CPU,
-//! AdamW, one epoch of 8 batches per iteration (forward, backward, optimiser step, no validation
-//! cost beyond a constant).
+//! The shared core's MLP rows of the PyTorch comparison (issue 17; `scripts/compare/torch_mlp.sh`
+//! measures them beside PyTorch), on our side:
+//! - `trainer`: samples per second for a 32→128→128→28 MLP (ReLU), batch 256, CPU, AdamW, one
+//!   epoch of 8 batches per iteration (forward, backward, optimiser step, no validation cost
+//!   beyond a constant);
+//! - `infer_relu`: rows per second of the same network's forward over 571,392 rows (one global
+//!   step of the emulator);
+//! - `grad_tanh`: one MSE gradient of the tanh network 32→128→128→28 on 4,096 rows.
 //!
-//! Run: `cargo bench -p gradlab-core --bench trainer`
+//! Threads: rayon's (`RAYON_NUM_THREADS`). Run: `cargo bench -p gradlab-core --bench trainer`
 
-use candle_core::{DType, Device, Module};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gradlab_core::data::Table;
 use gradlab_core::nn::{Activation, Mlp};
 use gradlab_core::train::{TrainConfig, Trainer, Validation};
 use ndarray::Array2;
+
+// As the `xtask` binary and the comparison examples: mimalloc (glibc's allocator returns large
+// tensors to the OS and page-faults them back on every call).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
     let n = 2048;
@@ -37,11 +47,35 @@ fn bench(c: &mut Criterion) {
                     n,
                     |idx| {
                         let (x, y) = data.batch(idx, &Device::Cpu)?;
-                        Ok(model.forward(&x)?.sub(&y)?.sqr()?.mean_all()?)
+                        Ok(gradlab_core::ops::mse(&model.forward(&x)?, &y)?)
                     },
                     || Ok(Validation::loss(0.0)),
                 )
                 .unwrap()
+        })
+    });
+    g.finish();
+
+    let rows = 571_392;
+    let xb: Vec<f32> = (0..rows * 32).map(|i| x[i % (n * 32)] as f32).collect();
+    let xb = Tensor::from_vec(xb, (rows, 32), &Device::Cpu).unwrap();
+    let mut g = c.benchmark_group("infer_relu");
+    g.throughput(Throughput::Elements(rows as u64)).sample_size(10);
+    g.bench_function("mlp_32_128_128_28_rows_571392", |b| b.iter(|| std::hint::black_box(model.forward(&xb).unwrap())));
+    g.finish();
+
+    let vm = VarMap::new();
+    let tanh = Mlp::new(&[32, 128, 128, 28], Activation::Tanh, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .unwrap();
+    let xg = Tensor::from_vec(x.iter().map(|&v| v as f32).collect::<Vec<_>>(), (n, 32), &Device::Cpu).unwrap();
+    let xg = Tensor::cat(&[&xg, &xg], 0).unwrap(); // 4,096 rows
+    let yg = Tensor::from_vec(y.iter().map(|&v| v as f32).collect::<Vec<_>>(), (n, 28), &Device::Cpu).unwrap();
+    let yg = Tensor::cat(&[&yg, &yg], 0).unwrap();
+    let mut g = c.benchmark_group("grad_tanh");
+    g.sample_size(50);
+    g.bench_function("mlp_32_128_128_28_rows_4096", |b| {
+        b.iter(|| {
+            std::hint::black_box(gradlab_core::ops::mse(&tanh.forward(&xg).unwrap(), &yg).unwrap().backward().unwrap())
         })
     });
     g.finish();
