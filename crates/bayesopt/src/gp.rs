@@ -18,6 +18,102 @@ use serde::{Deserialize, Serialize};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
+/// A normal prior `N(loc, scale²)` on one log-hyperparameter (a log-normal prior on the
+/// hyperparameter itself).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogNormal {
+    /// Mean of the logarithm.
+    pub loc: f64,
+    /// Standard deviation of the logarithm (> 0).
+    pub scale: f64,
+}
+
+impl LogNormal {
+    /// `(−ln p(θ) up to a constant, d/dθ)` for `θ` the logarithm.
+    fn neg_log_density(&self, theta: f64) -> (f64, f64) {
+        let z = (theta - self.loc) / self.scale;
+        (0.5 * z * z, z / self.scale)
+    }
+
+    fn check(&self, field: &str) -> Result<()> {
+        if !(self.loc.is_finite() && self.scale.is_finite() && self.scale > 0.0) {
+            return Err(Error::invalid(field, format!("{self:?}"), "finite loc, finite scale > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Priors of the MAP hyperparameter fit ([`Gp::fit`] maximises log likelihood + log prior).
+///
+/// The default is BoTorch's (≥ 0.12): a dimension-scaled log-normal prior on the length
+/// scales of unit-cube inputs (Hvarfner, Hellsten & Nardi 2024), `ln ℓ ~ N(√2 + ½ ln d, 3)`,
+/// and `ln σ_n² ~ N(−4, 1)` on the noise of standardised outputs; the signal variance gets
+/// the weak `ln σ_f² ~ N(0, 2²)`. Priors are on the log-parameters the fit works on.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HyperPrior {
+    /// Length scales: `ln ℓ ~ N(ls_loc + ½ ln d, ls_scale²)` (`None`: flat).
+    pub length_scale: Option<LogNormal>,
+    /// `ln σ_f²` (`None`: flat).
+    pub signal_variance: Option<LogNormal>,
+    /// `ln σ_n²` (`None`: flat).
+    pub noise_variance: Option<LogNormal>,
+}
+
+impl Default for HyperPrior {
+    fn default() -> Self {
+        HyperPrior {
+            length_scale: Some(LogNormal { loc: std::f64::consts::SQRT_2, scale: 3f64.sqrt() }),
+            signal_variance: Some(LogNormal { loc: 0.0, scale: 2.0 }),
+            noise_variance: Some(LogNormal { loc: -4.0, scale: 1.0 }),
+        }
+    }
+}
+
+impl HyperPrior {
+    /// No prior: plain maximum likelihood.
+    pub fn flat() -> HyperPrior {
+        HyperPrior { length_scale: None, signal_variance: None, noise_variance: None }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        for (field, p) in [
+            ("fit.prior.length_scale", self.length_scale),
+            ("fit.prior.signal_variance", self.signal_variance),
+            ("fit.prior.noise_variance", self.noise_variance),
+        ] {
+            if let Some(p) = p {
+                p.check(field)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `−ln p(θ)` (up to a constant) to `f` and its gradient to `grad`, for the flattened
+    /// log vector `θ = [ln ℓ (d), ln σ_f², ln σ_n²]`.
+    pub fn add_neg_log_prior(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let d = theta.len() - 2;
+        let mut f = 0.0;
+        if let Some(p) = self.length_scale {
+            let p = LogNormal { loc: p.loc + 0.5 * (d as f64).ln(), scale: p.scale };
+            for m in 0..d {
+                let (v, g) = p.neg_log_density(theta[m]);
+                f += v;
+                grad[m] += g;
+            }
+        }
+        for (i, p) in [(d, self.signal_variance), (d + 1, self.noise_variance)] {
+            if let Some(p) = p {
+                let (v, g) = p.neg_log_density(theta[i]);
+                f += v;
+                grad[i] += g;
+            }
+        }
+        f
+    }
+}
+
 /// Options of [`Gp::fit`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,11 +124,20 @@ pub struct FitOptions {
     pub max_iter: usize,
     /// Hyperparameter bounds.
     pub bounds: HyperBounds,
+    /// Priors of the MAP fit ([`HyperPrior::flat`] for maximum likelihood).
+    pub prior: HyperPrior,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { restarts: 4, max_iter: 60, bounds: HyperBounds::default() }
+        FitOptions { restarts: 4, max_iter: 60, bounds: HyperBounds::default(), prior: HyperPrior::default() }
+    }
+}
+
+impl FitOptions {
+    pub(crate) fn check(&self) -> Result<()> {
+        self.bounds.check()?;
+        self.prior.check()
     }
 }
 
@@ -493,11 +598,20 @@ impl Gp {
         -lml
     }
 
-    /// Fits hyperparameters by maximising the marginal likelihood (multi-start projected
-    /// L-BFGS on log-parameters, starts in parallel), re-standardising the outputs first,
-    /// then refactorises.
+    /// Negative log posterior (up to a constant) `−lml(θ) − ln p(θ)` and its gradient.
+    pub fn neg_log_posterior_grad(&self, theta: &[f64], prior: &HyperPrior, grad: &mut [f64]) -> f64 {
+        let f = self.neg_lml_grad(theta, grad);
+        if !f.is_finite() {
+            return f;
+        }
+        f + prior.add_neg_log_prior(theta, grad)
+    }
+
+    /// Fits hyperparameters by maximising the marginal likelihood plus the log prior (MAP;
+    /// multi-start projected L-BFGS on log-parameters, starts in parallel), re-standardising
+    /// the outputs first, then refactorises.
     pub fn fit(&mut self, opts: &FitOptions, seed: u64) -> Result<FitReport> {
-        opts.bounds.check()?;
+        opts.check()?;
         if self.is_empty() {
             return Err(Error::TooFewObservations { need: 1, have: 0 });
         }
@@ -510,8 +624,10 @@ impl Gp {
             starts.push((0..d + 2).map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i])).collect());
         }
         let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
-        let results: Vec<_> =
-            starts.par_iter().map(|s| minimize_box(|t, g| self.neg_lml_grad(t, g), s, &lo, &hi, lopts)).collect();
+        let results: Vec<_> = starts
+            .par_iter()
+            .map(|s| minimize_box(|t, g| self.neg_log_posterior_grad(t, &opts.prior, g), s, &lo, &hi, lopts))
+            .collect();
         let evaluations = results.iter().map(|r| r.evaluations).sum();
         let mut best = 0;
         for (i, r) in results.iter().enumerate() {
@@ -577,6 +693,45 @@ mod tests {
                 let fd = central_difference(|t| g.neg_lml_grad(t, &mut scratch), &theta, i, 1e-5);
                 assert!((fd - grad[i]).abs() < 1e-5 * grad[i].abs().max(1.0), "{kind:?} θ{i}: fd {fd} an {}", grad[i]);
             }
+        }
+    }
+
+    #[test]
+    fn log_posterior_gradient_matches_finite_differences() {
+        let g = gp(KernelKind::Matern52, 20, 4);
+        let prior = HyperPrior::default();
+        let mut rng = gradlab_core::rng::rng(4);
+        for _ in 0..3 {
+            let theta: Vec<f64> = g.hyper().to_vec().iter().map(|t| t + 0.5 * (rng.random::<f64>() - 0.5)).collect();
+            let mut grad = vec![0.0; theta.len()];
+            let f = g.neg_log_posterior_grad(&theta, &prior, &mut grad);
+            // The prior term alone, by the closed form: Σ (θ_i − μ_i)² / (2 s_i²).
+            let mut lik = vec![0.0; theta.len()];
+            let mu_ls = std::f64::consts::SQRT_2 + 0.5 * 4f64.ln();
+            let by_hand = theta[..4].iter().map(|t| (t - mu_ls).powi(2) / 6.0).sum::<f64>()
+                + theta[4].powi(2) / 8.0
+                + (theta[5] + 4.0).powi(2) / 2.0;
+            assert!((f - g.neg_lml_grad(&theta, &mut lik) - by_hand).abs() < 1e-9 * f.abs().max(1.0));
+            let mut scratch = grad.clone();
+            for i in 0..theta.len() {
+                let fd = central_difference(|t| g.neg_log_posterior_grad(t, &prior, &mut scratch), &theta, i, 1e-5);
+                assert!((fd - grad[i]).abs() < 1e-5 * grad[i].abs().max(1.0), "θ{i}: fd {fd} an {}", grad[i]);
+            }
+        }
+        // A flat prior is the likelihood.
+        let theta = g.hyper().to_vec();
+        let (mut a, mut b) = (vec![0.0; 6], vec![0.0; 6]);
+        assert_eq!(g.neg_log_posterior_grad(&theta, &HyperPrior::flat(), &mut a), g.neg_lml_grad(&theta, &mut b));
+        assert_eq!(a, b);
+        // Bad priors are refused with the field named.
+        let bad = FitOptions {
+            prior: HyperPrior { noise_variance: Some(LogNormal { loc: 0.0, scale: 0.0 }), ..HyperPrior::default() },
+            ..FitOptions::default()
+        };
+        let mut g2 = g.clone();
+        match g2.fit(&bad, 0) {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "fit.prior.noise_variance"),
+            other => panic!("expected Invalid, got {other:?}"),
         }
     }
 
@@ -679,7 +834,7 @@ mod tests {
         // A local optimum check: the gradient is small or at a bound.
         let theta = g.hyper().to_vec();
         let mut grad = vec![0.0; theta.len()];
-        g.neg_lml_grad(&theta, &mut grad);
+        g.neg_log_posterior_grad(&theta, &HyperPrior::default(), &mut grad);
         let (lo, hi) = FitOptions::default().bounds.log_box(2);
         for i in 0..theta.len() {
             let at_bound = (theta[i] - lo[i]).abs() < 1e-6 || (theta[i] - hi[i]).abs() < 1e-6;

@@ -161,7 +161,7 @@ impl StudyConfig {
         self.lag.check()?;
         self.acquisition.check()?;
         self.maximize.check()?;
-        self.fit.bounds.check()?;
+        self.fit.check()?;
         if !(self.jitter.factor > 1.0 && self.jitter.first_rel > 0.0) {
             return Err(Error::invalid("jitter", format!("{:?}", self.jitter), "factor > 1, first_rel > 0"));
         }
