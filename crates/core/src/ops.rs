@@ -19,7 +19,7 @@
 //! differentiable again (its backward broadcasts).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 mod linear;
@@ -235,6 +235,74 @@ pub fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_cor
     }
 }
 
+/// The float dtype shared by a custom op's inputs: f32 or f64, the same for all (an error naming
+/// the op otherwise).
+pub(crate) fn float_dtype(what: &str, inputs: &[&CpuStorage]) -> candle_core::Result<DType> {
+    let dt = inputs.first().map_or(DType::F32, |s| s.dtype());
+    if !matches!(dt, DType::F32 | DType::F64) || inputs.iter().any(|s| s.dtype() != dt) {
+        let got: Vec<DType> = inputs.iter().map(|s| s.dtype()).collect();
+        candle_core::bail!("{what}: inputs all f32 or all f64, got {got:?}");
+    }
+    Ok(dt)
+}
+
+/// An error naming the op unless the layouts have one shape.
+pub(crate) fn same_shape(what: &str, layouts: &[&Layout]) -> candle_core::Result<()> {
+    if layouts.windows(2).any(|p| p[0].shape() != p[1].shape()) {
+        let got: Vec<&Shape> = layouts.iter().map(|l| l.shape()).collect();
+        candle_core::bail!("{what}: inputs of one shape expected, got {got:?}");
+    }
+    Ok(())
+}
+
+/// `$body` evaluated with the type alias `$T` = f32 or f64 by `$dt` (from [`float_dtype`]), its
+/// `Vec` wrapped as CPU storage.
+macro_rules! with_float {
+    ($dt:expr, $T:ident => $body:expr) => {
+        match $dt {
+            candle_core::DType::F32 => {
+                type $T = f32;
+                candle_core::CpuStorage::F32($body)
+            }
+            _ => {
+                type $T = f64;
+                candle_core::CpuStorage::F64($body)
+            }
+        }
+    };
+}
+use with_float;
+
+/// `f` element by element over two slices of one length, split over rayon where that pays.
+fn zip_map2<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    let run = |o: &mut [T], a: &[T], b: &[T]| o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = f(a, b));
+    if split_elementwise(a.len()) {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| run(o, a, b));
+    } else {
+        run(&mut out, a, b);
+    }
+    out
+}
+
+/// `f` element by element over three slices of one length, split over rayon where that pays.
+fn zip_map3<T: WithDType>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    let run = |o: &mut [T], a: &[T], b: &[T], c: &[T]| {
+        o.iter_mut().zip(a.iter().zip(b.iter().zip(c))).for_each(|(o, (&a, (&b, &c)))| *o = f(a, b, c))
+    };
+    if split_elementwise(a.len()) {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK).zip(c.par_chunks(CHUNK))))
+            .for_each(|(o, (a, (b, c)))| run(o, a, b, c));
+    } else {
+        run(&mut out, a, b, c);
+    }
+    out
+}
+
 /// The tanh op (see the module docs). Use [`tanh`].
 #[derive(Debug, Clone, Copy)]
 pub struct Tanh;
@@ -289,27 +357,11 @@ impl CustomOp2 for TanhGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("gradlab tanh backward: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
-        }
-        fn go<T: WithDType>(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<Vec<T>> {
-            let (g, y) = (contiguous::<T>(s1, l1)?, contiguous::<T>(s2, l2)?);
-            let mut out = vec![T::zero(); g.len()];
-            let f = |(o, (&g, &y)): (&mut T, (&T, &T))| *o = g * (T::one() - y * y);
-            if !split_elementwise(g.len()) {
-                out.iter_mut().zip(g.iter().zip(y)).for_each(f);
-            } else {
-                out.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-                    .for_each(|(o, (g, y))| o.iter_mut().zip(g.iter().zip(y)).for_each(f));
-            }
-            Ok(out)
-        }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(go::<f32>(s1, l1, s2, l2)?),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(go::<f64>(s1, l1, s2, l2)?),
-            _ => candle_core::bail!("gradlab tanh backward: both f32 or both f64"),
-        };
+        const WHAT: &str = "gradlab tanh backward";
+        same_shape(WHAT, &[l1, l2])?;
+        let out = with_float!(float_dtype(WHAT, &[s1, s2])?, T => {
+            zip_map2::<T>(contiguous(s1, l1)?, contiguous(s2, l2)?, |g, y| g * (1.0 - y * y))
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -348,45 +400,12 @@ impl CustomOp3 for TripleProduct {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() || l1.shape() != l3.shape() {
-            candle_core::bail!(
-                "gradlab triple product: shapes {:?}, {:?} and {:?} differ",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
-        }
-        fn go<T: WithDType>(
-            k: f64,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            (s3, l3): (&CpuStorage, &Layout),
-        ) -> candle_core::Result<Vec<T>> {
-            let (a, b, c) = (contiguous::<T>(s1, l1)?, contiguous::<T>(s2, l2)?, contiguous::<T>(s3, l3)?);
-            let k = T::from_f64(k);
-            let mut out = vec![T::zero(); a.len()];
-            let f = |o: &mut [T], a: &[T], b: &[T], c: &[T]| {
-                o.iter_mut().zip(a.iter().zip(b.iter().zip(c))).for_each(|(o, (&a, (&b, &c)))| *o = k * a * b * c)
-            };
-            if !split_elementwise(a.len()) {
-                f(&mut out, a, b, c);
-            } else {
-                out.par_chunks_mut(CHUNK)
-                    .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK).zip(c.par_chunks(CHUNK))))
-                    .for_each(|(o, (a, (b, c)))| f(o, a, b, c));
-            }
-            Ok(out)
-        }
-        let k = self.0;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(go::<f32>(k, (s1, l1), (s2, l2), (s3, l3))?)
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(go::<f64>(k, (s1, l1), (s2, l2), (s3, l3))?)
-            }
-            _ => candle_core::bail!("gradlab triple product: all f32 or all f64"),
-        };
+        const WHAT: &str = "gradlab triple product";
+        same_shape(WHAT, &[l1, l2, l3])?;
+        let out = with_float!(float_dtype(WHAT, &[s1, s2, s3])?, T => {
+            let k = self.0 as T;
+            zip_map3::<T>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, |a, b, c| k * a * b * c)
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -448,11 +467,7 @@ impl CustomOp2 for AddBias {
             }
             Ok(out)
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(go::<f32>(s1, l1, s2, l2, m)?),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(go::<f64>(s1, l1, s2, l2, m)?),
-            _ => candle_core::bail!("gradlab add_bias: both f32 or both f64"),
-        };
+        let out = with_float!(float_dtype("gradlab add_bias", &[s1, s2])?, T => go::<T>(s1, l1, s2, l2, m)?);
         Ok((out, l1.shape().clone()))
     }
 
@@ -504,11 +519,7 @@ impl CustomOp1 for ColSum {
             }
             Ok(acc)
         }
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(go::<f32>(s, l, m)?),
-            CpuStorage::F64(_) => CpuStorage::F64(go::<f64>(s, l, m)?),
-            _ => candle_core::bail!("gradlab col_sum: f32 or f64 expected"),
-        };
+        let out = with_float!(float_dtype("gradlab col_sum", &[s])?, T => go::<T>(s, l, m)?);
         Ok((out, Shape::from(m)))
     }
 
@@ -534,9 +545,7 @@ impl CustomOp2 for Mse {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("gradlab mse: prediction {:?} and target {:?} differ in shape", l1.shape(), l2.shape());
-        }
+        same_shape("gradlab mse (prediction, target)", &[l1, l2])?;
         fn go<T: WithDType>(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<T> {
             let (p, t) = (contiguous::<T>(s1, l1)?, contiguous::<T>(s2, l2)?);
             let sum = |p: &[T], t: &[T]| {
@@ -556,11 +565,7 @@ impl CustomOp2 for Mse {
             };
             Ok(T::from_f64(total / p.len() as f64))
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(vec![go::<f32>(s1, l1, s2, l2)?]),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(vec![go::<f64>(s1, l1, s2, l2)?]),
-            _ => candle_core::bail!("gradlab mse: both f32 or both f64, got {:?} and {:?}", s1.dtype(), s2.dtype()),
-        };
+        let out = with_float!(float_dtype("gradlab mse", &[s1, s2])?, T => vec![go::<T>(s1, l1, s2, l2)?]);
         Ok((out, Shape::from(())))
     }
 
@@ -598,45 +603,15 @@ impl CustomOp3 for ScaledDiff {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() || l3.shape().elem_count() != 1 {
-            candle_core::bail!(
-                "gradlab scaled difference: {:?} − {:?} times a scalar, got {:?}",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
+        const WHAT: &str = "gradlab scaled difference";
+        same_shape(WHAT, &[l1, l2])?;
+        if l3.shape().elem_count() != 1 {
+            candle_core::bail!("{WHAT}: a scalar factor expected, got shape {:?}", l3.shape());
         }
-        fn go<T: WithDType>(
-            k: f64,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            (s3, l3): (&CpuStorage, &Layout),
-        ) -> candle_core::Result<Vec<T>> {
-            let (p, t, g) = (contiguous::<T>(s1, l1)?, contiguous::<T>(s2, l2)?, contiguous::<T>(s3, l3)?);
-            let c = T::from_f64(k * g[0].to_f64());
-            let f = |o: &mut [T], p: &[T], t: &[T]| {
-                o.iter_mut().zip(p.iter().zip(t)).for_each(|(o, (&p, &t))| *o = c * (p - t))
-            };
-            let mut out = vec![T::zero(); p.len()];
-            if split_elementwise(p.len()) {
-                out.par_chunks_mut(CHUNK)
-                    .zip(p.par_chunks(CHUNK).zip(t.par_chunks(CHUNK)))
-                    .for_each(|(o, (p, t))| f(o, p, t));
-            } else {
-                f(&mut out, p, t);
-            }
-            Ok(out)
-        }
-        let k = self.0;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(go::<f32>(k, (s1, l1), (s2, l2), (s3, l3))?)
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(go::<f64>(k, (s1, l1), (s2, l2), (s3, l3))?)
-            }
-            _ => candle_core::bail!("gradlab scaled difference: all f32 or all f64"),
-        };
+        let out = with_float!(float_dtype(WHAT, &[s1, s2, s3])?, T => {
+            let c = self.0 as T * contiguous::<T>(s3, l3)?[0];
+            zip_map2::<T>(contiguous(s1, l1)?, contiguous(s2, l2)?, |p, t| c * (p - t))
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -871,7 +846,7 @@ mod tests {
         }
         let a = Tensor::zeros(3, candle_core::DType::F32, &dev).unwrap();
         let b = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
-        assert!(mse(&a, &b).unwrap_err().to_string().contains("differ in shape"));
+        assert!(mse(&a, &b).unwrap_err().to_string().contains("inputs of one shape expected"));
     }
 
     /// The one-pass `k·a·b·c` (second-order term of the tanh backward) and its gradients,

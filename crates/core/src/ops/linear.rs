@@ -17,7 +17,7 @@
 //! from outside every pool) and the calling thread is not inside [`serial`]; the element-wise
 //! ops of [`crate::ops`] are split only outside [`serial`].
 
-use super::{CHUNK, ColSum, TanhGrad, tanh_f32_in_place};
+use super::{CHUNK, ColSum, TanhGrad, contiguous, float_dtype, same_shape, tanh_f32_in_place, with_float, zip_map2};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::Parallelism;
@@ -198,11 +198,7 @@ impl CustomOp2 for MatMul {
         if k != k2 {
             candle_core::bail!("gradlab matmul: shapes {:?} and {:?} do not chain", l1.shape(), l2.shape());
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(go::<f32>(s1, l1, s2, l2)?),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(go::<f64>(s1, l1, s2, l2)?),
-            _ => candle_core::bail!("gradlab matmul: both f32 or both f64, got {:?} and {:?}", s1.dtype(), s2.dtype()),
-        };
+        let out = with_float!(float_dtype("gradlab matmul", &[s1, s2])?, T => go::<T>(s1, l1, s2, l2)?);
         Ok((out, Shape::from((n, m))))
     }
 
@@ -236,18 +232,11 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("gradlab relu backward: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
-        }
-        fn go<T: WithDType>(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<Vec<T>> {
-            let (g, y) = (super::contiguous::<T>(s1, l1)?, super::contiguous::<T>(s2, l2)?);
-            Ok(g.iter().zip(y).map(|(&g, &y)| if y > T::zero() { g } else { T::zero() }).collect())
-        }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(go::<f32>(s1, l1, s2, l2)?),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(go::<f64>(s1, l1, s2, l2)?),
-            _ => candle_core::bail!("gradlab relu backward: both f32 or both f64"),
-        };
+        const WHAT: &str = "gradlab relu backward";
+        same_shape(WHAT, &[l1, l2])?;
+        let out = with_float!(float_dtype(WHAT, &[s1, s2])?, T => {
+            zip_map2::<T>(contiguous(s1, l1)?, contiguous(s2, l2)?, |g, y| if y > 0.0 { g } else { 0.0 })
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -299,7 +288,7 @@ impl CustomOp3 for Linear {
         ) -> candle_core::Result<Vec<T>> {
             let x = View::<T>::new(s1, l1, "linear")?;
             let w = View::<T>::new(s2, l2, "linear")?;
-            let b = super::contiguous::<T>(s3, l3)?;
+            let b = contiguous::<T>(s3, l3)?;
             let mut out = Vec::with_capacity(n * b.len());
             for _ in 0..n {
                 out.extend_from_slice(b);
