@@ -141,24 +141,71 @@ impl SparseCost {
 
     /// Build from a dense row-major matrix; `+∞` entries are forbidden.
     pub fn from_dense(rows: usize, cols: usize, cost: &[f64]) -> Result<Self> {
-        if cost.len() != rows * cols {
+        if Some(cost.len()) != rows.checked_mul(cols) {
             return Err(Error::invalid(
                 "cost",
                 format!("{} entries", cost.len()),
-                format!("rows × cols = {}", rows * cols),
+                format!("rows × cols = {}", rows.saturating_mul(cols)),
             ));
         }
-        let mut r = Vec::new();
-        let mut c = Vec::new();
-        let mut w = Vec::new();
-        for i in 0..rows {
-            for j in 0..cols {
-                r.push(i as u32);
-                c.push(j as u32);
-                w.push(cost[i * cols + j]);
-            }
+        if cols == 0 {
+            return Self::from_dense_by(rows, cols, |_, _| f64::INFINITY);
         }
-        Self::from_triplets(rows, cols, &r, &c, &w)
+        let mut row_slices = cost.chunks_exact(cols);
+        Self::from_dense_rows(rows, cols, |_, out| out.copy_from_slice(row_slices.next().expect("rows × cols entries")))
+    }
+
+    /// Build from a dense matrix given entry by entry (`at(i, j)` for row `i`, column `j`, read
+    /// once each in row-major order), e.g. a strided or single-precision array; `+∞` entries
+    /// are forbidden. Entry `i · cols + j` is triplet number `i · cols + j` of the result.
+    pub fn from_dense_by(rows: usize, cols: usize, at: impl Fn(usize, usize) -> f64) -> Result<Self> {
+        Self::from_dense_rows(rows, cols, |i, out| {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = at(i, j);
+            }
+        })
+    }
+
+    /// The dense builder: one pass over the rows (filled by `row(i, out)` in order), no
+    /// triplet lists and no duplicate check (a dense matrix has none).
+    fn from_dense_rows(rows: usize, cols: usize, mut row: impl FnMut(usize, &mut [f64])) -> Result<Self> {
+        let total = match rows.checked_mul(cols) {
+            Some(t) if rows < u32::MAX as usize && cols < u32::MAX as usize && t < u32::MAX as usize => t,
+            _ => {
+                return Err(Error::invalid(
+                    "size",
+                    format!("{rows}×{cols}"),
+                    "fewer than 2^32 − 1 rows, columns and entries",
+                ));
+            }
+        };
+        let mut row_ptr = Vec::with_capacity(rows + 1);
+        row_ptr.push(0u32);
+        // Dense inputs are mostly allowed entries: reserve for all (pages never written are
+        // never touched).
+        let mut colv: Vec<u32> = Vec::with_capacity(total);
+        let mut costv: Vec<f64> = Vec::with_capacity(total);
+        let mut origin: Vec<u32> = Vec::with_capacity(total);
+        let mut buf = vec![0.0f64; cols];
+        for i in 0..rows {
+            row(i, &mut buf);
+            let base = (i * cols) as u32;
+            for (j, &w) in buf.iter().enumerate() {
+                if w.is_finite() {
+                    colv.push(j as u32);
+                    costv.push(w);
+                    origin.push(base + j as u32);
+                } else if w != f64::INFINITY {
+                    return Err(Error::invalid(
+                        "cost",
+                        format!("{w} at ({i}, {j})"),
+                        "a finite number, or +inf for a forbidden entry",
+                    ));
+                }
+            }
+            row_ptr.push(colv.len() as u32);
+        }
+        Ok(SparseCost { rows, cols, row_ptr, col: colv, cost: costv, origin, n_triplets: total })
     }
 
     /// Number of rows.
@@ -536,6 +583,25 @@ mod tests {
         assert_eq!(m.size, 0);
         let m = solve(&SparseCost::from_dense(3, 0, &[]).unwrap(), Unmatched::Cost(1.0)).unwrap();
         assert_eq!(m.row_to_col, vec![None; 3]);
+    }
+
+    #[test]
+    fn dense_builders_equal_the_triplet_builder() {
+        let mut rng = gradlab_core::rng::rng(3);
+        for &(rows, cols) in &[(0usize, 4usize), (4, 0), (1, 1), (7, 9), (9, 7), (30, 33)] {
+            let w: Vec<f64> = (0..rows * cols)
+                .map(|_| if rng.random::<f64>() < 0.3 { f64::INFINITY } else { rng.random::<f64>() - 0.5 })
+                .collect();
+            let (r, c): (Vec<u32>, Vec<u32>) =
+                (0..rows * cols).map(|k| ((k / cols.max(1)) as u32, (k % cols.max(1)) as u32)).unzip();
+            let reference = SparseCost::from_triplets(rows, cols, &r, &c, &w).unwrap();
+            assert_eq!(SparseCost::from_dense(rows, cols, &w).unwrap(), reference);
+            // Column-major storage read through the entry-wise builder.
+            let t: Vec<f64> = (0..rows * cols).map(|k| w[(k % rows.max(1)) * cols + k / rows.max(1)]).collect();
+            assert_eq!(SparseCost::from_dense_by(rows, cols, |i, j| t[j * rows + i]).unwrap(), reference);
+        }
+        let e = SparseCost::from_dense_by(2, 2, |i, j| if (i, j) == (1, 0) { f64::NAN } else { 0.0 }).unwrap_err();
+        assert!(e.to_string().contains("(1, 0)"), "{e}");
     }
 
     #[test]

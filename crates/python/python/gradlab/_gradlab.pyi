@@ -1,0 +1,135 @@
+"""Type stubs of the Rust extension module ``gradlab._gradlab`` (re-exported by the
+submodules ``gradlab.lap``, ``gradlab.aerosol``, ``gradlab.track``, ``gradlab.bayesopt`` and
+``gradlab.landscape``, which carry the documentation)."""
+
+from os import PathLike
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Path = Union[str, PathLike[str]]
+_FloatArray = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
+
+# gradlab.lap
+def linear_sum_assignment(
+    cost_matrix: _FloatArray,
+    maximize: bool = False,
+    *,
+    partial: bool = False,
+    unmatched_cost: Optional[float] = None,
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+def linear_sum_assignment_many(
+    cost_matrices: Sequence[_FloatArray],
+    maximize: bool = False,
+    *,
+    partial: bool = False,
+    unmatched_cost: Optional[float] = None,
+) -> List[Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]: ...
+
+# gradlab.aerosol
+class M7:
+    def __init__(self, config: Union[None, Dict[str, Any], _Path] = None) -> None: ...
+    @property
+    def config(self) -> Dict[str, Any]: ...
+    def step(self, cells: _FloatArray) -> npt.NDArray[np.float64]: ...
+    @property
+    def columns(self) -> List[str]: ...
+    @property
+    def units(self) -> List[str]: ...
+    @property
+    def input_columns(self) -> List[str]: ...
+
+def m7_step_file(
+    input: _Path, output: _Path, config: Optional[_Path] = None, overwrite: bool = False
+) -> Dict[str, Any]: ...
+
+def sample_cells(
+    n: int, seed: int = 0, start: int = 0, config: Union[None, Dict[str, Any], _Path] = None
+) -> npt.NDArray[np.float64]: ...
+
+# gradlab.track
+class Simulator:
+    def __init__(self, config: Union[Dict[str, Any], _Path]) -> None: ...
+    @staticmethod
+    def bergen(thickness_mm: float = 150.0, primaries: int = 100) -> "Simulator": ...
+    @property
+    def config(self) -> Dict[str, Any]: ...
+    @property
+    def num_layers(self) -> int: ...
+    def frame(self, seed: int, index: int) -> Dict[str, Any]: ...
+
+def generate_dataset(
+    directory: _Path,
+    config: Union[Dict[str, Any], _Path],
+    seed: int,
+    splits: Sequence[Tuple[str, int]],
+    overwrite: bool = False,
+) -> Dict[str, Any]: ...
+def load_split(directory: _Path, split: str) -> List[Dict[str, Any]]: ...
+
+# gradlab.bayesopt
+class Trial:
+    @property
+    def id(self) -> int: ...
+    @property
+    def params(self) -> Dict[str, Any]: ...
+
+class Study:
+    def __init__(
+        self,
+        space: Union[Dict[str, Any], Sequence[Any]],
+        lag: Union[None, int, str] = None,
+        q: int = 1,
+        seed: int = 0,
+        n_initial: int = 0,
+    ) -> None: ...
+    @property
+    def q(self) -> int: ...
+    def ask(self) -> Trial: ...
+    def ask_batch(self, q: Optional[int] = None) -> List[Trial]: ...
+    def tell(self, trial: Union[Trial, int], value: float) -> None: ...
+    def tell_failed(self, trial: Union[Trial, int], reason: str) -> None: ...
+    def save(self, path: _Path) -> None: ...
+    @staticmethod
+    def load(path: _Path, q: int = 1) -> "Study": ...
+    @property
+    def best(self) -> Optional[Tuple[Dict[str, Any], float]]: ...
+    @property
+    def trials(self) -> List[Dict[str, Any]]: ...
+    @property
+    def names(self) -> List[str]: ...
+    @property
+    def last_overhead_s(self) -> float: ...
+    def __len__(self) -> int: ...
+
+def minimize(
+    func: Callable[[List[Any]], float],
+    dimensions: Union[Dict[str, Any], Sequence[Any]],
+    n_calls: int = 100,
+    n_initial_points: int = 0,
+    random_state: int = 0,
+    lag: Union[None, int, str] = None,
+) -> Dict[str, Any]: ...
+
+# gradlab.landscape
+def surface(
+    loss: Callable[[npt.NDArray[np.float64]], float],
+    theta: _FloatArray,
+    d1: _FloatArray,
+    d2: Optional[_FloatArray] = None,
+    x: Tuple[float, float, int] = (-1.0, 1.0, 21),
+    y: Tuple[float, float, int] = (-1.0, 1.0, 21),
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def hessian_eigs(
+    theta: _FloatArray,
+    k: int = 3,
+    *,
+    hvp: Optional[Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = None,
+    grad: Optional[Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = None,
+    which: str = "largest",
+    max_steps: Optional[int] = None,
+    tol: float = 1e-10,
+    seed: int = 0,
+    h: float = 1e-3,
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
