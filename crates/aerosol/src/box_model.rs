@@ -51,15 +51,7 @@ impl M7 {
     fn properties(&self, env: &Environment, s: &AerosolState, p: &mut ModeProperties) {
         dry_properties_with(s, p, &self.k, self.cfg.fidelity);
         if self.cfg.processes.water_uptake {
-            water::water_uptake(
-                p,
-                self.cfg.water,
-                env.rh,
-                env.temperature,
-                self.cfg.water_rh_max,
-                &self.k.ram2cmr,
-                &s.n,
-            );
+            water::water_uptake(p, &self.cfg, env.rh, env.temperature, &self.k.ram2cmr, &s.n);
         }
     }
 

@@ -123,8 +123,23 @@ struct Score {
     cells: usize,
 }
 
-/// Scores every output column of configuration `name`.
-fn score(name: &str, fidelity: Fidelity) -> Vec<Score> {
+/// Which reference cells a score covers. The sulfate water fit
+/// (`scripts/m7/fit_sulfate_water.py`) was fitted on the even-numbered cells, so the odd ones
+/// are its held-out test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cells {
+    All,
+    HeldOut,
+}
+
+impl Cells {
+    fn has(self, i: usize) -> bool {
+        self == Cells::All || i % 2 == 1
+    }
+}
+
+/// Scores every output column of configuration `name` over `cells`.
+fn score_on(name: &str, fidelity: Fidelity, cells: Cells) -> Vec<Score> {
     let (_, cin, x) = read("inputs.npy");
     let (_, cout, y) = read(&format!("out_{name}.npy"));
     assert_eq!(cout, N_OUT);
@@ -136,7 +151,7 @@ fn score(name: &str, fidelity: Fidelity) -> Vec<Score> {
             let kin = if k == 0 { 5 } else { 7 + k };
             let mut rel = Vec::new();
             let (mut ss_res, mut sum, mut sum2, mut n) = (0.0, 0.0, 0.0, 0.0);
-            for (i, o) in ours.iter().enumerate() {
+            for (i, o) in ours.iter().enumerate().filter(|(i, _)| cells.has(*i)) {
                 let xin = x[i * cin + kin];
                 let dref = y[i * cout + k] - xin;
                 let dour = o[k] - xin;
@@ -163,7 +178,7 @@ fn score(name: &str, fidelity: Fidelity) -> Vec<Score> {
             scores.push(Score { cells: rel.len(), med_rel: median(rel), r2 });
         } else {
             let mut rel = Vec::new();
-            for (i, o) in ours.iter().enumerate() {
+            for (i, o) in ours.iter().enumerate().filter(|(i, _)| cells.has(*i)) {
                 let r = y[i * cout + k];
                 if r > 0.0 {
                     rel.push((o[k] - r).abs() / r);
@@ -178,10 +193,10 @@ fn score(name: &str, fidelity: Fidelity) -> Vec<Score> {
 /// Why a tolerance is loosened (measured in `docs/results/m7-fidelity.md`).
 #[derive(Debug, Clone, Copy)]
 enum Cause {
-    /// The Fortran's sulfate water-uptake fit (T, RH and molecules per particle, Kelvin
-    /// included) is not published; our ZSR/Jacobson water gives other wet radii, hence other
-    /// condensation sinks of the soluble modes, coagulation kernels, gas levels (nucleation) and
-    /// mode-shift growth, and other wet radii, densities and water.
+    /// Water of the mixed soluble modes AS and CS (H2SO4, Na2SO4 and NaCl by ZSR with the
+    /// Jacobson et al. molalities): the Fortran's AS/CS water differs by 17–29 % (median), hence
+    /// other wet radii of AS/CS, their condensation sinks and coagulation kernels, and through them
+    /// the gas level, nucleation and the NS/KS losses.
     Water,
     /// Ageing of insoluble particles by coagulated sulfate: the Fortran ages far more KI/AI/CI
     /// particles in some cells than a one-monolayer coating of the coagulated sulfate gives.
@@ -189,141 +204,113 @@ enum Cause {
 }
 
 /// Loosened tolerances (median relative error, minimum R², cause) for named variables, each
-/// 1.25 × the measured figure rounded up (see `docs/results/m7-fidelity.md`). Everything else:
+/// 1.25 × the figure measured on the held-out (odd-numbered) cells rounded up (see `docs/results/m7-fidelity.md`). Everything else:
 /// 1e-3 and 0.999.
 fn tolerance(config: &str, var: &str) -> (f64, f64, Option<Cause>) {
     let (m, r, c) = match (config, var) {
-        ("all", "H2SO4") => (0.015, 0.999, Cause::Water),
-        ("all", "SO4_NS") => (0.07, 0.999, Cause::Water),
-        ("all", "SO4_KS") => (0.005, 0.999, Cause::Water),
-        ("all", "SO4_AS") => (0.02, 0.999, Cause::Water),
-        ("all", "SO4_CS") => (0.02, 0.999, Cause::Water),
+        ("all", "H2SO4") => (0.002, 0.999, Cause::Water),
+        ("all", "SO4_NS") => (0.02, 0.999, Cause::Water),
+        ("all", "SO4_KS") => (0.002, 0.999, Cause::Water),
+        ("all", "SO4_AS") => (0.015, 0.999, Cause::Water),
+        ("all", "SO4_CS") => (0.015, 0.999, Cause::Water),
         ("all", "BC_KS") => (0.015, 0.999, Cause::Water),
-        ("all", "BC_AS") => (0.02, 0.999, Cause::Water),
+        ("all", "BC_AS") => (0.03, 0.999, Cause::Water),
         ("all", "BC_CS") => (0.05, 0.999, Cause::Water),
-        ("all", "BC_KI") => (0.15, 0.876, Cause::CoagAgeing),
+        ("all", "BC_KI") => (0.15, 0.887, Cause::CoagAgeing),
         ("all", "OC_KS") => (0.015, 0.999, Cause::Water),
         ("all", "OC_AS") => (0.02, 0.999, Cause::Water),
         ("all", "OC_CS") => (0.05, 0.999, Cause::Water),
-        ("all", "OC_KI") => (0.15, 0.782, Cause::CoagAgeing),
+        ("all", "OC_KI") => (0.15, 0.91, Cause::CoagAgeing),
         ("all", "SS_AS") => (0.02, 0.999, Cause::Water),
         ("all", "SS_CS") => (0.02, 0.999, Cause::Water),
-        ("all", "DU_AS") => (0.05, 0.999, Cause::Water),
-        ("all", "DU_CS") => (0.03, 0.999, Cause::Water),
-        ("all", "DU_AI") => (0.07, 0.291, Cause::CoagAgeing),
-        ("all", "DU_CI") => (0.05, 0.593, Cause::CoagAgeing),
-        ("all", "N_NS") => (0.1, 0.997, Cause::Water),
-        ("all", "N_KS") => (0.015, 0.999, Cause::Water),
-        ("all", "N_CS") => (0.0015, 0.999, Cause::Water),
-        ("all", "N_KI") => (0.15, 0.049, Cause::CoagAgeing),
-        ("all", "N_AI") => (0.07, 0.675, Cause::CoagAgeing),
-        ("all", "N_CI") => (0.05, 0.467, Cause::CoagAgeing),
-        ("all", "rcmr_NS") => (0.15, 0.999, Cause::Water),
-        ("all", "rcmr_KS") => (0.02, 0.999, Cause::Water),
-        ("all", "rcmr_AS") => (0.05, 0.999, Cause::Water),
-        ("all", "rcmr_CS") => (0.05, 0.999, Cause::Water),
-        ("all", "rdry_AS") => (0.005, 0.999, Cause::Water),
-        ("all", "rho_NS") => (0.15, 0.999, Cause::Water),
-        ("all", "rho_KS") => (0.05, 0.999, Cause::Water),
-        ("all", "rho_AS") => (0.07, 0.999, Cause::Water),
-        ("all", "rho_CS") => (0.07, 0.999, Cause::Water),
-        ("all", "water_NS") => (0.7, 0.999, Cause::Water),
-        ("all", "water_KS") => (0.15, 0.999, Cause::Water),
+        ("all", "DU_AS") => (0.03, 0.999, Cause::Water),
+        ("all", "DU_CS") => (0.015, 0.999, Cause::Water),
+        ("all", "DU_AI") => (0.05, 0.197, Cause::CoagAgeing),
+        ("all", "DU_CI") => (0.015, 0.461, Cause::CoagAgeing),
+        ("all", "N_NS") => (0.05, 0.999, Cause::Water),
+        ("all", "N_KS") => (0.01, 0.999, Cause::Water),
+        ("all", "N_KI") => (0.15, 0.453, Cause::CoagAgeing),
+        ("all", "N_AI") => (0.05, 0.217, Cause::CoagAgeing),
+        ("all", "N_CI") => (0.015, 0.27, Cause::CoagAgeing),
+        ("all", "rcmr_AS") => (0.02, 0.999, Cause::Water),
+        ("all", "rcmr_CS") => (0.03, 0.999, Cause::Water),
+        ("all", "rdry_AS") => (0.0015, 0.999, Cause::Water),
+        ("all", "rho_AS") => (0.015, 0.999, Cause::Water),
+        ("all", "rho_CS") => (0.03, 0.999, Cause::Water),
+        ("all", "water_NS") => (0.007, 0.999, Cause::Water),
         ("all", "water_AS") => (0.3, 0.999, Cause::Water),
         ("all", "water_CS") => (0.5, 0.999, Cause::Water),
-        ("nucl", "H2SO4") => (0.015, 0.999, Cause::Water),
-        ("nucl", "SO4_NS") => (0.03, 0.999, Cause::Water),
-        ("nucl", "SO4_AS") => (0.015, 0.999, Cause::Water),
-        ("nucl", "SO4_CS") => (0.015, 0.999, Cause::Water),
-        ("nucl", "BC_AS") => (0.007, 0.999, Cause::Water),
+        ("nucl", "H2SO4") => (0.002, 0.999, Cause::Water),
+        ("nucl", "SO4_AS") => (0.01, 0.999, Cause::Water),
+        ("nucl", "SO4_CS") => (0.01, 0.999, Cause::Water),
+        ("nucl", "BC_AS") => (0.005, 0.999, Cause::Water),
         ("nucl", "BC_CS") => (0.02, 0.999, Cause::Water),
-        ("nucl", "BC_KI") => (0.015, 0.998, Cause::Water),
-        ("nucl", "OC_AS") => (0.007, 0.999, Cause::Water),
+        ("nucl", "BC_KI") => (0.005, 0.999, Cause::Water),
+        ("nucl", "OC_AS") => (0.005, 0.999, Cause::Water),
         ("nucl", "OC_CS") => (0.02, 0.999, Cause::Water),
-        ("nucl", "OC_KI") => (0.015, 0.999, Cause::Water),
+        ("nucl", "OC_KI") => (0.005, 0.999, Cause::Water),
         ("nucl", "SS_AS") => (0.02, 0.999, Cause::Water),
         ("nucl", "SS_CS") => (0.02, 0.999, Cause::Water),
-        ("nucl", "DU_AS") => (0.015, 0.999, Cause::Water),
-        ("nucl", "DU_CS") => (0.015, 0.999, Cause::Water),
-        ("nucl", "DU_AI") => (0.015, 0.999, Cause::Water),
-        ("nucl", "DU_CI") => (0.015, 0.999, Cause::Water),
-        ("nucl", "N_NS") => (0.0015, 0.999, Cause::Water),
-        ("nucl", "N_KI") => (0.015, 0.999, Cause::Water),
-        ("nucl", "N_AI") => (0.015, 0.999, Cause::Water),
-        ("nucl", "N_CI") => (0.015, 0.999, Cause::Water),
-        ("nucl", "rcmr_NS") => (0.15, 0.999, Cause::Water),
-        ("nucl", "rcmr_KS") => (0.02, 0.999, Cause::Water),
-        ("nucl", "rcmr_AS") => (0.05, 0.999, Cause::Water),
-        ("nucl", "rcmr_CS") => (0.05, 0.999, Cause::Water),
-        ("nucl", "rdry_AS") => (0.002, 0.999, Cause::Water),
-        ("nucl", "rho_NS") => (0.15, 0.999, Cause::Water),
-        ("nucl", "rho_KS") => (0.05, 0.999, Cause::Water),
-        ("nucl", "rho_AS") => (0.05, 0.999, Cause::Water),
-        ("nucl", "rho_CS") => (0.07, 0.999, Cause::Water),
-        ("nucl", "water_NS") => (0.7, 0.999, Cause::Water),
-        ("nucl", "water_KS") => (0.1, 0.999, Cause::Water),
+        ("nucl", "DU_AS") => (0.01, 0.999, Cause::Water),
+        ("nucl", "DU_CS") => (0.01, 0.999, Cause::Water),
+        ("nucl", "DU_AI") => (0.005, 0.999, Cause::Water),
+        ("nucl", "DU_CI") => (0.005, 0.999, Cause::Water),
+        ("nucl", "N_KI") => (0.005, 0.999, Cause::Water),
+        ("nucl", "N_AI") => (0.005, 0.999, Cause::Water),
+        ("nucl", "N_CI") => (0.005, 0.999, Cause::Water),
+        ("nucl", "rcmr_AS") => (0.015, 0.999, Cause::Water),
+        ("nucl", "rcmr_CS") => (0.03, 0.999, Cause::Water),
+        ("nucl", "rho_AS") => (0.015, 0.999, Cause::Water),
+        ("nucl", "rho_CS") => (0.03, 0.999, Cause::Water),
         ("nucl", "water_AS") => (0.3, 0.999, Cause::Water),
         ("nucl", "water_CS") => (0.5, 0.999, Cause::Water),
-        ("cond", "H2SO4") => (0.015, 0.999, Cause::Water),
-        ("cond", "SO4_NS") => (0.003, 0.999, Cause::Water),
-        ("cond", "SO4_AS") => (0.015, 0.999, Cause::Water),
-        ("cond", "SO4_CS") => (0.015, 0.999, Cause::Water),
-        ("cond", "BC_AS") => (0.007, 0.999, Cause::Water),
+        ("cond", "H2SO4") => (0.0015, 0.999, Cause::Water),
+        ("cond", "SO4_AS") => (0.01, 0.999, Cause::Water),
+        ("cond", "SO4_CS") => (0.01, 0.999, Cause::Water),
+        ("cond", "BC_AS") => (0.005, 0.999, Cause::Water),
         ("cond", "BC_CS") => (0.02, 0.999, Cause::Water),
-        ("cond", "OC_AS") => (0.007, 0.999, Cause::Water),
+        ("cond", "OC_AS") => (0.005, 0.999, Cause::Water),
         ("cond", "OC_CS") => (0.02, 0.999, Cause::Water),
         ("cond", "SS_AS") => (0.02, 0.999, Cause::Water),
         ("cond", "SS_CS") => (0.02, 0.999, Cause::Water),
         ("cond", "DU_AS") => (0.02, 0.999, Cause::Water),
         ("cond", "DU_CS") => (0.02, 0.999, Cause::Water),
-        ("cond", "rcmr_NS") => (0.15, 0.999, Cause::Water),
-        ("cond", "rcmr_KS") => (0.02, 0.999, Cause::Water),
-        ("cond", "rcmr_AS") => (0.05, 0.999, Cause::Water),
-        ("cond", "rcmr_CS") => (0.05, 0.999, Cause::Water),
-        ("cond", "rdry_AS") => (0.0015, 0.999, Cause::Water),
-        ("cond", "rho_NS") => (0.15, 0.999, Cause::Water),
-        ("cond", "rho_KS") => (0.05, 0.999, Cause::Water),
-        ("cond", "rho_AS") => (0.05, 0.999, Cause::Water),
-        ("cond", "rho_CS") => (0.07, 0.999, Cause::Water),
-        ("cond", "water_NS") => (0.5, 0.999, Cause::Water),
-        ("cond", "water_KS") => (0.15, 0.999, Cause::Water),
+        ("cond", "rcmr_AS") => (0.015, 0.999, Cause::Water),
+        ("cond", "rcmr_CS") => (0.03, 0.999, Cause::Water),
+        ("cond", "rho_AS") => (0.015, 0.999, Cause::Water),
+        ("cond", "rho_CS") => (0.03, 0.999, Cause::Water),
         ("cond", "water_AS") => (0.3, 0.999, Cause::Water),
         ("cond", "water_CS") => (0.5, 0.999, Cause::Water),
-        ("coag", "SO4_NS") => (0.05, 0.999, Cause::Water),
+        ("coag", "SO4_NS") => (0.015, 0.999, Cause::Water),
         ("coag", "SO4_KS") => (0.003, 0.999, Cause::Water),
-        ("coag", "SO4_AS") => (0.02, 0.999, Cause::Water),
-        ("coag", "SO4_CS") => (0.07, 0.999, Cause::Water),
-        ("coag", "BC_KS") => (0.03, 0.999, Cause::Water),
-        ("coag", "BC_AS") => (0.02, 0.999, Cause::Water),
+        ("coag", "SO4_AS") => (0.03, 0.999, Cause::Water),
+        ("coag", "SO4_CS") => (0.05, 0.999, Cause::Water),
+        ("coag", "BC_KS") => (0.05, 0.999, Cause::Water),
+        ("coag", "BC_AS") => (0.03, 0.999, Cause::Water),
         ("coag", "BC_CS") => (0.05, 0.999, Cause::Water),
-        ("coag", "BC_KI") => (0.3, 0.842, Cause::CoagAgeing),
-        ("coag", "OC_KS") => (0.03, 0.999, Cause::Water),
-        ("coag", "OC_AS") => (0.02, 0.999, Cause::Water),
+        ("coag", "BC_KI") => (0.2, 0.707, Cause::CoagAgeing),
+        ("coag", "OC_KS") => (0.05, 0.999, Cause::Water),
+        ("coag", "OC_AS") => (0.03, 0.999, Cause::Water),
         ("coag", "OC_CS") => (0.05, 0.999, Cause::Water),
-        ("coag", "OC_KI") => (0.3, 0.644, Cause::CoagAgeing),
+        ("coag", "OC_KI") => (0.2, 0.785, Cause::CoagAgeing),
         ("coag", "SS_AS") => (0.02, 0.999, Cause::Water),
         ("coag", "SS_CS") => (0.02, 0.999, Cause::Water),
         ("coag", "DU_AS") => (0.07, 0.999, Cause::Water),
-        ("coag", "DU_CS") => (0.07, 0.999, Cause::Water),
-        ("coag", "DU_AI") => (0.15, -0.190, Cause::CoagAgeing),
-        ("coag", "DU_CI") => (0.15, -0.106, Cause::CoagAgeing),
-        ("coag", "N_NS") => (0.1, 0.977, Cause::Water),
+        ("coag", "DU_CS") => (0.03, 0.999, Cause::Water),
+        ("coag", "DU_AI") => (0.1, -0.216, Cause::CoagAgeing),
+        ("coag", "DU_CI") => (0.05, -0.122, Cause::CoagAgeing),
+        ("coag", "N_NS") => (0.05, 0.997, Cause::Water),
         ("coag", "N_KS") => (0.01, 0.999, Cause::Water),
-        ("coag", "N_CS") => (0.01, 0.999, Cause::Water),
-        ("coag", "N_KI") => (0.3, 0.069, Cause::CoagAgeing),
-        ("coag", "N_AI") => (0.15, 0.643, Cause::CoagAgeing),
-        ("coag", "N_CI") => (0.15, 0.203, Cause::CoagAgeing),
-        ("coag", "rcmr_NS") => (0.15, 0.999, Cause::Water),
-        ("coag", "rcmr_KS") => (0.02, 0.999, Cause::Water),
-        ("coag", "rcmr_AS") => (0.05, 0.999, Cause::Water),
-        ("coag", "rcmr_CS") => (0.05, 0.999, Cause::Water),
-        ("coag", "rdry_AS") => (0.005, 0.999, Cause::Water),
-        ("coag", "rho_NS") => (0.15, 0.999, Cause::Water),
-        ("coag", "rho_KS") => (0.05, 0.999, Cause::Water),
-        ("coag", "rho_AS") => (0.07, 0.999, Cause::Water),
-        ("coag", "rho_CS") => (0.07, 0.999, Cause::Water),
-        ("coag", "water_NS") => (0.7, 0.999, Cause::Water),
-        ("coag", "water_KS") => (0.15, 0.999, Cause::Water),
+        ("coag", "N_CS") => (0.007, 0.999, Cause::Water),
+        ("coag", "N_KI") => (0.2, 0.21, Cause::CoagAgeing),
+        ("coag", "N_AI") => (0.1, -0.025, Cause::CoagAgeing),
+        ("coag", "N_CI") => (0.05, -0.168, Cause::CoagAgeing),
+        ("coag", "rcmr_AS") => (0.015, 0.999, Cause::Water),
+        ("coag", "rcmr_CS") => (0.03, 0.999, Cause::Water),
+        ("coag", "rdry_AS") => (0.0015, 0.999, Cause::Water),
+        ("coag", "rho_AS") => (0.015, 0.999, Cause::Water),
+        ("coag", "rho_CS") => (0.03, 0.999, Cause::Water),
+        ("coag", "water_NS") => (0.005, 0.999, Cause::Water),
         ("coag", "water_AS") => (0.3, 0.999, Cause::Water),
         ("coag", "water_CS") => (0.5, 0.999, Cause::Water),
         _ => return (1e-3, 0.999, None),
@@ -335,9 +322,11 @@ fn tolerance(config: &str, var: &str) -> (f64, f64, Option<Cause>) {
 #[ignore = "prints the full fidelity table; run with --ignored --nocapture"]
 fn fidelity_table() {
     let names = out_names();
-    for fidelity in [Fidelity::EchamHam, Fidelity::Clean] {
-        let all: Vec<Vec<Score>> = CONFIGS.iter().map(|c| score(c, fidelity)).collect();
-        println!("\n### fidelity = {fidelity:?}\n");
+    for (fidelity, cells) in
+        [(Fidelity::EchamHam, Cells::All), (Fidelity::EchamHam, Cells::HeldOut), (Fidelity::Clean, Cells::All)]
+    {
+        let all: Vec<Vec<Score>> = CONFIGS.iter().map(|c| score_on(c, fidelity, cells)).collect();
+        println!("\n### fidelity = {fidelity:?}, cells: {cells:?}\n");
         println!("| variable | {} |", CONFIGS.map(|c| format!("{c}: med rel | {c}: R²")).join(" | "));
         println!("|---|{}", "---|".repeat(2 * CONFIGS.len()));
         for (k, name) in names.iter().enumerate() {
@@ -353,7 +342,7 @@ fn fidelity_table() {
         }
         for (c, s) in CONFIGS.iter().zip(&all) {
             for (k, name) in names.iter().enumerate() {
-                println!("MEASURED {fidelity:?} {c} {name} {:e} {:e} {}", s[k].med_rel, s[k].r2, s[k].cells);
+                println!("MEASURED {fidelity:?} {cells:?} {c} {name} {:e} {:e} {}", s[k].med_rel, s[k].r2, s[k].cells);
             }
         }
         for (c, s) in CONFIGS.iter().zip(&all) {
@@ -394,11 +383,48 @@ fn fidelity_table() {
 }
 
 #[test]
+fn sulfate_solution_fit_matches_the_fortran_on_held_out_cells() {
+    // The NS/KS water and wet volume of the reference's output states against the fit, on the
+    // odd-numbered cells (the fit saw only the even ones).
+    use gradlab_aerosol::process::water::m7_sulfate_solution;
+    let (_, cin, x) = read("inputs.npy");
+    let (mut water, mut volume) = (Vec::new(), Vec::new());
+    let ln_sigma = 1.59f64.ln();
+    for c in CONFIGS {
+        let (_, cout, y) = read(&format!("out_{c}.npy"));
+        for i in (1..1500).step_by(2) {
+            let (t, rh) = (x[i * cin + 1], x[i * cin + 2]);
+            let o = |k: usize| y[i * cout + k];
+            // (SO4, N, wet radius, water, BC + OC mass) of NS and KS.
+            for (so4, n, r, w, bcoc) in [(o(1), o(19), o(26), o(44), 0.0), (o(2), o(20), o(27), o(45), o(5) + o(9))] {
+                if so4 > 0.0 && n > 1e-10 && w > 0.0 {
+                    let sol = m7_sulfate_solution(t, rh, so4 / n);
+                    // kg m⁻³ of water → molecules cm⁻³, per H2SO4 molecule.
+                    let ratio_ref = w * 1e-3 / 18.015 * 6.022_140_76e23 / so4;
+                    water.push((sol.water_per_h2so4 / ratio_ref - 1.0).abs());
+                    let mass = so4 / 6.022_140_76e23 * 98.0734 + w * 1e-3;
+                    let vol = mass / sol.density + bcoc * 1e-12 / 2.0;
+                    let vol_ref = n * 4.0 / 3.0 * std::f64::consts::PI * r.powi(3) * (4.5 * ln_sigma * ln_sigma).exp();
+                    volume.push((vol / vol_ref - 1.0).abs());
+                }
+            }
+        }
+    }
+    assert!(water.len() > 5000, "{} held-out states", water.len());
+    let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let (wmax, vmax) = (max(&water), max(&volume));
+    let (wmed, vmed) = (median(water), median(volume));
+    assert!(wmed < 1e-4 && wmax < 5e-3, "held-out water: median rel. error {wmed:.2e}, max {wmax:.2e}");
+    assert!(vmed < 1e-5 && vmax < 1e-4, "held-out wet volume: median rel. error {vmed:.2e}, max {vmax:.2e}");
+}
+
+#[test]
 fn fidelity_matches_the_fortran() {
     let names = out_names();
     let mut failures = Vec::new();
     for c in CONFIGS {
-        let s = score(c, Fidelity::EchamHam);
+        // Held-out cells only: the sulfate water fit was fitted on the even-numbered ones.
+        let s = score_on(c, Fidelity::EchamHam, Cells::HeldOut);
         for (k, name) in names.iter().enumerate() {
             let (tol_rel, tol_r2, cause) = tolerance(c, name);
             let sc = s[k];

@@ -6,4 +6,5 @@ pub mod condensation;
 pub mod mode_shift;
 pub mod nucleation;
 pub mod properties;
+mod sulfate_water_fit;
 pub mod water;

@@ -11,12 +11,21 @@
 //!   volume-weighted κ (Petters and Kreidenweis 2007, eq. 11). M7 tabulates g; we solve it
 //!   directly with a bracketed Newton iteration.
 //!
+//! * **M7 as ECHAM-HAM runs it** (`Fidelity::EchamHam`, ZSR): the Fortran's pure-sulfate modes
+//!   NS and KS take up water by a fit in T, RH and the H2SO4 molecules per particle (Kelvin-like:
+//!   small particles hold less) and a solution density, both with unpublished coefficients; we use
+//!   [`m7_sulfate_solution`], fitted to the Fortran's own output by
+//!   `scripts/m7/fit_sulfate_water.py` (held-out median error 5e-5 for the water, 4e-6 for the
+//!   density). Modes holding sea salt (AS, CS) are dry below the crystallisation RH, as the reference
+//!   data show (their water is 0 there, sulfate included).
+//!
 //! Both give the water per cm³ of air, the wet count-median radius (growth applied uniformly to
 //! the mode) and the mean particle density including water.
 
 use super::properties::ModeProperties;
-use crate::config::WaterScheme;
-use crate::constants::{GAS_CONSTANT, M_WATER, N_SOLUBLE, RHO_WATER, SIGMA_WATER};
+use super::sulfate_water_fit as fit;
+use crate::config::{Fidelity, M7Config, WaterScheme};
+use crate::constants::{AVOGADRO, GAS_CONSTANT, M_H2SO4, M_WATER, N_SOLUBLE, RHO_WATER, SIGMA_WATER, Species};
 
 /// RH below which sea salt (NaCl) holds no water (M7's `crh`).
 pub const NACL_CRYSTALLISATION_RH: f64 = 0.45;
@@ -47,6 +56,59 @@ pub fn molality_h2so4(aw: f64) -> f64 {
 pub fn molality_nacl(aw: f64) -> f64 {
     let s = poly7(&Y_NACL, aw);
     s * s
+}
+
+/// The sulfate solution of a particle of M7's NS or KS mode, as ECHAM-HAM's M7 computes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SulfateSolution {
+    /// Water molecules per H2SO4 molecule.
+    pub water_per_h2so4: f64,
+    /// Density of the H2SO4–water solution \[g cm⁻³\].
+    pub density: f64,
+}
+
+/// Water uptake and solution density of a sulfate particle of `n` H2SO4 molecules at temperature
+/// `t` \[K\] and relative humidity `rh`, as ECHAM-HAM's M7 computes them for its NS and KS modes.
+///
+/// The Fortran's fits are not published; these are polynomials in ln T, ln RH and ln n fitted to
+/// the Fortran's output on the even-numbered reference cells (`scripts/m7/fit_sulfate_water.py`,
+/// coefficients in `sulfate_water_fit.rs`; held-out errors there). Inputs are clipped to the
+/// range the reference covers — T ∈ \[240, 305\] K (the Fortran clips T ≥ 240 K itself),
+/// RH ∈ \[0.2, 0.9\] (the Fortran clips to \[0.05, 0.9\]; below 0.2 we hold the value at 0.2 rather
+/// than extrapolate a polynomial), n ∈ \[2, 5·10⁵\] (above, the Kelvin term is below 0.1 %).
+pub fn m7_sulfate_solution(t: f64, rh: f64, n: f64) -> SulfateSolution {
+    let x = [scaled_log(t, fit::T_RANGE), scaled_log(rh, fit::RH_RANGE), scaled_log(n, fit::N_RANGE)];
+    SulfateSolution {
+        water_per_h2so4: 1.0 / nested_horner(&fit::WATER_TERMS, x),
+        density: nested_horner(&fit::DENSITY_TERMS, x),
+    }
+}
+
+/// ln v, with v clipped to `r`, mapped linearly from \[ln r.0, ln r.1\] onto \[−1, 1\].
+#[inline]
+fn scaled_log(v: f64, r: (f64, f64)) -> f64 {
+    let (lo, hi) = (r.0.ln(), r.1.ln());
+    (2.0 * v.clamp(r.0, r.1).ln() - lo - hi) / (hi - lo)
+}
+
+/// Σ c·x₀ⁱ·x₁ʲ·x₂ᵏ over `terms`, which list every (i, j, k) with i + j + k ≤ D in lexicographic
+/// order (as the generator writes them): Horner's scheme in x₂ inside x₁ inside x₀, one
+/// multiply-add per coefficient.
+#[inline]
+fn nested_horner(terms: &[(u8, u8, u8, f64)], x: [f64; 3]) -> f64 {
+    let d = terms[terms.len() - 1].0 as usize;
+    let mut at = 0;
+    let mut outer = [0.0; fit::MAX_DEGREE + 1];
+    for (i, o) in outer.iter_mut().enumerate().take(d + 1) {
+        let mut middle = [0.0; fit::MAX_DEGREE + 1];
+        for (j, m) in middle.iter_mut().enumerate().take(d - i + 1) {
+            let len = d - i - j + 1;
+            *m = terms[at..at + len].iter().rev().fold(0.0, |acc, t| acc * x[2] + t.3);
+            at += len;
+        }
+        *o = middle[..d - i + 1].iter().rev().fold(0.0, |acc, m| acc * x[1] + m);
+    }
+    outer[..d + 1].iter().rev().fold(0.0, |acc, o| acc * x[0] + o)
 }
 
 /// Kelvin length A = 2σ_w M_w/(R T ρ_w) \[cm\] for the Köhler exponent exp(A/r).
@@ -100,19 +162,12 @@ pub fn kappa_growth_factor(kappa: f64, r_dry: f64, rh: f64, a_kelvin: f64) -> f6
     g
 }
 
-/// Applies water uptake to the soluble modes of `p` (which must hold dry properties).
-/// `rh_max` caps the RH used for water uptake.
-pub fn water_uptake(
-    p: &mut ModeProperties,
-    scheme: WaterScheme,
-    rh: f64,
-    t: f64,
-    rh_max: f64,
-    ram2cmr: &[f64],
-    numbers: &[f64],
-) {
-    let aw = rh.clamp(0.0, rh_max);
-    match scheme {
+/// Applies water uptake to the soluble modes of `p` (which must hold dry properties) with the
+/// water scheme, fidelity and RH cap (`water_rh_max`) of `cfg`.
+pub fn water_uptake(p: &mut ModeProperties, cfg: &M7Config, rh: f64, t: f64, ram2cmr: &[f64], numbers: &[f64]) {
+    let fidelity = cfg.fidelity;
+    let aw = rh.clamp(0.0, cfg.water_rh_max);
+    match cfg.water {
         WaterScheme::Zsr => {
             let m_so4 = molality_h2so4(aw.max(0.01));
             let m_nacl = if aw >= NACL_CRYSTALLISATION_RH { molality_nacl(aw) } else { f64::INFINITY };
@@ -120,9 +175,26 @@ pub fn water_uptake(
                 if !p.populated[m] {
                     continue;
                 }
-                // kg of water per cm³ of air → g.
-                let w = 1e3 * (p.so4_mol[m] / m_so4 + p.nacl_mol[m] / m_nacl);
-                finish_mode(p, m, w, ram2cmr[m], numbers[m]);
+                let holds_sea_salt = p.nacl_mol[m] > 0.0 || p.na2so4_mol[m] > 0.0;
+                match fidelity {
+                    // NS, KS: the Fortran's size-dependent sulfate water and solution density.
+                    Fidelity::EchamHam if m < 2 && numbers[m] > 0.0 && p.so4_mol[m] > 0.0 => {
+                        let sol = m7_sulfate_solution(t, aw, p.so4_mol[m] * AVOGADRO / numbers[m]);
+                        let water = p.so4_mol[m] * sol.water_per_h2so4 * M_WATER;
+                        let so4 = p.so4_mol[m] * M_H2SO4;
+                        let wet_vol = p.dry_vol[m] - so4 / Species::So4.density() + (so4 + water) / sol.density;
+                        finish_mode_vol(p, m, water, wet_vol, ram2cmr[m], numbers[m]);
+                    }
+                    // AS, CS: dry below the crystallisation RH when they hold sea salt.
+                    Fidelity::EchamHam if holds_sea_salt && aw < NACL_CRYSTALLISATION_RH => {
+                        finish_mode(p, m, 0.0, ram2cmr[m], numbers[m]);
+                    }
+                    // kg of water per cm³ of air → g.
+                    _ => {
+                        let w = 1e3 * (p.so4_mol[m] / m_so4 + p.nacl_mol[m] / m_nacl);
+                        finish_mode(p, m, w, ram2cmr[m], numbers[m]);
+                    }
+                }
             }
         }
         WaterScheme::Kappa => {
@@ -143,7 +215,10 @@ pub fn water_uptake(
 }
 
 fn finish_mode(p: &mut ModeProperties, m: usize, water_g: f64, ram2cmr: f64, n: f64) {
-    let wet_vol = p.dry_vol[m] + water_g / RHO_WATER;
+    finish_mode_vol(p, m, water_g, p.dry_vol[m] + water_g / RHO_WATER, ram2cmr, n);
+}
+
+fn finish_mode_vol(p: &mut ModeProperties, m: usize, water_g: f64, wet_vol: f64, ram2cmr: f64, n: f64) {
     p.water[m] = water_g;
     p.r_wet[m] = super::properties::count_median_radius(wet_vol, n, ram2cmr);
     p.density[m] = (p.dry_mass[m] + water_g) / wet_vol;
@@ -152,6 +227,24 @@ fn finish_mode(p: &mut ModeProperties, m: usize, water_g: f64, ram2cmr: f64, n: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_horner_equals_the_term_by_term_sum() {
+        // The generated tables must list the exponents in the order the nested Horner scheme
+        // walks them; checked against the plain sum of c·x₀ⁱx₁ʲx₂ᵏ at points across the box.
+        for terms in [&fit::WATER_TERMS[..], &fit::DENSITY_TERMS[..]] {
+            let points: [[f64; 3]; 5] =
+                [[-1.0, -1.0, -1.0], [0.3, -0.7, 0.9], [1.0, 1.0, 1.0], [-0.2, 0.5, -0.95], [0.8, 0.1, 0.0]];
+            for &x in &points {
+                let plain: f64 = terms
+                    .iter()
+                    .map(|&(i, j, k, c)| c * x[0].powi(i as i32) * x[1].powi(j as i32) * x[2].powi(k as i32))
+                    .sum();
+                let fast = nested_horner(terms, x);
+                assert!((fast - plain).abs() <= 1e-12 * plain.abs().max(1.0), "{x:?}: {fast} vs {plain}");
+            }
+        }
+    }
 
     #[test]
     fn nacl_molality_matches_robinson_stokes() {
