@@ -1,27 +1,71 @@
 //! `gradlab.lap`: scipy's `linear_sum_assignment` on the track crate's sparse LAP solver.
 
-use crate::arrays::{View, matrix};
+use crate::arrays::{View, matrix, row_major};
 use crate::errors;
-use gradlab_track::sparse_lap::{Matching, SparseCost, Unmatched, solve, solve_many};
+use gradlab_track::sparse_lap::{SparseCost, Unmatched, solve};
 use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use rayon::prelude::*;
 
 type Pair<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
 
-/// The cost matrix as the solver's CSR (negated for `maximize`); C-contiguous float64 is read
-/// as one slice, other layouts and float32 entry by entry (no copy of the matrix).
+/// The cost matrix as the solver's CSR (negated for `maximize`), read row by row from memory:
+/// a C-contiguous array in place, any other layout (Fortran, strided) through one row-major
+/// copy, which costs less than reading it entry by entry across rows.
 fn build(m: &View<'_>, maximize: bool) -> gradlab_track::Result<SparseCost> {
     let (rows, cols) = m.shape();
     let sign = if maximize { -1.0 } else { 1.0 };
     match m {
-        View::F64(v) => match (v.as_slice(), maximize) {
-            (Some(s), false) => SparseCost::from_dense(rows, cols, s),
-            _ => SparseCost::from_dense_by(rows, cols, |i, j| sign * v[[i, j]]),
-        },
-        View::F32(v) => SparseCost::from_dense_by(rows, cols, |i, j| sign * f64::from(v[[i, j]])),
+        View::F64(v) => {
+            let copy;
+            let s = match v.as_slice() {
+                Some(s) => s,
+                None => {
+                    copy = row_major(v);
+                    &copy[..]
+                }
+            };
+            if maximize {
+                SparseCost::from_dense_by(rows, cols, |i, j| -s[i * cols + j])
+            } else {
+                SparseCost::from_dense(rows, cols, s)
+            }
+        }
+        View::F32(v) => {
+            let copy;
+            let s = match v.as_slice() {
+                Some(s) => s,
+                None => {
+                    copy = row_major(v);
+                    &copy[..]
+                }
+            };
+            SparseCost::from_dense_by(rows, cols, |i, j| sign * f64::from(s[i * cols + j]))
+        }
     }
+}
+
+/// The matched `(row, col)` pairs, by row. A tall matrix (more rows than columns) is solved as
+/// its transpose when rows and columns may swap roles, i.e. without an unmatched cost (which
+/// prices unmatched rows, not columns): the optimum is the same, and the solver, which gives
+/// every row a way out, is much faster when the rows are the smaller side.
+fn solve_pairs(m: &View<'_>, maximize: bool, unmatched: Unmatched) -> gradlab_track::Result<Vec<(i64, i64)>> {
+    let (rows, cols) = m.shape();
+    let swap = rows > cols && matches!(unmatched, Unmatched::Forbidden);
+    let problem = if swap { m.t() } else { m.clone() };
+    let sol = solve(&build(&problem, maximize)?, unmatched)?;
+    let mut pairs: Vec<(i64, i64)> = sol
+        .row_to_col
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| j.map(|j| if swap { (i64::from(j), i as i64) } else { (i as i64, i64::from(j)) }))
+        .collect();
+    if swap {
+        pairs.sort_unstable();
+    }
+    Ok(pairs)
 }
 
 fn mode(maximize: bool, partial: bool, unmatched_cost: Option<f64>) -> PyResult<Unmatched> {
@@ -51,25 +95,18 @@ fn explain(e: gradlab_track::Error, maximize: bool) -> PyErr {
     }
 }
 
-/// Matched rows in ascending order and their columns; an incomplete matching is infeasible
-/// unless partial results were asked for.
-fn result(m: &Matching, rows: usize, cols: usize, full: bool) -> PyResult<(Vec<i64>, Vec<i64>)> {
-    if full && m.size < rows.min(cols) {
+/// The pairs as `(row_ind, col_ind)`; an incomplete matching is infeasible unless partial
+/// results were asked for.
+fn result(pairs: Vec<(i64, i64)>, rows: usize, cols: usize, full: bool) -> PyResult<(Vec<i64>, Vec<i64>)> {
+    if full && pairs.len() < rows.min(cols) {
         return Err(PyValueError::new_err(format!(
             "cost matrix is infeasible: at most {} of min(rows, cols) = {} pairs can be matched without a \
              forbidden (inf) entry; pass partial=True or unmatched_cost=… for a partial matching",
-            m.size,
+            pairs.len(),
             rows.min(cols)
         )));
     }
-    let (mut r, mut c) = (Vec::with_capacity(m.size), Vec::with_capacity(m.size));
-    for (i, j) in m.row_to_col.iter().enumerate() {
-        if let Some(j) = j {
-            r.push(i as i64);
-            c.push(i64::from(*j));
-        }
-    }
-    Ok((r, c))
+    Ok(pairs.into_iter().unzip())
 }
 
 /// Solve the linear sum assignment problem (scipy.optimize.linear_sum_assignment's signature
@@ -88,8 +125,8 @@ pub fn linear_sum_assignment<'py>(
     let (rows, cols) = m.shape();
     let full = !partial && unmatched_cost.is_none();
     let v = m.view();
-    let sol = py.detach(|| build(&v, maximize).and_then(|c| solve(&c, unmatched))).map_err(|e| explain(e, maximize))?;
-    let (r, c) = result(&sol, rows, cols, full)?;
+    let pairs = py.detach(|| solve_pairs(&v, maximize, unmatched)).map_err(|e| explain(e, maximize))?;
+    let (r, c) = result(pairs, rows, cols, full)?;
     Ok((PyArray1::from_vec(py, r), PyArray1::from_vec(py, c)))
 }
 
@@ -111,14 +148,14 @@ pub fn linear_sum_assignment_many<'py>(
     }
     let shapes: Vec<(usize, usize)> = mats.iter().map(|m| m.shape()).collect();
     let views: Vec<View<'_>> = mats.iter().map(|m| m.view()).collect();
+    // In parallel, as the track crate's `solve_many` (which takes built problems).
     let sols = py
         .detach(|| {
-            let problems = views.iter().map(|m| build(m, maximize)).collect::<gradlab_track::Result<Vec<_>>>()?;
-            solve_many(&problems, unmatched)
+            views.par_iter().map(|m| solve_pairs(m, maximize, unmatched)).collect::<gradlab_track::Result<Vec<_>>>()
         })
         .map_err(|e| explain(e, maximize))?;
     let out = PyList::empty(py);
-    for (k, (s, (rows, cols))) in sols.iter().zip(shapes).enumerate() {
+    for (k, (s, (rows, cols))) in sols.into_iter().zip(shapes).enumerate() {
         let (r, c) = result(s, rows, cols, full)
             .map_err(|e| PyValueError::new_err(format!("cost_matrices[{k}]: {}", e.value(py))))?;
         out.append((PyArray1::from_vec(py, r), PyArray1::from_vec(py, c)))?;

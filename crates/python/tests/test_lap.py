@@ -96,6 +96,22 @@ def test_infeasible_and_invalid_inputs_raise():
         linear_sum_assignment(np.ones((2, 2)), unmatched_cost=np.inf)
 
 
+def test_tall_and_fortran_matrices(rng):
+    # Tall matrices are solved as their transpose; the pairs must come back as (row, col) of
+    # the original, rows ascending, for either memory order and dtype.
+    for rows, cols in [(30, 45), (45, 30)]:
+        cost = random_cost(rng, rows, cols, forbidden=0.2)
+        for c in (np.asfortranarray(cost), np.asfortranarray(cost.astype(np.float32))):
+            r, k = linear_sum_assignment(c)
+            check_valid(cost, r, k)
+            sr, sc = scipy_optimize.linear_sum_assignment(c.astype(np.float64))
+            assert c[r, k].astype(np.float64).sum() == pytest.approx(c[sr, sc].astype(np.float64).sum())
+            neg = np.asfortranarray(np.where(np.isinf(c), -np.inf, c))
+            r, k = linear_sum_assignment(neg, maximize=True)
+            sr, sc = scipy_optimize.linear_sum_assignment(neg.astype(np.float64), maximize=True)
+            assert neg[r, k].astype(np.float64).sum() == pytest.approx(neg[sr, sc].astype(np.float64).sum())
+
+
 def test_empty_matrices():
     for shape in [(0, 0), (0, 3), (3, 0)]:
         r, c = linear_sum_assignment(np.zeros(shape))
