@@ -4,8 +4,8 @@
 //!   a_w = RH and the binary-solution molalities mₑ(a_w) = (Σₖ Yₖ a_wᵏ)² of Jacobson, Tabazadeh
 //!   and Turco (1996, JGR 101, 9079, Table 2) for H2SO4 and NaCl. Sulfate is treated as H2SO4,
 //!   sea salt as NaCl; NaCl takes up water only above M7's crystallisation RH of 0.45. (M7 also
-//!   forms Na2SO4 from sea salt and sulfate; its Jacobson fit is not monotone below a_w ≈ 0.6, so
-//!   we keep the two binary electrolytes.) No Kelvin term, as in M7's `m7_equil`.
+//!   forms Na2SO4 from sea salt and sulfate; its Jacobson fit is not monotone below a_w ≈ 0.55, so
+//!   the clean model keeps the two binary electrolytes; `echam_ham` adds Na2SO4 as M7 does.) No Kelvin term, as in M7's `m7_equil`.
 //! * **κ-Köhler** (M7 `nwater = 1`): the growth factor g of the count-median particle solves
 //!   RH = (g³ − 1)/(g³ − 1 + κ) · exp(A / (r_d g)), A = 2σ_w M_w /(R T ρ_w), with the mode's
 //!   volume-weighted κ (Petters and Kreidenweis 2007, eq. 11). M7 tabulates g; we solve it
@@ -17,7 +17,9 @@
 //!   [`m7_sulfate_solution`], fitted to the Fortran's own output by
 //!   `scripts/m7/fit_sulfate_water.py` (held-out median error 5e-5 for the water, 4e-6 for the
 //!   density). Modes holding sea salt (AS, CS) are dry below the crystallisation RH, as the reference
-//!   data show (their water is 0 there, sulfate included).
+//!   data show (their water is 0 there, sulfate included); above it their ZSR water also counts
+//!   the Na2SO4 formed from sea salt and sulfate ([`molality_na2so4`]). RH is clipped to
+//!   \[0.05, 0.9\] as in the Fortran.
 //!
 //! Both give the water per cm³ of air, the wet count-median radius (growth applied uniformly to
 //! the mode) and the mean particle density including water.
@@ -111,6 +113,15 @@ fn nested_horner(terms: &[(u8, u8, u8, f64)], x: [f64; 3]) -> f64 {
     outer[..d + 1].iter().rev().fold(0.0, |acc, o| acc * x[0] + o)
 }
 
+/// Molality \[mol kg⁻¹\] of a binary Na2SO4 solution at water activity `aw` (0.45..0.9), in
+/// Jacobson et al.'s (1996) form √m = Σₖ Yₖ a_wᵏ with the coefficients the M7 Fortran uses,
+/// recovered from the reference's AS/CS water (`scripts/m7/fit_sulfate_water.py`; held-out
+/// error 9e-8). Not monotone below a_w ≈ 0.55, so only the `echam_ham` fidelity uses it.
+pub fn molality_na2so4(aw: f64) -> f64 {
+    let s = poly7(&fit::Y_NA2SO4, aw);
+    s * s
+}
+
 /// Kelvin length A = 2σ_w M_w/(R T ρ_w) \[cm\] for the Köhler exponent exp(A/r).
 pub fn kelvin_length(t: f64) -> f64 {
     2.0 * SIGMA_WATER * M_WATER / (GAS_CONSTANT * t * RHO_WATER)
@@ -169,6 +180,9 @@ pub fn water_uptake(p: &mut ModeProperties, cfg: &M7Config, rh: f64, t: f64, ram
     let aw = rh.clamp(0.0, cfg.water_rh_max);
     match cfg.water {
         WaterScheme::Zsr => {
+            // The Fortran clips the RH of its water-uptake fits to [0.05, 0.9] (`description.json`
+            // of the reference data); the clean model uses the RH as given (up to `water_rh_max`).
+            let aw = if fidelity == Fidelity::EchamHam { aw.clamp(0.05, 0.9) } else { aw };
             let m_so4 = molality_h2so4(aw.max(0.01));
             let m_nacl = if aw >= NACL_CRYSTALLISATION_RH { molality_nacl(aw) } else { f64::INFINITY };
             for m in 0..N_SOLUBLE {
@@ -188,6 +202,12 @@ pub fn water_uptake(p: &mut ModeProperties, cfg: &M7Config, rh: f64, t: f64, ram
                     // AS, CS: dry below the crystallisation RH when they hold sea salt.
                     Fidelity::EchamHam if holds_sea_salt && aw < NACL_CRYSTALLISATION_RH => {
                         finish_mode(p, m, 0.0, ram2cmr[m], numbers[m]);
+                    }
+                    // AS, CS above it: ZSR over H2SO4, NaCl and the Na2SO4 they formed.
+                    Fidelity::EchamHam => {
+                        let na2so4 = if p.na2so4_mol[m] > 0.0 { p.na2so4_mol[m] / molality_na2so4(aw) } else { 0.0 };
+                        let w = 1e3 * (p.so4_mol[m] / m_so4 + p.nacl_mol[m] / m_nacl + na2so4);
+                        finish_mode(p, m, w, ram2cmr[m], numbers[m]);
                     }
                     // kg of water per cm³ of air → g.
                     _ => {
