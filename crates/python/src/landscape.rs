@@ -195,3 +195,85 @@ pub fn hessian_eigs<'py>(
     let vecs = ndarray::Array2::from_shape_vec((kk, n), r.vectors.concat()).expect("k × n");
     Ok((to_py1(py, r.values), PyArray2::from_owned_array(py, vecs)))
 }
+
+/// A random Gaussian direction normalised to `theta` (Li et al.'s filter normalisation by
+/// default). `shapes` lists the tensors of the flat vector in order (e.g. `[(64, 10), (64,),
+/// (1, 64), (1,)]`); without it `theta` is one tensor with one filter, i.e. the direction is
+/// scaled to `‖theta‖`. `normalization`: `"filter"`, `"layer"` or `"none"`; `vectors` (1-D
+/// tensors such as biases): `"zero"`, `"keep"` or `"copy"`.
+#[pyfunction]
+#[pyo3(signature = (theta, shapes = None, normalization = "filter", vectors = "zero", seed = 0))]
+pub fn random_direction<'py>(
+    py: Python<'py>,
+    theta: &Bound<'py, PyAny>,
+    shapes: Option<Vec<Vec<usize>>>,
+    normalization: &str,
+    vectors: &str,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    use gradlab_landscape::directions::{Normalization, VectorParams};
+    let theta = finite_vec(theta, "theta")?;
+    let how = match normalization {
+        "filter" => Normalization::Filter,
+        "layer" => Normalization::Layer,
+        "none" => Normalization::None,
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "normalization = {o:?}: allowed: \"filter\", \"layer\" or \"none\""
+            )));
+        }
+    };
+    let vp = match vectors {
+        "zero" => VectorParams::Zero,
+        "keep" => VectorParams::Keep,
+        "copy" => VectorParams::Copy,
+        o => return Err(PyValueError::new_err(format!("vectors = {o:?}: allowed: \"zero\", \"keep\" or \"copy\""))),
+    };
+    let layout = match shapes {
+        Some(s) => {
+            gradlab_core::params::ParamLayout::from_shapes(s.into_iter().enumerate().map(|(i, s)| (format!("t{i}"), s)))
+        }
+        None => gradlab_core::params::ParamLayout::from_shapes([("theta", vec![1, theta.len()])]),
+    };
+    let d = py
+        .detach(|| {
+            let mut rng = gradlab_core::rng::rng(seed);
+            gradlab_landscape::directions::random_direction(&theta, &layout, how, vp, &mut rng)
+        })
+        .map_err(errors::landscape)?;
+    Ok(to_py1(py, d))
+}
+
+/// Principal directions of a training trajectory (rows of `trajectory`, `[T, n]`) around
+/// `reference` (usually the last point), as in Li et al.'s PCA plots. Returns
+/// `(directions [k, n], explained_variance_ratio [k])`.
+#[pyfunction]
+#[pyo3(signature = (trajectory, reference, k = 2, center = true))]
+#[allow(clippy::type_complexity)]
+pub fn pca_directions<'py>(
+    py: Python<'py>,
+    trajectory: &Bound<'py, PyAny>,
+    reference: &Bound<'py, PyAny>,
+    k: usize,
+    center: bool,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+    let m = crate::arrays::matrix(trajectory, "trajectory")?;
+    let reference = finite_vec(reference, "reference")?;
+    let (t, n) = m.shape();
+    if n != reference.len() {
+        return Err(PyValueError::new_err(format!(
+            "trajectory has {n} columns, reference has {} entries: allowed: equal lengths",
+            reference.len()
+        )));
+    }
+    let rows: Vec<Vec<f64>> = m.view().with_f64(|v| v.outer_iter().map(|r| r.to_vec()).collect());
+    if let Some((i, j)) = (0..t).flat_map(|i| (0..n).map(move |j| (i, j))).find(|&(i, j)| !rows[i][j].is_finite()) {
+        return Err(PyValueError::new_err(format!("trajectory[{i}, {j}] = {}: allowed: finite numbers", rows[i][j])));
+    }
+    let p = py
+        .detach(|| gradlab_landscape::directions::pca_directions(&rows, &reference, k, center))
+        .map_err(errors::landscape)?;
+    let kk = p.directions.len();
+    let d = ndarray::Array2::from_shape_vec((kk, n), p.directions.concat()).expect("k × n");
+    Ok((PyArray2::from_owned_array(py, d), to_py1(py, p.explained_variance_ratio)))
+}

@@ -28,5 +28,7 @@ fn _gradlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bayesopt::minimize, m)?)?;
     m.add_function(wrap_pyfunction!(landscape::surface, m)?)?;
     m.add_function(wrap_pyfunction!(landscape::hessian_eigs, m)?)?;
+    m.add_function(wrap_pyfunction!(landscape::random_direction, m)?)?;
+    m.add_function(wrap_pyfunction!(landscape::pca_directions, m)?)?;
     Ok(())
 }

@@ -65,3 +65,38 @@ def test_errors_propagate_and_inputs_are_checked(rng):
     # float32 inputs are accepted (widened exactly)
     _, _, z = surface(lambda x: float(x.sum()), np.zeros(2, np.float32), np.ones(2, np.float32), x=(0, 1, 2))
     np.testing.assert_allclose(z, [[0.0, 2.0]])
+
+
+def test_random_direction_filter_normalised(rng):
+    from gradlab.landscape import random_direction
+
+    w = rng.normal(size=(3, 4))
+    b = rng.normal(size=3)
+    theta = np.concatenate([w.ravel(), b])
+    d = random_direction(theta, shapes=[(3, 4), (3,)], seed=5)
+    dw = d[:12].reshape(3, 4)
+    np.testing.assert_allclose(np.linalg.norm(dw, axis=1), np.linalg.norm(w, axis=1), rtol=1e-6)
+    assert np.all(d[12:] == 0)
+    np.testing.assert_array_equal(d, random_direction(theta, shapes=[(3, 4), (3,)], seed=5))
+    assert not np.array_equal(d, random_direction(theta, shapes=[(3, 4), (3,)], seed=6))
+    whole = random_direction(theta, seed=1)
+    assert np.linalg.norm(whole) == pytest.approx(np.linalg.norm(theta), rel=1e-6)
+    with pytest.raises(ValueError, match="normalization"):
+        random_direction(theta, normalization="bogus")
+    with pytest.raises(ValueError):
+        random_direction(theta, shapes=[(3, 3)])
+
+
+def test_pca_directions_match_numpy_svd(rng):
+    from gradlab.landscape import pca_directions
+
+    traj = rng.normal(size=(8, 20))
+    ref = traj[-1]
+    dirs, ratio = pca_directions(traj, ref, k=2, center=False)
+    m = traj - ref
+    _, s, vt = np.linalg.svd(m, full_matrices=False)
+    for k in range(2):
+        assert abs(abs(dirs[k] @ vt[k]) - 1.0) < 1e-8
+    np.testing.assert_allclose(ratio, (s**2 / (s**2).sum())[:2], rtol=1e-8)
+    with pytest.raises(ValueError, match="columns"):
+        pca_directions(traj, ref[:5])

@@ -133,3 +133,13 @@ def hessian_eigs(
     seed: int = 0,
     h: float = 1e-3,
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def random_direction(
+    theta: _FloatArray,
+    shapes: Optional[Sequence[Sequence[int]]] = None,
+    normalization: str = "filter",
+    vectors: str = "zero",
+    seed: int = 0,
+) -> npt.NDArray[np.float64]: ...
+def pca_directions(
+    trajectory: _FloatArray, reference: _FloatArray, k: int = 2, center: bool = True
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
