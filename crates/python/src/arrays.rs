@@ -76,8 +76,8 @@ impl<'a> View<'a> {
     /// The transpose (a view, no copy).
     pub fn t(&self) -> View<'a> {
         match self {
-            View::F64(v) => View::F64(v.clone().reversed_axes()),
-            View::F32(v) => View::F32(v.clone().reversed_axes()),
+            View::F64(v) => View::F64((*v).reversed_axes()),
+            View::F32(v) => View::F32((*v).reversed_axes()),
         }
     }
 
