@@ -18,7 +18,7 @@ fi
 
 # The README's install command, without build isolation (maturin comes from the venv) and with
 # the workspace's target dir, so the Rust crates are not compiled a second time.
-export CARGO_TARGET_DIR="$PWD/target"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export PATH="$venv/bin:$PATH"   # maturin's build hook runs `maturin` from PATH
 start=$(date +%s)
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./crates/python
