@@ -123,7 +123,14 @@ impl M7 {
         let mut masses = s.masses();
         let mut coag_insoluble = [0.0; 3];
         if proc.coagulation {
-            let c = coagulation::coagulate(&mut masses, &mut s.n, &p, env.pressure, env.temperature, dt, source);
+            let c = coagulation::coagulate(
+                &mut masses,
+                &mut s.n,
+                &p,
+                &coagulation::Air::with_fidelity(env.pressure, env.temperature, cfg.fidelity),
+                dt,
+                source,
+            );
             coag_insoluble = c.so4_on_insoluble;
             info.coagulated = c.particles_lost;
         } else {

@@ -265,7 +265,7 @@ fn single_mode_coagulation_matches_closed_form() {
     s.n[2] = 3e4;
     let s0 = s;
     let d0 = model.diagnose(&env, &s0);
-    let air = Air::new(env.pressure, env.temperature);
+    let air = Air::with_fidelity(env.pressure, env.temperature, cfg.fidelity);
     let p = air.particle(d0.r_wet[2], d0.density[2]);
     let a = 0.5 * kernel(&p, &p);
     model.step(&env, &mut s);

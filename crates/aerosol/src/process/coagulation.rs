@@ -9,7 +9,8 @@
 //! with Dᵢ = kT Cc/(6πμrᵢ) (Cunningham slip Cc = 1 + Kn(1.257 + 0.4 e^{−1.1/Kn}), Kn = λ/r),
 //! c̄ᵢ = (8kT/πmᵢ)^½, c̄₁₂ = (c̄₁² + c̄₂²)^½, lᵢ = 8Dᵢ/(πc̄ᵢ),
 //! gᵢ = ((2rᵢ+lᵢ)³ − (4rᵢ²+lᵢ²)^{3/2})/(6rᵢlᵢ) − 2rᵢ and g₁₂ = (g₁² + g₂²)^½; μ from Sutherland's
-//! law and λ = 2μ/(p (8M/πRT)^½).
+//! law and λ = 2μ/(p (8M/πRT)^½) (`clean`) or λ = 0.066 µm (101.325 kPa/p)(T/293.15 K)
+//! (`echam_ham`, as measured against the Fortran; [`Air::with_fidelity`]).
 //!
 //! **Which pairs** (as in M7): intra-modal coagulation in NS, KS, AS and KI; NS particles are
 //! lost to every larger mode, KS to AS, CS, AI, CI, KI to KS and AS. A product joins the soluble
@@ -27,6 +28,7 @@
 //! M(t) = M₀e^{−bt} + s(1 − e^{−bt})/b — split over partners in proportion to K_ij Nⱼ.
 
 use super::properties::ModeProperties;
+use crate::config::Fidelity;
 use crate::constants::{BOLTZMANN, GAS_CONSTANT, M_AIR, Mode, N_MODES, Species};
 use crate::state::{MODE_SLOTS, N_MASSES, destination_slot};
 use std::f64::consts::PI;
@@ -43,12 +45,25 @@ pub struct Air {
 }
 
 impl Air {
-    /// Air at pressure `p` \[Pa\] and temperature `t` \[K\].
+    /// Air at pressure `p` \[Pa\] and temperature `t` \[K\], mean free path from kinetic theory.
     pub fn new(p: f64, t: f64) -> Self {
         let mu = 1.458e-5 * t * t.sqrt() / (t + 110.4);
         let p_cgs = 10.0 * p;
         let lambda = 2.0 * mu / (p_cgs * (8.0 * M_AIR / (PI * GAS_CONSTANT * t)).sqrt());
         Air { t, viscosity: mu, mean_free_path: lambda }
+    }
+
+    /// Air as the model of `fidelity` uses it. Under [`Fidelity::EchamHam`] the mean free path
+    /// scales as T/p from Hinds' (1999) reference value, λ = 0.066 µm at 293.15 K and 101.325 kPa,
+    /// without the Sutherland factor of [`Air::new`]: with it the reference's coagulation
+    /// tendencies lose their trends in T and p (N_NS: ours/Fortran 0.965 at 250 K and 0.979 at
+    /// 290 K with the kinetic-theory λ, flat at ≈ 0.985 with this one; `docs/results/m7-fidelity.md`).
+    pub fn with_fidelity(p: f64, t: f64, fidelity: Fidelity) -> Self {
+        let air = Air::new(p, t);
+        match fidelity {
+            Fidelity::Clean => air,
+            Fidelity::EchamHam => Air { mean_free_path: 6.6e-6 * (101_325.0 / p) * (t / 293.15), ..air },
+        }
     }
 
     /// Cunningham slip correction for radius `r` \[cm\].
@@ -181,18 +196,16 @@ pub fn sulfate_particle_radius(molecules: f64) -> f64 {
     (3.0 * vol / (4.0 * PI)).cbrt()
 }
 
-/// Coagulates `masses` (flat M7 order) and numbers `n` over `dt` at pressure `p`, temperature
-/// `t`, using the radii and densities in `props` (start of step) and the nucleation source.
+/// Coagulates `masses` (flat M7 order) and numbers `n` over `dt` in `air`, using the radii and
+/// densities in `props` (start of step) and the nucleation source.
 pub fn coagulate(
     masses: &mut [f64; N_MASSES],
     n: &mut [f64; N_MODES],
     props: &ModeProperties,
-    p: f64,
-    t: f64,
+    air: &Air,
     dt: f64,
     source: NucleationSource,
 ) -> Coagulated {
-    let air = Air::new(p, t);
     let mut kin = [Kinetics::default(); N_MODES];
     let mut active = [false; N_MODES];
     for m in 0..N_MODES {
