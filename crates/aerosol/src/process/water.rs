@@ -79,11 +79,60 @@ pub struct SulfateSolution {
 /// RH ∈ \[0.2, 0.9\] (the Fortran clips to \[0.05, 0.9\]; below 0.2 we hold the value at 0.2 rather
 /// than extrapolate a polynomial), n ∈ \[2, 5·10⁵\] (above, the Kelvin term is below 0.1 %).
 pub fn m7_sulfate_solution(t: f64, rh: f64, n: f64) -> SulfateSolution {
-    let x = [scaled_log(t, fit::T_RANGE), scaled_log(rh, fit::RH_RANGE), scaled_log(n, fit::N_RANGE)];
-    SulfateSolution {
-        water_per_h2so4: 1.0 / nested_horner(&fit::WATER_TERMS, x),
-        density: nested_horner(&fit::DENSITY_TERMS, x),
+    // Within a step T and RH are fixed and only n changes, so the polynomials are collapsed to
+    // their coefficients in ln n once per (T, RH) (per thread) and then evaluated in ln n alone.
+    thread_local! {
+        static COLLAPSED: std::cell::Cell<Option<Collapsed>> = const { std::cell::Cell::new(None) };
     }
+    let (x0, x1) = (scaled_log(t, fit::T_RANGE), scaled_log(rh, fit::RH_RANGE));
+    let c = COLLAPSED.with(|cell| match cell.get() {
+        Some(c) if c.key == (x0, x1) => c,
+        _ => {
+            let c = Collapsed::new(x0, x1);
+            cell.set(Some(c));
+            c
+        }
+    });
+    let x2 = scaled_log(n, fit::N_RANGE);
+    let horner = |coef: &[f64; D1]| coef.iter().rev().fold(0.0, |acc, &ck| acc * x2 + ck);
+    SulfateSolution { water_per_h2so4: 1.0 / horner(&c.water), density: horner(&c.density) }
+}
+
+const D1: usize = fit::MAX_DEGREE + 1;
+
+/// The fits at fixed (T', RH'): their coefficients in powers of ln n'.
+#[derive(Clone, Copy)]
+struct Collapsed {
+    key: (f64, f64),
+    water: [f64; D1],
+    density: [f64; D1],
+}
+
+impl Collapsed {
+    fn new(x0: f64, x1: f64) -> Self {
+        Collapsed {
+            key: (x0, x1),
+            water: collapse(&fit::WATER_TERMS, x0, x1),
+            density: collapse(&fit::DENSITY_TERMS, x0, x1),
+        }
+    }
+}
+
+/// Σ over (i, j) of c·x₀ⁱ·x₁ʲ, per power k of the third variable.
+fn collapse(terms: &[(u8, u8, u8, f64)], x0: f64, x1: f64) -> [f64; D1] {
+    let powers = |v: f64| {
+        let mut p = [1.0; D1];
+        for k in 1..D1 {
+            p[k] = p[k - 1] * v;
+        }
+        p
+    };
+    let (p0, p1) = (powers(x0), powers(x1));
+    let mut out = [0.0; D1];
+    for &(i, j, k, c) in terms {
+        out[k as usize] += c * p0[i as usize] * p1[j as usize];
+    }
+    out
 }
 
 /// ln v, with v clipped to `r`, mapped linearly from \[ln r.0, ln r.1\] onto \[−1, 1\].
@@ -91,26 +140,6 @@ pub fn m7_sulfate_solution(t: f64, rh: f64, n: f64) -> SulfateSolution {
 fn scaled_log(v: f64, r: (f64, f64)) -> f64 {
     let (lo, hi) = (r.0.ln(), r.1.ln());
     (2.0 * v.clamp(r.0, r.1).ln() - lo - hi) / (hi - lo)
-}
-
-/// Σ c·x₀ⁱ·x₁ʲ·x₂ᵏ over `terms`, which list every (i, j, k) with i + j + k ≤ D in lexicographic
-/// order (as the generator writes them): Horner's scheme in x₂ inside x₁ inside x₀, one
-/// multiply-add per coefficient.
-#[inline]
-fn nested_horner(terms: &[(u8, u8, u8, f64)], x: [f64; 3]) -> f64 {
-    let d = terms[terms.len() - 1].0 as usize;
-    let mut at = 0;
-    let mut outer = [0.0; fit::MAX_DEGREE + 1];
-    for (i, o) in outer.iter_mut().enumerate().take(d + 1) {
-        let mut middle = [0.0; fit::MAX_DEGREE + 1];
-        for (j, m) in middle.iter_mut().enumerate().take(d - i + 1) {
-            let len = d - i - j + 1;
-            *m = terms[at..at + len].iter().rev().fold(0.0, |acc, t| acc * x[2] + t.3);
-            at += len;
-        }
-        *o = middle[..d - i + 1].iter().rev().fold(0.0, |acc, m| acc * x[1] + m);
-    }
-    outer[..d + 1].iter().rev().fold(0.0, |acc, o| acc * x[0] + o)
 }
 
 /// Molality \[mol kg⁻¹\] of a binary Na2SO4 solution at water activity `aw` (0.45..0.9), in
@@ -249,19 +278,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nested_horner_equals_the_term_by_term_sum() {
-        // The generated tables must list the exponents in the order the nested Horner scheme
-        // walks them; checked against the plain sum of c·x₀ⁱx₁ʲx₂ᵏ at points across the box.
-        for terms in [&fit::WATER_TERMS[..], &fit::DENSITY_TERMS[..]] {
-            let points: [[f64; 3]; 5] =
-                [[-1.0, -1.0, -1.0], [0.3, -0.7, 0.9], [1.0, 1.0, 1.0], [-0.2, 0.5, -0.95], [0.8, 0.1, 0.0]];
-            for &x in &points {
-                let plain: f64 = terms
-                    .iter()
-                    .map(|&(i, j, k, c)| c * x[0].powi(i as i32) * x[1].powi(j as i32) * x[2].powi(k as i32))
-                    .sum();
-                let fast = nested_horner(terms, x);
-                assert!((fast - plain).abs() <= 1e-12 * plain.abs().max(1.0), "{x:?}: {fast} vs {plain}");
+    fn collapsed_evaluation_equals_the_term_by_term_sum() {
+        // The fits are evaluated by collapsing T and RH first and caching per thread; checked
+        // against the plain sum of c·x₀ⁱx₁ʲx₂ᵏ at points across the box, twice per (T, RH) so
+        // the cached path is taken too.
+        let plain = |terms: &[(u8, u8, u8, f64)], x: [f64; 3]| -> f64 {
+            terms.iter().map(|&(i, j, k, c)| c * x[0].powi(i as i32) * x[1].powi(j as i32) * x[2].powi(k as i32)).sum()
+        };
+        for &(t, rh) in &[(240.0, 0.2), (263.0, 0.55), (305.0, 0.9), (281.5, 0.31)] {
+            for &n in &[2.0, 47.0, 3.1e3, 5e5, 2.0] {
+                let x = [scaled_log(t, fit::T_RANGE), scaled_log(rh, fit::RH_RANGE), scaled_log(n, fit::N_RANGE)];
+                let sol = m7_sulfate_solution(t, rh, n);
+                let (w, d) = (1.0 / plain(&fit::WATER_TERMS, x), plain(&fit::DENSITY_TERMS, x));
+                assert!((sol.water_per_h2so4 / w - 1.0).abs() < 1e-12, "{t} {rh} {n}: {} vs {w}", sol.water_per_h2so4);
+                assert!((sol.density / d - 1.0).abs() < 1e-12, "{t} {rh} {n}: {} vs {d}", sol.density);
             }
         }
     }
