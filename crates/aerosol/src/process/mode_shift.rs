@@ -14,7 +14,7 @@
 
 use super::properties::{ModeConstants, ModeProperties, dry_properties_with};
 use crate::config::Fidelity;
-use crate::constants::{G_PER_MOLECULE_H2SO4, Mode, N_MODES, Species, UG_M3_TO_G_CM3, ln_sigma, mean_volume};
+use crate::constants::{Mode, N_MODES, ln_sigma, mean_volume};
 use crate::state::{AerosolState, MODE_SLOTS, destination_slot};
 use gradlab_core::stats::normal_cdf;
 
@@ -32,7 +32,7 @@ pub fn fractions_above(mode: Mode, r: f64, r_hi: f64) -> (f64, f64) {
 /// particles above `r_hi` move, 1 − Φ(t) of the number with t = ln(r_hi/r)/ln σ, and the
 /// particles that stay keep the volume of a mean particle at the centre of the mode,
 /// r_c = √(r_lo r_hi): the mass fraction moved is 1 − (1 − f_N)·V̄(r_c)/V̄, with V̄ the mode's mean
-/// particle volume. That volume is the species-by-species one, Σ mᵢ/ρᵢ (`mean_species_volume`;
+/// particle volume. That volume is the species-by-species one, Σ mᵢ/ρᵢ (`ModeProperties::species_vol`;
 /// in AS it differs from the dry volume of the Na2SO4 chemistry that sets r) — measured on the
 /// AS→CS shift of the reference, where the retained particles sit at V̄(r_c) in that volume
 /// (median ratio 0.998) and not in the dry one.
@@ -46,19 +46,6 @@ pub fn fractions_echam_ham(mode: Mode, r: f64, mean_species_volume: f64) -> (f64
     let f_n = 1.0 - normal_cdf(t);
     let kept = mean_volume(mode, (lo * hi).sqrt()) / mean_species_volume;
     (f_n, (1.0 - (1.0 - f_n) * kept).clamp(0.0, 1.0))
-}
-
-/// Species-by-species dry volume Σ mᵢ/ρᵢ \[cm³ cm⁻³\] of soluble mode `i` (NS, KS or AS) — sulfate
-/// as H2SO4, no Na2SO4 chemistry.
-fn species_volume(s: &AerosolState, i: usize) -> f64 {
-    let ug = UG_M3_TO_G_CM3;
-    let so4 = s.so4[i] * G_PER_MOLECULE_H2SO4 / Species::So4.density();
-    let carbon = |k: usize| (s.bc[k] / Species::Bc.density() + s.oc[k] / Species::Oc.density()) * ug;
-    match i {
-        0 => so4,
-        1 => so4 + carbon(0),
-        _ => so4 + carbon(1) + (s.ss[0] / Species::Ss.density() + s.du[0] / Species::Du.density()) * ug,
-    }
 }
 
 /// Shifts NS→KS, KS→AS, AS→CS where due. Returns the number of particles moved \[cm⁻³\].
@@ -75,7 +62,7 @@ pub(crate) fn shift_with(s: &mut AerosolState, p: &ModeProperties, fidelity: Fid
         let (lo, hi) = mode.bounds();
         if p.populated[i] && p.r_dry[i] > (lo * hi).sqrt() {
             frac[k] = match fidelity {
-                Fidelity::EchamHam => fractions_echam_ham(mode, p.r_dry[i], species_volume(s, i) / s.n[i]),
+                Fidelity::EchamHam => fractions_echam_ham(mode, p.r_dry[i], p.species_vol[i] / s.n[i]),
                 Fidelity::Clean => fractions_above(mode, p.r_dry[i], hi),
             };
         }
@@ -117,7 +104,7 @@ pub(crate) fn shift_with(s: &mut AerosolState, p: &ModeProperties, fidelity: Fid
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::constants::{AVOGADRO, M_H2SO4};
+    use crate::constants::{AVOGADRO, M_H2SO4, Species};
 
     #[test]
     fn normal_cdf_values() {
@@ -192,7 +179,12 @@ mod tests {
         let moved = shift_with(&mut s, &p, Fidelity::EchamHam);
         let (f_n, _) = fractions_above(Mode::As, p.r_dry[2], hi);
         assert!((moved / (f_n * n) - 1.0).abs() < 1e-12);
-        let kept = species_volume(&s, 2) / s.n[2];
+        let mut q = ModeProperties::default();
+        dry_properties_with(&s, &mut q, &ModeConstants::new(), Fidelity::EchamHam);
+        let kept = q.species_vol[2] / s.n[2];
+        // The same volume from the masses left in AS (sulfate as H2SO4, sea salt, dust).
+        let by_hand = s.so4[2] * M_H2SO4 / AVOGADRO / 1.841 + (s.ss[0] / 2.165 + s.du[0] / 2.65) * 1e-12;
+        assert!((q.species_vol[2] / by_hand - 1.0).abs() < 1e-12);
         assert!((kept / mean_volume(Mode::As, (lo * hi).sqrt()) - 1.0).abs() < 1e-12, "{kept}");
         assert!((s.total_sulfur() / before.total_sulfur() - 1.0).abs() < 1e-14);
         assert!(((s.ss[0] + s.ss[1]) / before.ss[0] - 1.0).abs() < 1e-14);

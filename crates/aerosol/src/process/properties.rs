@@ -21,6 +21,9 @@ pub struct ModeProperties {
     pub dry_mass: [f64; N_MODES],
     /// Dry volume \[cm³ per cm³ of air\].
     pub dry_vol: [f64; N_MODES],
+    /// Species-by-species volume Σ mᵢ/ρᵢ \[cm³ per cm³ of air\]: the dry volume before the
+    /// Na2SO4 chemistry of AS/CS and without the CS accumulator quirk (M7's mode shift uses it).
+    pub species_vol: [f64; N_MODES],
     /// Σ κᵢVᵢ \[cm³ per cm³ of air\] (volume-weighted hygroscopicity numerator).
     pub kappa_vol: [f64; N_MODES],
     /// H2SO4 in each soluble mode \[mol per cm³ of air\].
@@ -62,6 +65,7 @@ fn add(p: &mut ModeProperties, mode: usize, sp: Species, g: f64) {
     let v = g / sp.density();
     p.dry_mass[mode] += g;
     p.dry_vol[mode] += v;
+    p.species_vol[mode] += v;
     p.kappa_vol[mode] += sp.kappa() * v;
 }
 
