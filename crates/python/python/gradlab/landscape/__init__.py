@@ -27,6 +27,6 @@ Directions: filter-normalised random ones, or the principal directions of a traj
 
 from __future__ import annotations
 
-from ._gradlab import hessian_eigs, pca_directions, random_direction, surface
+from .._gradlab import hessian_eigs, pca_directions, random_direction, surface
 
 __all__ = ["surface", "hessian_eigs", "random_direction", "pca_directions"]
