@@ -3,11 +3,21 @@ test functions of gradlab-bayesopt, same budget and seeds. One JSON line per (im
 seed): best value found, overhead per iteration (wall time between two objective calls, i.e.
 everything except the objective), mean over the run and over the last 10 iterations.
 
-usage: bo_peers.py run IMPL FUNCTIONS SEEDS BUDGET THREADS   (IMPL: skopt | botorch)
+Issue 18 adds gradlab from Python (`gradlab.bayesopt.minimize`, its defaults: Latin-hypercube
+start of max(5, 2·dim + 1) points, lag 3 — the default Study of the Rust `bo_peer`), timed by the
+same wrapper, and `run-all`, which runs gradlab, skopt and botorch in ONE Python process,
+interleaved per (function, seed) so that a busy machine slows all three alike.
+
+usage: bo_peers.py run IMPL FUNCTIONS SEEDS BUDGET THREADS   (IMPL: gradlab | skopt | botorch)
+       bo_peers.py run-all FUNCTIONS SEEDS BUDGET THREADS [IMPLS=gradlab,skopt,botorch]
        bo_peers.py table RESULTS.jsonl                          (table, ratios, paired tests)
+Threads: THREADS sets torch.set_num_threads and RAYON_NUM_THREADS (if not set already, before
+gradlab is imported); set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS in the
+environment for numpy (py_bo_peers.sh does).
 """
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -78,6 +88,14 @@ def run_skopt(f, bounds, seed, budget):
     return obj
 
 
+def run_gradlab(f, bounds, seed, budget):
+    from gradlab.bayesopt import minimize
+    obj = Timed(f)
+    obj.t0 = time.perf_counter()
+    minimize(obj, bounds, n_calls=budget, random_state=seed)
+    return obj
+
+
 def run_botorch(f, bounds, seed, budget):
     import torch
     from botorch.acquisition import LogExpectedImprovement
@@ -117,18 +135,42 @@ def seeds_of(s):
     return out
 
 
-def run(impl, functions, seeds, budget, threads):
+RUNNERS = {"gradlab": run_gradlab, "skopt": run_skopt, "botorch": run_botorch}
+LABELS = {"gradlab": "gradlab-py"}  # the Rust bo_peer's lines say "gradlab"
+
+
+def set_threads(threads):
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))  # read when gradlab's pool starts
     import torch
     torch.set_num_threads(threads)
+
+
+def run_one(impl, name, seed, budget, threads):
+    f, bounds, _ = FUNCTIONS[name]
+    obj = RUNNERS[impl](f, bounds, seed, budget)
+    gaps = [g * 1e3 for g in obj.gaps]
+    print(json.dumps({"impl": LABELS.get(impl, impl), "function": name, "seed": seed, "budget": budget, "best": obj.best,
+                      "overhead_ms_mean": sum(gaps) / len(gaps),
+                      "overhead_ms_last10": sum(gaps[-10:]) / len(gaps[-10:]), "threads": str(threads)}),
+          flush=True)
+
+
+def run(impl, functions, seeds, budget, threads):
+    set_threads(threads)
     for name in functions.split(","):
-        f, bounds, _ = FUNCTIONS[name]
         for seed in seeds_of(seeds):
-            obj = {"skopt": run_skopt, "botorch": run_botorch}[impl](f, bounds, seed, budget)
-            gaps = [g * 1e3 for g in obj.gaps]
-            print(json.dumps({"impl": impl, "function": name, "seed": seed, "budget": budget, "best": obj.best,
-                              "overhead_ms_mean": sum(gaps) / len(gaps),
-                              "overhead_ms_last10": sum(gaps[-10:]) / len(gaps[-10:]), "threads": str(threads)}),
-                  flush=True)
+            run_one(impl, name, seed, budget, threads)
+
+
+def run_all(functions, seeds, budget, threads, impls="gradlab,skopt,botorch"):
+    """Every impl in this one process, interleaved per (function, seed); ours first in the
+    output so that `table` takes it as the reference."""
+    set_threads(threads)
+    impls = impls.split(",")
+    for name in functions.split(","):
+        for seed in seeds_of(seeds):
+            for impl in impls:
+                run_one(impl, name, seed, budget, threads)
 
 
 def table(path):
@@ -176,8 +218,12 @@ def table(path):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
     if sys.argv[1] == "run":
         run(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+    elif sys.argv[1] == "run-all":
+        run_all(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])
     elif sys.argv[1] == "table":
         table(sys.argv[2])
     else:
