@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# M7 box-model throughput from Python (issue 18): gradlab.aerosol.M7().step on [N, 33] cells
+# (one call) and one Python call per cell, on 1 and 2 threads (RAYON_NUM_THREADS, one process
+# each); prints one JSON line per workload. Installs gradlab into scripts/compare/.venv (release
+# build) unless GRADLAB_NO_INSTALL=1 (then the gradlab first on PYTHONPATH is used).
+# usage: scripts/compare/py_m7.sh [N=20000] [L=2000] [REPEATS=5] [THREADS=1,2]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+py="$(scripts/compare/setup-venv.sh | tail -1)"
+if [ "${GRADLAB_NO_INSTALL:-0}" != 1 ]; then
+  "$py" -m pip install -q --disable-pip-version-check "maturin>=1.9,<2"
+  PATH="$(dirname "$py"):$PATH" CARGO_TARGET_DIR="$PWD/target" "$py" -m pip install -q --disable-pip-version-check \
+    --no-build-isolation --force-reinstall --no-deps ./crates/python
+fi
+threads="${4:-1,2}"
+for t in ${threads//,/ }; do
+  RAYON_NUM_THREADS=$t OMP_NUM_THREADS=$t "$py" scripts/compare/py_m7.py "${1:-20000}" "${2:-2000}" "${3:-5}"
+done
