@@ -124,6 +124,30 @@ def test_evaluations_leave_module_and_centre_unchanged():
 
 
 @pytest.mark.parametrize("keep_graph", [True, False])
+def test_no_tensors_or_graphs_outlive_a_call(keep_graph):
+    import gc
+
+    def live_tensors():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+    x, y = data(30)
+    obj = glt.Objective(mlp(), nn.MSELoss(), [(x[:10], y[:10]), (x[10:], y[10:])], keep_graph=keep_graph)
+    rng = np.random.default_rng(7)
+    theta, v = obj.theta, rng.normal(size=32)
+    obj.loss(theta), obj.grad(theta), obj.hvp(v)  # the kept graph (if any) is built here
+    before = live_tensors()
+    for _ in range(20):
+        obj.loss(theta + rng.normal(size=32))
+        obj.loss_and_grad(theta + rng.normal(size=32))
+        obj.hvp(rng.normal(size=32))
+    assert live_tensors() == before
+    assert (obj._graph is not None) == keep_graph
+    obj.release_graph()
+    assert obj._graph is None
+
+
+@pytest.mark.parametrize("keep_graph", [True, False])
 def test_hvp_equals_dense_hessian_and_finite_differences(keep_graph):
     model = mlp()
     x, y = data(40)
