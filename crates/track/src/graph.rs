@@ -97,6 +97,8 @@ pub struct HitGraph {
     pub num_layers: usize,
     /// Node offsets per layer (length `num_layers + 1`).
     pub layer_ptr: Vec<u32>,
+    /// Index in the frame's `hits` of each node (nodes are sorted by layer, then x).
+    pub hit: Vec<u32>,
     /// Layer of each node.
     pub layer: Vec<u16>,
     /// Positions, row-major `[n, 3]` (absolute, mm).
@@ -150,6 +152,7 @@ impl HitGraph {
         let mut g = HitGraph {
             num_layers,
             layer_ptr: vec![0; num_layers + 1],
+            hit: order.clone(),
             layer: Vec::with_capacity(n),
             pos: Vec::with_capacity(3 * n),
             edep: Vec::with_capacity(n),

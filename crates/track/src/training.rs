@@ -30,7 +30,7 @@ use crate::graph::{GraphConfig, HitGraph, LineGraph};
 use crate::layer_assign::{AssignConfig, FrameLap, assign_scaled};
 use crate::sim::Frame;
 use crate::sparse_lap::Unmatched;
-use crate::tracks::{FrameMetrics, TrackFilter, build_tracks, evaluate};
+use crate::tracks::{FrameMetrics, Track, TrackFilter, build_tracks, evaluate};
 
 /// Training method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +363,99 @@ pub fn evaluate_model<S: FrameSource + ?Sized>(
     Ok(summarise(&evals))
 }
 
+/// File name of a trained model's card in its checkpoint folder.
+pub const MODEL_CARD_FILE: &str = "model.json";
+
+/// What reconstruction needs besides the weights, saved as `model.json` beside a model's
+/// checkpoints (`checkpoints/<variant>-seed<s>/` of the GNN experiments): the training
+/// specification (network, assignment, tracker layers, track filter) and the graph cuts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// The training specification.
+    pub spec: TrainSpec,
+    /// The graph cuts of the frames the model was trained on.
+    pub graph: GraphConfig,
+}
+
+impl ModelCard {
+    /// Writes `model.json` into `dir` (atomically).
+    pub fn save(&self, dir: &Path) -> crate::Result<()> {
+        Ok(gradlab_core::io::write_json(&dir.join(MODEL_CARD_FILE), self)?)
+    }
+
+    /// Reads `dir/model.json` and checks it.
+    pub fn load(dir: &Path) -> crate::Result<Self> {
+        let card: ModelCard = gradlab_core::io::read_json(&dir.join(MODEL_CARD_FILE))?;
+        card.spec.validate()?;
+        card.graph.validate()?;
+        Ok(card)
+    }
+}
+
+/// A trained network with its card: reconstructs tracks in frames.
+#[derive(Debug)]
+pub struct TrainedModel {
+    /// Specification and graph cuts.
+    pub card: ModelCard,
+    /// The network with its weights.
+    pub model: Model,
+}
+
+/// Tracks of one frame and what led to them.
+#[derive(Debug, Clone)]
+pub struct Reconstruction {
+    /// The frame's hit graph (`graph.hit[n]` is the frame hit of node `n`).
+    pub graph: HitGraph,
+    /// Edge probabilities (eval mode).
+    pub probabilities: Vec<f32>,
+    /// Edges selected by the per-layer assignment.
+    pub selected: Vec<bool>,
+    /// Tracks (graph node indices, shallow → deep) that pass the card's track filter.
+    pub tracks: Vec<Track>,
+}
+
+impl TrainedModel {
+    /// Loads `dir/model.json` and the weights `dir/best.safetensors` (the selected checkpoint;
+    /// `last.safetensors` when there is no best).
+    pub fn load(dir: &Path) -> crate::Result<Self> {
+        if !dir.join(MODEL_CARD_FILE).is_file() {
+            return Err(crate::Error::invalid(
+                "model directory",
+                dir.display(),
+                format!(
+                    "a folder with {MODEL_CARD_FILE} (the training spec and graph cuts, written beside the \
+                     checkpoints since 2026-12-07) and best.safetensors; for older checkpoints give the card \
+                     yourself (TrainedModel::with_card)"
+                ),
+            ));
+        }
+        Self::with_card(dir, ModelCard::load(dir)?)
+    }
+
+    /// The weights of `dir` (`best.safetensors`, else `last.safetensors`) with a given card.
+    pub fn with_card(dir: &Path, card: ModelCard) -> crate::Result<Self> {
+        card.spec.validate()?;
+        card.graph.validate()?;
+        let model = Model::new(&card.spec.model, 0)?;
+        let best = dir.join("best.safetensors");
+        let path = if best.is_file() { best } else { dir.join("last.safetensors") };
+        gradlab_core::train::load_weights(&model.vm, &path)?;
+        Ok(TrainedModel { card, model })
+    }
+
+    /// Tracks of `frame`: graph, eval-mode probabilities, the per-layer assignment on
+    /// `1 − p`, root-to-leaf paths of the selected edges, the card's track filter.
+    pub fn reconstruct(&self, frame: &Frame) -> crate::Result<Reconstruction> {
+        let spec = &self.card.spec;
+        let fd = FrameData::new(frame, &self.card.graph, &spec.model, spec.tracker_layers, &Device::Cpu)?;
+        let probabilities = self.model.probabilities(&fd)?;
+        let selected = select(&fd, &probabilities, Selector::Lap(spec.assign.unmatched()))?;
+        let tracks = spec.filter.apply(&fd.graph, build_tracks(&fd.graph, &selected, MAX_PATHS)?);
+        Ok(Reconstruction { graph: fd.graph, probabilities, selected, tracks })
+    }
+}
+
 fn d_tracker_layers() -> u16 {
     3
 }
@@ -577,6 +670,39 @@ mod tests {
             assert_eq!(rep.steps, 12);
             let best_loss = rep.history.iter().map(|h| h.val_loss).fold(f64::INFINITY, f64::min);
             assert!(best_loss < before.loss, "{method:?}: {best_loss} vs initial {}", before.loss);
+        }
+    }
+
+    #[test]
+    fn a_saved_model_reconstructs_as_the_evaluation_does() {
+        let s = spec(Method::Ptt, 2);
+        let (tr, va) = data(&s.model);
+        let dir = tempfile::tempdir().unwrap();
+        let (model, _) = train(&s, 5, &tr, &va, Some(dir.path()), false, vec![]).unwrap();
+        let card = ModelCard { spec: s.clone(), graph: GraphConfig::default() };
+        // without a card the folder is refused, naming what is missing
+        let e = TrainedModel::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("model.json"), "{e}");
+        card.save(dir.path()).unwrap();
+        let tm = TrainedModel::load(dir.path()).unwrap();
+        assert_eq!(tm.card, card);
+        let frame = toy_frame(100, 12);
+        let rec = tm.reconstruct(&frame).unwrap();
+        // the same weights as the trained model (best checkpoint restored), the same tracks as
+        // the evaluation path
+        let fd = &va[0];
+        assert_eq!(rec.graph, fd.graph);
+        let p = model.probabilities(fd).unwrap();
+        assert_eq!(rec.probabilities, p);
+        let sel = select(fd, &p, Selector::Lap(s.assign.unmatched())).unwrap();
+        assert_eq!(rec.selected, sel);
+        let tracks = s.filter.apply(&fd.graph, build_tracks(&fd.graph, &sel, MAX_PATHS).unwrap());
+        assert_eq!(rec.tracks, tracks);
+        // graph nodes point back at the frame's hits
+        for (n, &h) in rec.graph.hit.iter().enumerate() {
+            let hit = &frame.hits[h as usize];
+            assert_eq!([hit.x, hit.y, hit.z], rec.graph.position(n));
+            assert_eq!(hit.track, rec.graph.track[n]);
         }
     }
 

@@ -9,7 +9,7 @@ use gradlab_core::train::TrainReport;
 
 use crate::error::{Error, Result};
 use crate::setup::FrameStream;
-use crate::training::{FrameSource, Model, TrainSpec, replicate_seeds, train};
+use crate::training::{FrameSource, Model, ModelCard, TrainSpec, replicate_seeds, train};
 
 /// Defines a GNN study's parameter struct: the fields every GNN study has (`seed`, `seeds`,
 /// `setup`, `data`, `spec`) followed by the study's own, all at the top level of the config.
@@ -126,6 +126,7 @@ pub fn train_replicates<S: FrameSource + ?Sized, V: FrameSource + ?Sized>(
             spec.train.seed = shuffle;
             let tag = format!("{label} seed {seed}");
             let ck = ctx.dir.subdir(&format!("checkpoints/{}-seed{seed}", stem(label)))?;
+            ModelCard { spec: spec.clone(), graph: base.setup.graph.clone() }.save(&ck)?;
             let obs: Vec<Box<dyn Observer>> = vec![
                 Box::new(JsonlObserver::new(ctx.dir.jsonl("train.jsonl")?, 10).with_tag(&tag)),
                 Box::new(ProgressObserver::new(&tag, ctx.quiet)),
