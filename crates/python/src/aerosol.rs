@@ -130,3 +130,103 @@ pub fn sample_cells<'py>(
         .map_err(errors::aerosol)?;
     Ok(out.to_pyarray(py))
 }
+
+/// A trained M7 emulator (what `cargo xtask experiment m7-emulator` saves: a folder with
+/// `emulator.json` and `weights.safetensors`).
+#[pyclass(module = "gradlab.aerosol", name = "Emulator", frozen)]
+pub struct Emulator {
+    em: gradlab_aerosol::emulator::Emulator,
+}
+
+impl Emulator {
+    fn check_x(&self, m: &crate::arrays::Matrix<'_>) -> PyResult<()> {
+        let n_x = layout::x_columns(false).len();
+        if m.shape().1 != n_x {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "x has shape {:?}: allowed: [N, {n_x}] (the dataset's X columns, `input_columns`)",
+                m.shape()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Emulator {
+    /// `Emulator.load(directory)`: loads a saved emulator (CPU).
+    #[staticmethod]
+    fn load(py: Python<'_>, directory: PathBuf) -> PyResult<Self> {
+        let cfg = directory.join("emulator.json");
+        if !cfg.is_file() {
+            return Err(pyo3::exceptions::PyFileNotFoundError::new_err(format!(
+                "{}: no saved emulator there (expected emulator.json and weights.safetensors, as written by \
+                 Emulator::save / the m7-emulator experiment)",
+                directory.display()
+            )));
+        }
+        let em = py.detach(|| gradlab_aerosol::emulator::Emulator::load(&directory)).map_err(errors::aerosol)?;
+        Ok(Emulator { em })
+    }
+
+    /// Predicted tendencies of the 24 state columns and the 4 water columns, `[N, 28]` float32
+    /// in physical units (the head applied), for inputs `x` `[N, 32]` (the dataset's X layout:
+    /// 8 environment columns, then the state; float32 or float64, any memory order). The network
+    /// computes in float32: float64 input is rounded to float32 first.
+    fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let m = matrix(x, "x")?;
+        self.check_x(&m)?;
+        let v = m.view();
+        let out = py
+            .detach(|| match &v {
+                crate::arrays::View::F32(a) => self.em.predict(a),
+                crate::arrays::View::F64(a) => self.em.predict(&a.mapv(|x| x as f32).view()),
+            })
+            .map_err(errors::aerosol)?;
+        Ok(out.to_pyarray(py))
+    }
+
+    /// One emulated step in the dataset layout: `x` `[N, 32]` → `[N, 28]` float64 (the state
+    /// after the step, then the water), as `m7-emulator` evaluates it; with the correction head
+    /// no state is negative.
+    fn step<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let m = matrix(x, "x")?;
+        self.check_x(&m)?;
+        let v = m.view();
+        let out = py.detach(|| v.with_f64(|a| self.em.step_table(&a))).map_err(errors::aerosol)?;
+        Ok(out.to_pyarray(py))
+    }
+
+    /// Names of the 32 input columns.
+    #[getter]
+    fn input_columns(&self) -> Vec<String> {
+        layout::x_columns(false).into_iter().map(|c| c.name).collect()
+    }
+
+    /// Names of the 28 output columns (states, then water).
+    #[getter]
+    fn output_columns(&self) -> Vec<String> {
+        layout::y_columns(false).into_iter().map(|c| c.name).collect()
+    }
+
+    /// The box model's time step the emulator was trained for [s].
+    #[getter]
+    fn dt(&self) -> f64 {
+        self.em.dt()
+    }
+
+    /// Number of trained parameters.
+    #[getter]
+    fn parameters(&self) -> usize {
+        self.em.parameters()
+    }
+
+    /// The emulator's configuration, as a dict.
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, self.em.config())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Emulator(dt={} s, parameters={})", self.em.dt(), self.em.parameters())
+    }
+}

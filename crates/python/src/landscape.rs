@@ -3,13 +3,18 @@
 
 use crate::arrays::{finite_vec, to_py1};
 use crate::errors;
+use gradlab_landscape::connectivity::PathProfile;
 use gradlab_landscape::hessian::{HessianOperator, HvpMethod, LinearOperator};
 use gradlab_landscape::lanczos::{LanczosConfig, Which, lanczos};
 use gradlab_landscape::objective::FnObjective;
-use gradlab_landscape::surface::{Axis, SurfaceOptions, evaluate_surface};
+use gradlab_landscape::slq::{SlqConfig, slq};
+use gradlab_landscape::surface::{Axis, Surface, SurfaceOptions, evaluate_surface};
+use gradlab_landscape::trace::{TraceEstimate, hutch_pp, hutchinson};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The first Python exception raised inside a callable, kept until the Rust loop returns.
@@ -61,6 +66,29 @@ fn axis(spec: (f64, f64, usize), name: &str) -> PyResult<Axis> {
     Axis::new(spec.0, spec.1, spec.2).map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
 }
 
+/// An objective over Python callables: `loss(x) -> float` and, when given, `grad(x) -> ∇L(x)`
+/// (asked for only when a gradient is wanted). Exceptions are kept in `slot`; the value is NaN.
+fn loss_objective(loss: Py<PyAny>, grad: Option<Py<PyAny>>, n: usize, slot: Slot) -> FnObjective {
+    FnObjective::new(n, move |t: &[f64], out: Option<&mut [f64]>| {
+        Python::attach(|py| {
+            let r = (|| {
+                if let Some(out) = out {
+                    let g = grad.as_ref().ok_or_else(|| PyValueError::new_err("this needs grad="))?;
+                    if let Err(e) = call_vec(py, g, t, out, "grad") {
+                        out.fill(f64::NAN);
+                        return Err(e);
+                    }
+                }
+                call_scalar(py, &loss, t, "loss")
+            })();
+            r.unwrap_or_else(|e| {
+                keep(&slot, e);
+                f64::NAN
+            })
+        })
+    })
+}
+
 /// Loss values on a plane `theta + a·d1 + b·d2` (or a line when `d2` is None) for `a` on
 /// `x = (min, max, points)` and `b` on `y`. `loss(theta) -> float` is a Python callable on
 /// float64 vectors. Returns `(xs, ys, Z)` with `Z[j, i]` the loss at `(xs[i], ys[j])` (NaN
@@ -84,18 +112,7 @@ pub fn surface<'py>(
     let xa = axis(x, "x")?;
     let ya = if d2.is_some() { Some(axis(y, "y")?) } else { None };
     let slot: Slot = Arc::default();
-    let obj = {
-        let slot = slot.clone();
-        FnObjective::new(theta.len(), move |t: &[f64], _g: Option<&mut [f64]>| {
-            Python::attach(|py| match call_scalar(py, &f, t, "loss") {
-                Ok(v) => v,
-                Err(e) => {
-                    keep(&slot, e);
-                    f64::NAN
-                }
-            })
-        })
-    };
+    let obj = loss_objective(f, None, theta.len(), slot.clone());
     let mut dirs: Vec<&[f64]> = vec![&d1];
     if let Some(d) = &d2 {
         dirs.push(d);
@@ -131,6 +148,67 @@ impl LinearOperator for PyHvp {
     }
 }
 
+/// Where Hessian-vector products come from: a Python `hvp(v)` at the point, or central
+/// differences of a Python `grad(x)` with step `h`.
+enum OpSource {
+    Hvp(Py<PyAny>),
+    Grad(Py<PyAny>, f64),
+}
+
+impl OpSource {
+    fn new(hvp: Option<&Bound<'_, PyAny>>, grad: Option<&Bound<'_, PyAny>>, h: f64) -> PyResult<Self> {
+        match (hvp, grad) {
+            (Some(f), None) => Ok(OpSource::Hvp(callable(f, "hvp")?)),
+            (None, Some(g)) => {
+                if !(h.is_finite() && h > 0.0) {
+                    return Err(PyValueError::new_err(format!("h = {h}: allowed: a finite step > 0")));
+                }
+                Ok(OpSource::Grad(callable(g, "grad")?, h))
+            }
+            _ => Err(PyValueError::new_err("give exactly one of hvp= or grad=")),
+        }
+    }
+}
+
+/// An objective whose gradient is a Python `grad(x)` (the loss is not needed: NaN).
+fn grad_objective(g: Py<PyAny>, n: usize, slot: Slot) -> FnObjective {
+    FnObjective::new(n, move |t: &[f64], out: Option<&mut [f64]>| {
+        let Some(out) = out else { return f64::NAN };
+        Python::attach(|py| match call_vec(py, &g, t, out, "grad") {
+            Ok(()) => 0.0,
+            Err(e) => {
+                keep(&slot, e);
+                out.fill(f64::NAN);
+                f64::NAN
+            }
+        })
+    })
+}
+
+/// Runs `f` on the Hessian at `theta` as a linear operator, with the GIL released (it is
+/// re-acquired for each Python call); the first Python exception of a callable is re-raised.
+fn with_operator<R: Send>(
+    py: Python<'_>,
+    theta: &[f64],
+    src: OpSource,
+    f: impl FnOnce(&mut dyn LinearOperator) -> gradlab_landscape::Result<R> + Send,
+) -> PyResult<R> {
+    let n = theta.len();
+    let slot: Slot = Arc::default();
+    let res = py.detach(|| match src {
+        OpSource::Hvp(h) => f(&mut PyHvp { f: h, n, slot: slot.clone() }),
+        OpSource::Grad(g, h) => {
+            let mut obj = grad_objective(g, n, slot.clone());
+            let mut op = HessianOperator::new(&mut obj, theta, HvpMethod::FiniteDifference { h })?;
+            f(&mut op)
+        }
+    });
+    if let Some(e) = take(&slot) {
+        return Err(e);
+    }
+    res.map_err(errors::landscape)
+}
+
 /// The `k` extreme eigenvalues (and unit eigenvectors) of the Hessian at `theta` by Lanczos
 /// with full reorthogonalisation. Give exactly one of `hvp(v) -> H v` (the product at `theta`)
 /// or `grad(x) -> ∇L(x)` (products by central differences of gradients with step `h`).
@@ -159,38 +237,8 @@ pub fn hessian_eigs<'py>(
         w => return Err(PyValueError::new_err(format!("which = {w:?}: allowed: \"largest\" or \"smallest\""))),
     };
     let cfg = LanczosConfig { max_steps: max_steps.unwrap_or((4 * k + 20).min(n)), tol, seed };
-    let slot: Slot = Arc::default();
-    let res = match (hvp, grad) {
-        (Some(f), None) => {
-            let mut op = PyHvp { f: callable(f, "hvp")?, n, slot: slot.clone() };
-            py.detach(|| lanczos(&mut op, k, which, &cfg))
-        }
-        (None, Some(g)) => {
-            let g = callable(g, "grad")?;
-            let s2 = slot.clone();
-            let mut obj = FnObjective::new(n, move |t: &[f64], out: Option<&mut [f64]>| {
-                let Some(out) = out else { return f64::NAN };
-                Python::attach(|py| match call_vec(py, &g, t, out, "grad") {
-                    Ok(()) => 0.0,
-                    Err(e) => {
-                        keep(&s2, e);
-                        out.fill(f64::NAN);
-                        f64::NAN
-                    }
-                })
-            });
-            let method = HvpMethod::FiniteDifference { h };
-            py.detach(|| {
-                let mut op = HessianOperator::new(&mut obj, &theta, method)?;
-                lanczos(&mut op, k, which, &cfg)
-            })
-        }
-        _ => return Err(PyValueError::new_err("give exactly one of hvp= or grad=")),
-    };
-    if let Some(e) = take(&slot) {
-        return Err(e);
-    }
-    let r = res.map_err(errors::landscape)?;
+    let src = OpSource::new(hvp, grad, h)?;
+    let r = with_operator(py, &theta, src, |op| lanczos(op, k, which, &cfg))?;
     let kk = r.values.len();
     let vecs = ndarray::Array2::from_shape_vec((kk, n), r.vectors.concat()).expect("k × n");
     Ok((to_py1(py, r.values), PyArray2::from_owned_array(py, vecs)))
@@ -276,4 +324,244 @@ pub fn pca_directions<'py>(
     let kk = p.directions.len();
     let d = ndarray::Array2::from_shape_vec((kk, n), p.directions.concat()).expect("k × n");
     Ok((PyArray2::from_owned_array(py, d), to_py1(py, p.explained_variance_ratio)))
+}
+
+/// `{"trace": …, "std_error": …, "products": …}` as a dict.
+fn trace_dict<'py>(py: Python<'py>, t: &TraceEstimate) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("trace", t.trace)?;
+    d.set_item("std_error", t.std_error)?;
+    d.set_item("products", t.products)?;
+    Ok(d)
+}
+
+/// A stochastic estimate of the Hessian's trace at `theta` with its standard error: Hutch++
+/// (Meyer et al. 2021; `products` Hessian-vector products in all, at least 6) or Hutchinson
+/// (`products` Rademacher probes, at least 2). Give exactly one of `hvp(v) -> H v` or
+/// `grad(x) -> ∇L(x)` (central differences with step `h`). Returns a dict with `trace`,
+/// `std_error` (of the stochastic part) and `products` (used).
+#[pyfunction]
+#[pyo3(signature = (theta, *, hvp = None, grad = None, products = 99, method = "hutch++", seed = 0, h = 1e-3))]
+#[allow(clippy::too_many_arguments)]
+pub fn trace<'py>(
+    py: Python<'py>,
+    theta: &Bound<'py, PyAny>,
+    hvp: Option<&Bound<'py, PyAny>>,
+    grad: Option<&Bound<'py, PyAny>>,
+    products: usize,
+    method: &str,
+    seed: u64,
+    h: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let theta = finite_vec(theta, "theta")?;
+    let pp = match method {
+        "hutch++" => true,
+        "hutchinson" => false,
+        m => return Err(PyValueError::new_err(format!("method = {m:?}: allowed: \"hutch++\" or \"hutchinson\""))),
+    };
+    let src = OpSource::new(hvp, grad, h)?;
+    let t = with_operator(py, &theta, src, |op| {
+        let mut rng = gradlab_core::rng::rng(seed);
+        if pp { hutch_pp(op, products, &mut rng) } else { hutchinson(op, products, &mut rng) }
+    })?;
+    trace_dict(py, &t)
+}
+
+/// The Hessian's eigenvalue density at `theta` by stochastic Lanczos quadrature (Ghorbani et
+/// al. 2019, as PyHessian): `probes` Gaussian probes, `steps` Lanczos steps each. Give exactly
+/// one of `hvp=` or `grad=`. Returns a dict: `nodes` and `weights` (lists, one float64 array per
+/// probe: Ritz values and Gauss weights summing to 1), `grid` and `density` (the density
+/// smoothed by a Gaussian of width `sigma`, on `grid` — by default 200 points spanning the nodes
+/// ± 5 σ, σ = 1 % of the nodes' range).
+#[pyfunction]
+#[pyo3(signature = (theta, *, hvp = None, grad = None, probes = 4, steps = 60, seed = 0, grid = None, sigma = None, h = 1e-3))]
+#[allow(clippy::too_many_arguments)]
+pub fn density<'py>(
+    py: Python<'py>,
+    theta: &Bound<'py, PyAny>,
+    hvp: Option<&Bound<'py, PyAny>>,
+    grad: Option<&Bound<'py, PyAny>>,
+    probes: usize,
+    steps: usize,
+    seed: u64,
+    grid: Option<&Bound<'py, PyAny>>,
+    sigma: Option<f64>,
+    h: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let theta = finite_vec(theta, "theta")?;
+    let grid = grid.map(|g| finite_vec(g, "grid")).transpose()?;
+    if let Some(s) = sigma
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(PyValueError::new_err(format!("sigma = {s}: allowed: finite and > 0")));
+    }
+    let steps = steps.min(theta.len());
+    let cfg = SlqConfig { probes, steps, seed };
+    let src = OpSource::new(hvp, grad, h)?;
+    let q = with_operator(py, &theta, src, |op| slq(op, &cfg))?;
+    let (lo, hi) = q.range();
+    let sigma = sigma.unwrap_or_else(|| if hi > lo { 0.01 * (hi - lo) } else { 1e-3 * lo.abs().max(1.0) });
+    let grid = grid.unwrap_or_else(|| {
+        let (a, b) = (lo - 5.0 * sigma, hi + 5.0 * sigma);
+        (0..200).map(|i| a + (b - a) * i as f64 / 199.0).collect()
+    });
+    let dens = q.density(&grid, sigma).map_err(errors::landscape)?;
+    let d = PyDict::new(py);
+    d.set_item("nodes", q.nodes.iter().map(|v| to_py1(py, v.clone())).collect::<Vec<_>>())?;
+    d.set_item("weights", q.weights.iter().map(|v| to_py1(py, v.clone())).collect::<Vec<_>>())?;
+    d.set_item("sigma", sigma)?;
+    d.set_item("grid", to_py1(py, grid))?;
+    d.set_item("density", to_py1(py, dens))?;
+    Ok(d)
+}
+
+fn profile_dict<'py>(py: Python<'py>, p: PathProfile) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("barrier", p.barrier)?;
+    d.set_item("t_max", p.t_max)?;
+    d.set_item("t", to_py1(py, p.ts))?;
+    d.set_item("loss", to_py1(py, p.losses))?;
+    Ok(d)
+}
+
+fn same_len(a: &[f64], b: &[f64], na: &str, nb: &str) -> PyResult<()> {
+    if a.len() != b.len() {
+        return Err(PyValueError::new_err(format!(
+            "{na} has {} entries, {nb} has {}: allowed: equal lengths",
+            a.len(),
+            b.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The loss on the straight line `(1 − t) θA + t θB` at `points` evenly spaced `t` in [0, 1]:
+/// a dict with `t`, `loss`, `barrier` (`max_t L − max(L(0), L(1))`) and `t_max`.
+#[pyfunction]
+#[pyo3(signature = (loss, theta_a, theta_b, points = 51))]
+pub fn linear_path<'py>(
+    py: Python<'py>,
+    loss: &Bound<'py, PyAny>,
+    theta_a: &Bound<'py, PyAny>,
+    theta_b: &Bound<'py, PyAny>,
+    points: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let f = callable(loss, "loss")?;
+    let a = finite_vec(theta_a, "theta_a")?;
+    let b = finite_vec(theta_b, "theta_b")?;
+    same_len(&a, &b, "theta_a", "theta_b")?;
+    let slot: Slot = Arc::default();
+    let mut obj = loss_objective(f, None, a.len(), slot.clone());
+    let p = py.detach(|| gradlab_landscape::connectivity::linear_path(&mut obj, &a, &b, points));
+    if let Some(e) = take(&slot) {
+        return Err(e);
+    }
+    profile_dict(py, p.map_err(errors::landscape)?)
+}
+
+/// Mode connectivity (Garipov et al. 2018): trains the control point θ of the quadratic Bézier
+/// curve `(1−t)² θA + 2t(1−t) θ + t² θB` with Adam on `E_t L(φ(t))` (`steps` steps of
+/// `samples_per_step` uniform `t`, learning rate `lr`), starting from the midpoint (or
+/// `control`). Needs `loss(x) -> float` and `grad(x) -> ∇L(x)`. Returns a dict: `control`,
+/// `history` (mean sampled loss per step), and the loss profiles `curve` and `line` (the
+/// straight line), each a dict with `t`, `loss`, `barrier`, `t_max` at `points` values of t.
+#[pyfunction]
+#[pyo3(signature = (loss, grad, theta_a, theta_b, *, control = None, steps = 500, samples_per_step = 4, lr = 1e-2, seed = 0, points = 51))]
+#[allow(clippy::too_many_arguments)]
+pub fn bezier<'py>(
+    py: Python<'py>,
+    loss: &Bound<'py, PyAny>,
+    grad: &Bound<'py, PyAny>,
+    theta_a: &Bound<'py, PyAny>,
+    theta_b: &Bound<'py, PyAny>,
+    control: Option<&Bound<'py, PyAny>>,
+    steps: usize,
+    samples_per_step: usize,
+    lr: f64,
+    seed: u64,
+    points: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    use gradlab_landscape::connectivity::{Bezier, BezierConfig, train_bezier};
+    let (f, g) = (callable(loss, "loss")?, callable(grad, "grad")?);
+    let a = finite_vec(theta_a, "theta_a")?;
+    let b = finite_vec(theta_b, "theta_b")?;
+    same_len(&a, &b, "theta_a", "theta_b")?;
+    let mut init = Bezier::straight(&a, &b).map_err(errors::landscape)?;
+    if let Some(c) = control {
+        let c = finite_vec(c, "control")?;
+        same_len(&a, &c, "theta_a", "control")?;
+        init.control = c;
+    }
+    let cfg = BezierConfig { steps, samples_per_step, lr, seed };
+    let slot: Slot = Arc::default();
+    let mut obj = loss_objective(f, Some(g), a.len(), slot.clone());
+    let res = py.detach(|| -> gradlab_landscape::Result<_> {
+        let (curve, history) = train_bezier(&mut obj, init, &cfg)?;
+        let pc = curve.profile(&mut obj, points)?;
+        let pl = gradlab_landscape::connectivity::linear_path(&mut obj, &a, &b, points)?;
+        Ok((curve, history, pc, pl))
+    });
+    if let Some(e) = take(&slot) {
+        return Err(e);
+    }
+    let (curve, history, pc, pl) = res.map_err(errors::landscape)?;
+    let d = PyDict::new(py);
+    d.set_item("control", to_py1(py, curve.control))?;
+    d.set_item("history", to_py1(py, history))?;
+    d.set_item("curve", profile_dict(py, pc)?)?;
+    d.set_item("line", profile_dict(py, pl)?)?;
+    Ok(d)
+}
+
+/// A surface from `(xs, ys, z)` arrays as `surface` returns them (`z` is `[len(ys), len(xs)]`).
+fn surface_from(xs: &Bound<'_, PyAny>, ys: &Bound<'_, PyAny>, z: &Bound<'_, PyAny>) -> PyResult<Surface> {
+    let xs = finite_vec(xs, "xs")?;
+    let ys = finite_vec(ys, "ys")?;
+    let m = crate::arrays::matrix(z, "z")?;
+    if m.shape() != (ys.len(), xs.len()) {
+        return Err(PyValueError::new_err(format!(
+            "z has shape {:?}, xs {} and ys {} entries: allowed: z of shape (len(ys), len(xs))",
+            m.shape(),
+            xs.len(),
+            ys.len()
+        )));
+    }
+    let loss = m.view().with_f64(|v| crate::arrays::row_major(&v));
+    Ok(Surface { xs, ys, loss })
+}
+
+/// Writes a surface (`xs, ys, z` as `surface` returns them) into `directory` as
+/// `<stem>.npy` (z, NaN where not finite), `<stem>_x.npy`, `<stem>_y.npy` and `<stem>.json`.
+/// Returns the paths written.
+#[pyfunction]
+#[pyo3(signature = (directory, xs, ys, z, stem = "surface"))]
+pub fn save_surface(
+    py: Python<'_>,
+    directory: PathBuf,
+    xs: &Bound<'_, PyAny>,
+    ys: &Bound<'_, PyAny>,
+    z: &Bound<'_, PyAny>,
+    stem: &str,
+) -> PyResult<Vec<PathBuf>> {
+    let s = surface_from(xs, ys, z)?;
+    py.detach(|| gradlab_landscape::output::save_surface(&directory, stem, &s)).map_err(errors::landscape)
+}
+
+/// Writes a surface as a legacy-VTK structured grid for ParaView (points `(x, y, z_scale·loss)`,
+/// point fields `loss`, `log10_loss`, `valid`; non-finite losses flagged by `valid = 0`).
+#[pyfunction]
+#[pyo3(signature = (path, xs, ys, z, z_scale = 1.0))]
+pub fn write_vtk(
+    py: Python<'_>,
+    path: PathBuf,
+    xs: &Bound<'_, PyAny>,
+    ys: &Bound<'_, PyAny>,
+    z: &Bound<'_, PyAny>,
+    z_scale: f64,
+) -> PyResult<()> {
+    if !z_scale.is_finite() {
+        return Err(PyValueError::new_err(format!("z_scale = {z_scale}: allowed: a finite number")));
+    }
+    let s = surface_from(xs, ys, z)?;
+    py.detach(|| gradlab_landscape::output::write_vtk(&path, &s, z_scale)).map_err(errors::landscape)
 }

@@ -35,6 +35,9 @@ def readme_python_blocks():
 def test_readme_examples_run(tmp_path, monkeypatch):
     blocks = readme_python_blocks()
     assert blocks, "README.md has a '## From Python' section with python examples"
+    # The examples run from the repository root; they read only the test data under crates/
+    # (linked into a scratch folder) and write into the scratch folder.
+    (tmp_path / "crates").symlink_to(README.parent / "crates", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     namespace = {}  # the blocks run in order, as one session
     for block in blocks:

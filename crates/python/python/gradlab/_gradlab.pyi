@@ -40,6 +40,22 @@ class M7:
     @property
     def input_columns(self) -> List[str]: ...
 
+class Emulator:
+    @staticmethod
+    def load(directory: _Path) -> "Emulator": ...
+    def predict(self, x: _FloatArray) -> npt.NDArray[np.float32]: ...
+    def step(self, x: _FloatArray) -> npt.NDArray[np.float64]: ...
+    @property
+    def input_columns(self) -> List[str]: ...
+    @property
+    def output_columns(self) -> List[str]: ...
+    @property
+    def dt(self) -> float: ...
+    @property
+    def parameters(self) -> int: ...
+    @property
+    def config(self) -> Dict[str, Any]: ...
+
 def m7_step_file(
     input: _Path, output: _Path, config: Optional[_Path] = None, overwrite: bool = False
 ) -> Dict[str, Any]: ...
@@ -67,6 +83,46 @@ def generate_dataset(
     overwrite: bool = False,
 ) -> Dict[str, Any]: ...
 def load_split(directory: _Path, split: str) -> List[Dict[str, Any]]: ...
+
+class HitGraph:
+    def __init__(self, frame: Dict[str, Any], config: Optional[Dict[str, Any]] = None) -> None: ...
+    @property
+    def num_nodes(self) -> int: ...
+    @property
+    def num_edges(self) -> int: ...
+    @property
+    def edge_index(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def hit(self) -> npt.NDArray[np.uint32]: ...
+    @property
+    def layer(self) -> npt.NDArray[np.uint16]: ...
+    @property
+    def pos(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def node_features(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def edge_features(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def edge_truth(self) -> npt.NDArray[np.bool_]: ...
+    def line_graph(self) -> Dict[str, npt.NDArray[Any]]: ...
+
+def purity_efficiency(
+    frame: Union[Dict[str, Any], HitGraph], tracks: Sequence[Sequence[int]], filter: bool = True
+) -> Dict[str, Any]: ...
+def tracks_from_edges(
+    graph: HitGraph, selected: Sequence[bool], filter: bool = True, max_paths: int = 200000
+) -> List[npt.NDArray[np.int64]]: ...
+
+class Tracker:
+    @staticmethod
+    def load(directory: _Path, card: Optional[Dict[str, Any]] = None) -> "Tracker": ...
+    def reconstruct(self, frame: Dict[str, Any]) -> Dict[str, Any]: ...
+    @property
+    def card(self) -> Dict[str, Any]: ...
+
+def reconstruct(
+    frame: Dict[str, Any], model_dir: _Path, card: Optional[Dict[str, Any]] = None
+) -> Dict[str, Any]: ...
 
 # gradlab.bayesopt
 class Trial:
@@ -143,3 +199,50 @@ def random_direction(
 def pca_directions(
     trajectory: _FloatArray, reference: _FloatArray, k: int = 2, center: bool = True
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+_Hvp = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+
+def trace(
+    theta: _FloatArray,
+    *,
+    hvp: Optional[_Hvp] = None,
+    grad: Optional[_Hvp] = None,
+    products: int = 99,
+    method: str = "hutch++",
+    seed: int = 0,
+    h: float = 1e-3,
+) -> Dict[str, Any]: ...
+def density(
+    theta: _FloatArray,
+    *,
+    hvp: Optional[_Hvp] = None,
+    grad: Optional[_Hvp] = None,
+    probes: int = 4,
+    steps: int = 60,
+    seed: int = 0,
+    grid: Optional[_FloatArray] = None,
+    sigma: Optional[float] = None,
+    h: float = 1e-3,
+) -> Dict[str, Any]: ...
+def linear_path(
+    loss: Callable[[npt.NDArray[np.float64]], float],
+    theta_a: _FloatArray,
+    theta_b: _FloatArray,
+    points: int = 51,
+) -> Dict[str, Any]: ...
+def bezier(
+    loss: Callable[[npt.NDArray[np.float64]], float],
+    grad: _Hvp,
+    theta_a: _FloatArray,
+    theta_b: _FloatArray,
+    *,
+    control: Optional[_FloatArray] = None,
+    steps: int = 500,
+    samples_per_step: int = 4,
+    lr: float = 1e-2,
+    seed: int = 0,
+    points: int = 51,
+) -> Dict[str, Any]: ...
+def save_surface(
+    directory: _Path, xs: _FloatArray, ys: _FloatArray, z: _FloatArray, stem: str = "surface"
+) -> List[str]: ...
+def write_vtk(path: _Path, xs: _FloatArray, ys: _FloatArray, z: _FloatArray, z_scale: float = 1.0) -> None: ...

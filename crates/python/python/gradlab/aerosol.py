@@ -14,10 +14,17 @@ Example::
     >>> out = m7.step(cells)
     >>> out.shape, len(m7.columns)
     ((1, 58), 58)
+
+A trained emulator (the folder ``cargo xtask experiment m7-emulator`` saves) predicts the
+step's tendencies from the dataset's 32 X columns (``Emulator.input_columns``)::
+
+    em = Emulator.load("runs/m7-emulator/<run>/emulator")
+    dy = em.predict(x)          # [N, 28] float32 tendencies and water
+    y = em.step(x)              # [N, 28] float64 states after the step, then water
 """
 
 from __future__ import annotations
 
-from ._gradlab import M7, m7_step_file, sample_cells
+from ._gradlab import M7, Emulator, m7_step_file, sample_cells
 
-__all__ = ["M7", "m7_step_file", "sample_cells"]
+__all__ = ["M7", "Emulator", "m7_step_file", "sample_cells"]
