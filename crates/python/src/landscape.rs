@@ -213,7 +213,9 @@ fn with_operator<R: Send>(
 /// with full reorthogonalisation. Give exactly one of `hvp(v) -> H v` (the product at `theta`)
 /// or `grad(x) -> ∇L(x)` (products by central differences of gradients with step `h`).
 /// Returns `(values, vectors)` with `vectors[i]` for `values[i]` (largest first, or smallest
-/// first with `which="smallest"`).
+/// first with `which="smallest"`). Stops when every pair's residual `‖Hv − λv‖` is at most
+/// `tol · max(|λ|, ‖T‖)` (T the Lanczos tridiagonal) or after `max_steps` products (default `min(n, max(300, 10k))`); a run that stops
+/// unconverged issues a `RuntimeWarning` naming the residual.
 #[pyfunction]
 #[pyo3(signature = (theta, k = 3, *, hvp = None, grad = None, which = "largest", max_steps = None, tol = 1e-10, seed = 0, h = 1e-3))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -236,9 +238,21 @@ pub fn hessian_eigs<'py>(
         "smallest" => Which::Smallest,
         w => return Err(PyValueError::new_err(format!("which = {w:?}: allowed: \"largest\" or \"smallest\""))),
     };
-    let cfg = LanczosConfig { max_steps: max_steps.unwrap_or((4 * k + 20).min(n)), tol, seed };
+    // Steps cost nothing once the pairs have converged (Lanczos stops at `tol`), so the default
+    // cap is generous; a run that hits it anyway warns.
+    let cfg = LanczosConfig { max_steps: max_steps.unwrap_or((10 * k).max(300).min(n)), tol, seed };
     let src = OpSource::new(hvp, grad, h)?;
     let r = with_operator(py, &theta, src, |op| lanczos(op, k, which, &cfg))?;
+    if !r.converged {
+        let worst = r.residuals.iter().copied().fold(0.0, f64::max);
+        let msg = std::ffi::CString::new(format!(
+            "hessian_eigs: not converged to tol = {tol:e} after {} Lanczos steps (largest residual \
+             ‖Hv − λv‖ = {worst:.3e}); raise max_steps or tol",
+            r.steps
+        ))
+        .expect("no NUL in the message");
+        PyErr::warn(py, &py.get_type::<pyo3::exceptions::PyRuntimeWarning>(), &msg, 1)?;
+    }
     let kk = r.values.len();
     let vecs = ndarray::Array2::from_shape_vec((kk, n), r.vectors.concat()).expect("k × n");
     Ok((to_py1(py, r.values), PyArray2::from_owned_array(py, vecs)))

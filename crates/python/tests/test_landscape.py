@@ -195,3 +195,17 @@ def test_line_and_exports(tmp_path, rng):
     assert [float(v) for v in text[7].split()] == pytest.approx([xs[1], ys[0], 2 * z[0, 1]])
     with pytest.raises(ValueError, match="shape"):
         save_surface(tmp_path, xs, ys, z.T)
+
+
+def test_hessian_eigs_warns_when_it_stops_unconverged(rng):
+    n = 200
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    a = q @ np.diag(np.linspace(0.0, 1.0, n) ** 4) @ q.T  # clustered top of the spectrum
+    with pytest.warns(RuntimeWarning, match="not converged"):
+        hessian_eigs(np.zeros(n), k=3, hvp=lambda v: a @ v, max_steps=8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vals, _ = hessian_eigs(np.zeros(n), k=3, hvp=lambda v: a @ v)  # default cap: converges
+    np.testing.assert_allclose(vals, np.sort(np.linalg.eigvalsh(a))[::-1][:3], rtol=1e-8)
