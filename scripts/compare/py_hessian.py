@@ -19,8 +19,8 @@ gradient graph PyHessian builds in its constructor and our Objective's copy of t
 - `gradlab f32 tol1e-3`: `Objective(model, mse, [(x, y)], dtype=torch.float32)` and
   `hessian_eigs(theta, k=3, hvp=obj.hvp, tol=1e-3)` (residual ≤ 1e-3 · ‖T‖; the Rust peer's setting);
 - `gradlab f64 tol1e-3` and `gradlab f64 tol1e-10` (with max_steps=200: the binding's default
-  of 4k + 20 = 32 steps ends before a 1e-10 residual on `peer`, silently): the default float64
-  objective.
+  cap was 4k + 20 = 32 steps before commit 1192b00, which ends before a 1e-10 residual on `peer`):
+  the default float64 objective.
 Median of REPEATS runs after one warm-up, implementations interleaved per repeat. One JSON line
 per (model, impl): median_ms, eigenvalues, max relative error against the reference, number of
 Hessian-vector products; then a table with the ratio PyHessian time / ours (> 1: ours faster).
@@ -125,7 +125,7 @@ IMPLS = {
     "pyhessian": run_pyhessian,
     "gradlab f32 tol1e-3": lambda m, x, y, c: run_ours(m, x, y, c, torch.float32, 1e-3),
     "gradlab f64 tol1e-3": lambda m, x, y, c: run_ours(m, x, y, c, torch.float64, 1e-3),
-    # the binding's default max_steps (4k + 20 = 32) stops before a 1e-10 residual on `peer`
+    # explicit cap: the binding's old default (4k + 20 = 32) stopped before a 1e-10 residual on `peer`
     "gradlab f64 tol1e-10": lambda m, x, y, c: run_ours(m, x, y, c, torch.float64, 1e-10, max_steps=200),
 }
 
