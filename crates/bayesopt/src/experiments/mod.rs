@@ -9,12 +9,16 @@
 //!   seeds, per test function and refit policy.
 //! - `bo-parallel` (`bayesopt.parallel`, [`parallel`]): iterations and evaluations to reach a
 //!   target with q = 1, 5, 20 points per iteration.
+//! - `bo-hpo-digits` (`bayesopt.hpo_digits`, [`hpo_digits`]): the paper's HPO experiment on real
+//!   data — a LeNet-style CNN tuned on the 8×8 digits by lag 1/3/∞/adaptive BO, random search and
+//!   q = 20 batches: iterations and wall time to a target validation accuracy, test accuracy.
 //!
 //! Each config has one top-level `seed`; replicate `s` of a design runs with
 //! [`replicate_seed`]`(seed, s)` and the other seeds are derived from `seed` with
 //! [`gradlab_core::rng::derive_seed`] on named streams. The `seed` of a nested study
 //! configuration is derived, so a non-zero one is refused.
 
+pub mod hpo_digits;
 pub mod lazy_vs_full;
 pub mod parallel;
 pub mod regret;
@@ -46,6 +50,11 @@ pub fn experiments() -> Vec<Experiment> {
             entry: "bayesopt.parallel",
             description: "Batch BO with q = 1, 5, 20: iterations and evaluations to reach a target",
             run: parallel::run,
+        },
+        Experiment {
+            entry: "bayesopt.hpo_digits",
+            description: "Tune a LeNet-style CNN on the 8x8 digits: lag 1/3/inf/adaptive BO vs random search vs q = 20 batches; iterations and wall time to a target validation accuracy, test accuracy of the best",
+            run: hpo_digits::run,
         },
     ]
 }
