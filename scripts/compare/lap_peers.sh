@@ -8,8 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="$(scripts/compare/setup-venv.sh | tail -1)"
-"$py" -m pip install -q --disable-pip-version-check "maturin>=1.9,<2"
-PATH="$(dirname "$py"):$PATH" CARGO_TARGET_DIR="$PWD/target" "$py" -m pip install -q --disable-pip-version-check \
-  --no-build-isolation --force-reinstall --no-deps ./crates/python
+scripts/compare/install-gradlab.sh "$py"
 t="${4:-1}"
 RAYON_NUM_THREADS=$t OMP_NUM_THREADS=$t "$py" scripts/compare/lap_peers.py "${1:-500x550,2000x2200}" "${2:-0.2}" "${3:-7}"

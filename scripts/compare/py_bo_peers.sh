@@ -16,11 +16,7 @@ budget="${2:-100}"
 t="${3:-1}"
 functions="${4:-branin,hartmann6,levy5}"
 py="$(scripts/compare/setup-venv.sh | tail -1)"
-if [ "${GRADLAB_NO_INSTALL:-0}" != 1 ]; then
-  "$py" -m pip install -q --disable-pip-version-check "maturin>=1.9,<2"
-  PATH="$(dirname "$py"):$PATH" CARGO_TARGET_DIR="$PWD/target" "$py" -m pip install -q --disable-pip-version-check \
-    --no-build-isolation --force-reinstall --no-deps ./crates/python
-fi
+scripts/compare/install-gradlab.sh "$py"
 out="${BO_PEERS_OUT:-$(mktemp -d)/results.jsonl}"
 : > "$out"
 RAYON_NUM_THREADS=$t OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \

@@ -10,11 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="$(scripts/compare/setup-venv.sh | tail -1)"
-if [ "${GRADLAB_NO_INSTALL:-0}" != 1 ]; then
-  "$py" -m pip install -q --disable-pip-version-check "maturin>=1.9,<2"
-  PATH="$(dirname "$py"):$PATH" CARGO_TARGET_DIR="$PWD/target" "$py" -m pip install -q --disable-pip-version-check \
-    --no-build-isolation --force-reinstall --no-deps ./crates/python
-fi
+scripts/compare/install-gradlab.sh "$py"
 threads="${2:-1,2}"
 for t in ${threads//,/ }; do
   RAYON_NUM_THREADS=$t OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
