@@ -97,12 +97,29 @@ impl Digits {
             .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
     }
 
-    /// The images `idx` as an `(n, 1, 8, 8)` f32 tensor scaled to [0, 1], and their labels.
-    fn tensors(&self, idx: &[usize]) -> Result<(Tensor, Vec<u32>)> {
+    /// Mean and standard deviation of the pixels (scaled to [0, 1]) of the images `idx`.
+    pub fn pixel_stats(&self, idx: &[usize]) -> (f64, f64) {
+        let px = SIDE * SIDE;
+        let v: Vec<f64> = idx
+            .iter()
+            .flat_map(|&i| self.images[i * px..(i + 1) * px].iter().map(|&v| v as f64 / MAX_PIXEL as f64))
+            .collect();
+        let n = v.len().max(1) as f64;
+        let m = v.iter().sum::<f64>() / n;
+        (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt().max(1e-12))
+    }
+
+    /// The images `idx` as an `(n, 1, 8, 8)` f32 tensor, pixels scaled to [0, 1] then
+    /// standardised with `(mean, std)`, and their labels.
+    fn tensors(&self, idx: &[usize], (mean, std): (f64, f64)) -> Result<(Tensor, Vec<u32>)> {
         let px = SIDE * SIDE;
         let x: Vec<f32> = idx
             .iter()
-            .flat_map(|&i| self.images[i * px..(i + 1) * px].iter().map(|&v| v as f32 / MAX_PIXEL as f32))
+            .flat_map(|&i| {
+                self.images[i * px..(i + 1) * px]
+                    .iter()
+                    .map(move |&v| ((v as f64 / MAX_PIXEL as f64 - mean) / std) as f32)
+            })
             .collect();
         let t = Tensor::from_vec(x, (idx.len(), 1, SIDE, SIDE), &Device::Cpu).map_err(gradlab_core::Error::from)?;
         Ok((t, idx.iter().map(|&i| self.labels[i] as u32).collect()))
@@ -192,7 +209,8 @@ pub fn stratified_split(labels: &[u8], train: f64, val: f64, seed: u64) -> Resul
     Ok(s)
 }
 
-/// The tensors of one split, and the epochs every evaluation trains for.
+/// The tensors of one split (pixels standardised with the training pixels' mean and standard
+/// deviation), and the epochs every evaluation trains for.
 pub struct Task {
     x_train: Tensor,
     y_train: Tensor,
@@ -207,11 +225,12 @@ pub struct Task {
 impl Task {
     /// The task of `split` of `data`, `epochs` epochs per training.
     pub fn new(data: &Digits, split: &Split, epochs: usize) -> Result<Task> {
-        let (x_train, y) = data.tensors(&split.train)?;
+        let stats = data.pixel_stats(&split.train);
+        let (x_train, y) = data.tensors(&split.train, stats)?;
         let n_train = y.len();
         let y_train = Tensor::from_vec(y, n_train, &Device::Cpu).map_err(gradlab_core::Error::from)?;
-        let (x_val, y_val) = data.tensors(&split.val)?;
-        let (x_test, y_test) = data.tensors(&split.test)?;
+        let (x_val, y_val) = data.tensors(&split.val, stats)?;
+        let (x_test, y_test) = data.tensors(&split.test, stats)?;
         Ok(Task { x_train, y_train, n_train, x_val, y_val, x_test, y_test, epochs })
     }
 }
@@ -856,7 +875,7 @@ fn report(ctx: &RunContext, p: &Params, split: &Split, rows: &[Vec<String>], per
         Report::new("bo-hpo-digits: tuning a LeNet-style CNN on the 8×8 digits by lazy vs classic BO vs random search");
     r.code("sh", &ctx.command());
     r.paragraph(&format!(
-        "Data: scikit-learn's 8×8 digits (`{}`), stratified split {} train / {} validation / {} test. Model: conv 3×3 (w) → \
+        "Data: scikit-learn's 8×8 digits (`{}`, pixels standardised by the training pixels' mean and std), stratified split {} train / {} validation / {} test. Model: conv 3×3 (w) → \
          ReLU → max-pool → conv 3×3 (2w) → ReLU → max-pool → linear (4w) → ReLU → dropout → linear (10), SGD with momentum, \
          {} epochs, the shared `Trainer`. Search space: lr ∈ [{}, {}] (log), momentum ∈ [{}, {}], width w ∈ [{}, {}], \
          dropout ∈ [{}, {}], batch = 2^k, k ∈ [{}, {}], weight decay ∈ [{}, {}] (log). Objective: validation error. \
