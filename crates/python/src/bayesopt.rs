@@ -2,7 +2,7 @@
 
 use crate::errors;
 use gradlab_bayesopt::space::{Param, Point, Space, Value};
-use gradlab_bayesopt::study::{LagPolicy, StudyConfig, Trial as RsTrial, TrialState};
+use gradlab_bayesopt::study::{Incumbent, LagPolicy, StudyConfig, Trial as RsTrial, TrialState};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -166,9 +166,11 @@ impl Study {
     /// `{"lr": ("log", 1e-4, 1e-1), "layers": ("int", 1, 4), "act": ("cat", ["relu", "tanh"])}`;
     /// `lag` is k (refit the GP hyperparameters every k asks), `"inf"` (fit once, then only
     /// extend the factor) or `"adaptive"`; `n_initial` is the Latin-hypercube design size (0:
-    /// max(5, 2·dim + 1)).
+    /// max(5, 2·dim + 1)); `incumbent` is what expected improvement improves on:
+    /// `"best_observed"` (default) or `"posterior_mean"` (the lowest posterior mean at the
+    /// observed points — for noisy objectives; report `best_by_posterior_mean` then).
     #[new]
-    #[pyo3(signature = (space, lag = None, q = 1, seed = 0, n_initial = 0))]
+    #[pyo3(signature = (space, lag = None, q = 1, seed = 0, n_initial = 0, incumbent = "best_observed"))]
     fn new(
         py: Python<'_>,
         space: &Bound<'_, PyAny>,
@@ -176,12 +178,22 @@ impl Study {
         q: usize,
         seed: u64,
         n_initial: usize,
+        incumbent: &str,
     ) -> PyResult<Self> {
         if q == 0 {
             return Err(PyValueError::new_err("q = 0: allowed: q >= 1"));
         }
+        let incumbent = match incumbent {
+            "best_observed" => Incumbent::BestObserved,
+            "posterior_mean" => Incumbent::PosteriorMean,
+            o => {
+                return Err(PyValueError::new_err(format!(
+                    "incumbent = {o:?}: allowed: \"best_observed\" or \"posterior_mean\""
+                )));
+            }
+        };
         let sp = self::space(space)?;
-        let config = StudyConfig { seed, n_initial, lag: self::lag(lag)?, ..StudyConfig::default() };
+        let config = StudyConfig { seed, n_initial, lag: self::lag(lag)?, incumbent, ..StudyConfig::default() };
         let study = py.detach(|| gradlab_bayesopt::Study::new(sp, config)).map_err(errors::bayesopt)?;
         Ok(Study { study, q })
     }
@@ -234,6 +246,16 @@ impl Study {
     fn best<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyDict>, f64)>> {
         match self.study.best() {
             Some(t) => Ok(Some((params_dict(py, self.study.space(), &t.params)?, t.value.unwrap_or(f64::NAN)))),
+            None => Ok(None),
+        }
+    }
+
+    /// `(params, posterior mean)` of the completed trial with the lowest posterior mean (the
+    /// incumbent to report for a noisy objective), or None before the first model.
+    #[getter]
+    fn best_by_posterior_mean<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyDict>, f64)>> {
+        match self.study.best_by_posterior_mean() {
+            Some((t, m)) => Ok(Some((params_dict(py, self.study.space(), &t.params)?, m))),
             None => Ok(None),
         }
     }

@@ -97,3 +97,20 @@ def test_bad_spaces_raise():
         Study({"x": (0.0, 1.0)}, q=0)
     with pytest.raises(FileNotFoundError):
         Study.load("/nonexistent/study.json")
+
+
+def test_noisy_objective_with_the_posterior_mean_incumbent():
+    rng = np.random.default_rng(3)
+    study = Study({"x": ("float", -2.0, 2.0)}, incumbent="posterior_mean", seed=1)
+    assert study.best_by_posterior_mean is None
+    for _ in range(25):
+        t = study.ask()
+        study.tell(t, (t.params["x"] - 0.5) ** 2 + 0.3 * rng.normal())
+    study.ask()
+    params, mean = study.best_by_posterior_mean
+    # the smoothed incumbent sits near the true minimum, and its reported value is not the
+    # winner's-curse low of the noisy observations
+    assert abs(params["x"] - 0.5) < 0.5
+    assert mean > study.best[1]
+    with pytest.raises(ValueError, match="incumbent"):
+        Study({"x": ("float", 0.0, 1.0)}, incumbent="lowest")
