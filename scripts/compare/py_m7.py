@@ -19,24 +19,13 @@ usage: py_m7.py [N=20000] [L=2000] [REPEATS=5]
 
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
+from _timing import timed
 
 import gradlab
 from gradlab.aerosol import M7, sample_cells
-
-
-def timed(repeats, f):
-    times = []
-    for rep in range(repeats + 1):
-        t = time.perf_counter()
-        f()
-        if rep > 0:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():

@@ -5,11 +5,10 @@ crates/core/examples/mlp_peer.rs); one JSON line per workload.
 usage: python torch_mlp.py DIR THREADS REPEATS
 """
 import json
-import statistics
 import sys
-import time
 
 import numpy as np
+from _timing import timed
 import torch
 from torch import nn
 
@@ -29,16 +28,6 @@ def load_mlp(d, tag, act):
         if i < 2:
             layers.append(act())
     return nn.Sequential(*layers)
-
-
-def timed(repeats, f):
-    times = []
-    for rep in range(repeats + 1):
-        t = time.perf_counter()
-        f()
-        if rep > 0:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():
