@@ -78,6 +78,15 @@ pub fn project_root() -> PathBuf {
 
 fn main() {
     let cli = Cli::parse();
+    // MPI's world when built with `--features mpi` and started by mpirun/srun; else one process.
+    let comm: std::rc::Rc<dyn gradlab_core::dist::Comm> = match gradlab_mpi::world() {
+        Ok(c) => std::rc::Rc::from(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    runner::set_comm(comm.clone());
     let r = match cli.cmd {
         Cmd::Experiment { name, resume: Some(dir), quiet, .. } => {
             runner::resume_named(&project_root(), &name, &dir, quiet).map(|_| ())
@@ -93,10 +102,18 @@ fn main() {
             cargo(&[&["bench", "--workspace"][..], &args.iter().map(String::as_str).collect::<Vec<_>>()].concat())
         }
     };
+    runner::set_comm(std::rc::Rc::new(gradlab_core::dist::Local));
     if let Err(e) = r {
+        if comm.size() > 1 {
+            // the other ranks may be waiting for this one: end the whole job
+            eprintln!("error (rank {} of {}): {e:#}", comm.rank(), comm.size());
+            comm.abort(1);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+    // dropping the last handle finalises MPI
+    drop(comm);
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

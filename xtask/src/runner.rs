@@ -2,11 +2,59 @@
 
 use crate::registry;
 use anyhow::{Context, Result, anyhow, bail};
+use gradlab_core::dist::Comm;
 use gradlab_core::experiment::{ExperimentConfig, RunContext};
 use gradlab_core::report::Report;
 use gradlab_core::run::RunDir;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
+
+thread_local! {
+    /// The ranks the experiments run on (set once by `main`; one process by default).
+    static COMM: std::cell::RefCell<Rc<dyn Comm>> = std::cell::RefCell::new(Rc::new(gradlab_core::dist::Local));
+}
+
+/// Sets the ranks that experiments run on (`gradlab_mpi::world()` in `main`).
+pub fn set_comm(comm: Rc<dyn Comm>) {
+    COMM.with(|c| *c.borrow_mut() = comm);
+}
+
+fn comm() -> Rc<dyn Comm> {
+    COMM.with(|c| c.borrow().clone())
+}
+
+/// Refuses an experiment that does not split its work over ranks when there are several: every
+/// rank would do the whole run.
+fn check_ranks(comm: &dyn Comm, name: &str, exp: Option<&gradlab_core::experiment::Experiment>) -> Result<()> {
+    if comm.size() > 1 && !exp.is_some_and(|e| e.uses_ranks) {
+        let using: Vec<&str> = registry::all().iter().filter(|e| e.uses_ranks).map(|e| e.entry).collect();
+        bail!(
+            "experiment `{name}` does not split its work over MPI ranks, and this is rank {} of {}; run it as one \
+             process, or choose one whose entry does ({})",
+            comm.rank(),
+            comm.size(),
+            using.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The run folder of this rank: rank 0 makes (or takes) `make()`'s folder and tells the others,
+/// which write their scratch records under `<run>/ranks/rank-<k>`. One process: `make()`.
+fn rank_dir(comm: &dyn Comm, make: impl FnOnce() -> Result<RunDir>) -> Result<RunDir> {
+    if comm.size() == 1 {
+        return make();
+    }
+    let made =
+        if comm.is_root() { Some(make().map(|d| d.path().to_path_buf()).map_err(|e| format!("{e:#}"))) } else { None };
+    let made: std::result::Result<PathBuf, String> = gradlab_core::dist::broadcast_json(comm, 0, made)?;
+    let path = made.map_err(|e| anyhow!("rank 0 could not make the run folder: {e}"))?;
+    if comm.is_root() {
+        return Ok(RunDir::at(path, true)?);
+    }
+    Ok(RunDir::at(path.join("ranks").join(format!("rank-{}", comm.rank())), true)?)
+}
 
 /// The entry name of the quickstart pseudo-experiment (handled here, not by a crate).
 pub const QUICKSTART_ENTRY: &str = "xtask.quickstart";
@@ -88,10 +136,14 @@ pub fn run_named(
         }
     }
     let params = cfg.resolve(quick, sets)?;
-    let dir = match out {
-        Some(o) => RunDir::at(o, false)?,
-        None => RunDir::create(root.join("runs"), name)?,
-    };
+    let comm = comm();
+    check_ranks(&*comm, name, registry::find(&cfg.entry).as_ref())?;
+    let dir = rank_dir(&*comm, || {
+        Ok(match out {
+            Some(o) => RunDir::at(o, false)?,
+            None => RunDir::create(root.join("runs"), name)?,
+        })
+    })?;
     if cfg.entry == QUICKSTART_ENTRY {
         return quickstart(root, &path, &cfg, params, quiet, dir, Invocation { config_given, sets });
     }
@@ -100,8 +152,12 @@ pub fn run_named(
         anyhow!("{}: field `entry`: unknown entry point `{}`; known: {}", path.display(), cfg.entry, entries.join(", "))
     })?;
     let mut ctx = RunContext::new(name, &path, &cfg.entry, params, quick, quiet, dir)?;
+    ctx.set_comm(comm.clone());
     ctx.invoked_with(&cfg.description, config_given, sets)?;
-    eprintln!("running {name}{} → {}", if quick { " (quick)" } else { "" }, ctx.dir.path().display());
+    if comm.is_root() {
+        let ranks = if comm.size() > 1 { format!(" on {} ranks", comm.size()) } else { String::new() };
+        eprintln!("running {name}{}{ranks} → {}", if quick { " (quick)" } else { "" }, ctx.dir.path().display());
+    }
     execute(&exp, &mut ctx)
 }
 
@@ -119,7 +175,9 @@ fn execute(exp: &gradlab_core::experiment::Experiment, ctx: &mut RunContext) -> 
         FINISHED,
         &serde_json::json!({"finished": gradlab_core::run::timestamp(), "last_invocation_s": secs}),
     )?;
-    eprintln!("{name} finished in {secs:.1} s; report: {}", ctx.dir.path().join("report.md").display());
+    if ctx.comm().is_root() {
+        eprintln!("{name} finished in {secs:.1} s; report: {}", ctx.dir.path().join("report.md").display());
+    }
     Ok(ctx.dir.path().to_path_buf())
 }
 
@@ -163,8 +221,11 @@ pub fn resume_named(root: &Path, name: &str, run_dir: &Path, quiet: bool) -> Res
         return Ok(run_dir.to_path_buf());
     }
     let params = cfg.resolve(false, &[])?;
-    let dir = RunDir::at(run_dir, true)?;
+    let comm = comm();
+    check_ranks(&*comm, name, Some(&exp))?;
+    let dir = rank_dir(&*comm, || Ok(RunDir::at(run_dir, true)?))?;
     let mut ctx = RunContext::new(name, &config_file, &cfg.entry, params, quick, quiet, dir)?;
+    ctx.set_comm(comm);
     ctx.resume = true;
     ctx.invoked_with(&cfg.description, config_given, &sets)?;
     eprintln!("resuming {name} in {}", ctx.dir.path().display());

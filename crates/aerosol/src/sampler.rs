@@ -326,9 +326,98 @@ pub fn sample_cells(m7: &M7Config, cfg: &SamplerConfig, seed: u64, start: u64, c
     Ok((0..count as u64).into_par_iter().map(|i| sample_cell(&model, &spin, cfg, seed, start + i)).collect())
 }
 
+/// Samples cells `start..start + count` over the ranks of `comm` and returns, on rank 0, their
+/// X and y tables ([`crate::dataset::tables`]); `None` on the other ranks.
+///
+/// Every rank calls it with the same arguments. The cells are split into contiguous slices, one
+/// per rank, each sampled on the rank's own rayon threads `gather_every` cells at a time and
+/// gathered on rank 0 after each round (so rank 0 holds the tables and the others one round).
+/// Every cell draws from its own stream of `seed` ([`sample_cell`]), so the tables are the same,
+/// bit for bit, for any rank and thread count, and equal [`sample_cells`] + `tables` in one
+/// process.
+///
+/// # Errors
+/// An invalid configuration or `gather_every == 0`, on every rank.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_tables_on(
+    comm: &dyn gradlab_core::dist::Comm,
+    m7: &M7Config,
+    cfg: &SamplerConfig,
+    seed: u64,
+    start: u64,
+    count: usize,
+    include_sea_salt: bool,
+    gather_every: usize,
+) -> Result<Option<(ndarray::Array2<f64>, ndarray::Array2<f64>)>> {
+    use gradlab_core::dist::{Part, agree, contiguous_slice, gather_parts};
+    let (model, spin) = agree(comm, || {
+        if gather_every == 0 {
+            return Err(Error::Core(gradlab_core::Error::invalid(
+                "gather_every",
+                0,
+                "≥ 1 cells per rank between gathers",
+            )));
+        }
+        models(m7, cfg)
+    })?;
+    let nx = crate::layout::x_columns(include_sea_salt).len();
+    let ny = crate::layout::y_columns(include_sea_salt).len();
+    let (rank, size) = (comm.rank(), comm.size());
+    let mine = contiguous_slice(count, rank, size);
+    let rounds = count.div_ceil(size).div_ceil(gather_every);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let lo = (mine.start + r * gather_every).min(mine.end);
+        let hi = (mine.start + (r + 1) * gather_every).min(mine.end);
+        let cells: Vec<Sample> =
+            (lo as u64..hi as u64).into_par_iter().map(|i| sample_cell(&model, &spin, cfg, seed, start + i)).collect();
+        let (cx, cy) = crate::dataset::tables(&cells, include_sea_salt);
+        let part = Part { head: Vec::new(), values: cx.iter().chain(cy.iter()).copied().collect() };
+        if let Some(all) = gather_parts(comm, 0, &part)? {
+            // this round's rows of every rank, filed at their rows of the tables
+            if r == 0 {
+                x = vec![0.0; count * nx];
+                y = vec![0.0; count * ny];
+            }
+            for (src, p) in all.iter().enumerate() {
+                let from = contiguous_slice(count, src, size);
+                let lo = (from.start + r * gather_every).min(from.end);
+                let rows = p.values.len() / (nx + ny);
+                x[lo * nx..(lo + rows) * nx].copy_from_slice(&p.values[..rows * nx]);
+                y[lo * ny..(lo + rows) * ny].copy_from_slice(&p.values[rows * nx..]);
+            }
+        }
+    }
+    if rank != 0 {
+        return Ok(None);
+    }
+    let x = ndarray::Array2::from_shape_vec((count, nx), x)
+        .map_err(|e| gradlab_core::Error::external("gathered X table", e))?;
+    let y = ndarray::Array2::from_shape_vec((count, ny), y)
+        .map_err(|e| gradlab_core::Error::external("gathered y table", e))?;
+    Ok(Some((x, y)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_on_one_process_equal_sample_cells() {
+        use gradlab_core::dist::Local;
+        let (m7, cfg) = (M7Config::default(), SamplerConfig::default());
+        let cells = sample_cells(&m7, &cfg, 5, 3, 23).unwrap();
+        let (x, y) = crate::dataset::tables(&cells, false);
+        for gather_every in [1, 4, 23, 100] {
+            let (gx, gy) = sample_tables_on(&Local, &m7, &cfg, 5, 3, 23, false, gather_every).unwrap().unwrap();
+            assert_eq!(gx.shape(), x.shape());
+            assert!(gx.iter().zip(x.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(gy.iter().zip(y.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        assert!(sample_tables_on(&Local, &m7, &cfg, 5, 3, 23, false, 0).is_err());
+        let empty = sample_tables_on(&Local, &m7, &cfg, 5, 0, 0, true, 8).unwrap().unwrap();
+        assert_eq!(empty.0.nrows(), 0);
+    }
 
     #[test]
     fn deterministic_per_seed_and_thread_count() {

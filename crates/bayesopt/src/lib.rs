@@ -4,6 +4,7 @@
 
 pub mod acquisition;
 pub mod chol;
+pub mod dist;
 pub mod error;
 pub mod experiments;
 pub mod gp;

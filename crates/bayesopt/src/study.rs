@@ -359,6 +359,11 @@ impl Study {
         self.metadata.insert(key.into(), value);
     }
 
+    /// Removes the free-form record `key`, returning it.
+    pub fn remove_metadata(&mut self, key: &str) -> Option<serde_json::Value> {
+        self.metadata.remove(key)
+    }
+
     /// All trials in ask order.
     pub fn trials(&self) -> &[Trial] {
         &self.trials

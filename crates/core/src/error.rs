@@ -88,6 +88,11 @@ pub enum Error {
     #[error("`{what}` needs the cargo feature `{feature}` (build with `--features {feature}`)")]
     FeatureDisabled { what: String, feature: String },
 
+    /// Another rank of a distributed job failed (see [`crate::dist::agree`]); `message` is its
+    /// error.
+    #[error("rank {rank} failed: {message}")]
+    Distributed { rank: usize, message: String },
+
     /// The run stopped itself after `saves` durable saves: the test hook
     /// [`crate::experiment::RunContext::stop_after_saves`], which leaves the run folder as a kill
     /// right after that save would.

@@ -43,6 +43,9 @@ pub struct Experiment {
     pub description: &'static str,
     /// The entry point.
     pub run: fn(&mut RunContext) -> ExperimentResult,
+    /// Whether the entry point splits its work over the ranks of [`RunContext::comm`] (under
+    /// `mpirun`/`srun`); an experiment without it refuses to run on more than one rank.
+    pub uses_ranks: bool,
 }
 
 impl std::fmt::Debug for Experiment {
@@ -197,6 +200,7 @@ pub struct RunContext {
     config_given: bool,
     sets: Vec<String>,
     metrics: Option<JsonlWriter>,
+    comm: std::rc::Rc<dyn crate::dist::Comm>,
 }
 
 impl RunContext {
@@ -226,6 +230,7 @@ impl RunContext {
             config_given: false,
             sets: Vec::new(),
             metrics: None,
+            comm: std::rc::Rc::new(crate::dist::Local),
         };
         ctx.write_config()?;
         Ok(ctx)
@@ -290,6 +295,71 @@ impl RunContext {
         }
     }
 
+    /// The ranks this run is split over: [`crate::dist::Local`] unless the runner was started
+    /// under an MPI launcher (then rank 0 writes the run folder and rank `k > 0` writes only
+    /// scratch records, in `<run>/ranks/rank-k`).
+    pub fn comm(&self) -> &dyn crate::dist::Comm {
+        &*self.comm
+    }
+
+    /// Sets the ranks of this run (see [`RunContext::comm`]).
+    pub fn set_comm(&mut self, comm: std::rc::Rc<dyn crate::dist::Comm>) {
+        self.comm = comm;
+    }
+
+    /// [`RunContext::stage`] for work split over the ranks: every rank calls it; rank 0 decides
+    /// whether the stage is finished already (a resumed run with its file) and tells the others.
+    /// If not, `compute` runs on every rank (it is collective, e.g. a gather) and must return
+    /// `Some` on rank 0, whose value is written. Returns the value on rank 0, `None` elsewhere.
+    pub fn stage_on<T, E>(
+        &self,
+        key: &str,
+        compute: impl FnOnce() -> std::result::Result<Option<T>, E>,
+    ) -> std::result::Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error> + std::fmt::Display,
+    {
+        let missing = || Error::invalid("stage value", "None on rank 0", "Some: rank 0 holds a stage's value");
+        let comm = &*self.comm;
+        if comm.size() == 1 {
+            return self.stage(key, || compute()?.ok_or_else(|| missing().into())).map(Some);
+        }
+        let root = comm.is_root();
+        let file = crate::dist::agree(comm, || -> std::result::Result<_, E> {
+            Ok(if root { Some(self.stage_file(key)?) } else { None })
+        })?;
+        let done = file.as_ref().map(|f| self.resume && f.is_file());
+        let done: bool = crate::dist::broadcast_json(comm, 0, done)?;
+        match file {
+            Some(file) if done => Ok(Some(self.read_stage(&file)?)),
+            _ if done => Ok(None),
+            file => {
+                let value = compute()?;
+                match file {
+                    Some(file) => Ok(Some(self.write_stage(key, &file, value.ok_or_else(missing)?)?)),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The file of stage `key`: `stages/<escaped key>.json`.
+    fn stage_file(&self, key: &str) -> Result<std::path::PathBuf> {
+        if key.is_empty() {
+            return Err(Error::invalid("stage key", "\"\"", "a non-empty name"));
+        }
+        let mut name = String::new();
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_".contains(&b) || (b == b'.' && !name.is_empty()) {
+                name.push(b as char);
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        Ok(self.dir.subdir("stages")?.join(format!("{name}.json")))
+    }
+
     /// A finished stage of the run, kept in `stages/<key>.json`: when the run continues
     /// ([`RunContext::resume`]) and that file exists, its value is read back instead of calling
     /// `compute`; otherwise `compute` runs and its value is written (atomically) before it is
@@ -305,25 +375,22 @@ impl RunContext {
         T: Serialize + DeserializeOwned,
         E: From<Error>,
     {
-        if key.is_empty() {
-            return Err(Error::invalid("stage key", "\"\"", "a non-empty name").into());
-        }
-        let mut name = String::new();
-        for b in key.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_".contains(&b) || (b == b'.' && !name.is_empty()) {
-                name.push(b as char);
-            } else {
-                name.push_str(&format!("%{b:02X}"));
-            }
-        }
-        let file = self.dir.subdir("stages")?.join(format!("{name}.json"));
+        let file = self.stage_file(key)?;
         if self.resume && file.is_file() {
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: file.clone(), source: e })?;
-            return Ok(from_value(&v, &file.display().to_string())?);
+            return Ok(self.read_stage(&file)?);
         }
         let value = compute()?;
-        let json = serde_json::to_value(&value).map_err(|e| Error::Json { path: file.clone(), source: e })?;
+        Ok(self.write_stage(key, &file, value)?)
+    }
+
+    fn read_stage<T: DeserializeOwned>(&self, file: &Path) -> Result<T> {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: file.to_path_buf(), source: e })?;
+        from_value(&v, &file.display().to_string())
+    }
+
+    fn write_stage<T: Serialize + DeserializeOwned>(&self, key: &str, file: &Path, value: T) -> Result<T> {
+        let json = serde_json::to_value(&value).map_err(|e| Error::Json { path: file.to_path_buf(), source: e })?;
         // JSON has no NaN or infinity (serde writes them as null): a value that does not read
         // back is not kept, and the stage is computed again on resume.
         if from_value::<T>(&json, "").is_err() {
@@ -332,7 +399,7 @@ impl RunContext {
             );
             return Ok(value);
         }
-        crate::io::write_json(&file, &json)?;
+        crate::io::write_json(file, &json)?;
         self.saved()?;
         Ok(value)
     }

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod experiment;
 pub mod experiments;

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use gradlab_core::dist::{Comm, agree, broadcast_json, contiguous_slice, gather_json};
+
 use crate::error::{Error, Result, check_len};
 use crate::objective::{Objective, Replicate};
 use crate::vecops::{combine, dot};
@@ -229,22 +231,8 @@ fn open_resume(path: &Path, fp: &str, total: usize) -> Result<(HashMap<usize, f6
     Ok((done, Mutex::new((w, path.to_path_buf()))))
 }
 
-/// Evaluates the objective at `center + Σ coords[k] dirs[k]` for every grid point.
-///
-/// `dirs` holds one direction (a line over `x`; `y` must be `None`) or two (a plane).
-/// Points outside this shard (see [`SurfaceOptions::shard`]) are NaN in the result.
-pub fn evaluate_surface<O>(
-    objective: &O,
-    center: &[f64],
-    dirs: &[&[f64]],
-    x: Axis,
-    y: Option<Axis>,
-    opts: &SurfaceOptions,
-) -> Result<Surface>
-where
-    O: Objective + Replicate + Sync,
-{
-    let n = objective.dim();
+/// Checks the inputs of a surface and returns its axes' coordinates `(xs, ys)`.
+fn grid(n: usize, center: &[f64], dirs: &[&[f64]], x: Axis, y: Option<Axis>) -> Result<(Vec<f64>, Vec<f64>)> {
     check_len("center", n, center.len())?;
     x.check()?;
     match (dirs.len(), &y) {
@@ -264,36 +252,39 @@ where
         ya.check()?;
     }
     surface_points(x.points, y.map_or(1, |a| a.points))?;
-    let xs = x.values();
-    let ys = y.map_or(vec![0.0], |a| a.values());
-    let total = xs.len() * ys.len();
-    let range = match opts.shard {
-        None => 0..total,
-        Some((rank, world)) => {
-            if world == 0 || rank >= world {
-                return Err(Error::invalid(
-                    "shard",
-                    format!("rank {rank} of {world}"),
-                    "world ≥ 1 and 0 ≤ rank < world",
-                ));
-            }
-            let per = total.div_ceil(world);
-            (rank * per).min(total)..((rank + 1) * per).min(total)
-        }
-    };
-    let mut loss = vec![f64::NAN; total];
-    let fp = fingerprint(center, dirs, &xs, &ys);
-    let (done, writer) = match &opts.resume_file {
-        Some(path) => {
-            let (done, w) = open_resume(path, &fp, total)?;
-            (done, Some(w))
-        }
-        None => (HashMap::new(), None),
-    };
-    for (&i, &v) in &done {
-        loss[i] = v;
+    Ok((x.values(), y.map_or(vec![0.0], |a| a.values())))
+}
+
+/// Appends finished points to a resume file (flushed).
+fn append_points(writer: &ResumeWriter, points: &[(usize, f64)]) -> Result<()> {
+    let mut g = writer.lock().unwrap_or_else(|p| p.into_inner());
+    let (w, path) = &mut *g;
+    for &(i, l) in points {
+        let rec = PointRecord { i, loss: l.is_finite().then_some(l) };
+        serde_json::to_writer(&mut *w, &rec).map_err(|e| Error::json(path.clone(), e))?;
+        writeln!(w).map_err(|e| Error::io(path.clone(), e))?;
     }
-    let todo: Vec<usize> = range.filter(|i| !done.contains_key(i)).collect();
+    w.flush().map_err(|e| Error::io(path.clone(), e))
+}
+
+/// Evaluates the grid points `todo` on `threads` workers (see [`SurfaceOptions::threads`]),
+/// appending each finished point to `writer` when given; returns `(index, loss)` pairs in
+/// completion order, non-finite losses as NaN.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_points<O>(
+    objective: &O,
+    center: &[f64],
+    dirs: &[&[f64]],
+    xs: &[f64],
+    ys: &[f64],
+    todo: &[usize],
+    opts: &SurfaceOptions,
+    writer: Option<&ResumeWriter>,
+) -> Result<Vec<(usize, f64)>>
+where
+    O: Objective + Replicate + Sync,
+{
+    let n = objective.dim();
     let bar = gradlab_core::observe::progress_bar(todo.len() as u64, "surface", !opts.progress);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
@@ -322,12 +313,8 @@ where
                 combine(center, &coords[..dirs.len()], dirs, &mut theta);
                 let l = rep.loss(&theta)?;
                 let l = if l.is_finite() { l } else { f64::NAN };
-                if let Some(w) = &writer {
-                    let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
-                    let (w, path) = &mut *g;
-                    let rec = PointRecord { i, loss: l.is_finite().then_some(l) };
-                    serde_json::to_writer(&mut *w, &rec).map_err(|e| Error::json(path.clone(), e))?;
-                    writeln!(w).and_then(|_| w.flush()).map_err(|e| Error::io(path.clone(), e))?;
+                if let Some(w) = writer {
+                    append_points(w, &[(i, l)])?;
                 }
                 results.lock().unwrap_or_else(|p| p.into_inner()).push((i, l));
                 bar.inc(1);
@@ -341,15 +328,151 @@ where
             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
         }
     };
-    pool.broadcast(work);
+    if !todo.is_empty() {
+        pool.broadcast(work);
+    }
     bar.finish_and_clear();
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    for (i, l) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Evaluates the objective at `center + Σ coords[k] dirs[k]` for every grid point.
+///
+/// `dirs` holds one direction (a line over `x`; `y` must be `None`) or two (a plane).
+/// Points outside this shard (see [`SurfaceOptions::shard`]) are NaN in the result.
+pub fn evaluate_surface<O>(
+    objective: &O,
+    center: &[f64],
+    dirs: &[&[f64]],
+    x: Axis,
+    y: Option<Axis>,
+    opts: &SurfaceOptions,
+) -> Result<Surface>
+where
+    O: Objective + Replicate + Sync,
+{
+    let (xs, ys) = grid(objective.dim(), center, dirs, x, y)?;
+    let total = xs.len() * ys.len();
+    let range = match opts.shard {
+        None => 0..total,
+        Some((rank, world)) => {
+            if world == 0 || rank >= world {
+                return Err(Error::invalid(
+                    "shard",
+                    format!("rank {rank} of {world}"),
+                    "world ≥ 1 and 0 ≤ rank < world",
+                ));
+            }
+            let per = total.div_ceil(world);
+            (rank * per).min(total)..((rank + 1) * per).min(total)
+        }
+    };
+    let mut loss = vec![f64::NAN; total];
+    let fp = fingerprint(center, dirs, &xs, &ys);
+    let (done, writer) = match &opts.resume_file {
+        Some(path) => {
+            let (done, w) = open_resume(path, &fp, total)?;
+            (done, Some(w))
+        }
+        None => (HashMap::new(), None),
+    };
+    for (&i, &v) in &done {
+        loss[i] = v;
+    }
+    let todo: Vec<usize> = range.filter(|i| !done.contains_key(i)).collect();
+    for (i, l) in evaluate_points(objective, center, dirs, &xs, &ys, &todo, opts, writer.as_ref())? {
         loss[i] = l;
     }
     Ok(Surface { xs, ys, loss })
+}
+
+/// Evaluates a surface over the ranks of `comm` (MPI through `gradlab-mpi`, or
+/// [`gradlab_core::dist::Local`]); returns it on rank 0 and `None` on the other ranks.
+///
+/// Every rank calls it with the same arguments. Rank 0 reads the resume file (a path on its file
+/// system) and broadcasts the unfinished points; they are split into contiguous slices, one per
+/// rank, and each rank evaluates its slice on its own `opts.threads` workers, `gather_every`
+/// points at a time (≥ 1). After each round the finished points are gathered on rank 0, which
+/// appends them to the resume file, so a killed job loses at most one round and a rerun (with
+/// any rank count, or [`evaluate_surface`] in one process) continues from the same file. Each
+/// point is computed exactly as [`evaluate_surface`] computes it: with the same `threads` per
+/// process the losses are the same bit for bit. `opts.shard` must be `None` (the ranks are the
+/// shards).
+///
+/// # Errors
+/// Bad inputs, a resume file of another surface, or a failing objective on any rank: every rank
+/// returns an error (the others name the failing rank), and the finished points stay in the file.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_surface_on<O>(
+    comm: &dyn Comm,
+    objective: &O,
+    center: &[f64],
+    dirs: &[&[f64]],
+    x: Axis,
+    y: Option<Axis>,
+    opts: &SurfaceOptions,
+    gather_every: usize,
+) -> Result<Option<Surface>>
+where
+    O: Objective + Replicate + Sync,
+{
+    let (rank, size) = (comm.rank(), comm.size());
+    // Inputs and the resume file are checked before any work; all ranks learn the outcome.
+    let setup = agree(comm, || {
+        if opts.shard.is_some() {
+            return Err(Error::invalid("shard", "set", "None with evaluate_surface_on (the ranks split the points)"));
+        }
+        if gather_every == 0 {
+            return Err(Error::invalid("gather_every", 0, "≥ 1 points per rank between gathers"));
+        }
+        let (xs, ys) = grid(objective.dim(), center, dirs, x, y)?;
+        let total = xs.len() * ys.len();
+        let fp = fingerprint(center, dirs, &xs, &ys);
+        let opened = match (&opts.resume_file, rank) {
+            (Some(path), 0) => Some(open_resume(path, &fp, total)?),
+            _ => None,
+        };
+        Ok((xs, ys, opened))
+    })?;
+    let (xs, ys, opened) = setup;
+    let total = xs.len() * ys.len();
+    let (done, writer) = match opened {
+        Some((done, w)) => (done, Some(w)),
+        None => (HashMap::new(), None),
+    };
+    let todo: Option<Vec<usize>> = (rank == 0).then(|| (0..total).filter(|i| !done.contains_key(i)).collect());
+    let todo: Vec<usize> = broadcast_json(comm, 0, todo)?;
+    let mine = &todo[contiguous_slice(todo.len(), rank, size)];
+    // Every rank runs the same number of rounds (the longest slice's), gathering each time.
+    let rounds = todo.len().div_ceil(size).div_ceil(gather_every);
+    let mut loss = vec![f64::NAN; total];
+    for (&i, &v) in &done {
+        loss[i] = v;
+    }
+    for r in 0..rounds {
+        let part = &mine[(r * gather_every).min(mine.len())..((r + 1) * gather_every).min(mine.len())];
+        let mut got = agree(comm, || evaluate_points(objective, center, dirs, &xs, &ys, part, opts, None))?;
+        // in index order, so that the resume file does not depend on thread timing
+        got.sort_by_key(|p| p.0);
+        let encoded: Vec<(usize, Option<f64>)> = got.iter().map(|&(i, l)| (i, l.is_finite().then_some(l))).collect();
+        if let Some(all) = gather_json(comm, 0, &encoded)? {
+            let points: Vec<(usize, f64)> =
+                all.into_iter().flatten().map(|(i, l)| (i, l.unwrap_or(f64::NAN))).collect();
+            let written: Result<()> = agree(comm, || match &writer {
+                Some(w) => append_points(w, &points),
+                None => Ok(()),
+            });
+            for &(i, l) in &points {
+                loss[i] = l;
+            }
+            written?;
+        } else {
+            agree::<(), Error>(comm, || Ok(()))?;
+        }
+    }
+    Ok((rank == 0).then_some(Surface { xs, ys, loss }))
 }
 
 /// Merges the resume files of several shards into one surface on the given axes.
@@ -555,6 +678,49 @@ mod tests {
         assert!(evaluate_surface(&q, &c, &[&d1], x, Some(y), &SurfaceOptions::default()).is_err());
         assert!(Axis::new(1.0, 1.0, 3).is_err());
         assert!(Axis::new(0.0, 1.0, 0).is_err());
+    }
+
+    #[test]
+    fn surface_on_one_process_equals_evaluate_surface_and_shares_its_resume_file() {
+        use gradlab_core::dist::Local;
+        let (q, c, d1, d2) = setup(2);
+        let (x, y) = (Axis::new(-1.0, 1.0, 7).unwrap(), Axis::new(-0.5, 1.0, 5).unwrap());
+        let opts = SurfaceOptions { threads: 1, ..Default::default() };
+        let full = evaluate_surface(&q, &c, &[&d1, &d2], x, Some(y), &opts).unwrap();
+        let on = evaluate_surface_on(&Local, &q, &c, &[&d1, &d2], x, Some(y), &opts, 4).unwrap().unwrap();
+        assert_eq!(
+            full.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            on.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        // interrupted through the distributed path, finished by the plain one (and back)
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("partial.jsonl");
+        let ropts = SurfaceOptions { threads: 1, resume_file: Some(file.clone()), ..Default::default() };
+        let count = Arc::new(AtomicUsize::new(0));
+        let flaky = Flaky { inner: q.clone(), count: count.clone(), limit: 13 };
+        let err = evaluate_surface_on(&Local, &flaky, &c, &[&d1, &d2], x, Some(y), &ropts, 4).unwrap_err();
+        assert!(err.to_string().contains("simulated interruption"), "{err}");
+        // three whole rounds of 4 were gathered and written before the 14th evaluation failed
+        let written = std::fs::read_to_string(&file).unwrap().lines().count() - 1;
+        assert_eq!(written, 12);
+        let count2 = Arc::new(AtomicUsize::new(0));
+        let ok = Flaky { inner: q.clone(), count: count2.clone(), limit: usize::MAX };
+        let resumed = evaluate_surface(&ok, &c, &[&d1, &d2], x, Some(y), &ropts).unwrap();
+        assert_eq!(count2.load(Ordering::SeqCst), 35 - 12);
+        assert_eq!(
+            resumed.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            full.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let again = evaluate_surface_on(&Local, &ok, &c, &[&d1, &d2], x, Some(y), &ropts, 4).unwrap().unwrap();
+        assert_eq!(count2.load(Ordering::SeqCst), 35 - 12, "nothing left to evaluate");
+        assert_eq!(
+            again.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            full.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        // bad arguments are errors
+        assert!(evaluate_surface_on(&Local, &q, &c, &[&d1, &d2], x, Some(y), &opts, 0).is_err());
+        let sharded = SurfaceOptions { shard: Some((0, 2)), ..opts.clone() };
+        assert!(evaluate_surface_on(&Local, &q, &c, &[&d1, &d2], x, Some(y), &sharded, 4).is_err());
     }
 
     #[test]

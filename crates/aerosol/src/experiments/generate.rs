@@ -196,7 +196,9 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let p: Params = ctx.params()?;
     p.validate()?;
     let (model, spin) = models(&p.m7, &p.sampler)?;
-    let g = generate(ctx, &p, &model, &spin)?;
+    // Under MPI the cells are sampled over the ranks; rank 0 alone goes on to the statistics,
+    // the throughput measurement, the dataset and the report.
+    let Some(g) = generate(ctx, &p, &model, &spin)? else { return Ok(()) };
     let tend = &g.y.slice(s![.., ..g.n_state]) - &g.x.slice(s![.., 8..]);
     let zeros = zero_shares(&g, &tend);
     let tp = throughput(&p, &g, &model);
@@ -246,7 +248,12 @@ fn remove_chunks(ctx: &RunContext) -> ExperimentResult {
 /// counts as the stage `chunk-<start>`): a run continued with `--resume` reads the finished
 /// chunks back and samples only the missing ones, giving the same tables as an uninterrupted run
 /// (each cell's stream depends only on the seed and the cell's index).
-fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::Result<Generated> {
+///
+/// Under MPI ([`RunContext::comm`] with several ranks) each chunk is split over the ranks
+/// ([`sample_chunk_on`]) and rank 0 keeps the chunks; the tables are the same for any rank count.
+/// Returns `None` on the other ranks.
+fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::Result<Option<Generated>> {
+    let root = ctx.comm().is_root();
     let ss = p.include_sea_salt;
     let xc = layout::x_columns(ss);
     let yc = layout::y_columns(ss);
@@ -263,13 +270,19 @@ fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::R
         let key = format!("chunk-{start:012}");
         let (fx, fy) = (partial.join(format!("{key}.x.npy")), partial.join(format!("{key}.y.npy")));
         let mut fresh = None;
-        let a: Activity = ctx.stage(&key, || -> crate::Result<Activity> {
-            let (cx, cy, a) = sample_chunk(model, spin, p, start, count);
+        let a: Option<Activity> = ctx.stage_on(&key, || -> crate::Result<Option<Activity>> {
+            let Some((cx, cy, a)) = sample_chunk_on(ctx.comm(), model, spin, p, start, count)? else {
+                return Ok(None);
+            };
             gradlab_core::io::write_npy(&fx, &cx)?;
             gradlab_core::io::write_npy(&fy, &cy)?;
             fresh = Some((cx, cy));
-            Ok(a)
+            Ok(Some(a))
         })?;
+        let Some(a) = a else {
+            start += count;
+            continue;
+        };
         let (cx, cy) = match fresh {
             Some(c) => {
                 sampled += count;
@@ -289,7 +302,54 @@ fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::R
         }))?;
     }
     bar.finish_and_clear();
-    Ok(Generated { x, y, xc, yc, n_state, activity, sampled, seconds: t_gen.elapsed().as_secs_f64() })
+    if !root {
+        return Ok(None);
+    }
+    Ok(Some(Generated { x, y, xc, yc, n_state, activity, sampled, seconds: t_gen.elapsed().as_secs_f64() }))
+}
+
+/// [`sample_chunk`] split over the ranks of `comm`: each samples a contiguous slice of the chunk
+/// and rank 0 gathers the rows (in cell order) and adds up the activity counts. `None` on the
+/// other ranks.
+fn sample_chunk_on(
+    comm: &dyn gradlab_core::dist::Comm,
+    model: &M7,
+    spin: &M7,
+    p: &Params,
+    start: usize,
+    count: usize,
+) -> crate::Result<Option<(Array2<f64>, Array2<f64>, Activity)>> {
+    if comm.size() == 1 {
+        return Ok(Some(sample_chunk(model, spin, p, start, count)));
+    }
+    use gradlab_core::dist::{Part, contiguous_slice, gather_parts};
+    let mine = contiguous_slice(count, comm.rank(), comm.size());
+    let (cx, cy, a) = sample_chunk(model, spin, p, start + mine.start, mine.len());
+    let head = serde_json::to_vec(&a).map_err(|e| gradlab_core::Error::external("encoding activity counts", e))?;
+    let part = Part { head, values: cx.iter().chain(cy.iter()).copied().collect() };
+    let Some(parts) = gather_parts(comm, 0, &part)? else { return Ok(None) };
+    let (nx, ny) = (cx.ncols(), cy.ncols());
+    let (mut xs, mut ys) = (Vec::with_capacity(count * nx), Vec::with_capacity(count * ny));
+    let mut activity = Activity::default();
+    for (rank, part) in parts.iter().enumerate() {
+        let a: Activity = serde_json::from_slice(&part.head)
+            .map_err(|e| gradlab_core::Error::external(format!("activity counts from rank {rank}"), e))?;
+        let rows = a.cells;
+        if rows != contiguous_slice(count, rank, comm.size()).len() || part.values.len() != rows * (nx + ny) {
+            return Err(gradlab_core::Error::invalid(
+                "gathered chunk",
+                format!("part of rank {rank}"),
+                "its slice's rows",
+            )
+            .into());
+        }
+        xs.extend_from_slice(&part.values[..rows * nx]);
+        ys.extend_from_slice(&part.values[rows * nx..]);
+        activity.add(&a);
+    }
+    let x = Array2::from_shape_vec((count, nx), xs).map_err(|e| gradlab_core::Error::external("gathered X rows", e))?;
+    let y = Array2::from_shape_vec((count, ny), ys).map_err(|e| gradlab_core::Error::external("gathered y rows", e))?;
+    Ok(Some((x, y, activity)))
 }
 
 /// Samples `count` cells from index `start`: their X and y rows and activity counts.

@@ -40,21 +40,25 @@ pub fn experiments() -> Vec<Experiment> {
             entry: "bayesopt.lazy_vs_full",
             description: "Lazy GP vs full refits: time per BO iteration vs n (lag 1/3/10/inf), log-log slopes, total overhead over 100 iterations of Levy-5D",
             run: lazy_vs_full::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "bayesopt.regret",
             description: "Best-so-far vs evaluations (mean ± std over seeds) per test function and refit policy",
             run: regret::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "bayesopt.parallel",
             description: "Batch BO with q = 1, 5, 20: iterations and evaluations to reach a target",
             run: parallel::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "bayesopt.hpo_digits",
             description: "Tune a LeNet-style CNN on the 8x8 digits: lag 1/3/inf/adaptive BO vs random search vs q = 20 batches; iterations and wall time to a target validation accuracy, test accuracy of the best",
             run: hpo_digits::run,
+            uses_ranks: false,
         },
     ]
 }

@@ -10,5 +10,6 @@ pub fn all() -> Vec<Experiment> {
         entry: "core.regression",
         description: "Train an MLP with the Trainer on a synthetic nonlinear regression problem; learning curve, predicted vs true, R²",
         run: regression::run,
+        uses_ranks: false,
     }]
 }

@@ -258,8 +258,41 @@ fn evaluate_plane(
     let t = Instant::now();
     let opts =
         SurfaceOptions { resume_file: Some(ctx.dir.subdir("partial")?.join(format!("{name}.jsonl"))), ..opts.clone() };
-    let surface = evaluate_surface(obj, theta, &[&directions[0], &directions[1]], x, Some(y), &opts)?;
+    let surface = surface_on_ranks(ctx, obj, theta, &[&directions[0], &directions[1]], x, Some(y), &opts)?;
     Ok(Plane { surface, directions, seconds: t.elapsed().as_secs_f64() })
+}
+
+/// [`evaluate_surface`] split over the run's ranks ([`RunContext::comm`]; one process: the
+/// same call). Every rank uses rank 0's centre and directions, rank 0 keeps the resume file, and
+/// every rank gets the whole surface back, so the rest of the pipeline goes on alike everywhere
+/// (what the other ranks compute besides the surfaces only goes to their scratch folders).
+fn surface_on_ranks(
+    ctx: &RunContext,
+    obj: &CandleObjective<mlp::Mlp>,
+    center: &[f64],
+    dirs: &[&[f64]],
+    x: Axis,
+    y: Option<Axis>,
+    opts: &SurfaceOptions,
+) -> Result<Surface> {
+    use gradlab_core::dist::broadcast_json;
+    let comm = ctx.comm();
+    if comm.size() == 1 {
+        return evaluate_surface(obj, center, dirs, x, y, opts);
+    }
+    let root = comm.is_root();
+    let c: Vec<f64> = broadcast_json(comm, 0, root.then(|| center.to_vec()))?;
+    let ds: Vec<Vec<f64>> = broadcast_json(comm, 0, root.then(|| dirs.iter().map(|d| d.to_vec()).collect()))?;
+    let ds: Vec<&[f64]> = ds.iter().map(Vec::as_slice).collect();
+    // a round is a few points per worker thread: little lost to a kill, little time in gathers
+    let threads = if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads };
+    let s = crate::surface::evaluate_surface_on(comm, obj, &c, &ds, x, y, opts, 4 * threads)?;
+    // JSON has no NaN: the losses travel as options
+    let loss: Option<Vec<Option<f64>>> =
+        s.as_ref().map(|s| s.loss.iter().map(|v| v.is_finite().then_some(*v)).collect());
+    let loss: Vec<Option<f64>> = broadcast_json(comm, 0, loss)?;
+    let (xs, ys) = (x.values(), y.map_or(vec![0.0], |a| a.values()));
+    Ok(Surface { xs, ys, loss: loss.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect() })
 }
 
 /// How a plane is drawn and saved.
@@ -444,7 +477,8 @@ fn lines(
     let theta = &tr.theta;
     let t = Instant::now();
     let interpolation = linear_path(obj, &tr.trajectory[0], theta, p.line_points)?;
-    let line = |d: &[f64], r: f64| evaluate_surface(&*obj, theta, &[d], Axis::new(-r, r, p.line_points)?, None, opts);
+    let line =
+        |d: &[f64], r: f64| surface_on_ranks(ctx, &*obj, theta, &[d], Axis::new(-r, r, p.line_points)?, None, opts);
     let (random, v1) = (line(r1, p.random_range)?, line(e1, rr)?);
     let seconds = t.elapsed().as_secs_f64();
     plot_lines(

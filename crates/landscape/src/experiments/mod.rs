@@ -13,5 +13,6 @@ pub fn experiments() -> Vec<gradlab_core::experiment::Experiment> {
         description: "Train a small classifier, then PCA-plane + trajectory, filter-normalised random plane, top-2 Hessian \
                       eigenvector plane, Lanczos extreme eigenvalues, Hutch++ trace and SLQ spectral density",
         run: demo::run,
+        uses_ranks: true,
     }]
 }

@@ -31,26 +31,31 @@ pub fn all() -> Vec<Experiment> {
             entry: "track.simulate",
             description: "Bergen DTC simulation: dataset, graph statistics vs the paper, event display, Bragg curves",
             run: simulate::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "track.follower",
             description: "Track-follower baseline: purity/efficiency for 50/100/150 primaries x 100/150/200 mm water",
             run: follower::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "track.pat",
             description: "PAT (end-to-end, blackbox LAP gradient) for several λ: purity/efficiency grid",
             run: pat::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "track.ptt",
             description: "PTT (BCE, LAP at inference): purity/efficiency grid",
             run: ptt::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "track.compare",
             description: "PAT λ=50 vs PTT vs score threshold vs track follower, beside the paper; timings",
             run: compare::run,
+            uses_ranks: false,
         },
         Experiment {
             entry: "track.landscape",
@@ -58,6 +63,7 @@ pub fn all() -> Vec<Experiment> {
                           Hessian spectrum and top-2 eigenvector slices (loss, purity), prediction instability \
                           (min-max disagreement, CKA) vs λ for PAT λ∈{25,50,75} and PTT",
             run: landscape::run,
+            uses_ranks: false,
         },
     ]
 }
