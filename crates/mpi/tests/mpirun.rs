@@ -76,6 +76,19 @@ fn m7_tables_over_two_ranks_equal_one_process() {
 }
 
 #[test]
+fn tracking_evaluation_over_ranks_equals_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("one.json"), dir.path().join("three.json"));
+    run(single(&["track", "--frames", "5", "--out", s(&a)]));
+    // 5 frames over 3 ranks: slices of 2, 2 and 1
+    run(mpirun(3, &["track", "--frames", "5", "--out", s(&b)]));
+    let (a, b) = (read(&a), read(&b));
+    assert_eq!(a["frames"], 5);
+    assert_eq!(a["summary_bits"], b["summary_bits"]);
+    assert_eq!(a["failed"], b["failed"]);
+}
+
+#[test]
 fn bo_batches_over_ranks_equal_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);

@@ -261,7 +261,7 @@ pub fn select(fd: &FrameData, probs: &[f32], sel: Selector) -> crate::Result<Vec
 }
 
 /// Result of reconstructing one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FrameEval {
     /// Track metrics (`None` when the selection branches into more paths than allowed).
     pub tracks: Option<FrameMetrics>,
@@ -352,15 +352,44 @@ pub fn evaluate_model<S: FrameSource + ?Sized>(
     sel: Selector,
     filter: &TrackFilter,
 ) -> crate::Result<Summary> {
-    let mut evals = Vec::with_capacity(frames.len());
-    for i in 0..frames.len() {
+    Ok(summarise(&evaluate_frames(model, frames, 0..frames.len(), sel, filter)?))
+}
+
+/// Reconstructs and scores the frames `range` of `frames`, in order.
+fn evaluate_frames<S: FrameSource + ?Sized>(
+    model: &Model,
+    frames: &S,
+    range: std::ops::Range<usize>,
+    sel: Selector,
+    filter: &TrackFilter,
+) -> crate::Result<Vec<FrameEval>> {
+    let mut evals = Vec::with_capacity(range.len());
+    for i in range {
         let fd = frames.get(i)?;
         let fd = fd.as_ref();
         let p = model.probabilities(fd)?;
         let s = select(fd, &p, sel)?;
         evals.push(evaluate_selection(&fd.graph, &s, filter)?);
     }
-    Ok(summarise(&evals))
+    Ok(evals)
+}
+
+/// [`evaluate_model`] over the ranks of `comm` (every rank holds the model and the same frame
+/// source): each rank reconstructs a contiguous slice of the frames, and rank 0 gathers the
+/// frame evaluations in frame order and summarises them — the same summary, bit for bit, as one
+/// process. Returns it on rank 0, `None` on the other ranks; a failing frame on any rank is an
+/// error on every rank.
+pub fn evaluate_model_on<S: FrameSource + ?Sized>(
+    comm: &dyn gradlab_core::dist::Comm,
+    model: &Model,
+    frames: &S,
+    sel: Selector,
+    filter: &TrackFilter,
+) -> crate::Result<Option<Summary>> {
+    use gradlab_core::dist::{agree, contiguous_slice, gather_json};
+    let range = contiguous_slice(frames.len(), comm.rank(), comm.size());
+    let evals = agree(comm, || evaluate_frames(model, frames, range, sel, filter))?;
+    Ok(gather_json(comm, 0, &evals)?.map(|all| summarise(&all.concat())))
 }
 
 /// File name of a trained model's card in its checkpoint folder.
@@ -879,5 +908,17 @@ mod tests {
         let mut bad = spec(Method::Ptt, 1);
         bad.train.batch_size = 2;
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn evaluation_on_one_process_equals_evaluate_model() {
+        let s = spec(Method::Ptt, 2);
+        let (_, va) = data(&s.model);
+        let model = Model::new(&s.model, 5).unwrap();
+        let sel = Selector::Lap(s.assign.unmatched());
+        let one = evaluate_model(&model, &va, sel, &s.filter).unwrap();
+        let on = evaluate_model_on(&gradlab_core::dist::Local, &model, &va, sel, &s.filter).unwrap().unwrap();
+        assert_eq!(one, on);
+        assert_eq!(on.frames, va.len());
     }
 }

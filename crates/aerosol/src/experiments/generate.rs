@@ -308,6 +308,9 @@ fn generate(ctx: &mut RunContext, p: &Params, model: &M7, spin: &M7) -> crate::R
     Ok(Some(Generated { x, y, xc, yc, n_state, activity, sampled, seconds: t_gen.elapsed().as_secs_f64() }))
 }
 
+/// A chunk's X and y rows and its activity counts.
+type Chunk = (Array2<f64>, Array2<f64>, Activity);
+
 /// [`sample_chunk`] split over the ranks of `comm`: each samples a contiguous slice of the chunk
 /// and rank 0 gathers the rows (in cell order) and adds up the activity counts. `None` on the
 /// other ranks.
@@ -318,7 +321,7 @@ fn sample_chunk_on(
     p: &Params,
     start: usize,
     count: usize,
-) -> crate::Result<Option<(Array2<f64>, Array2<f64>, Activity)>> {
+) -> crate::Result<Option<Chunk>> {
     if comm.size() == 1 {
         return Ok(Some(sample_chunk(model, spin, p, start, count)));
     }

@@ -7,9 +7,10 @@
 //! gradlab-mpi-check surface --points 51 --out s.json [--resume s.jsonl] [--delay-ms 20]
 //! gradlab-mpi-check m7 --cells 2000 --out m.json
 //! gradlab-mpi-check bo --trials 12 --q 2 --study study.json --out b.json
+//! gradlab-mpi-check track --frames 6 --out t.json
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -71,6 +72,14 @@ enum What {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Tracking evaluation: an untrained GNN (seed 3) reconstructing simulated frames (Bergen
+    /// DTC, 150 mm water, 30 primaries per frame, seed 5), frames split over the ranks.
+    Track {
+        #[arg(long, default_value_t = 6)]
+        frames: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A Branin study (seed 3) run in batches of q over the ranks.
     Bo {
         #[arg(long, default_value_t = 12)]
@@ -127,7 +136,7 @@ fn fnv(v: impl Iterator<Item = f64>) -> String {
     format!("{h:016x}")
 }
 
-fn write(out: &PathBuf, value: &serde_json::Value) -> gradlab_core::Result<()> {
+fn write(out: &Path, value: &serde_json::Value) -> gradlab_core::Result<()> {
     gradlab_core::io::write_json(out, value)
 }
 
@@ -136,7 +145,7 @@ fn surface(
     (points, threads, gather_every): (usize, usize, usize),
     resume: Option<PathBuf>,
     delay_ms: u64,
-    out: &PathBuf,
+    out: &Path,
 ) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let mut rng = stream_rng(11, 0);
@@ -180,7 +189,7 @@ fn surface(
     Ok(())
 }
 
-fn m7(comm: &dyn Comm, cells: usize, gather_every: usize, out: &PathBuf) -> anyhow::Result<()> {
+fn m7(comm: &dyn Comm, cells: usize, gather_every: usize, out: &Path) -> anyhow::Result<()> {
     let cfg = gradlab_aerosol::sampler::SamplerConfig::default();
     let m7 = gradlab_aerosol::config::M7Config::default();
     let t = Instant::now();
@@ -200,7 +209,7 @@ fn m7(comm: &dyn Comm, cells: usize, gather_every: usize, out: &PathBuf) -> anyh
     Ok(())
 }
 
-fn rounds(comm: &dyn Comm, rounds: usize, points: usize, out: &PathBuf) -> anyhow::Result<()> {
+fn rounds(comm: &dyn Comm, rounds: usize, points: usize, out: &Path) -> anyhow::Result<()> {
     use gradlab_core::dist::agree;
     let payload: Vec<(usize, Option<f64>)> = (0..points).map(|i| (i * 97, Some(1.0 / (i as f64 + 3.0)))).collect();
     comm.barrier();
@@ -221,7 +230,28 @@ fn rounds(comm: &dyn Comm, rounds: usize, points: usize, out: &PathBuf) -> anyho
     Ok(())
 }
 
-fn bo(comm: &dyn Comm, trials: usize, q: usize, study_path: PathBuf, out: &PathBuf) -> anyhow::Result<()> {
+fn track(comm: &dyn Comm, frames: u64, out: &Path) -> anyhow::Result<()> {
+    use gradlab_track::{detector::DetectorConfig, gnn::GnnConfig, graph::GraphConfig, layer_assign::AssignConfig};
+    use gradlab_track::{setup::SetupParams, tracks::TrackFilter, training};
+    let sim = SetupParams::default().simulator(&DetectorConfig::bergen_dtc(), 150.0, 30)?;
+    let gnn = GnnConfig { angle_encoding_dim: 8, ..Default::default() };
+    let data = training::prepare(&sim.simulate_frames(5, 0, frames), &GraphConfig::default(), &gnn, 2)?;
+    let model = training::Model::new(&gnn, 3)?;
+    let sel = training::Selector::Lap(AssignConfig::default().unmatched());
+    let t = Instant::now();
+    let summary = training::evaluate_model_on(comm, &model, &data, sel, &TrackFilter::default())?;
+    let seconds = t.elapsed().as_secs_f64();
+    if let Some(s) = summary {
+        write(
+            out,
+            &json!({"what": "track", "ranks": comm.size(), "frames": s.frames, "failed": s.failed, "seconds": seconds,
+                    "summary_bits": bits(&[s.purity, s.efficiency, s.tpr, s.fpr])}),
+        )?;
+    }
+    Ok(())
+}
+
+fn bo(comm: &dyn Comm, trials: usize, q: usize, study_path: PathBuf, out: &Path) -> anyhow::Result<()> {
     use gradlab_bayesopt::dist::{BatchOptions, run_batches};
     use gradlab_bayesopt::study::{Study, StudyConfig};
     use gradlab_bayesopt::testfns::TestFunction;
@@ -272,6 +302,7 @@ fn main() {
         }
         What::M7 { cells, gather_every, out } => m7(&*comm, cells, gather_every, &out),
         What::Rounds { rounds: r, points, out } => rounds(&*comm, r, points, &out),
+        What::Track { frames, out } => track(&*comm, frames, &out),
         What::Bo { trials, q, study, out } => bo(&*comm, trials, q, study, &out),
     };
     if let Err(e) = result {
