@@ -20,7 +20,8 @@ pub fn set_comm(comm: Rc<dyn Comm>) {
     COMM.with(|c| *c.borrow_mut() = comm);
 }
 
-fn comm() -> Rc<dyn Comm> {
+/// The ranks set by `main` (one process unless started by an MPI launcher).
+pub fn comm() -> Rc<dyn Comm> {
     COMM.with(|c| c.borrow().clone())
 }
 

@@ -19,7 +19,9 @@ pub struct TuneArgs {
     /// Total evaluations, including those already in a resumed study.
     #[arg(long, default_value_t = 50)]
     pub budget: usize,
-    /// Commands evaluated at once (batch size q).
+    /// Commands evaluated at once (batch size q). Under mpirun/srun (built with `--features
+    /// mpi`), the worker ranks run the commands, one each at a time, and the default 1 means one
+    /// per worker rank.
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
     /// Per-trial time limit in seconds (default one hour); 0 disables it. Each trial runs in a
@@ -90,7 +92,9 @@ fn tune_options(a: &TuneArgs) -> Result<gradlab_bayesopt::tune::TuneOptions> {
 pub fn tune(a: TuneArgs) -> Result<()> {
     let o = tune_options(&a)?;
     gradlab_bayesopt::tune::end_trials_on_signal();
-    let rep = gradlab_bayesopt::tune::run_tune(o)?;
+    // under mpirun/srun (feature `mpi`): rank 0 runs the study, the other ranks the commands
+    let comm = crate::runner::comm();
+    let Some(rep) = gradlab_bayesopt::tune::run_tune_on(&*comm, o)? else { return Ok(()) };
     println!("{}", serde_json::to_string_pretty(&rep)?);
     if rep.all_failed() {
         bail!(

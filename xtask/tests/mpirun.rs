@@ -97,3 +97,61 @@ fn experiments_that_do_not_split_refuse_several_ranks() {
     assert!(err.contains("does not split its work over MPI ranks"), "{err}");
     assert!(!o.exists(), "no run folder is made");
 }
+
+#[test]
+fn tune_over_ranks_runs_commands_on_the_workers_alike_for_any_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("space.json");
+    std::fs::write(&space, r#"{"params":[{"type":"float","name":"x","low":0,"high":1}]}"#).unwrap();
+    let study = |n: &str| dir.path().join(n);
+    let tune = |ranks: usize, st: &Path, budget: &str| {
+        xtask(
+            ranks,
+            &[
+                "tune",
+                "--space",
+                s(&space),
+                "--study",
+                s(st),
+                "--budget",
+                budget,
+                "--parallel",
+                "2",
+                "--quiet",
+                "--",
+                "echo",
+                "{x}",
+            ],
+        )
+    };
+    ok(tune(2, &study("two.json"), "7"));
+    ok(tune(3, &study("three.json"), "7"));
+    let trials = |p: &Path| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap()).unwrap()["trials"].clone()
+    };
+    let (a, b) = (trials(&study("two.json")), trials(&study("three.json")));
+    assert_eq!(a.as_array().unwrap().len(), 7);
+    assert!(a.as_array().unwrap().iter().all(|t| t["state"] == "complete"), "{a}");
+    assert_eq!(a, b);
+    // continued with a larger budget
+    ok(tune(3, &study("three.json"), "9"));
+    assert_eq!(trials(&study("three.json")).as_array().unwrap().len(), 9);
+    // a history file is not supported over ranks: refused, not ignored
+    let out = xtask(
+        2,
+        &[
+            "tune",
+            "--space",
+            s(&space),
+            "--study",
+            s(&study("h.json")),
+            "--history",
+            s(&study("h.jsonl")),
+            "--",
+            "echo",
+            "{x}",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+}

@@ -554,8 +554,9 @@ fn check_command(study: &mut Study, opts: &TuneOptions) -> Result<()> {
     Ok(())
 }
 
-/// Runs or resumes a tuning study (see the module docs).
-pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
+/// The study of a tuning run: created, or resumed (with its command checked); the space and the
+/// objective rule; whether it was resumed.
+fn open_study(opts: &TuneOptions) -> Result<(Study, Space, Option<Regex>, bool)> {
     if opts.command.is_empty() {
         return Err(Error::invalid("command", "[]", "a program and its arguments"));
     }
@@ -573,7 +574,34 @@ pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
     } else {
         (Study::new(space.clone(), opts.config.clone())?, false)
     };
-    check_command(&mut study, &opts)?;
+    check_command(&mut study, opts)?;
+    Ok((study, space, regex, resumed))
+}
+
+/// One trial: the command with the point substituted, run, and its objective read (the first
+/// warning about the objective line is printed once).
+fn trial<'a>(
+    opts: &'a TuneOptions,
+    space: &'a Space,
+    regex: Option<&'a Regex>,
+    warned: &'a AtomicBool,
+) -> impl Fn(&Point) -> std::result::Result<f64, String> + Sync + 'a {
+    move |p: &Point| {
+        let args = substitute(&opts.command, space, p).map_err(|e| e.to_string())?;
+        let stdout = run_command(&args, opts.workdir.as_ref(), opts.timeout)?;
+        let o = read_objective(&stdout, regex)?;
+        if let Some(w) = o.warning
+            && !warned.swap(true, Ordering::Relaxed)
+        {
+            eprintln!("warning: {w}");
+        }
+        Ok(o.value)
+    }
+}
+
+/// Runs or resumes a tuning study (see the module docs).
+pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
+    let (study, space, regex, resumed) = open_study(&opts)?;
     let m = Minimizer {
         config: study.config().clone(),
         budget: opts.budget,
@@ -583,22 +611,8 @@ pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
         history: opts.history.clone(),
         progress: !opts.quiet,
     };
-    let command = opts.command.clone();
-    let workdir = opts.workdir.clone();
-    let timeout = opts.timeout;
-    let sp = space.clone();
     let warned = AtomicBool::new(false);
-    let (study, r) = m.resume(study, move |p: &Point| {
-        let args = substitute(&command, &sp, p).map_err(|e| e.to_string())?;
-        let stdout = run_command(&args, workdir.as_ref(), timeout)?;
-        let o = read_objective(&stdout, regex.as_ref())?;
-        if let Some(w) = o.warning
-            && !warned.swap(true, Ordering::Relaxed)
-        {
-            eprintln!("warning: {w}");
-        }
-        Ok::<f64, String>(o.value)
-    })?;
+    let (study, r) = m.resume(study, trial(&opts, &space, regex.as_ref(), &warned))?;
     let best = study.best();
     Ok(TuneReport {
         study: opts.study.clone(),
@@ -611,6 +625,68 @@ pub fn run_tune(opts: TuneOptions) -> Result<TuneReport> {
         best_command: best.and_then(|t| substitute(&opts.command, &space, &t.params).ok()),
         stopped_by: r.stopped_by,
     })
+}
+
+/// [`run_tune`] over the ranks of `comm` (MPI through `gradlab-mpi`; one process: `run_tune`):
+/// rank 0 keeps the study and asks batches of `opts.parallel` points — with the default 1, one
+/// per worker rank — and the worker ranks run the command, one trial each at a time
+/// ([`crate::dist::run_batches`]: results saved as they complete, told in trial order, a killed
+/// batch re-runs only the trials without a result). Every rank calls it with the same options;
+/// the report comes back on rank 0 (`None` elsewhere).
+///
+/// # Errors
+/// As [`run_tune`] (on every rank when the study cannot be opened). Stopping rules and a history
+/// file are not supported over ranks yet and are refused rather than ignored.
+pub fn run_tune_on(comm: &dyn gradlab_core::dist::Comm, opts: TuneOptions) -> Result<Option<TuneReport>> {
+    if comm.size() == 1 {
+        return run_tune(opts).map(Some);
+    }
+    let opened = gradlab_core::dist::agree(comm, || -> Result<(Option<Study>, Space, Option<Regex>, bool)> {
+        if opts.stop != StopRule::default() {
+            return Err(Error::invalid(
+                "stop rule",
+                format!("{:?}", opts.stop),
+                "none over MPI ranks (not supported yet)",
+            ));
+        }
+        if opts.history.is_some() {
+            return Err(Error::invalid("history", "a file", "none over MPI ranks (not supported yet)"));
+        }
+        if comm.is_root() {
+            // rank 0 alone opens (and later writes) the study file
+            let (study, space, regex, resumed) = open_study(&opts)?;
+            return Ok((Some(study), space, regex, resumed));
+        }
+        let regex = opts.objective_regex.as_deref().map(objective_regex).transpose()?;
+        let space: Space = gradlab_core::io::read_json(&opts.space)?;
+        Ok((None, space, regex, false))
+    })?;
+    let (mut study, space, regex, resumed) = opened;
+    let before = study.as_ref().map_or(0, |s| s.n_finished());
+    let q = if opts.parallel <= 1 { 0 } else { opts.parallel };
+    let batch = crate::dist::BatchOptions { q, trials: opts.budget, save: Some(opts.study.clone()) };
+    let warned = AtomicBool::new(false);
+    crate::dist::run_batches(comm, study.as_mut(), &batch, trial(&opts, &space, regex.as_ref(), &warned))?;
+    let Some(study) = study else { return Ok(None) };
+    let told: Vec<_> = study.told();
+    let failed = told.iter().filter(|t| t.state == TrialState::Failed).count();
+    let best = study.best();
+    Ok(Some(TuneReport {
+        study: opts.study.clone(),
+        resumed,
+        evaluations: told.len(),
+        failed,
+        failures: count_failures(&study),
+        best_params: best.map(|t| space.point_to_map(&t.params)),
+        best_value: best.and_then(|t| t.value),
+        best_command: best.and_then(|t| substitute(&opts.command, &space, &t.params).ok()),
+        stopped_by: format!(
+            "budget ({} evaluations, {} in this run, over {} ranks)",
+            told.len(),
+            told.len() - before,
+            comm.size()
+        ),
+    }))
 }
 
 #[cfg(test)]
