@@ -14,9 +14,32 @@ pub fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
+/// Mean and sample standard deviation (divisor n − 1) of `xs`: `(NaN, NaN)` when empty, a
+/// standard deviation of 0 for one value.
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let v = if xs.len() > 1 { xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (m, v.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_std_closed_forms() {
+        let (m, s) = mean_std(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(m, 5.0);
+        // Σ(x − 5)² = 32, n − 1 = 7.
+        assert!((s - (32.0f64 / 7.0).sqrt()).abs() < 1e-15);
+        assert_eq!(mean_std(&[3.5]), (3.5, 0.0));
+        let (m, s) = mean_std(&[]);
+        assert!(m.is_nan() && s.is_nan());
+    }
 
     #[test]
     fn published_values() {

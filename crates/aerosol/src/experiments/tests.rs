@@ -81,6 +81,8 @@ fn emulator_variants_merge_into_the_base_config_with_the_settings_they_had() {
             names,
             [
                 "plain",
+                "plain_huber_0.3",
+                "plain_huber_3",
                 "completion",
                 "completion_max_variance",
                 "correction",
@@ -97,8 +99,11 @@ fn emulator_variants_merge_into_the_base_config_with_the_settings_they_had() {
             huber_delta: 1.0,
             ..EmulatorConfig::default()
         };
+        assert_eq!(p.n_seeds, if quick { 1 } else { 3 });
         let expect = [
             robust.clone(),
+            EmulatorConfig { huber_delta: 0.3, ..robust.clone() },
+            EmulatorConfig { huber_delta: 3.0, ..robust.clone() },
             EmulatorConfig { head: HeadKind::Completion, ..robust.clone() },
             EmulatorConfig { head: HeadKind::Completion, closing: Closing::MaxVariance, ..robust.clone() },
             EmulatorConfig { head: HeadKind::Correction, ..robust.clone() },
@@ -111,7 +116,7 @@ fn emulator_variants_merge_into_the_base_config_with_the_settings_they_had() {
     }
     // A key EmulatorConfig does not have is refused by name, before anything is trained.
     let mut v = cfg.resolve(true, &[]).unwrap();
-    v["variants"][1]["heads"] = serde_json::json!("completion");
+    v["variants"][3]["heads"] = serde_json::json!("completion");
     let p: emulator::EmulatorParams = from_value(&v, "m7-emulator").unwrap();
     let e = variant_configs(&p.emulator, &p.variants).unwrap_err().to_string();
     assert!(e.contains("heads") && e.contains("completion"), "{e}");
@@ -538,6 +543,7 @@ fn emulator_experiments_run_end_to_end_at_a_tiny_scale() {
     let tmp = tempfile::tempdir().unwrap();
     let params = serde_json::json!({
         "seed": 1,
+        "n_seeds": 2,
         "data": {"samples": 400, "sampler": {"spinup_steps": [1, 3]}},
         "emulator": {"hidden": [16]},
         "variants": [{"name": "completion", "head": "completion"}, {"name": "correction", "head": "correction"}],
@@ -549,15 +555,49 @@ fn emulator_experiments_run_end_to_end_at_a_tiny_scale() {
     let mut ctx = RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
     (exp("aerosol.m7_emulator").run)(&mut ctx).unwrap();
     let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+    assert_eq!(s["seeds"], serde_json::json!([1, 2]));
     let v = &s["variants"];
-    // Completion closes the budgets on real box-model data; correction leaves nothing negative.
-    for k in 0..4 {
-        assert!(v[0]["test"]["mass_max"][k].as_f64().unwrap() < 1e-5, "{}", v[0]["test"]["mass_max"]);
+    for seed in 0..2 {
+        // Completion closes the budgets on real box-model data; correction leaves nothing negative.
+        let (c, k) = (&v[0]["runs"][seed], &v[1]["runs"][seed]);
+        for sp in 0..4 {
+            assert!(c["test"]["mass_max"][sp].as_f64().unwrap() < 1e-5, "{}", c["test"]["mass_max"]);
+            assert!(c["val"]["mass_max"][sp].as_f64().unwrap() < 1e-5, "{}", c["val"]["mass_max"]);
+        }
+        assert_eq!(k["test"]["negative_fraction"].as_f64().unwrap(), 0.0);
+        assert_eq!(k["rollout"][2]["negative_fraction"].as_f64().unwrap(), 0.0);
+        assert_eq!(c["seed"].as_u64().unwrap(), 1 + seed as u64);
     }
-    assert_eq!(v[1]["test"]["negative_fraction"].as_f64().unwrap(), 0.0);
-    assert_eq!(v[1]["rollout"][2]["negative_fraction"].as_f64().unwrap(), 0.0);
-    assert!(ctx.dir.path().join("report.md").exists() && ctx.dir.path().join("scatter_number.png").exists());
-    assert!(Emulator::load(ctx.dir.path().join("models/completion")).is_ok());
+    // The seeds draw other cells: the validation scores differ.
+    assert_ne!(v[0]["runs"][0]["val"]["r2_mean"], v[0]["runs"][1]["val"]["r2_mean"]);
+    // The selected variant is the one with the higher mean validation R², and only it.
+    let val = |j: usize| v[j]["val_r2_mean"]["mean"].as_f64().unwrap();
+    let mean2 = |j: usize| {
+        (v[j]["runs"][0]["val"]["r2_mean"].as_f64().unwrap() + v[j]["runs"][1]["val"]["r2_mean"].as_f64().unwrap())
+            / 2.0
+    };
+    assert!((val(0) - mean2(0)).abs() < 1e-12 && (val(1) - mean2(1)).abs() < 1e-12);
+    let expect = if val(1) > val(0) { 1 } else { 0 };
+    assert_eq!(s["selected_variant"], v[expect]["name"]);
+    assert_eq!((v[expect]["selected"].as_bool(), v[1 - expect]["selected"].as_bool()), (Some(true), Some(false)));
+    let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
+    assert!(report.contains("Selection on the validation split") && report.contains("Seed 2: test set"), "{report}");
+    assert!(ctx.dir.path().join("scatter_number.png").exists());
+    assert!(Emulator::load(ctx.dir.path().join("models/seed-2/completion")).is_ok());
+
+    // Bad settings are refused by name before anything runs.
+    for (key, value, says) in
+        [("n_seeds", serde_json::json!(0), "n_seeds"), ("variants", serde_json::json!([]), "variants")]
+    {
+        let mut params = serde_json::json!({"seed": 1, "data": {"samples": 400}, "emulator": {"hidden": [16]},
+            "variants": [{"name": "plain"}], "train": {"epochs": 1, "batch_size": 64}, "rollout": {"cells": 5, "steps": 1}});
+        params[key] = value;
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), "m7-emulator").unwrap();
+        let mut ctx =
+            RunContext::new("m7-emulator", std::path::Path::new("x.json"), "e", params, true, true, dir).unwrap();
+        let e = (exp("aerosol.m7_emulator").run)(&mut ctx).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
 
     let params = serde_json::json!({"seed": 0, "pool_cells": 50, "batch_sizes": [64, 200], "repeats": 1,
         "emulator": {"hidden": [8]}, "sampler": {"spinup_steps": [1, 2]}});

@@ -138,12 +138,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Mean and sample standard deviation (0 for one value).
-pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
-    (m, s)
-}
+pub(crate) use gradlab_core::stats::mean_std;
 
 /// `mean ± std` for a table cell.
 pub(crate) fn pm(v: &[f64], digits: usize) -> String {

@@ -139,10 +139,4 @@ pub fn train_replicates<S: FrameSource + ?Sized, V: FrameSource + ?Sized>(
     Ok(out)
 }
 
-/// Mean and sample standard deviation.
-pub fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len().max(1) as f64;
-    let m = xs.iter().sum::<f64>() / n;
-    let v = if xs.len() > 1 { xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (m, v.sqrt())
-}
+pub use gradlab_core::stats::mean_std;
