@@ -469,8 +469,12 @@ pub struct Mlp {
     slope: f64,
 }
 
+/// Momentum of every BatchNorm layer's running statistics (PyTorch's default):
+/// `running ← (1 − m)·running + m·batch statistic` after each train-mode forward.
+pub const BN_MOMENTUM: f64 = 0.1;
+
 fn bn(h: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
-    candle_nn::batch_norm(h, BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 }, vb)
+    candle_nn::batch_norm(h, BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: BN_MOMENTUM }, vb)
 }
 
 impl Mlp {

@@ -168,6 +168,46 @@ impl Model {
         Ok(Model { vm, net })
     }
 
+    /// Recomputes the running statistics of every BatchNorm layer from train-mode forward
+    /// passes over `frames`, as Garipov et al. (2018) do at each point of a connecting path:
+    /// running mean = the mean over frames of each frame's batch mean, running variance = the
+    /// mean of the batch variances as a train-mode forward records them (unbiased) — PyTorch's
+    /// cumulative average (`momentum=None`), one batch per frame. The statistics held before do
+    /// not enter. Each frame's statistics are read back from one momentum update of running
+    /// statistics set to zero (`m·s`, divided by [`crate::gnn::BN_MOMENTUM`] in f64), so the
+    /// fused and the plain candle paths give them alike.
+    pub fn recompute_batch_norm(&self, frames: &[FrameData]) -> crate::Result<()> {
+        if frames.is_empty() {
+            return Err(crate::Error::invalid("BatchNorm frames", 0, "at least one frame"));
+        }
+        let buffers: Vec<candle_core::Var> = {
+            let d = self.vm.data().lock().unwrap_or_else(|p| p.into_inner());
+            let mut named: Vec<(&String, &candle_core::Var)> =
+                d.iter().filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var")).collect();
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            named.into_iter().map(|(_, v)| v.clone()).collect()
+        };
+        let mut acc: Vec<Vec<f64>> = buffers.iter().map(|v| vec![0.0; v.elem_count()]).collect();
+        let m = crate::gnn::BN_MOMENTUM;
+        for fd in frames {
+            for v in &buffers {
+                v.set(&v.as_tensor().zeros_like()?)?;
+            }
+            self.net.forward_t(&fd.input, true)?;
+            for (v, a) in buffers.iter().zip(acc.iter_mut()) {
+                let s = v.as_tensor().flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                a.iter_mut().zip(s).for_each(|(a, s)| *a += s / m);
+            }
+        }
+        let k = frames.len() as f64;
+        for (v, a) in buffers.iter().zip(acc) {
+            let t = v.as_tensor();
+            let mean: Vec<f64> = a.into_iter().map(|x| x / k).collect();
+            v.set(&Tensor::from_vec(mean, t.shape(), t.device())?.to_dtype(t.dtype())?)?;
+        }
+        Ok(())
+    }
+
     /// Edge probabilities (eval mode: BatchNorm running statistics).
     pub fn probabilities(&self, fd: &FrameData) -> crate::Result<Vec<f32>> {
         let z = self.net.forward_t(&fd.input, false)?;

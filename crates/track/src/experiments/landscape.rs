@@ -16,7 +16,7 @@ use gradlab_core::plot::{HeatMap, LinePlot, Mark};
 use gradlab_core::report::{Report, fmt_num};
 use gradlab_core::rng::derive_seed;
 use gradlab_landscape::SpectrumConfig;
-use gradlab_landscape::connectivity::BezierConfig;
+use gradlab_landscape::connectivity::{BezierConfig, PathProfile};
 use gradlab_landscape::hessian::HvpMethod;
 use gradlab_landscape::lanczos::LanczosConfig;
 use gradlab_landscape::output::plot_density;
@@ -33,7 +33,7 @@ use crate::landscape_study::analysis::{
 };
 use crate::paper;
 use crate::setup::ANALYSIS_FIRST;
-use crate::training::{FrameData, Method, TrainSpec, prepare};
+use crate::training::{FrameData, FrameSource, Method, TrainSpec, prepare};
 
 /// Named stream of the Bézier curves' `t` samples (with the pair's seeds).
 pub const STREAM_BEZIER: u64 = 0xBE21;
@@ -77,6 +77,11 @@ pub struct AnalysisParams {
     pub frames: usize,
     /// Points along each path (t = 0 … 1).
     pub path_points: usize,
+    /// Training frames (evenly spaced over the training set) the BatchNorm statistics are
+    /// recomputed from at every point of every path, reported beside the interpolated
+    /// statistics; 0: interpolated statistics only.
+    #[serde(default)]
+    pub batch_norm_frames: usize,
     /// At most this many seed pairs per variant (all when absent).
     #[serde(default)]
     pub max_pairs: Option<usize>,
@@ -255,6 +260,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let mut st = Study::default();
     let (train_frames, val_frames) = p.base().training_data()?;
     let frames = Arc::new(analysis_frames(&p)?);
+    let bn_frames = batch_norm_frames(&train_frames, p.analysis.batch_norm_frames)?;
     st.time("data_s", t0.elapsed().as_secs_f64());
     st.specs = p.variants.iter().map(|v| p.spec_of(v)).collect();
     st.labels = p.variants.iter().zip(&st.specs).map(|(v, s)| label(v, s)).collect();
@@ -270,11 +276,25 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     st.time("training_s", t.elapsed().as_secs_f64());
     for vi in 0..variants.len() {
         let models: Vec<&Solution> = solutions.iter().filter(|m| m.variant == vi).collect();
-        analyse_variant(ctx, &p, &mut st, vi, &models, frames.clone())?;
+        analyse_variant(ctx, &p, &mut st, vi, &models, frames.clone(), bn_frames.clone())?;
     }
     st.time("total_s", t0.elapsed().as_secs_f64());
     write_report(ctx, &p, &st, &solutions)?;
     Ok(())
+}
+
+/// `count` training frames evenly spaced over the training set (every phantom), for the
+/// BatchNorm recomputation along paths; `None` when `count` is 0.
+fn batch_norm_frames<S: FrameSource + ?Sized>(train: &S, count: usize) -> Result<Option<Arc<Vec<FrameData>>>> {
+    if count == 0 {
+        return Ok(None);
+    }
+    let n = train.len();
+    if count > n {
+        return Err(Error::invalid("analysis.batch_norm_frames", count, format!("≤ the {n} training frames")));
+    }
+    let frames = (0..count).map(|k| Ok(train.get(k * n / count)?.into_owned())).collect::<Result<Vec<_>>>()?;
+    Ok(Some(Arc::new(frames)))
 }
 
 /// The fixed analysis frames (independent of training and validation).
@@ -294,10 +314,14 @@ fn analyse_variant(
     vi: usize,
     models: &[&Solution],
     frames: Arc<Vec<FrameData>>,
+    bn_frames: Option<Arc<Vec<FrameData>>>,
 ) -> Result<()> {
     let a = &p.analysis;
     let name = st.labels[vi].clone();
     let mut m = Measures::new(&p.spec.model, frames, &st.specs[vi])?;
+    if let Some(bn) = bn_frames {
+        m.recompute_batch_norm_on(bn)?;
+    }
     for s in models {
         let [pur, ham, bce, tpr] = m.endpoint(&s.theta)?;
         st.endpoint_rows.push(vec![
@@ -486,6 +510,19 @@ fn report_connectivity(report: &mut Report, p: &Params, st: &Study) {
     let objectives = &p.analysis.bezier_objectives;
     report.heading("Mode connectivity (paper's table columns)");
     report.paragraph(&format!("Paper (5 seeds per configuration): {}.", paper::CONNECTIVITY));
+    let recomputed = p.analysis.batch_norm_frames > 0;
+    report.paragraph(&if recomputed {
+        format!(
+            "Columns without a suffix: BatchNorm running statistics interpolated with the weights along the path. \
+             \"BN recomputed\": at every point the statistics are recomputed from train-mode passes over {} training \
+             frames (Garipov et al. 2018), so an interpolated network is normalised by its own activations.",
+            p.analysis.batch_norm_frames
+        )
+    } else {
+        "BatchNorm running statistics interpolated with the weights along the paths (not recomputed: \
+         `analysis.batch_norm_frames` = 0)."
+            .to_string()
+    });
     let mut rows = Vec::new();
     for pr in &st.pairs {
         let c = &pr.paths;
@@ -501,6 +538,17 @@ fn report_connectivity(report: &mut Report, p: &Params, st: &Study) {
                 None => row.extend(["—".to_string(), "—".to_string()]),
             }
         }
+        if recomputed {
+            let cell = |p: Option<(&PathProfile, &Vec<f64>)>| match p {
+                Some((ph, pt)) => [fmt_num(max_of(&ph.losses), 4), fmt_num(100.0 * min_of(pt), 1)],
+                None => ["—".to_string(), "—".to_string()],
+            };
+            row.extend(cell(c.linear_hamming_bn.as_ref().zip(c.linear_tpr_bn.as_ref())));
+            for o in objectives {
+                let i = c.bezier.iter().position(|b| b.0 == *o);
+                row.extend(cell(i.and_then(|i| c.bezier_bn.get(i)).map(|(h, t)| (h, t))));
+            }
+        }
         rows.push(row);
     }
     let mut headers =
@@ -508,6 +556,14 @@ fn report_connectivity(report: &mut Report, p: &Params, st: &Study) {
     for o in objectives {
         headers.push(format!("Bézier ({o:?}) max Hamming"));
         headers.push(format!("Bézier ({o:?}) min TPR %"));
+    }
+    if recomputed {
+        headers.push("linear max Hamming, BN recomputed".into());
+        headers.push("linear min TPR %, BN recomputed".into());
+        for o in objectives {
+            headers.push(format!("Bézier ({o:?}) max Hamming, BN recomputed"));
+            headers.push(format!("Bézier ({o:?}) min TPR %, BN recomputed"));
+        }
     }
     report.table(&headers, &rows);
     for name in &st.labels {
@@ -738,8 +794,13 @@ mod tests {
         };
         assert_eq!(results(&part), results(ctx.dir.path()));
         let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
+        let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+        let pair = &s["pairs"][0];
+        assert_eq!(pair["linear_hamming_bn"]["losses"].as_array().map(|a| a.len()), Some(3), "{pair}");
+        assert_eq!(pair["bezier_bn"].as_array().map(|a| a.len()), pair["bezier"].as_array().map(|a| a.len()));
         for needle in [
             "linear max Hamming",
+            "linear max Hamming, BN recomputed",
             "Bézier (Hamming) max Hamming",
             "edge m_mm",
             "PAT λ=50",

@@ -40,6 +40,9 @@ pub struct Measures {
     pub purity: TrackObjective,
     /// The variant's own training loss.
     pub own: Measure,
+    /// Hamming loss and edge TPR with the BatchNorm statistics recomputed at each point
+    /// ([`Measures::recompute_batch_norm_on`]).
+    pub recomputed: Option<(TrackObjective, TrackObjective)>,
     spec: TrainSpec,
     frames: Arc<Vec<FrameData>>,
 }
@@ -56,7 +59,16 @@ impl Measures {
         let tpr = hamming.with_measure(Measure::Tpr { assign: spec.assign.clone() })?;
         let bce = hamming.with_measure(Measure::Bce)?;
         let purity = hamming.with_measure(Measure::Purity { filter: spec.filter, assign: spec.assign.clone() })?;
-        Ok(Measures { hamming, tpr, bce, purity, own, spec: spec.clone(), frames })
+        Ok(Measures { hamming, tpr, bce, purity, own, recomputed: None, spec: spec.clone(), frames })
+    }
+
+    /// Paths are also profiled with the BatchNorm statistics recomputed from train-mode passes
+    /// over `bn_frames` at each point (training frames, as Garipov et al. 2018).
+    pub fn recompute_batch_norm_on(&mut self, bn_frames: Arc<Vec<FrameData>>) -> Result<()> {
+        let h = self.hamming.with_recomputed_batch_norm(bn_frames.clone())?;
+        let t = self.tpr.with_recomputed_batch_norm(bn_frames)?;
+        self.recomputed = Some((h, t));
+        Ok(())
     }
 
     /// (purity, Hamming, BCE, TPR) at `theta`.
@@ -76,7 +88,9 @@ pub struct PathSettings<'a> {
     pub objectives: &'a [CurveObjective],
 }
 
-/// Mode connectivity between two solutions.
+/// Mode connectivity between two solutions. Without a suffix the BatchNorm statistics along
+/// a path are interpolated with the weights; `_bn`: recomputed at each point (when
+/// [`Measures::recompute_batch_norm_on`] was called; absent / empty otherwise).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connectivity {
     /// Hamming loss along the straight line.
@@ -85,6 +99,15 @@ pub struct Connectivity {
     pub linear_tpr: Vec<f64>,
     /// Per trained curve: its objective, the Hamming loss and the TPR along it.
     pub bezier: Vec<(CurveObjective, PathProfile, Vec<f64>)>,
+    /// Hamming loss along the straight line, BatchNorm recomputed.
+    #[serde(default)]
+    pub linear_hamming_bn: Option<PathProfile>,
+    /// Edge TPR along the straight line, BatchNorm recomputed.
+    #[serde(default)]
+    pub linear_tpr_bn: Option<Vec<f64>>,
+    /// Per trained curve (same order as `bezier`): Hamming loss and TPR, BatchNorm recomputed.
+    #[serde(default)]
+    pub bezier_bn: Vec<(PathProfile, Vec<f64>)>,
 }
 
 /// Hamming loss and TPR along the straight line and along Bézier curves trained between `a`
@@ -92,7 +115,13 @@ pub struct Connectivity {
 pub fn connectivity(m: &mut Measures, a: &[f64], b: &[f64], settings: &PathSettings<'_>) -> Result<Connectivity> {
     let linear_hamming = linear_path(&mut m.hamming, a, b, settings.points)?;
     let linear_tpr = linear_path(&mut m.tpr, a, b, settings.points)?.losses;
+    let (mut linear_hamming_bn, mut linear_tpr_bn) = (None, None);
+    if let Some((h, t)) = m.recomputed.as_mut() {
+        linear_hamming_bn = Some(linear_path(h, a, b, settings.points)?);
+        linear_tpr_bn = Some(linear_path(t, a, b, settings.points)?.losses);
+    }
     let mut bezier = Vec::new();
+    let mut bezier_bn = Vec::new();
     for obj in settings.objectives {
         let init = Bezier::straight(a, b)?;
         let (curve, _hist) = match obj {
@@ -101,9 +130,12 @@ pub fn connectivity(m: &mut Measures, a: &[f64], b: &[f64], settings: &PathSetti
         };
         let ph = curve.profile(&mut m.hamming, settings.points)?;
         let pt = curve.profile(&mut m.tpr, settings.points)?.losses;
+        if let Some((h, t)) = m.recomputed.as_mut() {
+            bezier_bn.push((curve.profile(h, settings.points)?, curve.profile(t, settings.points)?.losses));
+        }
         bezier.push((*obj, ph, pt));
     }
-    Ok(Connectivity { linear_hamming, linear_tpr, bezier })
+    Ok(Connectivity { linear_hamming, linear_tpr, bezier, linear_hamming_bn, linear_tpr_bn, bezier_bn })
 }
 
 /// Prediction instability between two solutions.

@@ -77,11 +77,20 @@ pub struct TrackObjective {
     inner: VarMapObjective<Model>,
     frames: Arc<Vec<FrameData>>,
     measure: Measure,
+    /// Frames the BatchNorm statistics are recomputed from at every evaluated point (see
+    /// [`TrackObjective::with_recomputed_batch_norm`]); `None`: the statistics in θ are used.
+    bn_frames: Option<Arc<Vec<FrameData>>>,
+    /// The last point whose statistics were recomputed, and that point with them.
+    bn_cache: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 impl std::fmt::Debug for TrackObjective {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackObjective").field("frames", &self.frames.len()).field("measure", &self.measure).finish()
+        f.debug_struct("TrackObjective")
+            .field("frames", &self.frames.len())
+            .field("measure", &self.measure)
+            .field("bn_frames", &self.bn_frames.as_ref().map(|f| f.len()))
+            .finish()
     }
 }
 
@@ -161,7 +170,7 @@ impl TrackObjective {
                 VarMapObjective::with_value(build, reconstruction(frames.clone(), filter, assign, purity))?
             }
         };
-        Ok(TrackObjective { inner: inner.frozen(is_buffer), frames, measure })
+        Ok(TrackObjective { inner: inner.frozen(is_buffer), frames, measure, bn_frames: None, bn_cache: None })
     }
 
     /// The same network (current parameters) and frames with another measure.
@@ -175,7 +184,42 @@ impl TrackObjective {
                 self.inner.same_model_with_value(reconstruction(frames.clone(), filter, assign, purity))?
             }
         };
-        Ok(TrackObjective { inner, frames, measure })
+        Ok(TrackObjective { inner, frames, measure, bn_frames: self.bn_frames.clone(), bn_cache: None })
+    }
+
+    /// The same network, frames and measure, but at every evaluated point θ the BatchNorm
+    /// running statistics in θ are replaced by statistics recomputed at θ's trained parameters
+    /// from train-mode passes over `bn_frames` ([`Model::recompute_batch_norm`]), as Garipov et
+    /// al. (2018) do along connecting paths: an interpolated network then gets the statistics
+    /// of its own activations, not an interpolation of its endpoints'. Gradients and
+    /// Hessian-vector products hold the recomputed statistics fixed.
+    pub fn with_recomputed_batch_norm(&self, bn_frames: Arc<Vec<FrameData>>) -> Result<Self> {
+        if bn_frames.is_empty() {
+            return Err(Error::invalid("BatchNorm frames", 0, "at least one frame"));
+        }
+        let mut o = self.with_measure(self.measure.clone())?;
+        o.bn_frames = Some(bn_frames);
+        Ok(o)
+    }
+
+    /// Whether the BatchNorm statistics are recomputed at each point.
+    pub fn recomputes_batch_norm(&self) -> bool {
+        self.bn_frames.is_some()
+    }
+
+    /// θ as evaluated: θ itself, or θ with its BatchNorm statistics recomputed.
+    fn effective<'a>(&mut self, theta: &'a [f64]) -> Result<std::borrow::Cow<'a, [f64]>> {
+        let Some(frames) = self.bn_frames.clone() else { return Ok(std::borrow::Cow::Borrowed(theta)) };
+        if let Some((at, with)) = &self.bn_cache
+            && at.as_slice() == theta
+        {
+            return Ok(std::borrow::Cow::Owned(with.clone()));
+        }
+        self.inner.set_params(theta)?;
+        self.inner.model().recompute_batch_norm(&frames)?;
+        let with = self.inner.params()?;
+        self.bn_cache = Some((theta.to_vec(), with.clone()));
+        Ok(std::borrow::Cow::Owned(with))
     }
 
     /// The measure.
@@ -201,12 +245,14 @@ impl TrackObjective {
 
     /// The measure at `theta` (loss, purity or TPR).
     pub fn value(&mut self, theta: &[f64]) -> Result<f64> {
-        Ok(self.inner.loss(theta)?)
+        let theta = self.effective(theta)?;
+        Ok(self.inner.loss(&theta)?)
     }
 
     /// The edge assignments (LAP on `1 − p`) of every frame at `theta`, concatenated.
     pub fn assignments(&mut self, theta: &[f64], assign: &AssignConfig) -> Result<Vec<Vec<bool>>> {
-        self.inner.set_params(theta)?;
+        let theta = self.effective(theta)?;
+        self.inner.set_params(&theta)?;
         let model = self.inner.model();
         self.frames
             .iter()
@@ -223,13 +269,16 @@ impl Objective for TrackObjective {
         self.inner.dim()
     }
     fn loss(&mut self, theta: &[f64]) -> gradlab_landscape::Result<f64> {
-        self.inner.loss(theta)
+        let theta = self.effective(theta)?;
+        self.inner.loss(&theta)
     }
     fn loss_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> gradlab_landscape::Result<f64> {
-        self.inner.loss_grad(theta, grad)
+        let theta = self.effective(theta)?;
+        self.inner.loss_grad(&theta, grad)
     }
     fn hvp_exact(&mut self, theta: &[f64], v: &[f64], out: &mut [f64]) -> gradlab_landscape::Result<()> {
-        self.inner.hvp_exact(theta, v, out)
+        let theta = self.effective(theta)?;
+        self.inner.hvp_exact(&theta, v, out)
     }
 }
 
@@ -239,6 +288,8 @@ impl Replicate for TrackObjective {
             inner: self.inner.replicate()?,
             frames: self.frames.clone(),
             measure: self.measure.clone(),
+            bn_frames: self.bn_frames.clone(),
+            bn_cache: None,
         })
     }
 }

@@ -144,3 +144,105 @@ fn found_tracks_agree_with_the_purity_bookkeeping() {
         vars.iter().filter(|(n, _)| n.contains("running")).count()
     );
 }
+
+/// The BatchNorm buffers of a model, in name order, as f64.
+fn running_stats(m: &Model) -> Vec<Vec<f64>> {
+    gradlab_core::params::sorted_vars(&m.vm)
+        .iter()
+        .filter(|(n, _)| is_buffer(n))
+        .map(|(_, v)| {
+            v.as_tensor().flatten_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_vec1().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn recomputed_batch_norm_statistics_are_the_frames_batch_statistics() {
+    let fr = frames(2);
+    for graph in [crate::gnn::GraphKind::Line, crate::gnn::GraphKind::Hit] {
+        let c = GnnConfig { graph, ..cfg() };
+        let fr: Vec<FrameData> = if graph == crate::gnn::GraphKind::Line {
+            fr.to_vec()
+        } else {
+            let f: Vec<Frame> = (0..2).map(|s| toy_frame(s + 40, 16)).collect();
+            prepare(&f, &GraphConfig::default(), &c, 2).unwrap()
+        };
+        let model = Model::new(&c, 5).unwrap();
+        // One frame: in eval mode the recomputed statistics normalise as the train-mode forward's
+        // batch statistics do, up to the variance's Bessel factor b/(b − 1) (b = batch rows).
+        let train = model.net.forward_t(&fr[0].input, true).unwrap().to_vec1::<f32>().unwrap();
+        let stale = model.net.forward_t(&fr[0].input, false).unwrap().to_vec1::<f32>().unwrap();
+        model.recompute_batch_norm(&fr[..1]).unwrap();
+        let eval = model.net.forward_t(&fr[0].input, false).unwrap().to_vec1::<f32>().unwrap();
+        let scale = train.iter().map(|x| x.abs() as f64).fold(0.0, f64::max).max(1e-3);
+        let dev = |a: &[f32]| a.iter().zip(&train).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max) / scale;
+        assert!(dev(&eval) < 2e-2, "{graph:?}: recomputed {:.2e}", dev(&eval));
+        assert!(dev(&stale) > 10.0 * dev(&eval), "{graph:?}: stale {:.2e} vs {:.2e}", dev(&stale), dev(&eval));
+        // Two frames: the mean of the per-frame statistics, whatever the statistics held before.
+        let one: Vec<Vec<Vec<f64>>> = (0..2)
+            .map(|i| {
+                model.recompute_batch_norm(&fr[i..i + 1]).unwrap();
+                running_stats(&model)
+            })
+            .collect();
+        let mut rng = gradlab_core::rng::rng(9);
+        for (_, v) in gradlab_core::params::sorted_vars(&model.vm).iter().filter(|(n, _)| is_buffer(n)) {
+            let junk: Vec<f32> = (0..v.elem_count()).map(|_| rng.random_range(-5.0..5.0)).collect();
+            v.set(&candle_core::Tensor::from_vec(junk, v.shape(), v.device()).unwrap()).unwrap();
+        }
+        model.recompute_batch_norm(&fr).unwrap();
+        let both = running_stats(&model);
+        assert_eq!(both.len(), 12, "two BatchNorm layers in each of the three MLPs, mean and variance");
+        for (k, b) in both.iter().enumerate() {
+            for (j, x) in b.iter().enumerate() {
+                let want = 0.5 * (one[0][k][j] + one[1][k][j]);
+                assert!((x - want).abs() <= 1e-5 * (1.0 + want.abs()), "{graph:?} buffer {k}[{j}]: {x} vs {want}");
+            }
+        }
+        assert!(model.recompute_batch_norm(&[]).is_err());
+    }
+}
+
+#[test]
+fn paths_with_recomputed_batch_norm_equal_fresh_networks_at_the_interpolated_weights() {
+    let fr = frames(2);
+    let bn = frames(3);
+    let obj = TrackObjective::new(&cfg(), fr.clone(), Measure::Bce).unwrap();
+    let (a, b) = (random_theta(&obj, 11), random_theta(&obj, 12));
+    let mut recomputed = obj.with_recomputed_batch_norm(bn.clone()).unwrap();
+    assert!(recomputed.recomputes_batch_norm() && !obj.recomputes_batch_norm());
+    let mut interpolated = obj.with_measure(Measure::Bce).unwrap();
+    let points = 5;
+    let with_bn = gradlab_landscape::connectivity::linear_path(&mut recomputed, &a, &b, points).unwrap();
+    let plain = gradlab_landscape::connectivity::linear_path(&mut interpolated, &a, &b, points).unwrap();
+    let buffers = obj.buffers();
+    for (k, &t) in with_bn.ts.iter().enumerate() {
+        // A fresh network: the interpolated trained weights, statistics recomputed from scratch.
+        let theta: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (1.0 - t) * x + t * y).collect();
+        let fresh = Model::new(&cfg(), 99).unwrap();
+        gradlab_core::params::write_params_f64(&fresh.vm, &theta).unwrap();
+        fresh.recompute_batch_norm(&bn).unwrap();
+        let mut own = TrackObjective::new(&cfg(), fr.clone(), Measure::Bce).unwrap();
+        let at = read_params_f64(&fresh.vm).unwrap();
+        let want = own.loss(&at).unwrap();
+        assert!(
+            (with_bn.losses[k] - want).abs() < 1e-6 * (1.0 + want.abs()),
+            "t = {t}: {} vs {want}",
+            with_bn.losses[k]
+        );
+        // The trained entries are the interpolated ones; only the statistics changed.
+        for (i, bf) in buffers.iter().enumerate() {
+            if !bf {
+                assert_eq!(at[i] as f32, theta[i] as f32);
+            }
+        }
+    }
+    // The endpoints' random statistics are replaced: the two profiles differ.
+    let gap = with_bn.losses.iter().zip(&plain.losses).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(gap > 1e-3, "recomputing changed nothing ({gap:.1e})");
+    // Gradients are taken at the recomputed statistics and hold them fixed (zero on the buffers).
+    let mut g = vec![0.0; recomputed.dim()];
+    let l = recomputed.loss_grad(&a, &mut g).unwrap();
+    assert_eq!(l, recomputed.loss(&a).unwrap());
+    assert!(g.iter().zip(&buffers).all(|(gi, bf)| !bf || *gi == 0.0));
+}
