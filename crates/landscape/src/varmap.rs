@@ -24,7 +24,12 @@
 //! `gradlab_core::grad::double_backward_is_exact` (a probe that also catches a thread that read
 //! the variable before it was set); where the probe fails, `hvp_exact` returns
 //! [`Error::Unsupported`] instead of silently wrong numbers, and
-//! `HvpMethod::FiniteDifference` (central differences of gradients) is the way to go.
+//! `HvpMethod::FiniteDifference` (central differences of gradients) is the way to go. The probe
+//! covers candle's own ops, not the model's: a custom op whose backward is computed outside the
+//! graph (not itself differentiable) drops terms from double backward just as silently. So the
+//! first exact product of every objective (and replica) is also compared with central
+//! differences of the gradient along the same vector ([`HVP_CHECK_TOLERANCE`]), and a mismatch
+//! is an [`Error::Unsupported`] that names the likely cause.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -106,6 +111,9 @@ pub struct VarMapObjective<M> {
     /// gradient graph at them, reused by the next exact Hessian-vector products at the same
     /// point (each then costs one backward pass through the gradient, as in PyHessian).
     hvp_graph: Option<(Vec<f64>, Vec<Option<Tensor>>)>,
+    /// Whether an exact Hessian-vector product of this objective was checked against central
+    /// differences of the gradient ([`Objective::hvp_exact`] does it at its first product).
+    hvp_verified: bool,
 }
 
 impl<M> std::fmt::Debug for VarMapObjective<M> {
@@ -181,7 +189,7 @@ impl<M: Send + Sync + 'static> VarMapObjective<M> {
             }
             None => Arc::new(vec![false; vars.len()]),
         };
-        Ok(Self { model, varmap, vars, layout, frozen, eval, build, hvp_graph: None })
+        Ok(Self { model, varmap, vars, layout, frozen, eval, build, hvp_graph: None, hvp_verified: false })
     }
 
     /// Marks the variables whose name satisfies `is_buffer` as frozen (e.g. BatchNorm running
@@ -361,6 +369,59 @@ impl<M: Send + Sync + 'static> Objective for VarMapObjective<M> {
             }
         }
         self.zero_frozen(out);
+        if !self.hvp_verified {
+            self.verify_exact_hvp(theta, v, out)?;
+            self.hvp_verified = true;
+        }
+        Ok(())
+    }
+}
+
+/// Relative tolerance of the check of the first exact Hessian-vector product against central
+/// differences of the gradient: (f64 models, f32 models).
+pub const HVP_CHECK_TOLERANCE: (f64, f64) = (1e-4, 5e-2);
+
+impl<M: Send + Sync + 'static> VarMapObjective<M> {
+    /// Compares the exact product `exact = Hv` with central differences of the gradient along
+    /// `v` (its trained entries), step `h = ε^{1/3}·max(1, ‖θ‖∞)/‖v‖∞` for the model's dtype.
+    /// The probe of `gradlab_core::grad` covers candle's own ops; this covers the model: a custom
+    /// op whose backward is not itself differentiable (computed outside the graph) makes double
+    /// backward silently drop terms.
+    fn verify_exact_hvp(&mut self, theta: &[f64], v: &[f64], exact: &[f64]) -> Result<()> {
+        let f32_model = self.vars.iter().any(|(_, var)| var.dtype() != DType::F64);
+        let (eps, tol) = if f32_model {
+            (f32::EPSILON as f64, HVP_CHECK_TOLERANCE.1)
+        } else {
+            (f64::EPSILON, HVP_CHECK_TOLERANCE.0)
+        };
+        let mask = self.frozen_mask();
+        let v: Vec<f64> = v.iter().zip(&mask).map(|(x, f)| if *f { 0.0 } else { *x }).collect();
+        let v_max = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if v_max == 0.0 {
+            return Ok(());
+        }
+        let h = eps.cbrt() * theta.iter().fold(1.0f64, |m, x| m.max(x.abs())) / v_max;
+        let n = theta.len();
+        let (mut gp, mut gm) = (vec![0.0; n], vec![0.0; n]);
+        let at = |s: f64| theta.iter().zip(&v).map(|(t, d)| t + s * d).collect::<Vec<f64>>();
+        self.loss_grad(&at(h), &mut gp)?;
+        self.loss_grad(&at(-h), &mut gm)?;
+        // Back at θ: the kept gradient graph of a single batch is valid again.
+        self.set_params(theta)?;
+        let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let norm = |x: &mut dyn Iterator<Item = f64>| x.map(|a| a * a).sum::<f64>().sqrt();
+        let diff = norm(&mut exact.iter().zip(&fd).map(|(a, b)| a - b));
+        let scale = norm(&mut fd.iter().copied()).max(norm(&mut exact.iter().copied()));
+        if diff > tol * scale {
+            return Err(Error::Unsupported(format!(
+                "the exact Hessian-vector product disagrees with central differences of the gradient at its first \
+                 product: relative difference {:.1e} (allowed {tol:.0e} for an {} model, step {h:.1e}). A custom op \
+                 whose backward is not itself differentiable (a detached backward) makes double backward drop terms \
+                 silently; a kink of the loss within the step can also cause it. Use HvpMethod::FiniteDifference",
+                diff / scale,
+                if f32_model { "f32" } else { "f64" }
+            )));
+        }
         Ok(())
     }
 }

@@ -179,9 +179,120 @@ fn single_batch_gradient_graph_is_reused_only_at_its_point() {
     assert_ne!(f1, f2);
 }
 
+/// `u ↦ u³` whose backward `3u²·g` is computed outside the graph: correct first derivatives,
+/// but double backward cannot see that the gradient depends on `u` (a detached backward).
+struct DetachedCube;
+
+impl candle_core::CustomOp1 for DetachedCube {
+    fn name(&self) -> &'static str {
+        "detached-cube"
+    }
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F64(x) = s else { candle_core::bail!("f64 only") };
+        let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("contiguous only".into()))?;
+        Ok((candle_core::CpuStorage::F64(x[a..b].iter().map(|u| u * u * u).collect()), l.shape().clone()))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let u = arg.flatten_all()?.to_vec1::<f64>()?;
+        let g = grad.flatten_all()?.to_vec1::<f64>()?;
+        let d: Vec<f64> = u.iter().zip(&g).map(|(u, g)| 3.0 * u * u * g).collect();
+        Ok(Some(Tensor::from_vec(d, arg.shape(), arg.device())?))
+    }
+}
+
+/// `Σ (w ⊙ x)³` over a batch, with the cube as candle ops or as [`DetachedCube`].
+fn cube_objective(detached: bool) -> VarMapObjective<Tensor> {
+    let x = Tensor::new(&[0.7f64, -1.3, 0.4], &Device::Cpu).unwrap();
+    VarMapObjective::new(
+        on_fresh_varmap(
+            |vb: VarBuilder| vb.get_with_hints(3, "w", candle_nn::Init::Const(1.0)),
+            DType::F64,
+            &Device::Cpu,
+        ),
+        move |w: &Tensor, _i: usize| {
+            let u = w.mul(&x)?;
+            let c = if detached { u.apply_op1(DetachedCube)? } else { u.mul(&u)?.mul(&u)? };
+            c.sum_all()
+        },
+        vec![1.0],
+    )
+    .unwrap()
+}
+
+/// The guard of `VarMapObjective::hvp_exact` refuses a model whose custom op has a detached
+/// backward (its first product is checked against central differences of the gradient), and
+/// passes the same function written with candle ops; gradients are right in both.
+fn detached_custom_op_backward_is_refused() {
+    let theta = [0.9, 1.1, -0.6];
+    let v = [0.3, -0.5, 0.8];
+    let (mut good, mut bad) = (cube_objective(false), cube_objective(true));
+    let (mut g1, mut g2) = (vec![0.0; 3], vec![0.0; 3]);
+    good.loss_grad(&theta, &mut g1).unwrap();
+    bad.loss_grad(&theta, &mut g2).unwrap();
+    assert!(rel(&g2, &g1) < 1e-14, "the first derivatives agree");
+    // H = diag(6 w_i x_i³): the closed form.
+    let x = [0.7f64, -1.3, 0.4];
+    let want: Vec<f64> = (0..3).map(|i| 6.0 * theta[i] * x[i].powi(3) * v[i]).collect();
+    let mut out = vec![0.0; 3];
+    good.hvp_exact(&theta, &v, &mut out).unwrap();
+    assert!(rel(&out, &want) < 1e-12, "{out:?} vs {want:?}");
+    let e = bad.hvp_exact(&theta, &v, &mut out).unwrap_err().to_string();
+    assert!(e.contains("central differences") && e.contains("FiniteDifference"), "{e}");
+    // Finite differences stay available for it.
+    hvp(&mut bad, &theta, &v, HvpMethod::FiniteDifference { h: 1e-4 }, &mut out).unwrap();
+    assert!(rel(&out, &want) < 1e-6, "{out:?} vs {want:?}");
+}
+
+/// Run in a child process (`GRADLAB_TEST_CHILD=late-flag`, without the variable): a thread that
+/// ran a backward pass before `CANDLE_GRAD_DO_NOT_DETACH` was set keeps candle's detaching, and
+/// both the switch and `hvp_exact` on that thread say so; a thread started afterwards is exact.
+fn late_flag_child() {
+    assert!(std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_none());
+    let w = candle_core::Var::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
+    w.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let e = enable_exact_double_backward().unwrap_err().to_string();
+    assert!(e.contains("before it was set"), "{e}");
+    assert!(std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_some());
+    let mut obj = cube_objective(false);
+    let (theta, v) = ([0.9, 1.1, -0.6], [0.3, -0.5, 0.8]);
+    let mut out = vec![0.0; 3];
+    let e = obj.hvp_exact(&theta, &v, &mut out).unwrap_err().to_string();
+    assert!(e.contains("exact double backward on this thread"), "{e}");
+    let mut rep = obj.replicate().unwrap();
+    std::thread::spawn(move || {
+        let mut out = vec![0.0; 3];
+        rep.hvp_exact(&theta, &v, &mut out).unwrap();
+        assert!(out.iter().all(|x| x.is_finite() && *x != 0.0), "{out:?}");
+    })
+    .join()
+    .unwrap();
+    println!("late-flag child: refused on the late thread, exact on a new one");
+}
+
+/// The late-flag case needs a process whose first backward pass comes before the switch.
+fn late_flag_is_refused_in_a_fresh_process() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env_remove("CANDLE_GRAD_DO_NOT_DETACH")
+        .env("GRADLAB_TEST_CHILD", "late-flag")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("refused on the late thread"), "{text}");
+}
+
 fn main() {
+    if std::env::var("GRADLAB_TEST_CHILD").as_deref() == Ok("late-flag") {
+        late_flag_child();
+        return;
+    }
     enable_exact_double_backward().unwrap();
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 6] = [
+        ("detached_custom_op_backward_is_refused", detached_custom_op_backward_is_refused),
+        ("late_flag_is_refused_in_a_fresh_process", late_flag_is_refused_in_a_fresh_process),
         (
             "single_batch_gradient_graph_is_reused_only_at_its_point",
             single_batch_gradient_graph_is_reused_only_at_its_point,

@@ -216,6 +216,9 @@ struct CurvatureRow {
     top: Vec<f64>,
     converged: bool,
     hvps: usize,
+    /// How the products were computed and why (exact where its check passes).
+    #[serde(default)]
+    hvp: String,
     slq_range: (f64, f64),
     loss_centre: f64,
     purity_centre: f64,
@@ -464,6 +467,7 @@ fn analyse_curvature(ctx: &RunContext, p: &Params, m: &Measures, name: &str, s: 
         top: c.top.clone(),
         converged: c.converged,
         hvps: c.hvps,
+        hvp: c.hvp_reason.clone(),
         slq_range: c.slq_range,
         loss_centre: c.loss.at(centre, centre),
         purity_centre: c.purity.at(centre, centre),
@@ -598,6 +602,10 @@ fn report_curvature(report: &mut Report, st: &Study) {
     let mut header = header.to_vec();
     header.extend(["max loss on slice", "min purity % on slice"]);
     report.table(&header, &rows);
+    report
+        .paragraph("Hessian-vector products (exact where an exact product passes its check, else finite differences):");
+    let how: Vec<String> = st.curvatures.iter().map(|c| format!("{} seed {}: {}", c.variant, c.seed, c.hvp)).collect();
+    report.bullets(&how);
     for c in &st.curvatures {
         let tag = format!("{}_seed{}", stem(&c.variant), c.seed);
         let who = format!("{} seed {}", c.variant, c.seed);
@@ -798,6 +806,11 @@ mod tests {
         let pair = &s["pairs"][0];
         assert_eq!(pair["linear_hamming_bn"]["losses"].as_array().map(|a| a.len()), Some(3), "{pair}");
         assert_eq!(pair["bezier_bn"].as_array().map(|a| a.len()), pair["bezier"].as_array().map(|a| a.len()));
+        // Every curvature row says how its Hessian-vector products were computed.
+        for c in s["curvature"].as_array().unwrap() {
+            let how = c["hvp"].as_str().unwrap_or_default();
+            assert!(how.starts_with("exact") || how.contains("exact refused"), "{how}");
+        }
         for needle in [
             "linear max Hamming",
             "linear max Hamming, BN recomputed",

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use gradlab_landscape::connectivity::{Bezier, BezierConfig, PathProfile, linear_path, train_bezier};
+use gradlab_landscape::hessian::HvpMethod;
 use gradlab_landscape::surface::{Axis, Surface, SurfaceOptions, evaluate_surface};
-use gradlab_landscape::{SpectrumConfig, Subspace, spectrum};
+use gradlab_landscape::{Objective, SpectrumConfig, Subspace, spectrum};
 use serde::{Deserialize, Serialize};
 
 use super::activations::stacked_activations;
@@ -177,7 +178,9 @@ pub fn instability(m: &mut Measures, a: &[f64], b: &[f64]) -> Result<Instability
 /// Settings of the curvature of a solution.
 #[derive(Debug, Clone)]
 pub struct CurvatureSettings<'a> {
-    /// Top eigenvalues (`top_k` ≥ 2: the top 2 span the slices), SLQ density, HVP method.
+    /// Top eigenvalues (`top_k` ≥ 2: the top 2 span the slices), SLQ density. Its `hvp` is the
+    /// fallback: exact products (double backward) are used where the check of
+    /// [`choose_hvp`] passes.
     pub spectrum: &'a SpectrumConfig,
     /// The seed of the spectrum's Lanczos start and SLQ probes.
     pub seed: u64,
@@ -198,6 +201,10 @@ pub struct Curvature {
     pub converged: bool,
     /// Hessian-vector products used.
     pub hvps: usize,
+    /// How they were computed.
+    pub hvp: HvpMethod,
+    /// Why: the exact product passed its check, or the check's refusal.
+    pub hvp_reason: String,
     /// Support of the SLQ density.
     pub slq_range: (f64, f64),
     /// Eigenvalue grid of the density.
@@ -210,6 +217,30 @@ pub struct Curvature {
     pub purity: Surface,
 }
 
+/// Exact Hessian-vector products (double backward) where they can be trusted, else `fallback`:
+/// one exact product along a random direction (from `seed`) is attempted; the landscape crate
+/// refuses it when this thread's double backward detaches (candle's setting) or when it
+/// disagrees with central differences of the gradient (a custom op whose backward is not
+/// itself differentiable, as the fused message-passing kernels' are not). Returns the method
+/// and the reason, for the report.
+pub fn choose_hvp<O: Objective>(
+    obj: &mut O,
+    at: &[f64],
+    fallback: HvpMethod,
+    seed: u64,
+) -> Result<(HvpMethod, String)> {
+    let mut rng = gradlab_core::rng::rng(seed);
+    let v = gradlab_core::rng::uniform_vec(&mut rng, obj.dim(), -1.0, 1.0);
+    let mut out = vec![0.0; obj.dim()];
+    match obj.hvp_exact(at, &v, &mut out) {
+        Ok(()) => Ok((HvpMethod::Exact, "exact: double backward, checked against central differences".into())),
+        Err(gradlab_landscape::Error::Unsupported(why)) => {
+            Ok((fallback, format!("{fallback:?}: exact refused ({why})")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Hessian of the BCE loss over the trainable parameters at `theta` ([`spectrum`]: Lanczos top
 /// eigenvalues, SLQ density), and the loss and purity slices along its top-2 eigenvectors.
 pub fn curvature(m: &Measures, theta: &[f64], s: &CurvatureSettings<'_>) -> Result<Curvature> {
@@ -220,7 +251,8 @@ pub fn curvature(m: &Measures, theta: &[f64], s: &CurvatureSettings<'_>) -> Resu
     let index = bce.trainable_indices();
     let mut sub = Subspace::new(bce, theta.to_vec(), index)?;
     let phi = sub.restrict(theta);
-    let sp = spectrum(&mut sub, &phi, s.spectrum, s.seed)?;
+    let (hvp, hvp_reason) = choose_hvp(&mut sub, &phi, s.spectrum.hvp, s.seed)?;
+    let sp = spectrum(&mut sub, &phi, &SpectrumConfig { hvp, ..s.spectrum.clone() }, s.seed)?;
     let d1 = sub.embed_direction(&sp.top.vectors[0]);
     let d2 = sub.embed_direction(&sp.top.vectors[1]);
     let ax = Axis::new(-s.range, s.range, s.points)?;
@@ -232,6 +264,8 @@ pub fn curvature(m: &Measures, theta: &[f64], s: &CurvatureSettings<'_>) -> Resu
         top: sp.top.values,
         converged: sp.top.converged,
         hvps,
+        hvp,
+        hvp_reason,
         slq_range: sp.range,
         grid: sp.grid,
         density: sp.density,
