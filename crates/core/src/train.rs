@@ -594,12 +594,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn load_checkpoint(&self, dir: &Path, opt: &mut AnyOptimizer) -> Result<TrainState> {
-        #[derive(serde::Deserialize)]
-        struct Saved {
-            state: TrainState,
-            optimizer_step: usize,
-        }
-        let saved: Saved = crate::io::read_json(&dir.join(STATE))?;
+        let saved: SavedState = crate::io::read_json(&dir.join(STATE))?;
         if saved.state.config != self.cfg {
             return Err(Error::Checkpoint {
                 path: dir.join(STATE),
@@ -616,6 +611,20 @@ impl<'a> Trainer<'a> {
         opt.load_state(&t, saved.optimizer_step)?;
         Ok(saved.state)
     }
+}
+
+#[derive(serde::Deserialize)]
+struct SavedState {
+    state: TrainState,
+    optimizer_step: usize,
+}
+
+/// The loop's state saved in a checkpoint directory (`train_state.json`, written by
+/// [`Trainer::checkpoint_to`] at every evaluation): the best monitored value and its step, the
+/// evaluations so far, the configuration.
+pub fn read_train_state(dir: &Path) -> Result<TrainState> {
+    let saved: SavedState = crate::io::read_json(&dir.join(STATE))?;
+    Ok(saved.state)
 }
 
 /// Save every variable of `varmap` as safetensors at `path`, atomically (a temporary file beside

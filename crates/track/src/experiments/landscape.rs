@@ -33,7 +33,7 @@ use crate::landscape_study::analysis::{
 };
 use crate::paper;
 use crate::setup::ANALYSIS_FIRST;
-use crate::training::{FrameData, FrameSource, Method, TrainSpec, prepare};
+use crate::training::{FrameData, FrameSource, Method, TrainSpec, TrainedModel, prepare};
 
 /// Named stream of the Bézier curves' `t` samples (with the pair's seeds).
 pub const STREAM_BEZIER: u64 = 0xBE21;
@@ -111,6 +111,12 @@ gnn_study_params! {
         pub variants: Vec<Variant>,
         /// The analysis.
         pub analysis: AnalysisParams,
+        /// Analyse the trained models of a finished GNN run (a `track-compare`, `track-pat` or
+        /// `track-ptt` folder) instead of training: its `seed`, `seeds`, `setup`, `data` and
+        /// `spec` replace this config's, and every variant × seed is read from its
+        /// `checkpoints/<label>-seed<s>` (best weights).
+        #[serde(default)]
+        pub models: Option<std::path::PathBuf>,
     }
 }
 
@@ -257,7 +263,10 @@ fn mean(v: &[f64]) -> f64 {
 
 /// Runs `track-landscape`: data → training → per-variant analysis → report.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
-    let p: Params = ctx.params()?;
+    let mut p: Params = ctx.params()?;
+    if let Some(dir) = p.models.clone() {
+        adopt_run(&mut p, &dir)?;
+    }
     p.validate()?;
     let t0 = Instant::now();
     let mut st = Study::default();
@@ -269,14 +278,17 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     st.labels = p.variants.iter().zip(&st.specs).map(|(v, s)| label(v, s)).collect();
     let t = Instant::now();
     let variants: Vec<(String, TrainSpec)> = st.labels.iter().cloned().zip(st.specs.iter().cloned()).collect();
-    let solutions: Vec<Solution> = train_replicates(ctx, p.base(), &variants, &train_frames, &val_frames)?
-        .into_iter()
-        .map(|r| {
-            let theta = read_params_f64(&r.model.vm)?;
-            Ok(Solution { variant: r.variant, seed: r.seed, theta, val_purity: r.report.best.unwrap_or(f64::NAN) })
-        })
-        .collect::<Result<_>>()?;
-    st.time("training_s", t.elapsed().as_secs_f64());
+    let solutions: Vec<Solution> = match &p.models {
+        Some(dir) => load_solutions(dir, &p, &variants)?,
+        None => train_replicates(ctx, p.base(), &variants, &train_frames, &val_frames)?
+            .into_iter()
+            .map(|r| {
+                let theta = read_params_f64(&r.model.vm)?;
+                Ok(Solution { variant: r.variant, seed: r.seed, theta, val_purity: r.report.best.unwrap_or(f64::NAN) })
+            })
+            .collect::<Result<_>>()?,
+    };
+    st.time(if p.models.is_some() { "loading_s" } else { "training_s" }, t.elapsed().as_secs_f64());
     for vi in 0..variants.len() {
         let models: Vec<&Solution> = solutions.iter().filter(|m| m.variant == vi).collect();
         analyse_variant(ctx, &p, &mut st, vi, &models, frames.clone(), bn_frames.clone())?;
@@ -284,6 +296,72 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     st.time("total_s", t0.elapsed().as_secs_f64());
     write_report(ctx, &p, &st, &solutions)?;
     Ok(())
+}
+
+/// Takes `seed`, `seeds`, `setup`, `data` and `spec` from the run folder `dir`'s `config.json`.
+fn adopt_run(p: &mut Params, dir: &std::path::Path) -> Result<()> {
+    let file = dir.join("config.json");
+    if !file.is_file() {
+        return Err(Error::invalid(
+            "models",
+            dir.display(),
+            "a run folder of track-compare, track-pat or track-ptt (with config.json and checkpoints/)",
+        ));
+    }
+    let cfg: serde_json::Value = gradlab_core::io::read_json(&file)?;
+    let params = &cfg["params"];
+    fn field<T: serde::de::DeserializeOwned>(
+        params: &serde_json::Value,
+        key: &str,
+        file: &std::path::Path,
+    ) -> Result<T> {
+        serde_json::from_value(params[key].clone()).map_err(|e| {
+            Error::invalid(format!("models: {}: params.{key}", file.display()), e, "the fields of a GNN study's config")
+        })
+    }
+    p.seed = field(params, "seed", &file)?;
+    p.seeds = field(params, "seeds", &file)?;
+    p.setup = field(params, "setup", &file)?;
+    p.data = field(params, "data", &file)?;
+    p.spec = field(params, "spec", &file)?;
+    Ok(())
+}
+
+/// Every variant × seed of a finished run: best weights of `checkpoints/<label>-seed<s>`, its
+/// card checked against the variant (method, λ, network, graph cuts), its best validation value.
+fn load_solutions(dir: &std::path::Path, p: &Params, variants: &[(String, TrainSpec)]) -> Result<Vec<Solution>> {
+    let mut out = Vec::new();
+    for &seed in &p.seeds {
+        for (vi, (label, spec)) in variants.iter().enumerate() {
+            let ck = dir.join("checkpoints").join(format!("{}-seed{seed}", stem(label)));
+            if !ck.is_dir() {
+                let have: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
+                    .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
+                    .unwrap_or_default();
+                return Err(Error::invalid(
+                    "models",
+                    format!("{} has no checkpoint for {label} seed {seed}", dir.display()),
+                    format!("variants and seeds the run trained (its checkpoints: {have:?})"),
+                ));
+            }
+            let tm = TrainedModel::load(&ck)?;
+            let card = &tm.card;
+            let same = card.spec.method == spec.method
+                && (spec.method == Method::Ptt || card.spec.assign.lambda == spec.assign.lambda)
+                && card.spec.model == spec.model
+                && card.graph == p.setup.graph;
+            if !same {
+                return Err(Error::invalid(
+                    "models",
+                    format!("{}: trained as {:?} λ={} ", ck.display(), card.spec.method, card.spec.assign.lambda),
+                    format!("a checkpoint of {label} with the run's network and graph cuts"),
+                ));
+            }
+            let val_purity = gradlab_core::train::read_train_state(&ck).ok().and_then(|s| s.best).unwrap_or(f64::NAN);
+            out.push(Solution { variant: vi, seed, theta: read_params_f64(&tm.model.vm)?, val_purity });
+        }
+    }
+    Ok(out)
 }
 
 /// `count` training frames evenly spaced over the training set (every phantom), for the
@@ -493,6 +571,12 @@ fn write_report(ctx: &RunContext, p: &Params, st: &Study, solutions: &[Solution]
         p.seeds,
         p.analysis.frames
     ));
+    if let Some(dir) = &p.models {
+        report.paragraph(&format!(
+            "Models: not trained here — the best checkpoints of the run `{}` (its seed, seeds, setup, data and spec).",
+            dir.display()
+        ));
+    }
     report.heading("Solutions");
     let header = ["variant", "seed", "best val purity %", "purity %", "Hamming", "BCE", "edge TPR %"];
     report.table(&header, &st.endpoint_rows);
@@ -801,6 +885,22 @@ mod tests {
             (s["pairs"].clone(), s["curvature"].clone(), s["per_variant"].clone())
         };
         assert_eq!(results(&part), results(ctx.dir.path()));
+        // The same analysis of the first run's trained models, read from its folder: the same
+        // results, without training.
+        let mut from = params.clone();
+        from["models"] = serde_json::json!(ctx.dir.path());
+        from["spec"]["train"]["epochs"] = serde_json::json!(99); // replaced by the run's spec
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
+        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, from.clone(), true, true, dir).unwrap();
+        run(&mut c).unwrap();
+        assert_eq!(results(c.dir.path()), results(ctx.dir.path()));
+        assert!(!c.dir.path().join("checkpoints").exists() && !c.dir.path().join("train.jsonl").exists());
+        // A variant the run did not train is refused by name.
+        from["variants"] = serde_json::json!([{ "method": "pat", "lambda": 25.0 }]);
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
+        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, from, true, true, dir).unwrap();
+        let e = run(&mut c).unwrap_err().to_string();
+        assert!(e.contains("no checkpoint for PAT λ=25 seed 1") && e.contains("PAT_lambda_50-seed1"), "{e}");
         let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
         let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
         let pair = &s["pairs"][0];
