@@ -158,13 +158,34 @@ pub enum Sampler {
     Lhs,
     /// Independent uniform.
     Random,
+    /// Owen-scrambled Sobol points (`sobol_burley`; the scramble seed drawn from the stream):
+    /// the first 2^k points put one point in each of the 2^k equal intervals of every
+    /// coordinate. At most 2^16 points in at most 256 dimensions (the crate's limits; beyond
+    /// them the points fall back to a Latin hypercube); f32 resolution (2^-24).
+    Sobol,
 }
+
+/// The `sobol_burley` limits: points per sequence and dimensions.
+const SOBOL_MAX_POINTS: usize = 1 << 16;
+const SOBOL_MAX_DIMS: usize = 256;
 
 /// `m` points in `[0, 1]^d` (row-major).
 pub fn sample_unit<R: Rng + ?Sized>(sampler: Sampler, m: usize, d: usize, rng: &mut R) -> Vec<f64> {
     let mut out = vec![0.0; m * d];
+    let sampler = match sampler {
+        Sampler::Sobol if m > SOBOL_MAX_POINTS || d > SOBOL_MAX_DIMS => Sampler::Lhs,
+        s => s,
+    };
     match sampler {
         Sampler::Random => out.iter_mut().for_each(|v| *v = rng.random::<f64>()),
+        Sampler::Sobol => {
+            let seed = rng.random::<u32>();
+            for i in 0..m {
+                for j in 0..d {
+                    out[i * d + j] = sobol_burley::sample(i as u32, j as u32, seed) as f64;
+                }
+            }
+        }
         Sampler::Lhs => {
             let mut perm: Vec<usize> = (0..m).collect();
             for j in 0..d {
@@ -463,5 +484,38 @@ mod tests {
             }
             assert!(bins.iter().all(|&b| b == 1));
         }
+    }
+
+    #[test]
+    fn sobol_points_form_nets_and_depend_on_the_stream() {
+        // (0, m, 1)-net property of every coordinate: the first 2^k points put one point in each
+        // of the 2^k equal intervals; and pairs of coordinates 0/1 form a (0, 2k, 2)-net in the
+        // first two dimensions of a Sobol sequence: 4^k points, one in each 2^-k × 2^-k square.
+        let d = 6;
+        let mut rng = gradlab_core::rng::rng(3);
+        let xs = sample_unit(Sampler::Sobol, 256, d, &mut rng);
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        for k in [3usize, 5, 8] {
+            let m = 1 << k;
+            for j in 0..d {
+                let mut bins = vec![0; m];
+                for i in 0..m {
+                    bins[(xs[i * d + j] * m as f64) as usize] += 1;
+                }
+                assert!(bins.iter().all(|&b| b == 1), "k = {k}, coordinate {j}: {bins:?}");
+            }
+        }
+        let mut squares = [[0; 16]; 16];
+        for i in 0..256 {
+            squares[(xs[i * d] * 16.0) as usize][(xs[i * d + 1] * 16.0) as usize] += 1;
+        }
+        assert!(squares.iter().flatten().all(|&c| c == 1), "{squares:?}");
+        // Another stream, another scramble.
+        let ys = sample_unit(Sampler::Sobol, 256, d, &mut gradlab_core::rng::rng(4));
+        assert_ne!(xs, ys);
+        // Beyond the crate's limits: a Latin hypercube instead of a panic.
+        let zs = sample_unit(Sampler::Sobol, 4, 300, &mut rng);
+        assert_eq!(zs.len(), 1200);
+        assert!(zs.iter().all(|x| (0.0..1.0).contains(x)));
     }
 }

@@ -133,8 +133,10 @@ pub enum Incumbent {
 pub struct StudyConfig {
     /// Seed of all randomness.
     pub seed: u64,
-    /// Size of the initial Latin-hypercube design (0: `max(5, 2·dim + 1)`).
+    /// Size of the initial design (0: `max(5, 2·dim + 1)`).
     pub n_initial: usize,
+    /// The initial design's points: a Latin hypercube (default) or scrambled Sobol points.
+    pub design: Sampler,
     /// Kernel family.
     pub kernel: KernelKind,
     /// Acquisition function.
@@ -158,6 +160,7 @@ impl Default for StudyConfig {
         StudyConfig {
             seed: 0,
             n_initial: 0,
+            design: Sampler::Lhs,
             kernel: KernelKind::Matern52,
             acquisition: Acquisition::default(),
             lag: LagPolicy::default(),
@@ -456,9 +459,9 @@ impl Study {
         let obs = self.observed();
         let mut stats = AskStats { n: obs.len(), ..Default::default() };
         let mut xs: Vec<Vec<f64>> = Vec::with_capacity(q);
-        // Initial design: one Latin hypercube of n_initial points, in order.
+        // Initial design: n_initial points of the configured design, in order.
         let mut design_rng = rng(derive_seed(self.config.seed, DESIGN_STREAM));
-        let design = sample_unit(Sampler::Lhs, n_init, d, &mut design_rng);
+        let design = sample_unit(self.config.design, n_init, d, &mut design_rng);
         while xs.len() < q && self.trials.len() + xs.len() < n_init {
             let i = self.trials.len() + xs.len();
             xs.push(self.space.snap(&design[i * d..(i + 1) * d])?);
