@@ -111,12 +111,13 @@ gnn_study_params! {
         pub variants: Vec<Variant>,
         /// The analysis.
         pub analysis: AnalysisParams,
-        /// Analyse the trained models of a finished GNN run (a `track-compare`, `track-pat` or
-        /// `track-ptt` folder) instead of training: its `seed`, `seeds`, `setup`, `data` and
-        /// `spec` replace this config's, and every variant × seed is read from its
-        /// `checkpoints/<label>-seed<s>` (best weights).
-        #[serde(default)]
-        pub models: Option<std::path::PathBuf>,
+        /// Analyse the trained models of finished GNN runs (`track-compare`, `track-pat` or
+        /// `track-ptt` folders; one path or a list) instead of training: their `seed`, `setup`,
+        /// `data` and `spec` (equal in every folder) replace this config's, their `seeds`
+        /// together (disjoint) replace `seeds`, and every variant × seed is read from the
+        /// `checkpoints/<label>-seed<s>` (best weights) of the folder that trained that seed.
+        #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+        pub models: Vec<std::path::PathBuf>,
     }
 }
 
@@ -264,9 +265,7 @@ fn mean(v: &[f64]) -> f64 {
 /// Runs `track-landscape`: data → training → per-variant analysis → report.
 pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let mut p: Params = ctx.params()?;
-    if let Some(dir) = p.models.clone() {
-        adopt_run(&mut p, &dir)?;
-    }
+    let seed_dirs = if p.models.is_empty() { Vec::new() } else { adopt_runs(&mut p)? };
     p.validate()?;
     let t0 = Instant::now();
     let mut st = Study::default();
@@ -278,9 +277,9 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     st.labels = p.variants.iter().zip(&st.specs).map(|(v, s)| label(v, s)).collect();
     let t = Instant::now();
     let variants: Vec<(String, TrainSpec)> = st.labels.iter().cloned().zip(st.specs.iter().cloned()).collect();
-    let solutions: Vec<Solution> = match &p.models {
-        Some(dir) => load_solutions(dir, &p, &variants)?,
-        None => train_replicates(ctx, p.base(), &variants, &train_frames, &val_frames)?
+    let solutions: Vec<Solution> = match p.models.is_empty() {
+        false => load_solutions(&seed_dirs, &p, &variants)?,
+        true => train_replicates(ctx, p.base(), &variants, &train_frames, &val_frames)?
             .into_iter()
             .map(|r| {
                 let theta = read_params_f64(&r.model.vm)?;
@@ -288,7 +287,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
             })
             .collect::<Result<_>>()?,
     };
-    st.time(if p.models.is_some() { "loading_s" } else { "training_s" }, t.elapsed().as_secs_f64());
+    st.time(if p.models.is_empty() { "training_s" } else { "loading_s" }, t.elapsed().as_secs_f64());
     for vi in 0..variants.len() {
         let models: Vec<&Solution> = solutions.iter().filter(|m| m.variant == vi).collect();
         analyse_variant(ctx, &p, &mut st, vi, &models, frames.clone(), bn_frames.clone())?;
@@ -298,40 +297,88 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     Ok(())
 }
 
-/// Takes `seed`, `seeds`, `setup`, `data` and `spec` from the run folder `dir`'s `config.json`.
-fn adopt_run(p: &mut Params, dir: &std::path::Path) -> Result<()> {
-    let file = dir.join("config.json");
-    if !file.is_file() {
-        return Err(Error::invalid(
-            "models",
-            dir.display(),
-            "a run folder of track-compare, track-pat or track-ptt (with config.json and checkpoints/)",
-        ));
+/// `models` as one path or a list of paths.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<std::path::PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(std::path::PathBuf),
+        Many(Vec<std::path::PathBuf>),
     }
-    let cfg: serde_json::Value = gradlab_core::io::read_json(&file)?;
-    let params = &cfg["params"];
-    fn field<T: serde::de::DeserializeOwned>(
-        params: &serde_json::Value,
-        key: &str,
-        file: &std::path::Path,
-    ) -> Result<T> {
-        serde_json::from_value(params[key].clone()).map_err(|e| {
-            Error::invalid(format!("models: {}: params.{key}", file.display()), e, "the fields of a GNN study's config")
-        })
-    }
-    p.seed = field(params, "seed", &file)?;
-    p.seeds = field(params, "seeds", &file)?;
-    p.setup = field(params, "setup", &file)?;
-    p.data = field(params, "data", &file)?;
-    p.spec = field(params, "spec", &file)?;
-    Ok(())
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
-/// Every variant × seed of a finished run: best weights of `checkpoints/<label>-seed<s>`, its
-/// card checked against the variant (method, λ, network, graph cuts), its best validation value.
-fn load_solutions(dir: &std::path::Path, p: &Params, variants: &[(String, TrainSpec)]) -> Result<Vec<Solution>> {
+/// Takes `seed`, `setup`, `data` and `spec` from the run folders' `config.json` (equal in every
+/// folder) and their `seeds` together; returns each seed's folder.
+fn adopt_runs(p: &mut Params) -> Result<Vec<(u64, std::path::PathBuf)>> {
+    let mut first: Option<(std::path::PathBuf, serde_json::Value)> = None;
+    let mut seed_dirs: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    for dir in &p.models {
+        let file = dir.join("config.json");
+        if !file.is_file() {
+            return Err(Error::invalid(
+                "models",
+                dir.display(),
+                "run folders of track-compare, track-pat or track-ptt (with config.json and checkpoints/)",
+            ));
+        }
+        let cfg: serde_json::Value = gradlab_core::io::read_json(&file)?;
+        let params = cfg["params"].clone();
+        if let Some((f, fp)) = &first {
+            for key in ["seed", "setup", "data", "spec"] {
+                if params[key] != fp[key] {
+                    return Err(Error::invalid(
+                        "models",
+                        format!("{} and {} differ in params.{key}", f.display(), file.display()),
+                        "runs of the same study settings (only their seeds may differ)",
+                    ));
+                }
+            }
+        }
+        let seeds: Vec<u64> = field(&params, "seeds", &file)?;
+        for s in seeds {
+            if let Some((_, other)) = seed_dirs.iter().find(|(t, _)| *t == s) {
+                return Err(Error::invalid(
+                    "models",
+                    format!("seed {s} is in both {} and {}", other.display(), dir.display()),
+                    "runs with disjoint seeds",
+                ));
+            }
+            seed_dirs.push((s, dir.clone()));
+        }
+        if first.is_none() {
+            first = Some((file, params));
+        }
+    }
+    let (file, params) = first.expect("models is not empty");
+    p.seed = field(&params, "seed", &file)?;
+    p.setup = field(&params, "setup", &file)?;
+    p.data = field(&params, "data", &file)?;
+    p.spec = field(&params, "spec", &file)?;
+    p.seeds = seed_dirs.iter().map(|(s, _)| *s).collect();
+    Ok(seed_dirs)
+}
+
+fn field<T: serde::de::DeserializeOwned>(params: &serde_json::Value, key: &str, file: &std::path::Path) -> Result<T> {
+    serde_json::from_value(params[key].clone()).map_err(|e| {
+        Error::invalid(format!("models: {}: params.{key}", file.display()), e, "the fields of a GNN study's config")
+    })
+}
+
+/// Every variant × seed of finished runs: best weights of `checkpoints/<label>-seed<s>` in the
+/// seed's folder, its card checked against the variant (method, λ, network, graph cuts), its
+/// best validation value.
+fn load_solutions(
+    seed_dirs: &[(u64, std::path::PathBuf)],
+    p: &Params,
+    variants: &[(String, TrainSpec)],
+) -> Result<Vec<Solution>> {
     let mut out = Vec::new();
-    for &seed in &p.seeds {
+    for (seed, dir) in seed_dirs {
+        let seed = *seed;
         for (vi, (label, spec)) in variants.iter().enumerate() {
             let ck = dir.join("checkpoints").join(format!("{}-seed{seed}", stem(label)));
             if !ck.is_dir() {
@@ -571,10 +618,11 @@ fn write_report(ctx: &RunContext, p: &Params, st: &Study, solutions: &[Solution]
         p.seeds,
         p.analysis.frames
     ));
-    if let Some(dir) = &p.models {
+    if !p.models.is_empty() {
+        let dirs: Vec<String> = p.models.iter().map(|d| format!("`{}`", d.display())).collect();
         report.paragraph(&format!(
-            "Models: not trained here — the best checkpoints of the run `{}` (its seed, seeds, setup, data and spec).",
-            dir.display()
+            "Models: not trained here — the best checkpoints of the run(s) {} (their seed, seeds, setup, data and spec).",
+            dirs.join(", ")
         ));
     }
     report.heading("Solutions");
@@ -895,6 +943,13 @@ mod tests {
         run(&mut c).unwrap();
         assert_eq!(results(c.dir.path()), results(ctx.dir.path()));
         assert!(!c.dir.path().join("checkpoints").exists() && !c.dir.path().join("train.jsonl").exists());
+        // Several folders: their seeds must be disjoint (the resumed copy trained the same ones).
+        let mut both = from.clone();
+        both["models"] = serde_json::json!([ctx.dir.path(), &part]);
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
+        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, both, true, true, dir).unwrap();
+        let e = run(&mut c).unwrap_err().to_string();
+        assert!(e.contains("seed 1 is in both") && e.contains("disjoint"), "{e}");
         // A variant the run did not train is refused by name.
         from["variants"] = serde_json::json!([{ "method": "pat", "lambda": 25.0 }]);
         let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
