@@ -153,6 +153,59 @@ pub struct StudyConfig {
     pub jitter: JitterPolicy,
     /// Incumbent of the acquisition (set `PosteriorMean` for noisy objectives).
     pub incumbent: Incumbent,
+    /// GP-Hedge (Hoffman, Brochu & de Freitas 2011; scikit-optimize's `gp_hedge`): when set,
+    /// `acquisition` is not used; each ask maximises every member and picks one proposal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portfolio: Option<Portfolio>,
+}
+
+/// A portfolio of acquisitions chosen among by GP-Hedge: each member proposes its maximiser;
+/// one is picked with probability ∝ exp(η·gain); after the next observations every member's
+/// gain decreases by the (standardised) posterior mean at its last proposal — scikit-optimize
+/// subtracts the mean in the objective's units, which makes η depend on the objective's scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Portfolio {
+    /// The members (scikit-optimize: EI, PI, LCB).
+    pub members: Vec<Acquisition>,
+    /// Learning rate η of the softmax.
+    pub eta: f64,
+}
+
+impl Default for Portfolio {
+    fn default() -> Self {
+        Portfolio {
+            members: vec![Acquisition::Ei { xi: 0.01 }, Acquisition::Pi { xi: 0.01 }, Acquisition::Ucb { kappa: 1.96 }],
+            eta: 1.0,
+        }
+    }
+}
+
+impl Portfolio {
+    fn check(&self) -> Result<()> {
+        if self.members.is_empty() {
+            return Err(Error::invalid("portfolio.members", "[]", "at least one acquisition"));
+        }
+        for m in &self.members {
+            m.check()?;
+        }
+        if !(self.eta.is_finite() && self.eta >= 0.0) {
+            return Err(Error::invalid("portfolio.eta", self.eta, "finite and >= 0"));
+        }
+        Ok(())
+    }
+}
+
+/// GP-Hedge's state, saved with the study.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeState {
+    /// Cumulative gain of each member.
+    pub gains: Vec<f64>,
+    /// Each member's proposal at the last ask (unit cube), not yet scored.
+    pub proposals: Vec<Vec<f64>>,
+    /// Member picked at each GP-guided ask, in order.
+    pub picks: Vec<usize>,
 }
 
 impl Default for StudyConfig {
@@ -169,6 +222,7 @@ impl Default for StudyConfig {
             batch: BatchStrategy::default(),
             jitter: JitterPolicy::default(),
             incumbent: Incumbent::default(),
+            portfolio: None,
         }
     }
 }
@@ -180,6 +234,9 @@ impl StudyConfig {
         self.acquisition.check()?;
         self.maximize.check()?;
         self.fit.check()?;
+        if let Some(p) = &self.portfolio {
+            p.check()?;
+        }
         if !(self.jitter.factor > 1.0 && self.jitter.first_rel > 0.0) {
             return Err(Error::invalid("jitter", format!("{:?}", self.jitter), "factor > 1, first_rel > 0"));
         }
@@ -297,6 +354,8 @@ const DESIGN_STREAM: u64 = u64::MAX;
 /// maximisation (batch pick `k` uses `MAXIMIZE_STREAM + k`).
 const FIT_STREAM: u64 = 1;
 const MAXIMIZE_STREAM: u64 = 2;
+/// GP-Hedge's draw of a member.
+const HEDGE_STREAM: u64 = 3;
 
 /// An ask/tell Bayesian-optimisation study.
 ///
@@ -317,6 +376,9 @@ pub struct Study {
     n_asks: u64,
     n_tells: u64,
     model: Option<ModelCheckpoint>,
+    /// GP-Hedge's gains and pending proposals (with a `portfolio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hedge: Option<HedgeState>,
     /// The GP (rebuilt from `model` and the trials after loading).
     #[serde(skip)]
     gp: Option<Gp>,
@@ -337,6 +399,7 @@ impl Study {
             n_asks: 0,
             n_tells: 0,
             model: None,
+            hedge: None,
             gp: None,
             last: AskStats::default(),
         })
@@ -413,6 +476,11 @@ impl Study {
             .filter(|t| t.state == TrialState::Complete)
             .map(|t| (t, gp.predict(&t.x).mean))
             .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// GP-Hedge's state (with a `portfolio`, after the first GP-guided ask).
+    pub fn hedge(&self) -> Option<&HedgeState> {
+        self.hedge.as_ref()
     }
 
     /// Statistics of the last ask.
@@ -628,25 +696,75 @@ impl Study {
         exclude.extend(extra.iter().flatten());
         let space = &self.space;
         let snap = |x: &[f64]| space.snap(x).unwrap_or_else(|_| x.to_vec());
-        let acq = self.config.acquisition;
+        let mut acq = self.config.acquisition;
+        // GP-Hedge: score the members' last proposals on the updated GP, then draw the member
+        // whose acquisition this ask maximises (the others are maximised below for their
+        // proposals, which the next ask scores).
+        let mut hedge_pick = None;
+        if let Some(pf) = self.config.portfolio.clone() {
+            gp.prepare();
+            let h = self
+                .hedge
+                .get_or_insert_with(|| HedgeState { gains: vec![0.0; pf.members.len()], ..Default::default() });
+            if h.gains.len() != pf.members.len() {
+                return Err(Error::invalid(
+                    "hedge.gains",
+                    h.gains.len(),
+                    format!("one per portfolio member ({})", pf.members.len()),
+                ));
+            }
+            for (g, x) in h.gains.iter_mut().zip(&h.proposals) {
+                *g -= gp.standardise(gp.predict(x).mean);
+            }
+            let top = h.gains.iter().map(|g| pf.eta * g).fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = h.gains.iter().map(|g| (pf.eta * g - top).exp()).collect();
+            let u = rand::Rng::random::<f64>(&mut rng(derive_seed(seed, HEDGE_STREAM))) * w.iter().sum::<f64>();
+            let mut k = 0;
+            let mut acc = w[0];
+            while acc < u && k + 1 < w.len() {
+                k += 1;
+                acc += w[k];
+            }
+            acq = pf.members[k];
+            hedge_pick = Some((pf, k));
+        }
         let mut out = Vec::with_capacity(q);
         let opts = &self.config.maximize;
         // Maximise on the current GP; pick `k` of a sequential batch uses stream
         // MAXIMIZE_STREAM + k.
         let incumbent = self.config.incumbent;
+        let best_of = |gp: &Gp| match incumbent {
+            Incumbent::BestObserved => gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min),
+            // Over the real observations only (fantasies are the GP's own beliefs).
+            Incumbent::PosteriorMean => {
+                gp.x()[..n_real * d].chunks(d).map(|x| gp.standardise(gp.predict(x).mean)).fold(f64::INFINITY, f64::min)
+            }
+        };
         let pick = |gp: &mut Gp, q: usize, exclude: &[f64], k: u64| {
             gp.prepare();
-            let best = match incumbent {
-                Incumbent::BestObserved => gp.y().iter().map(|&y| gp.standardise(y)).fold(f64::INFINITY, f64::min),
-                // Over the real observations only (fantasies are the GP's own beliefs).
-                Incumbent::PosteriorMean => gp.x()[..n_real * d]
-                    .chunks(d)
-                    .map(|x| gp.standardise(gp.predict(x).mean))
-                    .fold(f64::INFINITY, f64::min),
-            };
+            let best = best_of(gp);
             maximize(&acq, gp, best, opts, q, exclude, &snap, derive_seed(seed, MAXIMIZE_STREAM + k))
         };
+        if let Some((pf, k)) = &hedge_pick {
+            // Every member's own maximiser (the picked one's is the first proposal below).
+            let mut proposals = Vec::with_capacity(pf.members.len());
+            let best = best_of(&gp);
+            for (j, m) in pf.members.iter().enumerate() {
+                // The picked member on the stream a plain study uses (a one-member portfolio is
+                // that study), the others on their own.
+                let stream = if j == *k { MAXIMIZE_STREAM } else { MAXIMIZE_STREAM + 1000 + j as u64 };
+                let p = maximize(m, &gp, best, opts, 1, &exclude, &snap, derive_seed(seed, stream));
+                proposals.push(p.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]));
+            }
+            let h = self.hedge.as_mut().expect("hedge state exists");
+            h.picks.push(*k);
+            if q == 1 {
+                out.push(proposals[*k].clone());
+            }
+            h.proposals = proposals;
+        }
         match (self.config.batch, q) {
+            _ if hedge_pick.is_some() && q == 1 => {}
             (BatchStrategy::LocalMaxima, _) | (_, 1) => {
                 out.extend(pick(&mut gp, q, &exclude, 0).into_iter().map(|p| p.x));
             }
@@ -887,6 +1005,56 @@ mod tests {
     fn eval(f: TestFunction, t: &Trial) -> f64 {
         let x: Vec<f64> = t.params.iter().map(|v| v.as_f64().unwrap()).collect();
         f.eval(&x)
+    }
+
+    /// Runs `n` asks and tells of `f` one at a time.
+    fn run_n(s: &mut Study, f: TestFunction, n: usize) {
+        for _ in 0..n {
+            let t = s.ask().unwrap();
+            s.tell(t.id, eval(f, &t)).unwrap();
+        }
+    }
+
+    #[test]
+    fn gp_hedge_portfolio_picks_members_scores_them_and_survives_a_reload() {
+        let f = TestFunction::Branin;
+        // A one-member portfolio is the plain study with that acquisition, ask for ask.
+        let ei = Acquisition::Ei { xi: 0.01 };
+        let plain_cfg = StudyConfig { acquisition: ei, ..quick_config(4) };
+        let one = StudyConfig { portfolio: Some(Portfolio { members: vec![ei], eta: 1.0 }), ..quick_config(4) };
+        let (mut a, mut b) = (Study::new(f.space(), plain_cfg).unwrap(), Study::new(f.space(), one).unwrap());
+        run_n(&mut a, f, 14);
+        run_n(&mut b, f, 14);
+        let xs = |s: &Study| s.trials().iter().map(|t| t.x.clone()).collect::<Vec<_>>();
+        assert_eq!(xs(&a), xs(&b));
+        assert!(a.hedge().is_none());
+        assert_eq!(b.hedge().unwrap().picks, vec![0; 14 - 5]);
+        // Three members: every GP-guided ask records a pick and three proposals; the gains fall
+        // by the standardised posterior mean at each proposal.
+        let cfg = StudyConfig { portfolio: Some(Portfolio::default()), ..quick_config(5) };
+        let mut s = Study::new(f.space(), cfg.clone()).unwrap();
+        run_n(&mut s, f, 12);
+        let h = s.hedge().unwrap().clone();
+        assert_eq!((h.gains.len(), h.proposals.len(), h.picks.len()), (3, 3, 12 - 5));
+        assert!(h.gains.iter().all(|g| g.is_finite()) && h.gains.iter().any(|g| *g != 0.0));
+        // Saved and loaded: the continuation equals the uninterrupted study's.
+        let mut r = Study::from_json(&s.to_json()).unwrap();
+        assert_eq!(r.hedge(), s.hedge());
+        // The next ask scores the three proposals with the GP that has the 12th observation.
+        let t = s.ask().unwrap();
+        let gp = s.gp().unwrap();
+        let after = s.hedge().unwrap();
+        for j in 0..3 {
+            let want = h.gains[j] - gp.standardise(gp.predict(&h.proposals[j]).mean);
+            assert!((after.gains[j] - want).abs() <= 1e-12 * (1.0 + want.abs()), "{} vs {want}", after.gains[j]);
+        }
+        s.tell(t.id, eval(f, &t)).unwrap();
+        run_n(&mut s, f, 7);
+        run_n(&mut r, f, 8);
+        assert_eq!(xs(&r), xs(&s));
+        assert_eq!(r.hedge(), s.hedge());
+        assert!(Portfolio { members: vec![], eta: 1.0 }.check().is_err());
+        assert!(Portfolio { eta: f64::NAN, ..Portfolio::default() }.check().is_err());
     }
 
     #[test]
