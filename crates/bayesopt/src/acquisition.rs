@@ -80,7 +80,22 @@ pub enum Acquisition {
         /// Margin ξ (standardised units).
         xi: f64,
     },
+    /// GP-Hedge (Hoffman, Brochu & de Freitas 2011; scikit-optimize's `gp_hedge`) over
+    /// [`GP_HEDGE_MEMBERS`]: at each ask of a study every member proposes its maximiser and one
+    /// is drawn with probability ∝ exp(η·gain); after the next observations each member's gain
+    /// falls by the standardised posterior mean at its last proposal (scikit-optimize subtracts
+    /// the mean in the objective's units, which makes η depend on the objective's scale).
+    /// Evaluated directly (outside a study) it is EI with ξ = 0.01.
+    GpHedge {
+        /// Learning rate η of the softmax.
+        eta: f64,
+    },
 }
+
+/// The members of [`Acquisition::GpHedge`], as scikit-optimize's: EI and PI with ξ = 0.01,
+/// the lower confidence bound with κ = 1.96.
+pub const GP_HEDGE_MEMBERS: [Acquisition; 3] =
+    [Acquisition::Ei { xi: 0.01 }, Acquisition::Pi { xi: 0.01 }, Acquisition::Ucb { kappa: 1.96 }];
 
 impl Default for Acquisition {
     fn default() -> Self {
@@ -93,6 +108,7 @@ impl Acquisition {
         let (field, v) = match *self {
             Acquisition::Ei { xi } | Acquisition::LogEi { xi } | Acquisition::Pi { xi } => ("acquisition.xi", xi),
             Acquisition::Ucb { kappa } => ("acquisition.kappa", kappa),
+            Acquisition::GpHedge { eta } => ("acquisition.eta", eta),
         };
         if !(v.is_finite() && v >= 0.0) {
             return Err(crate::Error::invalid(field, v, "finite and >= 0"));
@@ -103,6 +119,7 @@ impl Acquisition {
     /// `(a, ∂a/∂μ, ∂a/∂σ)` at mean `mu`, standard deviation `sigma` and incumbent `best`.
     pub fn eval(&self, mu: f64, sigma: f64, best: f64) -> (f64, f64, f64) {
         match *self {
+            Acquisition::GpHedge { .. } => GP_HEDGE_MEMBERS[0].eval(mu, sigma, best),
             Acquisition::Ei { xi } => {
                 let u = (best - mu - xi) / sigma;
                 let cdf = normal_cdf(u);

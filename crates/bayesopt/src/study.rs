@@ -16,7 +16,7 @@
 //! duplicate id, a point outside the space or inconsistent counters is refused with
 //! [`Error::Invalid`] naming the field.
 
-use crate::acquisition::{Acquisition, MaximizeOptions, Sampler, maximize, sample_unit};
+use crate::acquisition::{Acquisition, GP_HEDGE_MEMBERS, MaximizeOptions, Sampler, maximize, sample_unit};
 use crate::chol::JitterPolicy;
 use crate::error::{Error, Result};
 use crate::gp::{FitOptions, Gp};
@@ -153,47 +153,6 @@ pub struct StudyConfig {
     pub jitter: JitterPolicy,
     /// Incumbent of the acquisition (set `PosteriorMean` for noisy objectives).
     pub incumbent: Incumbent,
-    /// GP-Hedge (Hoffman, Brochu & de Freitas 2011; scikit-optimize's `gp_hedge`): when set,
-    /// `acquisition` is not used; each ask maximises every member and picks one proposal.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub portfolio: Option<Portfolio>,
-}
-
-/// A portfolio of acquisitions chosen among by GP-Hedge: each member proposes its maximiser;
-/// one is picked with probability ∝ exp(η·gain); after the next observations every member's
-/// gain decreases by the (standardised) posterior mean at its last proposal — scikit-optimize
-/// subtracts the mean in the objective's units, which makes η depend on the objective's scale.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Portfolio {
-    /// The members (scikit-optimize: EI, PI, LCB).
-    pub members: Vec<Acquisition>,
-    /// Learning rate η of the softmax.
-    pub eta: f64,
-}
-
-impl Default for Portfolio {
-    fn default() -> Self {
-        Portfolio {
-            members: vec![Acquisition::Ei { xi: 0.01 }, Acquisition::Pi { xi: 0.01 }, Acquisition::Ucb { kappa: 1.96 }],
-            eta: 1.0,
-        }
-    }
-}
-
-impl Portfolio {
-    fn check(&self) -> Result<()> {
-        if self.members.is_empty() {
-            return Err(Error::invalid("portfolio.members", "[]", "at least one acquisition"));
-        }
-        for m in &self.members {
-            m.check()?;
-        }
-        if !(self.eta.is_finite() && self.eta >= 0.0) {
-            return Err(Error::invalid("portfolio.eta", self.eta, "finite and >= 0"));
-        }
-        Ok(())
-    }
 }
 
 /// GP-Hedge's state, saved with the study.
@@ -222,7 +181,6 @@ impl Default for StudyConfig {
             batch: BatchStrategy::default(),
             jitter: JitterPolicy::default(),
             incumbent: Incumbent::default(),
-            portfolio: None,
         }
     }
 }
@@ -234,9 +192,6 @@ impl StudyConfig {
         self.acquisition.check()?;
         self.maximize.check()?;
         self.fit.check()?;
-        if let Some(p) = &self.portfolio {
-            p.check()?;
-        }
         if !(self.jitter.factor > 1.0 && self.jitter.first_rel > 0.0) {
             return Err(Error::invalid("jitter", format!("{:?}", self.jitter), "factor > 1, first_rel > 0"));
         }
@@ -376,7 +331,7 @@ pub struct Study {
     n_asks: u64,
     n_tells: u64,
     model: Option<ModelCheckpoint>,
-    /// GP-Hedge's gains and pending proposals (with a `portfolio`).
+    /// GP-Hedge's gains and pending proposals (with [`Acquisition::GpHedge`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hedge: Option<HedgeState>,
     /// The GP (rebuilt from `model` and the trials after loading).
@@ -478,7 +433,7 @@ impl Study {
             .min_by(|a, b| a.1.total_cmp(&b.1))
     }
 
-    /// GP-Hedge's state (with a `portfolio`, after the first GP-guided ask).
+    /// GP-Hedge's state (with [`Acquisition::GpHedge`], after the first GP-guided ask).
     pub fn hedge(&self) -> Option<&HedgeState> {
         self.hedge.as_ref()
     }
@@ -701,23 +656,23 @@ impl Study {
         // whose acquisition this ask maximises (the others are maximised below for their
         // proposals, which the next ask scores).
         let mut hedge_pick = None;
-        if let Some(pf) = self.config.portfolio.clone() {
+        if let Acquisition::GpHedge { eta } = self.config.acquisition {
+            let members = GP_HEDGE_MEMBERS;
             gp.prepare();
-            let h = self
-                .hedge
-                .get_or_insert_with(|| HedgeState { gains: vec![0.0; pf.members.len()], ..Default::default() });
-            if h.gains.len() != pf.members.len() {
+            let h =
+                self.hedge.get_or_insert_with(|| HedgeState { gains: vec![0.0; members.len()], ..Default::default() });
+            if h.gains.len() != members.len() || h.proposals.len() > members.len() {
                 return Err(Error::invalid(
-                    "hedge.gains",
-                    h.gains.len(),
-                    format!("one per portfolio member ({})", pf.members.len()),
+                    "hedge",
+                    format!("{} gains, {} proposals", h.gains.len(), h.proposals.len()),
+                    format!("one gain and at most one proposal per member ({})", members.len()),
                 ));
             }
             for (g, x) in h.gains.iter_mut().zip(&h.proposals) {
                 *g -= gp.standardise(gp.predict(x).mean);
             }
-            let top = h.gains.iter().map(|g| pf.eta * g).fold(f64::NEG_INFINITY, f64::max);
-            let w: Vec<f64> = h.gains.iter().map(|g| (pf.eta * g - top).exp()).collect();
+            let top = h.gains.iter().map(|g| eta * g).fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = h.gains.iter().map(|g| (eta * g - top).exp()).collect();
             let u = rand::Rng::random::<f64>(&mut rng(derive_seed(seed, HEDGE_STREAM))) * w.iter().sum::<f64>();
             let mut k = 0;
             let mut acc = w[0];
@@ -725,8 +680,8 @@ impl Study {
                 k += 1;
                 acc += w[k];
             }
-            acq = pf.members[k];
-            hedge_pick = Some((pf, k));
+            acq = members[k];
+            hedge_pick = Some((members, k));
         }
         let mut out = Vec::with_capacity(q);
         let opts = &self.config.maximize;
@@ -745,11 +700,11 @@ impl Study {
             let best = best_of(gp);
             maximize(&acq, gp, best, opts, q, exclude, &snap, derive_seed(seed, MAXIMIZE_STREAM + k))
         };
-        if let Some((pf, k)) = &hedge_pick {
+        if let Some((members, k)) = &hedge_pick {
             // Every member's own maximiser (the picked one's is the first proposal below).
-            let mut proposals = Vec::with_capacity(pf.members.len());
+            let mut proposals = Vec::with_capacity(members.len());
             let best = best_of(&gp);
-            for (j, m) in pf.members.iter().enumerate() {
+            for (j, m) in members.iter().enumerate() {
                 // The picked member on the stream a plain study uses (a one-member portfolio is
                 // that study), the others on their own.
                 let stream = if j == *k { MAXIMIZE_STREAM } else { MAXIMIZE_STREAM + 1000 + j as u64 };
@@ -1018,20 +973,22 @@ mod tests {
     #[test]
     fn gp_hedge_portfolio_picks_members_scores_them_and_survives_a_reload() {
         let f = TestFunction::Branin;
-        // A one-member portfolio is the plain study with that acquisition, ask for ask.
-        let ei = Acquisition::Ei { xi: 0.01 };
-        let plain_cfg = StudyConfig { acquisition: ei, ..quick_config(4) };
-        let one = StudyConfig { portfolio: Some(Portfolio { members: vec![ei], eta: 1.0 }), ..quick_config(4) };
-        let (mut a, mut b) = (Study::new(f.space(), plain_cfg).unwrap(), Study::new(f.space(), one).unwrap());
-        run_n(&mut a, f, 14);
-        run_n(&mut b, f, 14);
+        // With η = 0 and no gains the draw is uniform; whatever member is drawn, its proposal is
+        // the one a plain study with that member's acquisition makes at the same ask.
+        let mut hedge =
+            Study::new(f.space(), StudyConfig { acquisition: Acquisition::GpHedge { eta: 0.0 }, ..quick_config(4) })
+                .unwrap();
+        run_n(&mut hedge, f, 6);
+        let k = hedge.hedge().unwrap().picks[0];
+        let mut plain =
+            Study::new(f.space(), StudyConfig { acquisition: GP_HEDGE_MEMBERS[k], ..quick_config(4) }).unwrap();
+        run_n(&mut plain, f, 6);
         let xs = |s: &Study| s.trials().iter().map(|t| t.x.clone()).collect::<Vec<_>>();
-        assert_eq!(xs(&a), xs(&b));
-        assert!(a.hedge().is_none());
-        assert_eq!(b.hedge().unwrap().picks, vec![0; 14 - 5]);
+        assert_eq!(xs(&hedge), xs(&plain));
+        assert!(plain.hedge().is_none());
         // Three members: every GP-guided ask records a pick and three proposals; the gains fall
         // by the standardised posterior mean at each proposal.
-        let cfg = StudyConfig { portfolio: Some(Portfolio::default()), ..quick_config(5) };
+        let cfg = StudyConfig { acquisition: Acquisition::GpHedge { eta: 1.0 }, ..quick_config(5) };
         let mut s = Study::new(f.space(), cfg.clone()).unwrap();
         run_n(&mut s, f, 12);
         let h = s.hedge().unwrap().clone();
@@ -1053,8 +1010,8 @@ mod tests {
         run_n(&mut r, f, 8);
         assert_eq!(xs(&r), xs(&s));
         assert_eq!(r.hedge(), s.hedge());
-        assert!(Portfolio { members: vec![], eta: 1.0 }.check().is_err());
-        assert!(Portfolio { eta: f64::NAN, ..Portfolio::default() }.check().is_err());
+        let bad = StudyConfig { acquisition: Acquisition::GpHedge { eta: f64::NAN }, ..quick_config(5) };
+        assert!(Study::new(f.space(), bad).unwrap_err().to_string().contains("acquisition.eta"));
     }
 
     #[test]
