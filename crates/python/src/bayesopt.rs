@@ -1,6 +1,7 @@
 //! `gradlab.bayesopt`: the ask/tell `Study` and a `gp_minimize`-shaped `minimize`.
 
 use crate::errors;
+use gradlab_bayesopt::acquisition::Acquisition;
 use gradlab_bayesopt::space::{Param, Point, Space, Value};
 use gradlab_bayesopt::study::{Incumbent, LagPolicy, StudyConfig, Trial as RsTrial, TrialState};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -77,6 +78,23 @@ pub fn space(obj: &Bound<'_, PyAny>) -> PyResult<Space> {
         return Err(PyTypeError::new_err("space: expected a dict {name: spec} or a list of specs"));
     }
     Space::new(params).map_err(errors::bayesopt)
+}
+
+/// scikit-optimize's `acq_func` names: `"EI"`, `"PI"`, `"LCB"`, `"gp_hedge"`, and ours
+/// `"LogEI"` (the default when absent).
+fn acquisition(name: Option<&str>) -> PyResult<Acquisition> {
+    Ok(match name {
+        None | Some("LogEI") => Acquisition::default(),
+        Some("EI") => Acquisition::Ei { xi: 0.01 },
+        Some("PI") => Acquisition::Pi { xi: 0.01 },
+        Some("LCB") => Acquisition::Ucb { kappa: 1.96 },
+        Some("gp_hedge") => Acquisition::GpHedge { eta: 1.0 },
+        Some(o) => {
+            return Err(PyValueError::new_err(format!(
+                "acq_func = {o:?}: allowed: \"LogEI\" (default), \"EI\", \"PI\", \"LCB\" or \"gp_hedge\""
+            )));
+        }
+    })
 }
 
 fn lag(obj: Option<&Bound<'_, PyAny>>) -> PyResult<LagPolicy> {
@@ -168,9 +186,12 @@ impl Study {
     /// extend the factor) or `"adaptive"`; `n_initial` is the Latin-hypercube design size (0:
     /// max(5, 2·dim + 1)); `incumbent` is what expected improvement improves on:
     /// `"best_observed"` (default) or `"posterior_mean"` (the lowest posterior mean at the
-    /// observed points — for noisy objectives; report `best_by_posterior_mean` then).
+    /// observed points — for noisy objectives; report `best_by_posterior_mean` then);
+    /// `acq_func` is scikit-optimize's: `"EI"`, `"PI"`, `"LCB"`, `"gp_hedge"`, or `"LogEI"`
+    /// (default).
     #[new]
-    #[pyo3(signature = (space, lag = None, q = 1, seed = 0, n_initial = 0, incumbent = "best_observed"))]
+    #[pyo3(signature = (space, lag = None, q = 1, seed = 0, n_initial = 0, incumbent = "best_observed", acq_func = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         space: &Bound<'_, PyAny>,
@@ -179,6 +200,7 @@ impl Study {
         seed: u64,
         n_initial: usize,
         incumbent: &str,
+        acq_func: Option<&str>,
     ) -> PyResult<Self> {
         if q == 0 {
             return Err(PyValueError::new_err("q = 0: allowed: q >= 1"));
@@ -193,7 +215,9 @@ impl Study {
             }
         };
         let sp = self::space(space)?;
-        let config = StudyConfig { seed, n_initial, lag: self::lag(lag)?, incumbent, ..StudyConfig::default() };
+        let acquisition = self::acquisition(acq_func)?;
+        let config =
+            StudyConfig { seed, n_initial, lag: self::lag(lag)?, incumbent, acquisition, ..StudyConfig::default() };
         let study = py.detach(|| gradlab_bayesopt::Study::new(sp, config)).map_err(errors::bayesopt)?;
         Ok(Study { study, q })
     }
@@ -301,9 +325,11 @@ impl Study {
 
 /// `minimize(func, dimensions, n_calls, …)`: the loop of `skopt.gp_minimize`. The objective
 /// is called with a list of values (in the order of `dimensions`) and must return a float; the
-/// GIL is held only during the call. Returns a dict with `x`, `fun`, `x_iters`, `func_vals`.
+/// GIL is held only during the call. `acq_func` as in [`Study`]. Returns a dict with `x`,
+/// `fun`, `x_iters`, `func_vals`.
 #[pyfunction]
-#[pyo3(signature = (func, dimensions, n_calls = 100, n_initial_points = 0, random_state = 0, lag = None))]
+#[pyo3(signature = (func, dimensions, n_calls = 100, n_initial_points = 0, random_state = 0, lag = None, acq_func = None))]
+#[allow(clippy::too_many_arguments)]
 pub fn minimize<'py>(
     py: Python<'py>,
     func: Bound<'py, PyAny>,
@@ -312,6 +338,7 @@ pub fn minimize<'py>(
     n_initial_points: usize,
     random_state: u64,
     lag: Option<&Bound<'py, PyAny>>,
+    acq_func: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if !func.is_callable() {
         return Err(PyTypeError::new_err("func: expected a callable"));
@@ -320,8 +347,13 @@ pub fn minimize<'py>(
         return Err(PyValueError::new_err("n_calls = 0: allowed: n_calls >= 1"));
     }
     let sp = space(dimensions)?;
-    let config =
-        StudyConfig { seed: random_state, n_initial: n_initial_points, lag: self::lag(lag)?, ..StudyConfig::default() };
+    let config = StudyConfig {
+        seed: random_state,
+        n_initial: n_initial_points,
+        lag: self::lag(lag)?,
+        acquisition: self::acquisition(acq_func)?,
+        ..StudyConfig::default()
+    };
     let mut study = gradlab_bayesopt::Study::new(sp.clone(), config).map_err(errors::bayesopt)?;
     let func = func.unbind();
     let mut overhead = Vec::with_capacity(n_calls);

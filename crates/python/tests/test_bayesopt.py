@@ -71,6 +71,25 @@ def test_minimize_finds_the_minimum():
     assert abs(res.x[0] - 0.3) < 0.2 and abs(res.x[1] + 0.5) < 0.2
 
 
+def test_acq_func_names_as_scikit_optimize():
+    f = lambda x: (x[0] - 0.3) ** 2 + (x[1] + 0.5) ** 2  # noqa: E731
+    runs = {a: minimize(f, [(-2.0, 2.0), (-2.0, 2.0)], n_calls=14, acq_func=a) for a in ["EI", "PI", "LCB", "gp_hedge"]}
+    default = minimize(f, [(-2.0, 2.0), (-2.0, 2.0)], n_calls=14)
+    assert default.x_iters == minimize(f, [(-2.0, 2.0), (-2.0, 2.0)], n_calls=14, acq_func="LogEI").x_iters
+    # The same initial design, then each acquisition goes its own way.
+    for r in runs.values():
+        assert r.x_iters[:5] == default.x_iters[:5] and r.fun < 0.5
+    assert len({tuple(map(tuple, r.x_iters)) for r in runs.values()}) == 4
+    s = Study({"x": (0.0, 1.0)}, acq_func="gp_hedge")
+    for _ in range(8):
+        t = s.ask()
+        s.tell(t, (t.params["x"] - 0.2) ** 2)
+    with pytest.raises(ValueError, match="acq_func"):
+        minimize(f, [(0.0, 1.0), (0.0, 1.0)], n_calls=3, acq_func="UCB")
+    with pytest.raises(ValueError, match="gp_hedge"):
+        Study({"x": (0.0, 1.0)}, acq_func="hedge")
+
+
 def test_minimize_mixed_space_and_errors():
     res = minimize(lambda x: (x[0] - 2) ** 2 + (0 if x[1] == "b" else 1), [(0, 5), ["a", "b"]], n_calls=12)
     assert isinstance(res.x[0], int) and res.x[1] in ("a", "b")

@@ -140,6 +140,7 @@ class Study:
         seed: int = 0,
         n_initial: int = 0,
         incumbent: str = "best_observed",
+        acq_func: Optional[str] = None,
     ) -> None: ...
     @property
     def q(self) -> int: ...
@@ -169,6 +170,7 @@ def minimize(
     n_initial_points: int = 0,
     random_state: int = 0,
     lag: Union[None, int, str] = None,
+    acq_func: Optional[str] = None,
 ) -> Dict[str, Any]: ...
 
 # gradlab.landscape

@@ -52,6 +52,7 @@ def minimize(
     n_initial_points: int = 0,
     random_state: int = 0,
     lag: Optional[Union[int, str]] = 3,
+    acq_func: Optional[str] = None,
 ) -> OptimizeResult:
     """Minimise ``func`` over ``dimensions`` in ``n_calls`` evaluations (``skopt.gp_minimize``).
 
@@ -59,7 +60,9 @@ def minimize(
     integer range), ``("log", low, high)``, ``("cat", [choices])`` or lists of strings, or a
     dict ``{name: spec}``. ``func`` receives a list of values in that order. ``n_initial_points``
     is the size of the Latin-hypercube start (0: max(5, 2·dim + 1)); ``lag`` is k (refit the GP
-    hyperparameters every k asks), ``"inf"`` or ``"adaptive"``. An exception in ``func`` stops
+    hyperparameters every k asks), ``"inf"`` or ``"adaptive"``; ``acq_func`` is scikit-optimize's
+    (``"EI"``, ``"PI"``, ``"LCB"``, ``"gp_hedge"``) or ``"LogEI"`` (the default when ``None``). An
+    exception in ``func`` stops
     the run and propagates. A non-finite return value records a failed evaluation.
 
     Example::
@@ -69,5 +72,5 @@ def minimize(
         0
     """
     return OptimizeResult(
-        _gradlab.minimize(func, dimensions, n_calls, n_initial_points, random_state, lag)
+        _gradlab.minimize(func, dimensions, n_calls, n_initial_points, random_state, lag, acq_func)
     )
