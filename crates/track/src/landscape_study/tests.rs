@@ -39,16 +39,16 @@ fn random_theta(obj: &TrackObjective, seed: u64) -> Vec<f64> {
     theta
 }
 
+/// The line-graph configuration on two toy frames, and the hit-graph one on `hit` frames.
+fn both_graphs(hit: &[Frame]) -> Vec<(crate::gnn::GraphKind, GnnConfig, Vec<FrameData>)> {
+    let hit_cfg = GnnConfig { graph: crate::gnn::GraphKind::Hit, ..cfg() };
+    let hit_frames = prepare(hit, &GraphConfig::default(), &hit_cfg, 2).unwrap();
+    vec![(crate::gnn::GraphKind::Line, cfg(), frames(2).to_vec()), (crate::gnn::GraphKind::Hit, hit_cfg, hit_frames)]
+}
+
 #[test]
 fn module_activations_reproduce_the_network_forward_pass() {
-    let fr = frames(2);
-    for graph in [crate::gnn::GraphKind::Line, crate::gnn::GraphKind::Hit] {
-        let c = GnnConfig { graph, ..cfg() };
-        let fr: Vec<FrameData> = if graph == crate::gnn::GraphKind::Line {
-            fr.to_vec()
-        } else {
-            prepare(&[toy_frame(3, 6)], &GraphConfig::default(), &c, 2).unwrap()
-        };
+    for (graph, c, fr) in both_graphs(&[toy_frame(3, 6)]) {
         let model = Model::new(&c, 4).unwrap();
         // non-trivial BatchNorm statistics: a few train-mode passes update them
         for _ in 0..3 {
@@ -158,15 +158,8 @@ fn running_stats(m: &Model) -> Vec<Vec<f64>> {
 
 #[test]
 fn recomputed_batch_norm_statistics_are_the_frames_batch_statistics() {
-    let fr = frames(2);
-    for graph in [crate::gnn::GraphKind::Line, crate::gnn::GraphKind::Hit] {
-        let c = GnnConfig { graph, ..cfg() };
-        let fr: Vec<FrameData> = if graph == crate::gnn::GraphKind::Line {
-            fr.to_vec()
-        } else {
-            let f: Vec<Frame> = (0..2).map(|s| toy_frame(s + 40, 16)).collect();
-            prepare(&f, &GraphConfig::default(), &c, 2).unwrap()
-        };
+    let hit: Vec<Frame> = (0..2).map(|s| toy_frame(s + 40, 16)).collect();
+    for (graph, c, fr) in both_graphs(&hit) {
         let model = Model::new(&c, 5).unwrap();
         // One frame: in eval mode the recomputed statistics normalise as the train-mode forward's
         // batch statistics do, up to the variance's Bessel factor b/(b − 1) (b = batch rows).
