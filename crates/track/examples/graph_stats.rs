@@ -30,7 +30,7 @@ fn main() {
             let physics = physics.clone();
             let cfg = SimConfig {
                 detector: DetectorSource::Inline(Box::new(det.clone())),
-                phantom: PhantomConfig { material: "water".into(), thickness_mm: thick, gap_mm: gap },
+                phantom: PhantomConfig::slab("water", thick, gap),
                 beam: beam.clone(),
                 physics,
                 primaries_per_frame: n,

@@ -70,7 +70,7 @@ impl SetupParams {
     pub fn sim_config(&self, detector: &DetectorConfig, thickness_mm: f64, primaries: usize) -> SimConfig {
         SimConfig {
             detector: DetectorSource::Inline(Box::new(detector.clone())),
-            phantom: PhantomConfig { material: "water".into(), thickness_mm, gap_mm: self.phantom_gap_mm },
+            phantom: PhantomConfig::slab("water", thickness_mm, self.phantom_gap_mm),
             beam: self.beam.clone(),
             physics: self.physics.clone(),
             primaries_per_frame: primaries,

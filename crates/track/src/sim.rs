@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detector::{Detector, DetectorConfig, PixelGrid};
 use crate::error::{Error, Result};
+use crate::image::phantom::{Geometry, PhantomShape};
 use crate::physics::{
     ClusterModel, Material, RangeTable, ScatteringAccumulator, bohr_variance, kinematics, moyal_from_normal, thin_layer,
 };
@@ -65,6 +66,16 @@ pub struct PhantomConfig {
     /// (docs/results/track-simulate.md).
     #[serde(default = "default_gap")]
     pub gap_mm: f64,
+    /// Shape within the thickness (default: a homogeneous slab).
+    #[serde(default)]
+    pub shape: PhantomShape,
+}
+
+impl PhantomConfig {
+    /// A homogeneous slab of `material`, `thickness_mm` thick, `gap_mm` before the detector.
+    pub fn slab(material: &str, thickness_mm: f64, gap_mm: f64) -> Self {
+        PhantomConfig { material: material.into(), thickness_mm, gap_mm, shape: PhantomShape::Slab }
+    }
 }
 
 fn default_water() -> String {
@@ -312,7 +323,7 @@ impl SimConfig {
     pub fn bergen(thickness_mm: f64, primaries: usize) -> Self {
         SimConfig {
             detector: DetectorSource::Inline(Box::new(DetectorConfig::bergen_dtc())),
-            phantom: PhantomConfig { material: default_water(), thickness_mm, gap_mm: default_gap() },
+            phantom: PhantomConfig::slab("water", thickness_mm, default_gap()),
             beam: BeamConfig::default(),
             physics: PhysicsConfig::default(),
             primaries_per_frame: primaries,
@@ -382,12 +393,30 @@ pub struct Proton {
     pub e: f64,
     /// Accumulated scattering (for the Lynch–Dahl log term).
     pub scattering: ScatteringAccumulator,
+    /// Water-equivalent path length traversed in the phantom so far [mm]: per step the water
+    /// thickness with the same mean energy loss, R_w(E_in) − R_w(E_out).
+    pub wepl_mm: f64,
+    /// (x, y) where it entered the phantom's z extent [mm].
+    pub phantom_entry: Option<[f64; 2]>,
+    /// (x, y, dx/dz, dy/dz) where it left the phantom's z extent downstream.
+    pub phantom_exit: Option<[f64; 4]>,
 }
 
 impl Proton {
     /// A proton at (x, y, z) moving along +z with energy `e`.
     pub fn new(x: f64, y: f64, z: f64, e: f64) -> Self {
-        Proton { x, y, z, tx: 0.0, ty: 0.0, e, scattering: ScatteringAccumulator::default() }
+        Proton {
+            x,
+            y,
+            z,
+            tx: 0.0,
+            ty: 0.0,
+            e,
+            scattering: ScatteringAccumulator::default(),
+            wepl_mm: 0.0,
+            phantom_entry: None,
+            phantom_exit: None,
+        }
     }
 }
 
@@ -402,45 +431,106 @@ pub struct World {
     pub layer: Vec<Option<u16>>,
     /// Materials (indexed by `material`).
     pub materials: Vec<Material>,
+    /// Material names (indexed like `materials`).
+    pub material_names: Vec<String>,
     /// Range tables (indexed by `material`).
     pub tables: Vec<RangeTable>,
+    /// The phantom, if any: its slab and what fills it.
+    pub phantom: Option<PhantomRegion>,
+    /// Index of water among `materials` (the reference of water-equivalent path lengths).
+    pub water: usize,
+}
+
+/// The slab of the world that holds the phantom.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhantomRegion {
+    /// Index of the slab.
+    pub slab: usize,
+    /// Which material is where inside it.
+    pub geometry: Geometry,
 }
 
 impl World {
-    /// A world of one slab of `material` from `z0` to `z1` (for tests and validation).
+    /// A world of one slab of `material` from `z0` to `z1` (for tests and validation); the slab
+    /// counts as the phantom (its water-equivalent path length is recorded).
     pub fn single_slab(material: Material, z0: f64, z1: f64) -> Self {
-        let t = RangeTable::new(&material);
-        World { z: vec![z0, z1], material: vec![0], layer: vec![None], materials: vec![material], tables: vec![t] }
+        let mut materials = vec![material];
+        let mut names = vec!["slab".to_string()];
+        let water = if materials[0] == Material::water() {
+            0
+        } else {
+            materials.push(Material::water());
+            names.push("water".into());
+            1
+        };
+        let tables = materials.iter().map(RangeTable::new).collect();
+        World {
+            z: vec![z0, z1],
+            material: vec![0],
+            layer: vec![None],
+            materials,
+            material_names: names,
+            tables,
+            phantom: Some(PhantomRegion { slab: 0, geometry: Geometry::Uniform(0) }),
+            water,
+        }
     }
 
-    /// Build the world: phantom slab, air gap, detector volumes (gaps filled with world material).
+    /// Build the world: phantom, air gap, detector volumes (gaps filled with world material).
+    /// Phantom materials are the detector's or, by name, [`crate::materials`]'.
     pub fn new(det: &Detector, phantom: &PhantomConfig, start_z: f64) -> Result<Self> {
-        let mut z = Vec::new();
-        let mut material = Vec::new();
-        let mut layer = Vec::new();
+        let mut materials = det.materials.clone();
+        let mut material_names = det.material_names.clone();
+        let mut tables = det.tables.clone();
+        let mut index = |name: &str| -> Result<usize> {
+            if let Some(i) = material_names.iter().position(|m| m == name) {
+                return Ok(i);
+            }
+            let m = crate::materials::by_name(name).map_err(|_| {
+                let mut known: Vec<String> = material_names.clone();
+                known.extend(crate::materials::names().iter().map(|s| s.to_string()));
+                known.sort();
+                known.dedup();
+                Error::invalid("phantom material", name, format!("one of {}", known.join(", ")))
+            })?;
+            tables.push(RangeTable::new(&m));
+            materials.push(m);
+            material_names.push(name.to_string());
+            Ok(materials.len() - 1)
+        };
+        phantom.shape.validate(phantom.thickness_mm)?;
+        let water = index("water")?;
+        let body = index(&phantom.material)?;
         let front = det.front_z();
         let ph_end = front - phantom.gap_mm;
         let ph_start = ph_end - phantom.thickness_mm;
+        let geometry = Geometry::new(&phantom.shape, ph_start, ph_end, body, det.world, &mut index)?;
+        let mut z = Vec::new();
+        let mut material = Vec::new();
+        let mut layer = Vec::new();
         let mut cur = start_z.min(ph_start);
         z.push(cur);
-        let mut push = |z1: f64, m: usize, l: Option<u16>, cur: &mut f64| {
+        // Appends a slab ending at `z1` (if it has positive length); returns the slab count.
+        let mut push = |z1: f64, m: usize, l: Option<u16>, cur: &mut f64| -> usize {
             if z1 > *cur + 1e-12 {
                 z.push(z1);
                 material.push(m);
                 layer.push(l);
                 *cur = z1;
             }
+            material.len()
         };
         push(ph_start, det.world, None, &mut cur);
+        let mut region = None;
         if phantom.thickness_mm > 0.0 {
-            let m = det.material_index(&phantom.material)?;
-            push(ph_end, m, None, &mut cur);
+            let n = push(ph_end, body, None, &mut cur);
+            region = Some(PhantomRegion { slab: n - 1, geometry });
         }
         for s in &det.slabs {
             push(s.z0, det.world, None, &mut cur);
             push(s.z1, s.material, s.layer, &mut cur);
         }
-        Ok(World { z, material, layer, materials: det.materials.clone(), tables: det.tables.clone() })
+        Ok(World { z, material, layer, materials, material_names, tables, phantom: region, water })
     }
 
     /// Index of the slab containing `z` (the first slab if upstream of the world).
@@ -484,23 +574,41 @@ pub fn transport<R: Rng + ?Sized>(
     let mut k = world.slab_at(p.z);
     let nslab = world.material.len();
     let nuc = &phys.nuclear;
+    let water = &world.tables[world.water];
     while k < nslab {
         let z1 = world.z[k + 1];
-        let mat = world.material[k];
-        let m = &world.materials[mat];
-        let table = &world.tables[mat];
-        let x0_mm = m.radiation_length_mm();
+        let region = world.phantom.as_ref().filter(|r| r.slab == k);
+        let geometry = region.map(|r| &r.geometry).filter(|g| !g.is_uniform());
+        if region.is_some() && p.phantom_entry.is_none() {
+            p.phantom_entry = Some([p.x, p.y]);
+        }
         let sensitive = world.layer[k];
-        let max_step = phys.max_step_mm * (1.0 / m.density_g_cm3).max(1.0);
         while p.z < z1 - 1e-12 {
             let remaining = z1 - p.z;
-            let dz = if sensitive.is_some() { remaining } else { remaining.min(max_step) };
+            let (mat, dz) = match geometry {
+                // Material regions: the material at the step's midpoint, steps of at most
+                // `max_step_mm` whatever the density (air inside the phantom included).
+                Some(g) => {
+                    let dz = remaining.min(phys.max_step_mm);
+                    (g.material_at(p.x + 0.5 * dz * p.tx, p.y + 0.5 * dz * p.ty, p.z + 0.5 * dz), dz)
+                }
+                None => {
+                    let mat = world.material[k];
+                    let max_step = phys.max_step_mm * (1.0 / world.materials[mat].density_g_cm3).max(1.0);
+                    (mat, if sensitive.is_some() { remaining } else { remaining.min(max_step) })
+                }
+            };
+            let m = &world.materials[mat];
+            let table = &world.tables[mat];
             let slope = (1.0 + p.tx * p.tx + p.ty * p.ty).sqrt();
             let s = dz * slope;
             let range_mm = table.range_mm(p.e);
             if range_mm <= s {
                 // Stops inside this step.
                 let dz_stop = range_mm / slope;
+                if region.is_some() {
+                    p.wepl_mm += water.range_mm(p.e);
+                }
                 if let Some(layer) = sensitive {
                     on_hit(RawHit {
                         layer,
@@ -527,7 +635,11 @@ pub fn transport<R: Rng + ?Sized>(
                     p.x += dzi * p.tx;
                     p.y += dzi * p.ty;
                     p.z += dzi;
-                    p.e = table.energy_after_mm(p.e, f * s);
+                    let e_after = table.energy_after_mm(p.e, f * s);
+                    if region.is_some() {
+                        p.wepl_mm += water.range_mm(p.e) - water.range_mm(e_after);
+                    }
+                    p.e = e_after;
                     let mut sec = Vec::new();
                     if allow_secondary {
                         for _ in 0..nuc.secondary_multiplicity {
@@ -553,6 +665,9 @@ pub fn transport<R: Rng + ?Sized>(
             // Energy loss (mean from the range table) and straggling.
             let e_in = p.e;
             let mut e_out = table.energy_after_mm(e_in, s);
+            if region.is_some() {
+                p.wepl_mm += water.range_mm(e_in) - water.range_mm(e_out);
+            }
             let e_mid = 0.5 * (e_in + e_out);
             if phys.energy_straggling {
                 // Symmetric around the mean loss and not clamped at `e_in`: in thin slabs (air
@@ -568,7 +683,7 @@ pub fn transport<R: Rng + ?Sized>(
             let (mut dx, mut dy) = (dz * p.tx, dz * p.ty);
             if phys.multiple_scattering {
                 let (_, _, pbc) = kinematics(e_mid.max(1e-3));
-                let theta0 = p.scattering.step(s / x0_mm, pbc).sqrt();
+                let theta0 = p.scattering.step(s / m.radiation_length_mm(), pbc).sqrt();
                 let (z1x, z2x, z1y, z2y): (f64, f64, f64, f64) = (
                     rng.sample(StandardNormal),
                     rng.sample(StandardNormal),
@@ -610,6 +725,9 @@ pub fn transport<R: Rng + ?Sized>(
                 return (Fate::Stopped(p.z), Vec::new());
             }
         }
+        if region.is_some() {
+            p.phantom_exit = Some([p.x, p.y, p.tx, p.ty]);
+        }
         k += 1;
     }
     (Fate::Exited, Vec::new())
@@ -636,6 +754,13 @@ pub struct PrimaryTruth {
     /// Energy deposits in sensitive layers by it and its secondaries, before the cluster-size
     /// threshold (0: the detector never saw this primary).
     pub raw_hits: u32,
+    /// Water-equivalent path length the primary traversed in the phantom [mm] (up to where it
+    /// ended, if it ended there).
+    pub wepl_mm: f64,
+    /// (x, y) where it entered the phantom's z extent [mm].
+    pub phantom_entry: Option<[f64; 2]>,
+    /// (x, y, dx/dz, dy/dz) where it left the phantom's z extent (None: it ended inside).
+    pub phantom_exit: Option<[f64; 4]>,
 }
 
 /// A ready-to-run simulation: validated config, built detector and world.
@@ -787,7 +912,14 @@ impl Simulator {
                 transport(&self.world, phys, &mut q, &mut rng, generation <= max_gen, |h| record(h, false, out));
             stack.extend(more.into_iter().rev().map(|q| (q, generation + 1)));
         }
-        PrimaryTruth { fate, secondaries, raw_hits }
+        PrimaryTruth {
+            fate,
+            secondaries,
+            raw_hits,
+            wepl_mm: p.wepl_mm,
+            phantom_entry: p.phantom_entry,
+            phantom_exit: p.phantom_exit,
+        }
     }
 
     /// Simulate one readout frame (parallel over primaries, deterministic for any thread count).

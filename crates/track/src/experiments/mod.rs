@@ -7,7 +7,9 @@
 //! - `track-pat` ([`pat`]), `track-ptt` ([`ptt`]), `track-compare` ([`compare`]): train the
 //!   interaction network with PAT / PTT over replicate seeds and evaluate it on a grid of
 //!   settings (shared stages in [`tracking`]);
-//! - `track-landscape` ([`landscape`]): the loss-landscape and stability study.
+//! - `track-landscape` ([`landscape`]): the loss-landscape and stability study;
+//! - `track-image` ([`image`]): what tracking errors cost downstream (WEPL per track, a proton
+//!   radiograph of a phantom with material inserts).
 //!
 //! Every run has one `seed` (the GNN studies also a `seeds` list of replicates); every other
 //! seed is derived from it with named streams, and a derived seed field given non-zero in a
@@ -18,6 +20,7 @@ use gradlab_core::experiment::Experiment;
 pub mod common;
 pub mod compare;
 pub mod follower;
+pub mod image;
 pub mod landscape;
 pub mod pat;
 pub mod ptt;
@@ -63,6 +66,13 @@ pub fn all() -> Vec<Experiment> {
                           Hessian spectrum and top-2 eigenvector slices (loss, purity), prediction instability \
                           (min-max disagreement, CKA) vs λ for PAT λ∈{25,50,75} and PTT",
             run: landscape::run,
+            uses_ranks: false,
+        },
+        Experiment {
+            entry: "track.image",
+            description: "What tracking errors cost downstream: per-track WEPL and a proton radiograph of a \
+                          CTP404-like phantom for the oracle, the track follower and trained PAT/PTT models",
+            run: image::run,
             uses_ranks: false,
         },
     ]
