@@ -298,7 +298,7 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
         results.push(res);
     }
     let seed_spread = seed_groups(&results);
-    let mut figures = write_figures(ctx, rp, &truth_map, &truth_mean, &results, &cal)?;
+    let mut figures = write_figures(ctx, &truth_map, &truth_mean, &results, &cal)?;
     let pct = match &p.pct {
         Some(pc) => {
             let t0 = std::time::Instant::now();
@@ -464,7 +464,6 @@ fn grid_rows(r: &Radiograph, v: &[f64]) -> Vec<Vec<f64>> {
 
 fn write_figures(
     ctx: &RunContext,
-    rp: &RadiographParams,
     truth: &Radiograph,
     truth_mean: &[f64],
     results: &[MethodResult],
@@ -522,7 +521,6 @@ fn write_figures(
     }
     cplot.save(&dir.join("calibration"))?;
     files.push("calibration.png".into());
-    let _ = rp;
     Ok(files)
 }
 

@@ -187,7 +187,7 @@ impl Radiograph {
 
     /// Median per pixel (NaN where fewer than `min_count` values).
     pub fn median_map(&self, min_count: usize) -> Vec<f64> {
-        self.map(min_count, |v| range::median(v))
+        self.map(min_count, range::median)
     }
 
     /// Robust mean per pixel ([`range::robust_mean`] with a [`range::ROBUST_WINDOW_MM`] floor;

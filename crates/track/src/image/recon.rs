@@ -272,7 +272,9 @@ impl SystemMatrix {
         if paths.len() > u32::MAX as usize {
             return Err(Error::invalid("paths.len()", paths.len(), format!("at most {} paths", u32::MAX)));
         }
-        let chunks: Vec<(Vec<usize>, Vec<(u32, f32)>)> = paths
+        // Per chunk of rows: (row lengths, (column, weight) entries).
+        type Chunk = (Vec<usize>, Vec<(u32, f32)>);
+        let chunks: Vec<Chunk> = paths
             .par_chunks(ROW_CHUNK)
             .enumerate()
             .map(|(c, chunk)| {
@@ -543,7 +545,8 @@ pub fn disc_chord(center: [f64; 2], radius: f64, a: [f64; 2], b: [f64; 2]) -> f6
     let h = f[0] * d[0] + f[1] * d[1];
     let c = f[0] * f[0] + f[1] * f[1] - radius * radius;
     let disc = h * h - dd * c;
-    if !(disc > 0.0) {
+    // Also catches a NaN discriminant.
+    if disc.is_nan() || disc <= 0.0 {
         return 0.0;
     }
     let root = disc.sqrt();

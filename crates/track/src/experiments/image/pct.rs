@@ -254,7 +254,11 @@ fn roi_mean(grid: &ImageGrid, img: &[f64], roi: &Roi) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
-/// Run the pCT part: returns the slices, their seed spreads and the figure files.
+/// What [`run_pct`] returns: the slices, their seed spreads, the figure files and the seconds
+/// spent simulating.
+pub(super) type PctOutput = (Vec<SliceResult>, Vec<SliceSpread>, Vec<String>, f64);
+
+/// Run the pCT part.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_pct(
     ctx: &RunContext,
@@ -264,7 +268,7 @@ pub(super) fn run_pct(
     methods: &[(String, Method)],
     cal: &[Calibration],
     range_method: RangeMethod,
-) -> Result<(Vec<SliceResult>, Vec<SliceSpread>, Vec<String>, f64)> {
+) -> Result<PctOutput> {
     let spots_x = pct.validate(&p.phantom.shape)?;
     let grid = ImageGrid::centred(pct.pixels, pct.fov_mm)?;
     let rois = rois(&p.phantom.shape, pct)?;
@@ -276,7 +280,6 @@ pub(super) fn run_pct(
     let mut rays: Vec<Vec<Ray>> = vec![Vec::new(); methods.len()];
     let mut truth_rays: Vec<(Ray, (f64, f64))> = Vec::new();
     let mut seconds = vec![0.0; methods.len()];
-    let t_sim = std::time::Instant::now();
     let mut sim_secs = 0.0;
     for a in 0..pct.angles {
         let deg = 360.0 * a as f64 / pct.angles as f64;
@@ -331,7 +334,6 @@ pub(super) fn run_pct(
             seconds[m] += t0.elapsed().as_secs_f64();
         }
     }
-    let _ = t_sim;
     // Reconstructions.
     let mut results = Vec::new();
     let reconstruct = |label: &str,
