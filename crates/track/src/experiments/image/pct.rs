@@ -446,8 +446,20 @@ fn spreads(results: &[SliceResult], grid: &ImageGrid, shape: &PhantomShape) -> V
 fn figures(ctx: &RunContext, grid: &ImageGrid, results: &[SliceResult], rois: &[Roi]) -> Result<Vec<String>> {
     let xs: Vec<f64> = (0..grid.nx).map(|i| grid.centre(i, 0)[0]).collect();
     let zs: Vec<f64> = (0..grid.nz).map(|k| grid.centre(0, k)[1]).collect();
-    let rows =
-        |img: &[f64]| -> Vec<Vec<f64>> { (0..grid.nz).map(|k| img[k * grid.nx..(k + 1) * grid.nx].to_vec()).collect() };
+    // Pixels outside the scanned disc (corners that only some projections cross) are left blank.
+    let r_fov = 0.5 * (grid.nx as f64 * grid.pixel_mm).min(grid.nz as f64 * grid.pixel_mm);
+    let rows = |img: &[f64]| -> Vec<Vec<f64>> {
+        (0..grid.nz)
+            .map(|k| {
+                (0..grid.nx)
+                    .map(|i| {
+                        let [x, z] = grid.centre(i, k);
+                        if x.hypot(z) <= r_fov { img[grid.index(i, k)] } else { f64::NAN }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
     let mut files = Vec::new();
     for r in results {
         let stem = format!(
