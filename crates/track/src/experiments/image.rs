@@ -221,6 +221,10 @@ struct MethodResult {
     unplaced: usize,
     /// WEPL error statistics per range method (est − truth of the track's first hit's primary).
     wepl_error: BTreeMap<String, Option<ErrorStats>>,
+    /// The placed tracks by kind ([`crate::image::TrackKind`]: `primary`, `with_secondary`,
+    /// `mixed`), with the Bragg-fit WEPL error of each kind, and `repeat`: a further track
+    /// starting on a primary that already has one in the frame (counted in its kind too).
+    breakdown: BTreeMap<String, (usize, Option<ErrorStats>)>,
     /// Radiograph (robust mean per pixel) minus the true map: statistics over the pixels both cover.
     radiograph_error: Option<ErrorStats>,
     radiograph_pixels: usize,
@@ -367,12 +371,23 @@ fn score(
     let mut map = Radiograph::new(rp.x_mm, rp.y_mm, rp.pixel_mm)?;
     let k_map = RangeMethod::ALL.iter().position(|&m| m == rp.range_method).expect("in ALL");
     let (mut tracks, mut unplaced, mut primaries) = (0, 0, 0);
+    let k_bragg = RangeMethod::ALL.iter().position(|&m| m == RangeMethod::BraggFit).expect("in ALL");
+    let mut kinds: BTreeMap<String, (usize, Vec<f64>)> = BTreeMap::new();
     for ((measured, skipped), (_, truth)) in per_frame.iter().zip(scan) {
         tracks += measured.len() + skipped;
         unplaced += skipped;
         primaries += truth.len();
+        let mut seen = std::collections::HashSet::new();
         for t in measured {
             let Some(tr) = truth.get(t.primary as usize) else { continue };
+            let kind = t.kind.name();
+            let repeat = !seen.insert(t.primary);
+            let err = t.observable[k_bragg].map(|o| cal[k_bragg].wepl(o) - tr.wepl_mm);
+            for kd in std::iter::once(kind).chain(repeat.then_some("repeat")) {
+                let e = kinds.entry(kd.to_string()).or_default();
+                e.0 += 1;
+                e.1.extend(err);
+            }
             for (k, c) in cal.iter().enumerate() {
                 if let Some(o) = t.observable[k] {
                     let w = c.wepl(o);
@@ -384,6 +399,7 @@ fn score(
             }
         }
     }
+    let breakdown = kinds.into_iter().map(|(k, (n, e))| (k, (n, ErrorStats::of(&e)))).collect();
     let est = map.robust_mean_map(rp.min_count);
     let diff: Vec<f64> = est.iter().zip(truth_mean).map(|(a, b)| a - b).filter(|d| d.is_finite()).collect();
     let diff_median: Vec<f64> =
@@ -400,6 +416,7 @@ fn score(
         tracks,
         unplaced,
         wepl_error,
+        breakdown,
         radiograph_error: ErrorStats::of(&diff),
         radiograph_pixels: diff.len(),
         radiograph_error_median: ErrorStats::of(&diff_median),
@@ -607,6 +624,33 @@ fn write_report(
         ],
         &rows,
     );
+    report.paragraph(
+        "Placed tracks by kind, with the Bragg-fit WEPL error of each kind (count: robust mean / σ_MAD / RMS [mm] / \
+         % beyond 10 mm). primary: every hit made by the primary of the first hit; with secondary: that primary's \
+         hits and those of a secondary proton of its nuclear interaction (the range end is the secondary's); mixed: \
+         hits of several primaries' histories; repeat: a further track starting on a primary that already has one \
+         (also counted in its kind).",
+    );
+    let kinds = ["primary", "with_secondary", "mixed", "repeat"];
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            std::iter::once(r.label.clone())
+                .chain(kinds.iter().map(|k| match r.breakdown.get(*k) {
+                    Some((n, Some(s))) => format!(
+                        "{n}: {:+.1} / {:.1} / {:.1} / {:.0}",
+                        s.robust_mean,
+                        s.sigma_mad,
+                        s.rms,
+                        100.0 * s.tail_10mm
+                    ),
+                    Some((n, None)) => format!("{n}: —"),
+                    None => "0".into(),
+                }))
+                .collect()
+        })
+        .collect();
+    report.table(&["method", "primary", "with secondary", "mixed", "repeat"], &rows);
     if !groups.is_empty() {
         report.heading("Across seeds");
         let ms = |v: (f64, f64)| format!("{:.2} ± {:.2}", v.0, v.1);
@@ -695,6 +739,14 @@ mod tests {
         let oracle = &row("oracle")["wepl_error"]["bragg_fit"];
         assert!(oracle["robust_mean"].as_f64().unwrap().abs() < 2.0, "{oracle}");
         assert!(oracle["sigma_mad"].as_f64().unwrap() < 6.0, "{oracle}");
+        // Every placed track has one kind; the oracle's are all of one primary.
+        for r in m {
+            let b = &r["breakdown"];
+            let n = |k: &str| b[k][0].as_u64().unwrap_or(0);
+            let placed = r["tracks"].as_u64().unwrap() - r["unplaced"].as_u64().unwrap();
+            assert_eq!(n("primary") + n("with_secondary") + n("mixed"), placed, "{r}");
+        }
+        assert_eq!(row("oracle")["breakdown"]["primary"][0], row("oracle")["tracks"]);
         let rms = |l: &str| row(l)["radiograph_error"]["rms"].as_f64().unwrap();
         assert!(rms("oracle") < rms("follower"), "{} vs {}", rms("oracle"), rms("follower"));
     }

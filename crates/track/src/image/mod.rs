@@ -38,6 +38,32 @@ pub struct MeasuredTrack {
     /// Range observable by each method of [`RangeMethod::ALL`] (None: not measurable, e.g. the
     /// track reaches the last layer).
     pub observable: [Option<f64>; 2],
+    /// What the track is made of.
+    pub kind: TrackKind,
+}
+
+/// What a reconstructed track is made of, against the truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Every hit made by `primary` itself.
+    Primary,
+    /// Hits of `primary` and of secondaries of its nuclear interactions (same history, but the
+    /// range end is not the primary's).
+    WithSecondary,
+    /// Hits of several primaries' histories.
+    Mixed,
+}
+
+impl TrackKind {
+    /// Name in reports and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrackKind::Primary => "primary",
+            TrackKind::WithSecondary => "with_secondary",
+            TrackKind::Mixed => "mixed",
+        }
+    }
 }
 
 /// Turn tracks (graph node indices, shallow → deep) into measurements. Tracks that do not start
@@ -67,7 +93,15 @@ pub fn measure_tracks(
         let layers: Vec<u16> = t.iter().map(|&n| g.layer[n as usize]).collect();
         let clusters: Vec<u16> = t.iter().map(|&n| frame.hits[g.hit[n as usize] as usize].cluster).collect();
         let observable = RangeMethod::ALL.map(|m| range_observable(m, &layers, &clusters, layer_depth, cm));
-        out.push(MeasuredTrack { primary: g.track[t[0] as usize], exit_xy, exit_slope: slope, observable });
+        let primary = g.track[t[0] as usize];
+        let kind = if t.iter().any(|&n| g.track[n as usize] != primary) {
+            TrackKind::Mixed
+        } else if t.iter().all(|&n| g.is_primary[n as usize]) {
+            TrackKind::Primary
+        } else {
+            TrackKind::WithSecondary
+        };
+        out.push(MeasuredTrack { primary, exit_xy, exit_slope: slope, observable, kind });
     }
     (out, skipped)
 }
