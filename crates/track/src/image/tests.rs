@@ -205,6 +205,8 @@ fn radiograph_bins_and_takes_medians() {
     assert!(r.median_map(4)[0].is_nan());
     assert_eq!(r.xs(), vec![-7.5, -2.5, 2.5, 7.5]);
     assert!(Radiograph::new([1.0, 0.0], [0.0, 1.0], 1.0).is_err());
+    let e = Radiograph::new([0.0, 1e4], [0.0, 1e4], 1.0).unwrap_err().to_string();
+    assert!(e.contains("4,000,000"), "{e}");
     let s = ErrorStats::of(&[1.0, -1.0, 3.0, f64::NAN, 20.0]).unwrap();
     assert_eq!(s.n, 4);
     assert_eq!(s.median, 2.0);

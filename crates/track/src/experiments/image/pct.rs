@@ -561,3 +561,55 @@ pub(super) fn report(
         report.table(&h, &rows);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> PctParams {
+        serde_json::from_value(serde_json::json!({
+            "angles": 4, "spots_x_mm": [-10.0, 10.0, 10.0], "frames_per_spot": 1, "pixels": 16, "fov_mm": 40.0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_name_before_any_work() {
+        let cyl = PhantomShape::ctp404();
+        assert_eq!(params().validate(&cyl).unwrap(), vec![-10.0, 0.0, 10.0]);
+        let e = params().validate(&PhantomShape::Slab).unwrap_err().to_string();
+        assert!(e.contains("cylinder"), "{e}");
+        for (field, edit) in [
+            ("pct.angles", Box::new(|p: &mut PctParams| p.angles = 1) as Box<dyn Fn(&mut PctParams)>),
+            ("pct.angles", Box::new(|p: &mut PctParams| p.angles = 100_000)),
+            ("pct.pixels", Box::new(|p: &mut PctParams| p.pixels = 4096)),
+            ("pct.fov_mm", Box::new(|p: &mut PctParams| p.fov_mm = f64::NAN)),
+            ("pct.frames_per_spot", Box::new(|p: &mut PctParams| p.frames_per_spot = 0)),
+            ("pct.paths", Box::new(|p: &mut PctParams| p.paths.clear())),
+            ("pct.spots_x_mm", Box::new(|p: &mut PctParams| p.spots_x_mm = [10.0, -10.0, 1.0])),
+            ("sart.relaxation", Box::new(|p: &mut PctParams| p.sart.relaxation = 3.0)),
+        ] {
+            let mut p = params();
+            edit(&mut p);
+            let e = p.validate(&cyl).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        // A margin that leaves an insert no region.
+        let mut p = params();
+        p.roi_margin_mm = 7.0;
+        let e = rois(&cyl, &p).unwrap_err().to_string();
+        assert!(e.contains("pct.roi_margin_mm"), "{e}");
+    }
+
+    #[test]
+    fn paths_rotate_into_the_phantom_frame() {
+        let r = Ray { angle: 0, spot_x: 1.0, exit_x: 3.0, slope_x: 0.01, wepl: 0.0 };
+        // θ = 0: the world frame.
+        assert_eq!(path_of(&r, Some(PathModel::SpotToExit), 80.0, (1.0, 0.0), None), [[1.0, -80.0], [3.0, 80.0]]);
+        let p = path_of(&r, Some(PathModel::ExitLine), 80.0, (1.0, 0.0), None);
+        assert!((p[0][0] - (3.0 - 1.6)).abs() < 1e-12 && p[1] == [3.0, 80.0]);
+        // θ = 90°: u = dz, w = −x (the geometry's convention, `Geometry::material_at`).
+        let p = path_of(&r, Some(PathModel::SpotToExit), 80.0, (0.0, 1.0), None);
+        assert_eq!(p, [[-80.0, -1.0], [80.0, -3.0]]);
+    }
+}
