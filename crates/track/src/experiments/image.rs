@@ -148,6 +148,10 @@ impl Params {
         if self.radiograph.frames_per_spot == 0 {
             return Err(Error::invalid("radiograph.frames_per_spot", 0, ">= 1"));
         }
+        self.phantom.shape.validate(self.phantom.thickness_mm)?;
+        if let Some(pc) = &self.pct {
+            pc.validate(&self.phantom.shape)?;
+        }
         self.follower.validate()
     }
 

@@ -89,7 +89,8 @@ impl PathModel {
 }
 
 impl PctParams {
-    fn validate(&self, shape: &PhantomShape) -> Result<Vec<f64>> {
+    /// Check the settings against the phantom; returns the spot centres.
+    pub(super) fn validate(&self, shape: &PhantomShape) -> Result<Vec<f64>> {
         if !matches!(shape, PhantomShape::Cylinder { .. }) {
             return Err(Error::invalid("pct", "a non-cylinder phantom", "phantom.shape.kind = \"cylinder\""));
         }
@@ -115,7 +116,9 @@ impl PctParams {
             return Err(Error::invalid("pct.rsp_energy_mev", self.rsp_energy_mev, "> 1 MeV"));
         }
         self.sart.validate()?;
-        spot_axis("pct.spots_x_mm", self.spots_x_mm)
+        let spots = spot_axis("pct.spots_x_mm", self.spots_x_mm)?;
+        rois(shape, self)?;
+        Ok(spots)
     }
 }
 
@@ -597,7 +600,7 @@ mod tests {
         // A margin that leaves an insert no region.
         let mut p = params();
         p.roi_margin_mm = 7.0;
-        let e = rois(&cyl, &p).unwrap_err().to_string();
+        let e = p.validate(&cyl).unwrap_err().to_string();
         assert!(e.contains("pct.roi_margin_mm"), "{e}");
     }
 
