@@ -91,8 +91,20 @@ impl PathModel {
 impl PctParams {
     /// Check the settings against the phantom; returns the spot centres.
     pub(super) fn validate(&self, shape: &PhantomShape) -> Result<Vec<f64>> {
-        if !matches!(shape, PhantomShape::Cylinder { .. }) {
+        let PhantomShape::Cylinder { half_height_mm, inserts, .. } = shape else {
             return Err(Error::invalid("pct", "a non-cylinder phantom", "phantom.shape.kind = \"cylinder\""));
+        };
+        // The slice model needs a phantom uniform along y over the beam's extent.
+        for (k, ins) in inserts.iter().enumerate() {
+            if let Some(h) = ins.half_height_mm.filter(|h| h < half_height_mm) {
+                return Err(Error::invalid(
+                    format!("phantom.shape.inserts[{k}].half_height_mm"),
+                    h,
+                    format!(
+                        "unset or ≥ the cylinder's {half_height_mm} mm for a pCT slice (the slice assumes inserts uniform along y)"
+                    ),
+                ));
+            }
         }
         if !(2..=3600).contains(&self.angles) {
             return Err(Error::invalid("pct.angles", self.angles, "2..=3600 projections over 360°"));
@@ -597,6 +609,13 @@ mod tests {
             let e = p.validate(&cyl).unwrap_err().to_string();
             assert!(e.contains(field), "{field}: {e}");
         }
+        // Inserts shorter than the cylinder break the slice's uniformity along y.
+        let mut short = cyl.clone();
+        if let PhantomShape::Cylinder { inserts, .. } = &mut short {
+            inserts[2].half_height_mm = Some(5.0);
+        }
+        let e = params().validate(&short).unwrap_err().to_string();
+        assert!(e.contains("inserts[2].half_height_mm"), "{e}");
         // A margin that leaves an insert no region.
         let mut p = params();
         p.roi_margin_mm = 7.0;
