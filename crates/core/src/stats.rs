@@ -26,9 +26,34 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     (m, v.sqrt())
 }
 
+/// Median of a sorted slice (mean of the two middle values for an even length; NaN when empty).
+pub fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
+/// Median of `v` in any order (sorted by `f64::total_cmp`, so NaN sorts last; NaN when empty).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    median_sorted(&s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty_lists() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[0.9, -700.0, 0.95, 0.8, 0.85]), 0.85);
+        assert_eq!(median_sorted(&[1.0, 2.0]), 1.5);
+        assert!(median(&[]).is_nan());
+    }
 
     #[test]
     fn mean_std_closed_forms() {

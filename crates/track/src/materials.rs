@@ -26,7 +26,14 @@
 //!   78 eV of ICRU 90.
 
 use crate::error::{Error, Result};
-use crate::physics::Material;
+use crate::physics::{Material, bethe_mass_stopping_power};
+
+/// Stopping power relative to water, ρ·S(e)/(ρ_w·S_w(e)), both from [`bethe_mass_stopping_power`]
+/// with the library's water.
+pub fn relative_stopping_power(m: &Material, e_mev: f64) -> f64 {
+    let w = &LIBRARY[0].material; // water (checked by `water_and_air_equal_the_detector_config`)
+    m.density_g_cm3 * bethe_mass_stopping_power(m, e_mev) / (w.density_g_cm3 * bethe_mass_stopping_power(w, e_mev))
+}
 
 /// A named material of the library and where its numbers come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +196,9 @@ mod tests {
             assert_eq!(lib(name), from_config, "{name} differs from configs/detector-bergen-dtc.json");
         }
         assert_eq!(lib("water"), Material::water());
+        // `relative_stopping_power` divides by the library's first entry.
+        assert_eq!(library()[0].name, "water");
+        assert_eq!(rsp(&lib("water"), 150.0), 1.0);
     }
 
     #[test]
@@ -498,12 +508,7 @@ mod tests {
     // Relative stopping powers.
     // ---------------------------------------------------------------------------------------
 
-    /// Relative stopping power ρ·S/(ρ_w·S_w) at `e_mev`, with both from our Bethe–Bloch.
-    fn rsp(m: &Material, e_mev: f64) -> f64 {
-        let water = lib("water");
-        m.density_g_cm3 * bethe_mass_stopping_power(m, e_mev)
-            / (water.density_g_cm3 * bethe_mass_stopping_power(&water, e_mev))
-    }
+    use super::relative_stopping_power as rsp;
 
     #[test]
     fn relative_stopping_powers_at_150_mev() {

@@ -13,6 +13,7 @@ use super::emulator_model::check_cols;
 use super::heads::{CONSERVED_SPECIES, N_ENV, N_STATE, N_X, N_Y, PRODUCTION_COLUMN};
 use crate::error::Result;
 use gradlab_core::metrics;
+use gradlab_core::stats::median;
 use ndarray::{Array2, ArrayView2};
 
 /// The metrics of one variant on one data set.
@@ -133,30 +134,10 @@ pub fn evaluate(
     })
 }
 
-/// Median of a non-empty slice (mean of the two middle values for an even length; NaN sorts last).
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::Array2;
-
-    #[test]
-    fn median_of_odd_even_and_outliers() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        // One catastrophic output moves the mean, not the median.
-        assert_eq!(median(&[0.9, -700.0, 0.95, 0.8, 0.85]), 0.85);
-        assert!(median(&[]).is_nan());
-    }
 
     #[test]
     fn hand_computed_mass_and_negativity() {

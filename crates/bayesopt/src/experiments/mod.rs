@@ -127,15 +127,7 @@ pub fn loglog_slope(n: &[f64], t: &[f64]) -> f64 {
     sxy / sxx
 }
 
-/// Median (NaN for an empty list).
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-}
+pub(crate) use gradlab_core::stats::median;
 
 /// Mean and sample standard deviation (0 for one value).
 pub(crate) use gradlab_core::stats::mean_std;

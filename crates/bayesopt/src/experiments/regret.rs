@@ -124,7 +124,7 @@ fn cell_statistics(
         policy.label(),
         pm(&finals, 4),
         pm(&regrets, 3),
-        fmt_num(median(regrets.clone()), 3),
+        fmt_num(median(&regrets), 3),
         fmt_num(mean_std(&overheads).0, 3),
         fmt_num(mean_std(&refits).0, 3),
     ];

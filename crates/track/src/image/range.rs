@@ -222,20 +222,11 @@ pub fn robust_window(v: &[f64], min_halfwidth: f64) -> Option<(f64, f64)> {
     Some((m - half, m + half))
 }
 
-/// Median of a sorted, non-empty slice.
-pub fn median_sorted(v: &[f64]) -> f64 {
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-}
+pub use gradlab_core::stats::median_sorted;
 
 /// Median of any slice (`None` when empty).
 pub fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    Some(median_sorted(&s))
+    (!v.is_empty()).then(|| gradlab_core::stats::median(v))
 }
 
 #[cfg(test)]

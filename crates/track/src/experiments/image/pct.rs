@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::image::phantom::PhantomShape;
 use crate::image::range::{Calibration, ROBUST_WINDOW_MM, RangeMethod, robust_window};
 use crate::image::recon::{ImageGrid, SartConfig, SystemMatrix, sart};
-use crate::physics::bethe_mass_stopping_power;
 use crate::sim::{Frame, PrimaryTruth, Simulator};
 
 /// First frame index (RNG stream) of the pCT projections.
@@ -191,9 +190,7 @@ pub(super) struct SliceSpread {
 }
 
 fn true_rsp(name: &str, e: f64) -> Result<f64> {
-    let m = crate::materials::by_name(name)?;
-    let w = crate::materials::by_name("water")?;
-    Ok(m.density_g_cm3 * bethe_mass_stopping_power(&m, e) / (w.density_g_cm3 * bethe_mass_stopping_power(&w, e)))
+    Ok(crate::materials::relative_stopping_power(&crate::materials::by_name(name)?, e))
 }
 
 fn rois(shape: &PhantomShape, pct: &PctParams) -> Result<Vec<Roi>> {
