@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Where the box model's ageing of insoluble particles by coagulation departs from the Fortran M7
+(issue 16, cause (A) in docs/results/m7-fidelity.md).
+
+Runs `xtask m7-step` on the reference inputs (crates/aerosol/tests/data/m7-reference) in the
+`coag` configuration (coagulation only, fidelity echam_ham) three times — with ageing, without
+ageing, and with every process off (for the start-of-step radii) — and splits the insoluble
+modes' number loss into coagulation loss L (ours, ageing off) and ageing A:
+A_ours = loss(ours) − L, A_ref = loss(Fortran) − L. It prints the ratio A_ref / A_ours by the
+insoluble number, by the nucleation-mode number, and by how much of our loss is ageing, and
+tests candidate rules for the extra ageing (each printed with the spread of ref/candidate; a rule
+that held would give a narrow spread around 1).
+
+Usage: python3 scripts/m7/coag_ageing_analysis.py [--xtask PATH]   (needs numpy; default
+PATH: target/release/xtask, built by `cargo build --release -p xtask`)
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(ROOT, "crates", "aerosol", "tests", "data", "m7-reference")
+DT = 720.0
+SIGMA = np.array([1.59, 1.59, 1.59, 2.0, 1.59, 1.59, 2.0])
+# Reference output layout: H2SO4, 18 masses, 7 numbers.
+SO4_NS, N0_COL = 1, 19
+MODES = ["NS", "KS", "AS", "CS", "KI", "AI", "CI"]
+
+
+def step(xtask, tmp, name, **procs):
+    p = {"water_uptake": True, "condensation": False, "nucleation": False, "activation_nucleation": False,
+         "coagulation": True, "ageing": True, "mode_shift": True}
+    p.update(procs)
+    cfg = os.path.join(tmp, f"{name}.json")
+    with open(cfg, "w") as f:
+        json.dump({"processes": p, "fidelity": "echam_ham"}, f)
+    out = os.path.join(tmp, f"{name}.npy")
+    subprocess.run([xtask, "m7-step", "--input", os.path.join(DATA, "inputs.npy"), "--output", out, "--config", cfg,
+                    "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+    o = np.load(out)
+    cols = [c["name"] for c in json.load(open(out[:-4] + ".columns.json"))]
+    return o, cols
+
+
+def pct(v):
+    return " ".join(f"{x:8.3g}" for x in np.percentile(v, [10, 25, 50, 75, 90]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--xtask", default=os.path.join(ROOT, "target", "release", "xtask"))
+    a = ap.parse_args()
+    if not os.path.isfile(a.xtask):
+        sys.exit(f"--xtask {a.xtask}: not found; build it with `cargo build --release -p xtask`")
+    x = np.load(os.path.join(DATA, "inputs.npy"))
+    ref = np.load(os.path.join(DATA, "out_coag.npy"))
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, cols = step(a.xtask, tmp, "coag")
+        noage, _ = step(a.xtask, tmp, "noage", ageing=False)
+        null, _ = step(a.xtask, tmp, "null", coagulation=False, ageing=False, mode_shift=False)
+    c = {n: i for i, n in enumerate(cols)}
+    p, t = x[:, 0], x[:, 1]
+    n0 = x[:, 26:33]
+    rw = np.stack([null[:, c[f"r_wet_{m.lower()}"]] for m in MODES], 1)
+    rho = np.stack([null[:, c[f"density_{m.lower()}"]] for m in MODES], 1)
+
+    # Fuchs kernel as the box model evaluates it under echam_ham (process/coagulation.rs).
+    kb = 1.380649e-16
+    mu = 1.458e-5 * t * np.sqrt(t) / (t + 110.4)
+    lam = 6.6e-6 * (101325.0 / p) * (t / 293.15)
+
+    def kin(i):
+        r = rw[:, i]
+        kn = lam / r
+        d = kb * t * (1 + kn * (1.257 + 0.4 * np.exp(-1.1 / kn))) / (6 * np.pi * mu * r)
+        c2 = 8 * kb * t / (np.pi * rho[:, i] * 4 / 3 * np.pi * r ** 3)
+        l = 8 * d / (np.pi * np.sqrt(c2))
+        g = ((2 * r + l) ** 3 - (4 * r * r + l * l) ** 1.5) / (6 * r * l) - 2 * r
+        return r, d, c2, g
+
+    def kern(i, j):
+        r1, d1, c1, g1 = kin(i)
+        r2, d2, c2, g2 = kin(j)
+        R, D = r1 + r2, d1 + d2
+        return 4 * np.pi * D * R / (R / (R + np.hypot(g1, g2)) + 4 * D / (np.sqrt(c1 + c2) * R))
+
+    print("ratio A_ref / A_ours of the aged number (percentiles 10 25 50 75 90)")
+    for m in (4, 5, 6):
+        col = N0_COL + m
+        loss_ref = x[:, 26 + m] - ref[:, col]
+        L = x[:, 26 + m] - noage[:, c[f"n_{MODES[m].lower()}"]]
+        a_ours = noage[:, c[f"n_{MODES[m].lower()}"]] - ours[:, c[f"n_{MODES[m].lower()}"]]
+        a_ref = loss_ref - L
+        ok = (a_ours > 1e-4 * n0[:, m]) & (a_ref < 0.8 * n0[:, m])
+        print(f"{MODES[m]}: all {ok.sum()} cells: {pct(a_ref[ok] / a_ours[ok])}")
+        for lo, hi in [(0, 1), (1, 10), (10, 100), (100, 1e9)]:
+            s = ok & (n0[:, m] >= lo) & (n0[:, m] < hi)
+            if s.sum() > 5:
+                print(f"  N_{MODES[m]} in [{lo:g}, {hi:g}) cm-3, {s.sum():4d} cells: {pct(a_ref[s] / a_ours[s])}")
+        if m != 4:
+            continue
+        for lo, hi in [(0, 1e3), (1e3, 1e4), (1e4, 1e5), (1e5, 1e9)]:
+            s = ok & (n0[:, 0] >= lo) & (n0[:, 0] < hi)
+            if s.sum() > 5:
+                print(f"  N_NS in [{lo:g}, {hi:g}) cm-3, {s.sum():4d} cells: {pct(a_ref[s] / a_ours[s])}")
+        for lo, hi in [(0, 0.3), (0.3, 3), (3, 1e9)]:
+            s = ok & (a_ours >= lo * L) & (a_ours < hi * L)
+            if s.sum() > 5:
+                print(f"  A_ours/L in [{lo:g}, {hi:g}), {s.sum():4d} cells: {pct(a_ref[s] / a_ours[s])}")
+        # Candidate rules for the KI ageing, as aged number per cell.
+        need = 4 * np.pi * (rw[:, 4] * np.exp(np.log(SIGMA[4]) ** 2)) ** 2 / 2.39e-15
+        kni = kern(0, 4)
+        cand = {
+            "sulfate NS->KI / monolayer (ours)": kni * n0[:, 4] * x[:, 8] * DT / need,
+            "+ sulfate NS->KS / monolayer": (kni * n0[:, 4] + kern(0, 1) * n0[:, 1]) * x[:, 8] * DT / need,
+            "first NS collision (1 - exp(-K N_NS dt)) N_KI": (1 - np.exp(-kni * n0[:, 0] * DT)) * n0[:, 4],
+            "KS-KI collisions": kern(1, 4) * n0[:, 1] * n0[:, 4] * DT,
+        }
+        s = ok & (a_ref > 0)
+        print("  candidate rules for KI (ref / candidate):")
+        for k, v in cand.items():
+            print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
+
+
+if __name__ == "__main__":
+    main()
