@@ -174,7 +174,7 @@ impl Default for StudyConfig {
             n_initial: 0,
             design: Sampler::Lhs,
             kernel: KernelKind::Matern52,
-            acquisition: Acquisition::default(),
+            acquisition: crate::acquisition::STUDY_ACQUISITION,
             lag: LagPolicy::default(),
             fit: FitOptions::default(),
             maximize: MaximizeOptions::default(),

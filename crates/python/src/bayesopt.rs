@@ -80,18 +80,19 @@ pub fn space(obj: &Bound<'_, PyAny>) -> PyResult<Space> {
     Space::new(params).map_err(errors::bayesopt)
 }
 
-/// scikit-optimize's `acq_func` names: `"EI"`, `"PI"`, `"LCB"`, `"gp_hedge"`, and ours
-/// `"LogEI"` (the default when absent).
+/// scikit-optimize's `acq_func` names: `"EI"`, `"PI"`, `"LCB"`, `"gp_hedge"` (η = 1, as
+/// scikit-optimize's), and ours `"LogEI"`; absent: the study default (GP-Hedge with η = 0.1).
 fn acquisition(name: Option<&str>) -> PyResult<Acquisition> {
     Ok(match name {
-        None | Some("LogEI") => Acquisition::default(),
+        None => gradlab_bayesopt::acquisition::STUDY_ACQUISITION,
+        Some("LogEI") => Acquisition::LogEi { xi: 0.01 },
         Some("EI") => Acquisition::Ei { xi: 0.01 },
         Some("PI") => Acquisition::Pi { xi: 0.01 },
         Some("LCB") => Acquisition::Ucb { kappa: 1.96 },
         Some("gp_hedge") => Acquisition::GpHedge { eta: 1.0 },
         Some(o) => {
             return Err(PyValueError::new_err(format!(
-                "acq_func = {o:?}: allowed: \"LogEI\" (default), \"EI\", \"PI\", \"LCB\" or \"gp_hedge\""
+                "acq_func = {o:?}: allowed: \"LogEI\", \"EI\", \"PI\", \"LCB\" or \"gp_hedge\" (absent: GP-Hedge with eta = 0.1)"
             )));
         }
     })

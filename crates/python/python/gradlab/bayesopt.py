@@ -61,7 +61,8 @@ def minimize(
     dict ``{name: spec}``. ``func`` receives a list of values in that order. ``n_initial_points``
     is the size of the Latin-hypercube start (0: max(5, 2·dim + 1)); ``lag`` is k (refit the GP
     hyperparameters every k asks), ``"inf"`` or ``"adaptive"``; ``acq_func`` is scikit-optimize's
-    (``"EI"``, ``"PI"``, ``"LCB"``, ``"gp_hedge"``) or ``"LogEI"`` (the default when ``None``). An
+    (``"EI"``, ``"PI"``, ``"LCB"``, ``"gp_hedge"`` with η = 1) or ``"LogEI"``; ``None`` (default): the
+    study default, GP-Hedge over EI, PI and LCB with η = 0.1. An
     exception in ``func`` stops
     the run and propagates. A non-finite return value records a failed evaluation.
 
