@@ -936,6 +936,10 @@ mod tests {
         // The same analysis of the first run's trained models, read from its folder: the same
         // results, without training.
         let mut from = params.clone();
+        // As on the command line: the shipped config has the key, so `--set models=DIR` works.
+        let mut via_set = params.clone();
+        gradlab_core::experiment::apply_set(&mut via_set, &format!("models={}", ctx.dir.path().display())).unwrap();
+        assert_eq!(via_set["models"], serde_json::json!(ctx.dir.path().display().to_string()));
         from["models"] = serde_json::json!(ctx.dir.path());
         from["spec"]["train"]["epochs"] = serde_json::json!(99); // replaced by the run's spec
         let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
