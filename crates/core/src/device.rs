@@ -73,12 +73,10 @@ impl DeviceChoice {
                 }
                 Ok(Device::new_cuda(i)?)
             }
+            // `cuda_is_available()` only says the feature is compiled in; whether a device is
+            // there shows when it is opened (a CUDA build on a machine without a GPU: CPU).
             DeviceChoice::Auto => {
-                if cuda_compiled() && candle_core::utils::cuda_is_available() {
-                    Ok(Device::new_cuda(0)?)
-                } else {
-                    Ok(Device::Cpu)
-                }
+                Ok(if cuda_compiled() { Device::new_cuda(0).unwrap_or(Device::Cpu) } else { Device::Cpu })
             }
         }
     }

@@ -94,6 +94,18 @@ impl CustomOp1 for ScatterMax {
         Ok((out, Shape::from((self.n, h))))
     }
 
+    /// The same result on a CUDA device: one thread per output value, reading the rows of its
+    /// output row in the order of `index` (a stable counting sort done here on the host), so
+    /// ties and NaNs resolve exactly as on the CPU. Kernel compiled once per process by NVRTC.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::scatter_max(self, storage, layout)
+    }
+
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (_, h) = arg.dims2()?;
         let dev = arg.device();
@@ -117,6 +129,115 @@ impl CustomOp1 for ScatterMax {
             d => candle_core::bail!("scatter_max: unsupported dtype {d:?}"),
         };
         Ok(Some(g))
+    }
+}
+
+/// Rows of each output row in `index` order: `(offsets, order)` with the rows of output `i` at
+/// `order[offsets[i]..offsets[i + 1]]` (a stable counting sort).
+pub fn rows_by_target(index: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; n + 1];
+    for &i in index {
+        offsets[i as usize + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut order = vec![0u32; index.len()];
+    for (k, &i) in index.iter().enumerate() {
+        order[next[i as usize] as usize] = k as u32;
+        next[i as usize] += 1;
+    }
+    (offsets, order)
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::{ScatterMax, rows_by_target};
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+    use candle_core::{CudaStorage, Layout, Shape};
+    use std::sync::OnceLock;
+
+    const SRC: &str = r#"
+#define SCATTER_MAX(NAME, T) \
+extern "C" __global__ void NAME(const T* src, const unsigned int* offsets, const unsigned int* order, \
+                                T* out, unsigned int n, unsigned int h) { \
+    unsigned int t = blockIdx.x * blockDim.x + threadIdx.x; \
+    if (t >= n * h) return; \
+    unsigned int i = t / h, c = t % h; \
+    unsigned int a = offsets[i], b = offsets[i + 1]; \
+    T m = (T)0; \
+    if (a < b) { \
+        m = src[(size_t)order[a] * h + c]; \
+        for (unsigned int j = a + 1; j < b; ++j) { \
+            T v = src[(size_t)order[j] * h + c]; \
+            if (v > m) m = v; \
+        } \
+    } \
+    out[t] = m; \
+}
+SCATTER_MAX(gradlab_scatter_max_f32, float)
+SCATTER_MAX(gradlab_scatter_max_f64, double)
+"#;
+
+    fn ptx() -> candle_core::Result<&'static str> {
+        static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+        PTX.get_or_init(|| {
+            candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(SRC).map(|p| p.to_src()).map_err(|e| e.to_string())
+        })
+        .as_deref()
+        .map_err(|e| candle_core::Error::Msg(format!("scatter_max: NVRTC failed: {e}")))
+    }
+
+    pub(super) fn scatter_max(
+        op: &ScatterMax,
+        storage: &CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (e, h) = layout.shape().dims2()?;
+        if e != op.index.len() {
+            candle_core::bail!("scatter_max: {e} rows but {} indices", op.index.len());
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("scatter_max: the input must be contiguous");
+        };
+        let n = op.n;
+        let total = n * h;
+        if total > u32::MAX as usize || e > u32::MAX as usize {
+            candle_core::bail!("scatter_max: {n} × {h} outputs exceed the kernel's 32-bit indexing");
+        }
+        let dev = storage.device().clone();
+        let (offsets, order) = rows_by_target(&op.index, n);
+        let offsets = dev.clone_htod(&offsets)?;
+        let order = dev.clone_htod(&order)?;
+        let cfg = LaunchConfig::for_num_elems(total.max(1) as u32);
+        let (n32, h32) = (n as u32, h as u32);
+        macro_rules! launch {
+            ($src:expr, $ty:ty, $name:literal, $variant:ident) => {{
+                let src = $src.slice(start..end);
+                let func = dev.get_or_load_custom_func($name, "gradlab_scatter_max", ptx()?)?;
+                // SAFETY: every output value is written by the kernel below.
+                let out = unsafe { dev.alloc::<$ty>(total.max(1))? };
+                let mut b = func.builder();
+                b.arg(&src);
+                b.arg(&offsets);
+                b.arg(&order);
+                b.arg(&out);
+                b.arg(&n32);
+                b.arg(&h32);
+                // SAFETY: argument types and counts match the kernel's signature.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorageSlice::$variant(out)
+            }};
+        }
+        let slice = match &storage.slice {
+            CudaStorageSlice::F32(s) => launch!(s, f32, "gradlab_scatter_max_f32", F32),
+            CudaStorageSlice::F64(s) => launch!(s, f64, "gradlab_scatter_max_f64", F64),
+            _ => candle_core::bail!("scatter_max: only f32 and f64 are supported"),
+        };
+        Ok((CudaStorage { slice, device: dev }, Shape::from((n, h))))
     }
 }
 
@@ -620,8 +741,12 @@ impl InteractionNetwork {
     /// model runs the fused kernels of [`crate::fused`] (the same function as
     /// [`Self::forward_reference`] up to rounding, with the same BatchNorm running-statistics
     /// updates); the hit-graph model and graphs with fewer than two messages or nodes run the
-    /// plain candle composition.
+    /// plain candle composition, as does every graph on a device other than the CPU (the fused
+    /// kernels are CPU kernels; the composition's scatter-max has a CUDA kernel).
     pub fn forward_t(&self, g: &GraphInput, train: bool) -> candle_core::Result<Tensor> {
+        if !g.x.device().is_cpu() {
+            return self.forward_reference(g, train);
+        }
         match (&g.enc, self.cfg.graph) {
             (Some(enc), GraphKind::Line) if g.num_messages() >= 2 && g.n >= 2 => self.forward_fused(g, enc, train),
             (_, GraphKind::Hit) if g.num_messages() >= 2 && g.n >= 2 => self.forward_fused_hit(g, train),
@@ -748,6 +873,74 @@ mod tests {
         }
         assert!(g.iter().filter(|&&x| x != 0.0).count() > 0);
         assert!(ScatterMax::new(Arc::new(vec![9]), 9).is_err());
+    }
+
+    #[test]
+    fn rows_by_target_is_a_stable_grouping() {
+        let index = [3u32, 0, 3, 1, 0, 3];
+        let (offsets, order) = rows_by_target(&index, 5);
+        assert_eq!(offsets, vec![0, 2, 3, 3, 6, 6]);
+        assert_eq!(order, vec![1, 4, 3, 0, 2, 5]);
+        for i in 0..5 {
+            let want: Vec<u32> = (0..index.len() as u32).filter(|&k| index[k as usize] == i as u32).collect();
+            assert_eq!(&order[offsets[i] as usize..offsets[i + 1] as usize], want.as_slice());
+        }
+        assert_eq!(rows_by_target(&[], 2), (vec![0, 0, 0], vec![]));
+    }
+
+    /// The CUDA kernel against the CPU op (forward bit for bit, including ties, empty outputs and
+    /// NaN; gradient through the shared backward). Needs the `cuda` feature and a GPU; without a
+    /// GPU it says so and passes (`scripts/gpu/check.sh` runs it where one is lent).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn scatter_max_on_cuda_equals_the_cpu_op() {
+        // `cuda_is_available()` only says the feature is compiled in; a device shows on opening.
+        let gpu = match Device::new_cuda(0) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("no CUDA device ({e}): scatter_max_on_cuda_equals_the_cpu_op not run");
+                return;
+            }
+        };
+        let mut rng = gradlab_core::rng::rng(11);
+        for &(e, h, n) in &[(1usize, 1usize, 1usize), (40, 5, 9), (5000, 16, 700), (3, 7, 10)] {
+            let index: Vec<u32> = (0..e).map(|_| rng.random_range(0..n.saturating_sub(1).max(1) as u32)).collect();
+            let mut vals: Vec<f32> = (0..e * h).map(|_| (rng.random_range(-4i32..4)) as f32 * 0.5).collect();
+            if e > 3 {
+                vals[2] = f32::NAN;
+            }
+            let idx = Arc::new(index);
+            let cpu_t = Tensor::from_vec(vals.clone(), (e, h), &Device::Cpu).unwrap();
+            let want = scatter_max(&cpu_t, &idx, n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let got = scatter_max(&cpu_t.to_device(&gpu).unwrap(), &idx, n)
+                .unwrap()
+                .to_device(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(want.len(), got.len());
+            for (k, (a, b)) in want.iter().zip(&got).enumerate() {
+                assert!(a.to_bits() == b.to_bits(), "({e}, {h}, {n}) output {k}: cpu {a} gpu {b}");
+            }
+            let t64 = cpu_t.to_dtype(DType::F64).unwrap();
+            let w64 = scatter_max(&t64, &idx, n).unwrap().to_vec2::<f64>().unwrap();
+            let g64 = scatter_max(&t64.to_device(&gpu).unwrap(), &idx, n).unwrap().to_vec2::<f64>().unwrap();
+            for (a, b) in w64.iter().flatten().zip(g64.iter().flatten()) {
+                assert!(a.to_bits() == b.to_bits());
+            }
+            // Gradients: the same backward, fed by the GPU forward.
+            let var = candle_core::Var::from_tensor(&t64.to_device(&gpu).unwrap()).unwrap();
+            let l = scatter_max(var.as_tensor(), &idx, n).unwrap().sqr().unwrap().sum_all().unwrap();
+            let g_gpu = l.backward().unwrap().get(var.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
+            let var = candle_core::Var::from_tensor(&t64).unwrap();
+            let l = scatter_max(var.as_tensor(), &idx, n).unwrap().sqr().unwrap().sum_all().unwrap();
+            let g_cpu = l.backward().unwrap().get(var.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
+            for (a, b) in g_cpu.iter().flatten().zip(g_gpu.iter().flatten()) {
+                assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+            }
+        }
     }
 
     fn tiny_graph() -> (HitGraph, LineGraph) {
