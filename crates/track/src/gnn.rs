@@ -170,9 +170,9 @@ extern "C" __global__ void NAME(const T* src, const unsigned int* offsets, const
     unsigned int a = offsets[i], b = offsets[i + 1]; \
     T m = (T)0; \
     if (a < b) { \
-        m = src[(size_t)order[a] * h + c]; \
+        m = src[(unsigned long long)order[a] * h + c]; \
         for (unsigned int j = a + 1; j < b; ++j) { \
-            T v = src[(size_t)order[j] * h + c]; \
+            T v = src[(unsigned long long)order[j] * h + c]; \
             if (v > m) m = v; \
         } \
     } \
@@ -182,7 +182,8 @@ SCATTER_MAX(gradlab_scatter_max_f32, float)
 SCATTER_MAX(gradlab_scatter_max_f64, double)
 "#;
 
-    fn ptx() -> candle_core::Result<&'static str> {
+    /// The kernels' PTX, compiled by NVRTC once per process (needs the NVRTC library, not a GPU).
+    pub(super) fn ptx() -> candle_core::Result<&'static str> {
         static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
         PTX.get_or_init(|| {
             candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(SRC).map(|p| p.to_src()).map_err(|e| e.to_string())
@@ -894,6 +895,9 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn scatter_max_on_cuda_equals_the_cpu_op() {
+        // NVRTC compiles the kernels without a GPU: checked wherever the feature is built.
+        let ptx = super::cuda::ptx().unwrap();
+        assert!(ptx.contains(".entry gradlab_scatter_max_f32") && ptx.contains(".entry gradlab_scatter_max_f64"));
         // `cuda_is_available()` only says the feature is compiled in; a device shows on opening.
         let gpu = match Device::new_cuda(0) {
             Ok(d) => d,
