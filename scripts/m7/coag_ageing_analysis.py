@@ -3,13 +3,15 @@
 (issue 16, cause (A) in docs/results/m7-fidelity.md).
 
 Runs `xtask m7-step` on the reference inputs (crates/aerosol/tests/data/m7-reference) in the
-`coag` configuration (coagulation only, fidelity echam_ham) three times — with ageing, without
-ageing, and with every process off (for the start-of-step radii) — and splits the insoluble
+`coag` configuration (coagulation only, fidelity echam_ham) four times — with ageing, without
+ageing, without the mode shift, and with every process off (for the start-of-step radii) — and
+splits the insoluble
 modes' number loss into coagulation loss L (ours, ageing off) and ageing A:
 A_ours = loss(ours) − L, A_ref = loss(Fortran) − L. It prints the ratio A_ref / A_ours by the
 insoluble number, by the nucleation-mode number, and by how much of our loss is ageing, and
 tests candidate rules for the extra ageing (each printed with the spread of ref/candidate; a rule
-that held would give a narrow spread around 1).
+that held would give a narrow spread around 1). Last, for cause (C), the NS number loss of the
+reference over ours in cells where a single partner dominates it.
 
 Usage: python3 scripts/m7/coag_ageing_analysis.py [--xtask PATH]   (needs numpy; default
 PATH: target/release/xtask, built by `cargo build --release -p xtask`)
@@ -64,6 +66,7 @@ def main():
         ours, cols = step(a.xtask, tmp, "coag")
         noage, _ = step(a.xtask, tmp, "noage", ageing=False)
         null, _ = step(a.xtask, tmp, "null", coagulation=False, ageing=False, mode_shift=False)
+        noshift, _ = step(a.xtask, tmp, "noshift", mode_shift=False)
     c = {n: i for i, n in enumerate(cols)}
     p, t = x[:, 0], x[:, 1]
     n0 = x[:, 26:33]
@@ -126,6 +129,28 @@ def main():
         print("  candidate rules for KI (ref / candidate):")
         for k, v in cand.items():
             print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
+    ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0)
+
+
+def ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0):
+    """Cause (C): the NS number loss, reference / ours, in cells where one partner takes > 80 %
+    of it (short-step shares from the kernel above; cells where our NS shift does not act and
+    the loss is < 5 % of N_NS)."""
+    col = N0_COL
+    n_ns = n0[:, 0]
+    parts = {"intra": 0.5 * kern(0, 0) * n_ns * n_ns * DT}
+    for m in range(1, 7):
+        parts[MODES[m]] = kern(0, m) * n0[:, m] * n_ns * DT
+    total = sum(parts.values())
+    d_ref = x[:, 26] - ref[:, col]
+    d_ours = x[:, 26] - ours[:, c["n_ns"]]
+    d_noshift = x[:, 26] - noshift[:, c["n_ns"]]
+    ok = (np.abs(d_noshift - d_ours) <= 1e-9 * x[:, 26] + 1e-12) & (total < 0.05 * n_ns) & (d_ref > 0) & (d_ours > 0)
+    print(f"\nNS number loss, reference / ours (no NS shift, loss < 5 %: {ok.sum()} cells): {pct(d_ref[ok] / d_ours[ok])}")
+    for k, v in parts.items():
+        s = ok & (v > 0.8 * total)
+        if s.sum() >= 5:
+            print(f"  {k:5s} takes > 80 % of it, {s.sum():3d} cells: {pct(d_ref[s] / d_ours[s])}")
 
 
 if __name__ == "__main__":
