@@ -113,9 +113,10 @@ gnn_study_params! {
         pub analysis: AnalysisParams,
         /// Analyse the trained models of finished GNN runs (`track-compare`, `track-pat` or
         /// `track-ptt` folders; one path or a list) instead of training: their `seed`, `setup`,
-        /// `data` and `spec` (equal in every folder) replace this config's, their `seeds`
-        /// together (disjoint) replace `seeds`, and every variant × seed is read from the
-        /// `checkpoints/<label>-seed<s>` (best weights) of the folder that trained that seed.
+        /// `data` and `spec` (equal in every folder) replace this config's, the union of their
+        /// `seeds` replaces `seeds`, and every variant × seed is read from the
+        /// `checkpoints/<label>-seed<s>` (best weights) of the one folder that has it (so a
+        /// `track-landscape` run that trained only the Adam variant can join `track-compare` runs).
         #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
         pub models: Vec<std::path::PathBuf>,
     }
@@ -312,10 +313,12 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
 }
 
 /// Takes `seed`, `setup`, `data` and `spec` from the run folders' `config.json` (equal in every
-/// folder) and their `seeds` together; returns each seed's folder.
-fn adopt_runs(p: &mut Params) -> Result<Vec<(u64, std::path::PathBuf)>> {
+/// folder) and the union of their `seeds`; returns the folders that trained each seed (several
+/// when they trained different variants, e.g. a `track-compare` run and a `track-landscape` run
+/// of the Adam variant; [`load_solutions`] takes each variant × seed from the one folder that has it).
+fn adopt_runs(p: &mut Params) -> Result<Vec<(u64, Vec<std::path::PathBuf>)>> {
     let mut first: Option<(std::path::PathBuf, serde_json::Value)> = None;
-    let mut seed_dirs: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    let mut seed_dirs: Vec<(u64, Vec<std::path::PathBuf>)> = Vec::new();
     for dir in &p.models {
         let file = dir.join("config.json");
         if !file.is_file() {
@@ -340,14 +343,10 @@ fn adopt_runs(p: &mut Params) -> Result<Vec<(u64, std::path::PathBuf)>> {
         }
         let seeds: Vec<u64> = field(&params, "seeds", &file)?;
         for s in seeds {
-            if let Some((_, other)) = seed_dirs.iter().find(|(t, _)| *t == s) {
-                return Err(Error::invalid(
-                    "models",
-                    format!("seed {s} is in both {} and {}", other.display(), dir.display()),
-                    "runs with disjoint seeds",
-                ));
+            match seed_dirs.iter_mut().find(|(t, _)| *t == s) {
+                Some((_, dirs)) => dirs.push(dir.clone()),
+                None => seed_dirs.push((s, vec![dir.clone()])),
             }
-            seed_dirs.push((s, dir.clone()));
         }
         if first.is_none() {
             first = Some((file, params));
@@ -369,28 +368,50 @@ fn field<T: serde::de::DeserializeOwned>(params: &serde_json::Value, key: &str, 
 }
 
 /// Every variant × seed of finished runs: best weights of `checkpoints/<label>-seed<s>` in the
-/// seed's folder, its card checked against the variant (method, λ, network, graph cuts), its
-/// best validation value.
+/// one folder of that seed that has it (none or two is an error naming them), its card checked
+/// against the variant (method, λ, network, graph cuts), its best validation value.
 fn load_solutions(
-    seed_dirs: &[(u64, std::path::PathBuf)],
+    seed_dirs: &[(u64, Vec<std::path::PathBuf>)],
     p: &Params,
     variants: &[(String, TrainSpec)],
 ) -> Result<Vec<Solution>> {
     let mut out = Vec::new();
-    for (seed, dir) in seed_dirs {
+    for (seed, dirs) in seed_dirs {
         let seed = *seed;
         for (vi, (label, spec)) in variants.iter().enumerate() {
-            let ck = dir.join("checkpoints").join(format!("{}-seed{seed}", stem(label)));
-            if !ck.is_dir() {
-                let have: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
-                    .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
-                    .unwrap_or_default();
-                return Err(Error::invalid(
-                    "models",
-                    format!("{} has no checkpoint for {label} seed {seed}", dir.display()),
-                    format!("variants and seeds the run trained (its checkpoints: {have:?})"),
-                ));
-            }
+            let name = format!("{}-seed{seed}", stem(label));
+            let found: Vec<std::path::PathBuf> =
+                dirs.iter().map(|d| d.join("checkpoints").join(&name)).filter(|c| c.is_dir()).collect();
+            let ck = match found.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    let have: Vec<String> = dirs
+                        .iter()
+                        .flat_map(|d| {
+                            std::fs::read_dir(d.join("checkpoints"))
+                                .map(|r| {
+                                    r.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                                        .collect::<Vec<_>>()
+                                })
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    let where_ = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+                    return Err(Error::invalid(
+                        "models",
+                        format!("{where_}: no checkpoint for {label} seed {seed}"),
+                        format!("variants and seeds the runs trained (their checkpoints: {have:?})"),
+                    ));
+                }
+                several => {
+                    let list = several.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" and ");
+                    return Err(Error::invalid(
+                        "models",
+                        format!("{label} seed {seed} is in both {list}"),
+                        "folders whose variants × seeds do not overlap",
+                    ));
+                }
+            };
             let tm = TrainedModel::load(&ck)?;
             let card = &tm.card;
             let same = card.spec.method == spec.method
@@ -947,19 +968,40 @@ mod tests {
         run(&mut c).unwrap();
         assert_eq!(results(c.dir.path()), results(ctx.dir.path()));
         assert!(!c.dir.path().join("checkpoints").exists() && !c.dir.path().join("train.jsonl").exists());
-        // Several folders: their seeds must be disjoint (the resumed copy trained the same ones).
+        // Several folders: a variant × seed must come from one of them (the resumed copy trained
+        // the same ones).
         let mut both = from.clone();
         both["models"] = serde_json::json!([ctx.dir.path(), &part]);
         let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
         let mut c = RunContext::new("track-landscape", &file, &cfg.entry, both, true, true, dir).unwrap();
         let e = run(&mut c).unwrap_err().to_string();
-        assert!(e.contains("seed 1 is in both") && e.contains("disjoint"), "{e}");
+        assert!(e.contains("PAT λ=50 seed 1 is in both") && e.contains("do not overlap"), "{e}");
         // A variant the run did not train is refused by name.
         from["variants"] = serde_json::json!([{ "method": "pat", "lambda": 25.0 }]);
         let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
-        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, from, true, true, dir).unwrap();
+        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, from.clone(), true, true, dir).unwrap();
         let e = run(&mut c).unwrap_err().to_string();
         assert!(e.contains("no checkpoint for PAT λ=25 seed 1") && e.contains("PAT_lambda_50-seed1"), "{e}");
+        // Trained elsewhere (a run of that variant alone, same seeds), it joins: each variant × seed
+        // comes from the folder that has it, and the first run's variants give the same results.
+        let mut extra = params.clone();
+        extra["variants"] = serde_json::json!([{ "method": "pat", "lambda": 25.0 }]);
+        let extra_dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
+        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, extra, true, true, extra_dir).unwrap();
+        run(&mut c).unwrap();
+        let mut joined = from.clone();
+        joined["models"] = serde_json::json!([ctx.dir.path(), c.dir.path()]);
+        joined["variants"] = serde_json::json!([{ "method": "pat", "lambda": 50.0 }, { "method": "ptt" }, { "method": "pat", "lambda": 25.0 }]);
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
+        let mut j = RunContext::new("track-landscape", &file, &cfg.entry, joined, true, true, dir).unwrap();
+        run(&mut j).unwrap();
+        let s_joined: serde_json::Value = gradlab_core::io::read_json(&j.dir.path().join("summary.json")).unwrap();
+        let s_first: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
+        let s_extra: serde_json::Value = gradlab_core::io::read_json(&c.dir.path().join("summary.json")).unwrap();
+        let pairs = s_joined["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 3, "one pair per variant");
+        assert_eq!(pairs[..2], s_first["pairs"].as_array().unwrap()[..]);
+        assert_eq!(pairs[2], s_extra["pairs"][0]);
         let report = std::fs::read_to_string(ctx.dir.path().join("report.md")).unwrap();
         let s: serde_json::Value = gradlab_core::io::read_json(&ctx.dir.path().join("summary.json")).unwrap();
         let pair = &s["pairs"][0];
