@@ -64,6 +64,8 @@ status=0
 # (a) op tests (the track crate's unit tests, filtered to the CUDA ones).
 timeout 120 "$carry/track-tests" cuda --nocapture > "$out/op_tests.txt" 2>&1
 op_rc=$?
+# The test passes without a device (it says so); here a device is the point.
+if grep -q "no CUDA device" "$out/op_tests.txt"; then op_rc=3; fi
 [ $op_rc -eq 0 ] || status=1
 
 # (b) m7-speed: one CPU core for the CPU columns, the GPU for the emulator.
@@ -75,6 +77,7 @@ speed_rc=$?
 # (c) tracker step: all cores, then one core (the CPU line of the second run).
 timeout 120 "$carry/gpu_step" --reps 20 > "$out/gpu_step.jsonl" 2> "$out/gpu_step.err"
 step_rc=$?
+grep -q '"device":"Cuda' "$out/gpu_step.jsonl" || step_rc=3   # no GPU line: the device did not open
 RAYON_NUM_THREADS=1 timeout 120 "$carry/gpu_step" --reps 10 > "$out/gpu_step_1thread.jsonl" 2>> "$out/gpu_step.err"
 [ $step_rc -eq 0 ] || status=1
 

@@ -31,8 +31,14 @@ def main():
     files = sorted(glob.glob(os.path.join(a.run, "stages", "*-seed*.json")))
     if not files:
         sys.exit(f"{a.run}: no stages/*-seed*.json (not a bo-hpo-digits run folder?)")
-    targets = [float(t) for t in a.targets.split(",")]
-    at = [int(k) for k in a.at.split(",")]
+    try:
+        targets = [float(t) for t in a.targets.split(",")]
+        at = [int(k) for k in a.at.split(",")]
+    except ValueError:
+        sys.exit(f"--targets {a.targets!r} / --at {a.at!r}: want comma-separated numbers, "
+                 "accuracies in (0, 1] and whole evaluation counts >= 1 (e.g. 0.97,0.99 and 13,50)")
+    if not all(0 < t <= 1 for t in targets) or not all(k >= 1 for k in at):
+        sys.exit(f"--targets {a.targets!r} / --at {a.at!r}: accuracies must lie in (0, 1], counts be >= 1")
     runs = {}
     for f in files:
         d = json.load(open(f))
