@@ -73,7 +73,9 @@ def main():
     rw = np.stack([null[:, c[f"r_wet_{m.lower()}"]] for m in MODES], 1)
     rho = np.stack([null[:, c[f"density_{m.lower()}"]] for m in MODES], 1)
 
-    # Fuchs kernel as the box model evaluates it under echam_ham (process/coagulation.rs).
+    # Fuchs kernel as the box model evaluates it under echam_ham: a numpy copy of
+    # process/coagulation.rs (`kernel`, `Air::with_fidelity`) for the per-pair shares, which no
+    # command exports; keep it in step with that file.
     kb = 1.380649e-16
     mu = 1.458e-5 * t * np.sqrt(t) / (t + 110.4)
     lam = 6.6e-6 * (101325.0 / p) * (t / 293.15)
