@@ -86,7 +86,7 @@ fn run(args: &Args, f: TestFunction, seed: u64) -> gradlab_bayesopt::Result<serd
     let mut overhead_ms = Vec::with_capacity(args.budget);
     let mut best = f64::INFINITY;
     let mut refits = 0;
-    let (mut fit_ms, mut acq_ms) = (0.0, 0.0);
+    let (mut fit_ms, mut acq_ms, mut cand_ms) = (0.0, 0.0, 0.0);
     for _ in 0..args.budget {
         let t0 = Instant::now();
         let trial = study.ask()?;
@@ -94,6 +94,7 @@ fn run(args: &Args, f: TestFunction, seed: u64) -> gradlab_bayesopt::Result<serd
         refits += usize::from(study.last_stats().refit);
         fit_ms += study.last_stats().fit_s * 1e3;
         acq_ms += study.last_stats().acquisition_s * 1e3;
+        cand_ms += study.last_stats().candidates_s * 1e3;
         let x: Vec<f64> = trial.params.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
         let y = f.eval(&x);
         best = best.min(y);
@@ -107,6 +108,7 @@ fn run(args: &Args, f: TestFunction, seed: u64) -> gradlab_bayesopt::Result<serd
         "impl": args.label, "function": f.name(), "seed": seed, "budget": args.budget, "best": best,
         "overhead_ms_mean": mean, "overhead_ms_last10": tail.iter().sum::<f64>() / tail.len() as f64,
         "refits": refits, "fit_ms_total": fit_ms, "acquisition_ms_total": acq_ms,
+        "candidates_ms_total": cand_ms,
         "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
     }))
 }

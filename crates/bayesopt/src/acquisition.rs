@@ -1,7 +1,8 @@
 //! Acquisition functions (for minimisation) with analytic gradients, and their
 //! maximisation: quasi-random candidates (Latin hypercube plus perturbations of the best
-//! observations), then multi-start bounded L-BFGS from the best candidates, parallel over
-//! starts (rayon); returns the `q` best distinct local maxima.
+//! observations; a study keeps the quasi-random pool between refits, its posterior updated in
+//! `O(n·m)` per observation by [`PoolPosterior`]), then multi-start bounded L-BFGS from the best
+//! candidates, parallel over starts (rayon); returns the `q` best distinct local maxima.
 //!
 //! All quantities are in the GP's standardised output units. With `u = (f* − μ − ξ)/σ`:
 //! - EI `= σ h(u)`, `h(u) = u Φ(u) + φ(u)`;
@@ -10,7 +11,7 @@
 //! - UCB (a lower confidence bound for minimisation) `= −μ + κ σ`;
 //! - PI `= Φ(u)`.
 
-use crate::gp::Gp;
+use crate::gp::{Gp, PoolPosterior};
 use crate::lbfgs::{LbfgsOptions, minimize_box};
 use gradlab_core::rng::{normal_vec, rng};
 use gradlab_core::stats::{normal_cdf, normal_pdf};
@@ -240,6 +241,11 @@ pub struct MaximizeOptions {
     pub sampler: Sampler,
     /// Two points closer than this (max-norm, unit cube) are the same maximum.
     pub distinct_tol: f64,
+    /// In a study, keep the quasi-random candidates from one hyperparameter refit to the next,
+    /// their posterior updated in `O(n·m)` per observation ([`PoolPosterior`]) instead of
+    /// solved afresh in `O(n²·m)` at every ask; `false` draws them afresh at every ask. The
+    /// local candidates around the best observations are drawn afresh either way.
+    pub keep_pool: bool,
 }
 
 impl Default for MaximizeOptions {
@@ -251,6 +257,7 @@ impl Default for MaximizeOptions {
             max_iter: 50,
             sampler: Sampler::Lhs,
             distinct_tol: 1e-3,
+            keep_pool: true,
         }
     }
 }
@@ -280,10 +287,83 @@ fn far_from(x: &[f64], others: &[f64], d: usize, tol: f64) -> bool {
     others.chunks(d).all(|o| o.iter().zip(x).any(|(a, b)| (a - b).abs() > tol))
 }
 
+/// Candidate points of one maximisation with their posterior: standardised means and latent
+/// variances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Candidates {
+    /// Unit-cube points, row-major `m × d`.
+    pub x: Vec<f64>,
+    /// Posterior means (standardised).
+    pub mean: Vec<f64>,
+    /// Latent posterior variances (standardised).
+    pub var: Vec<f64>,
+    /// Rows of the kept pool's `L⁻¹K(X, X*)` computed for this draw (0 without a pool).
+    pub pool_rows: usize,
+}
+
+impl Candidates {
+    /// The candidates of one maximisation: the quasi-random pool (the kept `pool`, whose
+    /// posterior follows the GP in `O(n·m)` per appended observation, or else
+    /// `opts.candidates` fresh points from `rng`), then `opts.local_fraction` of that many
+    /// points around the five best observations (Gaussian, σ = 0.05, clamped to the cube, from
+    /// `rng`), all scored under `gp`.
+    pub fn draw<R: Rng + ?Sized>(
+        gp: &Gp,
+        opts: &MaximizeOptions,
+        pool: Option<&mut PoolPosterior>,
+        rng: &mut R,
+    ) -> crate::Result<Candidates> {
+        let d = gp.dim();
+        let mut pool_rows = 0;
+        let (mut x, mut mean, mut var) = match pool {
+            Some(p) => {
+                pool_rows = p.sync(gp)?;
+                let (m, v) = p.predict(gp)?;
+                (p.points().to_vec(), m, v)
+            }
+            None => {
+                let x = sample_unit(opts.sampler, opts.candidates, d, rng);
+                let (m, v) = gp.predict_std_batch(&x);
+                (x, m, v)
+            }
+        };
+        let n_local = (opts.candidates as f64 * opts.local_fraction).round() as usize;
+        if n_local > 0 && !gp.is_empty() {
+            let mut order: Vec<usize> = (0..gp.len()).collect();
+            order.sort_by(|&a, &b| gp.y()[a].total_cmp(&gp.y()[b]));
+            let top = &order[..order.len().min(5)];
+            let mut local = Vec::with_capacity(n_local * d);
+            for k in 0..n_local {
+                let i = top[k % top.len()];
+                let z = normal_vec(rng, d, 0.0, 0.05);
+                for m in 0..d {
+                    local.push((gp.x()[i * d + m] + z[m]).clamp(0.0, 1.0));
+                }
+            }
+            let (m, v) = gp.predict_std_batch(&local);
+            x.extend(local);
+            mean.extend(m);
+            var.extend(v);
+        }
+        Ok(Candidates { x, mean, var, pool_rows })
+    }
+
+    /// Number of candidates.
+    pub fn len(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// True without candidates.
+    pub fn is_empty(&self) -> bool {
+        self.mean.is_empty()
+    }
+}
+
 /// Maximises `acq` over `[0, 1]^d` and returns up to `q` distinct maxima, best first,
 /// none within `distinct_tol` of a row of `exclude` (e.g. observed and pending points).
 /// `snap` maps a point to the representative the objective sees (identity for continuous
-/// spaces); distinctness is judged after snapping.
+/// spaces); distinctness is judged after snapping. Candidates are drawn afresh from `seed`
+/// ([`Candidates::draw`] without a pool), then [`maximize_over`].
 #[allow(clippy::too_many_arguments)]
 pub fn maximize(
     acq: &Acquisition,
@@ -295,29 +375,35 @@ pub fn maximize(
     snap: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
     seed: u64,
 ) -> Vec<Proposal> {
-    let d = gp.dim();
     let mut rng = rng(seed);
-    let mut cand = sample_unit(opts.sampler, opts.candidates, d, &mut rng);
-    // Extra candidates around the best observations.
-    let n_local = (opts.candidates as f64 * opts.local_fraction).round() as usize;
-    if n_local > 0 && !gp.is_empty() {
-        let mut order: Vec<usize> = (0..gp.len()).collect();
-        order.sort_by(|&a, &b| gp.y()[a].total_cmp(&gp.y()[b]));
-        let top = &order[..order.len().min(5)];
-        for k in 0..n_local {
-            let i = top[k % top.len()];
-            let z = normal_vec(&mut rng, d, 0.0, 0.05);
-            for m in 0..d {
-                cand.push((gp.x()[i * d + m] + z[m]).clamp(0.0, 1.0));
-            }
-        }
-    }
-    let m = cand.len() / d;
-    let vals = acq.values(gp, &cand, best);
+    let cand = Candidates::draw(gp, opts, None, &mut rng).expect("a pool-less draw cannot fail");
+    maximize_over(acq, gp, best, opts, q, exclude, snap, &cand, &mut rng)
+}
+
+/// [`maximize`] from given candidates (several acquisition functions can share one set, as
+/// GP-Hedge's members do): the best `max(opts.starts, q)` candidates start L-BFGS-B, the local
+/// maxima and then the candidates themselves are taken best first while distinct; `rng`
+/// draws random points only when still short (tiny discrete spaces).
+#[allow(clippy::too_many_arguments)]
+pub fn maximize_over<R: Rng + ?Sized>(
+    acq: &Acquisition,
+    gp: &Gp,
+    best: f64,
+    opts: &MaximizeOptions,
+    q: usize,
+    exclude: &[f64],
+    snap: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
+    cand: &Candidates,
+    rng: &mut R,
+) -> Vec<Proposal> {
+    let d = gp.dim();
+    let m = cand.len();
+    let vals: Vec<f64> =
+        cand.mean.iter().zip(&cand.var).map(|(&mu, &v)| acq.eval(mu, v.max(VAR_MIN).sqrt(), best).0).collect();
+    let x = &cand.x;
     let mut idx: Vec<usize> = (0..m).filter(|&i| vals[i].is_finite()).collect();
     idx.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]).then(a.cmp(&b)));
-    let starts: Vec<Vec<f64>> =
-        idx.iter().take(opts.starts.max(q)).map(|&i| cand[i * d..(i + 1) * d].to_vec()).collect();
+    let starts: Vec<Vec<f64>> = idx.iter().take(opts.starts.max(q)).map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
     let lo = vec![0.0; d];
     let hi = vec![1.0; d];
     let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-7, ftol: 1e-12, ..Default::default() };
@@ -341,7 +427,7 @@ pub fn maximize(
     let n_local_max = local.len();
     // Fall back to the candidates themselves after the local maxima.
     for &i in idx.iter() {
-        local.push(Proposal { x: cand[i * d..(i + 1) * d].to_vec(), value: vals[i] });
+        local.push(Proposal { x: x[i * d..(i + 1) * d].to_vec(), value: vals[i] });
         if local.len() > opts.starts + 4 * q + 64 {
             break;
         }

@@ -198,6 +198,12 @@ pub struct Gp {
     sum_log_diag: f64,
     alpha: Option<Vec<f64>>,
     jitter: JitterPolicy,
+    /// An id per row of the factor, new whenever the row is (re)computed, so that a
+    /// [`PoolPosterior`] can tell which of its rows are still valid.
+    row_ids: Vec<u64>,
+    next_row_id: u64,
+    /// Rows that came from the last full factorisation (the rest were appended).
+    factored_rows: usize,
 }
 
 impl Gp {
@@ -219,6 +225,9 @@ impl Gp {
             sum_log_diag: 0.0,
             alpha: None,
             jitter,
+            row_ids: Vec::new(),
+            next_row_id: 0,
+            factored_rows: 0,
         }
     }
 
@@ -303,18 +312,33 @@ impl Gp {
     }
 
     fn kernel_matrix(&self, hyper: &Hyper) -> Mat<f64> {
+        self.kernel_matrix_and_slopes(hyper, false).0
+    }
+
+    /// `K + σ_n² I` for `hyper` and, if `slopes`, `(κ(r²), κ'(r²))` of every pair below the
+    /// diagonal (row-major by `i`, then `j < i`), for the likelihood gradient. Each pair's kernel
+    /// is evaluated once and mirrored (`r²` is symmetric to the bit).
+    fn kernel_matrix_and_slopes(&self, hyper: &Hyper, slopes: bool) -> (Mat<f64>, Vec<(f64, f64)>) {
         let n = self.len();
         let d = self.d;
         let inv = hyper.inv_ls2();
         let sf2 = hyper.sf2();
         let sn2 = hyper.sn2();
-        Mat::from_fn(n, n, |i, j| {
-            if i == j {
-                sf2 + sn2
-            } else {
-                sf2 * self.kind.eval_r2(r2(&self.x[i * d..(i + 1) * d], &self.x[j * d..(j + 1) * d], &inv)).0
+        let mut k = Mat::<f64>::zeros(n, n);
+        let mut dk = Vec::with_capacity(if slopes { n * n.saturating_sub(1) / 2 } else { 0 });
+        for i in 0..n {
+            let xi = &self.x[i * d..(i + 1) * d];
+            for j in 0..i {
+                let (kv, dv) = self.kind.eval_r2(r2(xi, &self.x[j * d..(j + 1) * d], &inv));
+                k[(i, j)] = sf2 * kv;
+                k[(j, i)] = sf2 * kv;
+                if slopes {
+                    dk.push((kv, dv));
+                }
             }
-        })
+            k[(i, i)] = sf2 + sn2;
+        }
+        (k, dk)
     }
 
     /// Replaces the data, keeps the hyperparameters, recomputes the standardisation and
@@ -357,6 +381,10 @@ impl Gp {
         self.zz = self.z.iter().map(|v| v * v).sum();
         self.sum_log_diag = 0.5 * self.chol.log_det();
         self.alpha = None;
+        let n = self.len() as u64;
+        self.row_ids = (self.next_row_id..self.next_row_id + n).collect();
+        self.next_row_id += n;
+        self.factored_rows = self.len();
         Ok(())
     }
 
@@ -407,6 +435,8 @@ impl Gp {
         self.zz += zn * zn;
         self.sum_log_diag += d.ln();
         self.alpha = None;
+        self.row_ids.push(self.next_row_id);
+        self.next_row_id += 1;
         Ok(AppendInfo { std_residual: zn, lml_increment: -0.5 * zn * zn - d.ln() - 0.5 * LN_2PI })
     }
 
@@ -419,6 +449,8 @@ impl Gp {
         self.x.truncate(n * self.d);
         self.y.truncate(n);
         self.z.truncate(n);
+        self.row_ids.truncate(n);
+        self.factored_rows = self.factored_rows.min(n);
         self.zz = self.z.iter().map(|v| v * v).sum();
         self.sum_log_diag = 0.5 * self.chol.log_det();
         self.alpha = None;
@@ -552,7 +584,7 @@ impl Gp {
         let n = self.len();
         let d = self.d;
         let hyper = Hyper::from_vec(theta);
-        let kmat = self.kernel_matrix(&hyper);
+        let (kmat, slopes) = self.kernel_matrix_and_slopes(&hyper, true);
         let chol = match IncrementalCholesky::factor(kmat.as_ref(), self.jitter) {
             Ok(c) => c,
             Err(_) => {
@@ -572,6 +604,7 @@ impl Gp {
         let mut g_ls = vec![0.0; d];
         let mut g_sf = 0.0;
         let mut g_sn = 0.0;
+        let mut pair = 0;
         for i in 0..n {
             let wii = alpha[i] * alpha[i] - kinv[(i, i)];
             g_sf += 0.5 * wii * sf2;
@@ -580,7 +613,9 @@ impl Gp {
             for j in 0..i {
                 let wij = alpha[i] * alpha[j] - kinv[(i, j)];
                 let xj = &self.x[j * d..(j + 1) * d];
-                let (k, dk) = self.kind.eval_r2(r2(xi, xj, &inv));
+                // κ and κ' as computed for the matrix entry.
+                let (k, dk) = slopes[pair];
+                pair += 1;
                 // symmetric pair counted twice, times ½
                 g_sf += wij * sf2 * k;
                 let c = wij * sf2 * dk * -2.0;
@@ -649,6 +684,132 @@ impl Gp {
         }
         self.set_hyper(hyper);
         self.refactor()
+    }
+}
+
+/// The posterior of a fixed pool of points, kept in step with a [`Gp`] as observations are
+/// appended (the lazy GP's acquisition pool, issue 22).
+///
+/// It holds `V = L⁻¹ K(X, X*)` for the pool `X*` (`m` points): an appended observation adds
+/// one row, `V[n, j] = (k(xₙ, x*ⱼ) − Σᵢ L[n, i] V[i, j]) / L[n, n]` — forward substitution one
+/// row at a time, `O(n·m)` instead of the `O(n²·m)` of solving for every point afresh. The mean
+/// is `Vᵀz` and the latent variance `σ_f² − Σᵢ V[i, j]²` (`O(n·m)`). Each row remembers the
+/// [`Gp`] row it was computed from; rows the GP no longer has (after [`Gp::truncate`] and new
+/// appends, or a refactorisation) are recomputed from there on. Built from scratch, the rows of
+/// the GP's last full factorisation come from one blocked triangular solve and the appended
+/// ones from the row update, so a pool rebuilt after a reload (the GP restored at its last refit,
+/// the later observations appended) equals the kept one bit for bit.
+#[derive(Clone, Debug)]
+pub struct PoolPosterior {
+    d: usize,
+    xs: Vec<f64>,
+    v: Vec<f64>,
+    ids: Vec<u64>,
+}
+
+impl PoolPosterior {
+    /// A pool of `xs.len() / d` points (`m × d` row-major) in `d` inputs.
+    pub fn new(d: usize, xs: Vec<f64>) -> Result<PoolPosterior> {
+        if d == 0 || xs.len() % d != 0 {
+            return Err(Error::DimensionMismatch { what: "pool points", expected: d, got: xs.len() });
+        }
+        Ok(PoolPosterior { d, xs, v: Vec::new(), ids: Vec::new() })
+    }
+
+    /// Input dimension.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    /// Number of pool points.
+    pub fn len(&self) -> usize {
+        self.xs.len() / self.d
+    }
+
+    /// True for an empty pool.
+    pub fn is_empty(&self) -> bool {
+        self.xs.is_empty()
+    }
+
+    /// The pool's points, row-major `m × d`.
+    pub fn points(&self) -> &[f64] {
+        &self.xs
+    }
+
+    /// Brings `V` in step with `gp`: keeps the rows whose GP row is unchanged, recomputes the
+    /// rest. Returns the number of rows computed.
+    pub fn sync(&mut self, gp: &Gp) -> Result<usize> {
+        if gp.dim() != self.d {
+            return Err(Error::DimensionMismatch { what: "pool points", expected: gp.dim(), got: self.d });
+        }
+        let m = self.len();
+        let keep = self.ids.iter().zip(&gp.row_ids).take_while(|(a, b)| a == b).count();
+        self.ids.truncate(keep);
+        self.v.truncate(keep * m);
+        let n = gp.len();
+        let l = gp.chol.L();
+        let sf2 = gp.hyper.sf2();
+        let d = self.d;
+        // From scratch: the rows of the last full factorisation in one blocked triangular solve
+        // (a reloaded study's GP has the same split, so it rebuilds the same bits), the appended
+        // rows one at a time below.
+        let bulk = if keep == 0 { gp.factored_rows } else { 0 };
+        if bulk > 0 {
+            let mut k = Mat::<f64>::zeros(bulk, m);
+            for (j, xj) in self.xs.chunks(d).enumerate() {
+                for i in 0..bulk {
+                    k[(i, j)] = sf2 * gp.kind.eval_r2(r2(&gp.x[i * d..(i + 1) * d], xj, &gp.inv_ls2)).0;
+                }
+            }
+            faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+                l.submatrix(0, 0, bulk, bulk),
+                k.as_mut(),
+                Par::Seq,
+            );
+            self.v.resize(bulk * m, 0.0);
+            for i in 0..bulk {
+                for j in 0..m {
+                    self.v[i * m + j] = k[(i, j)];
+                }
+            }
+            self.ids.extend_from_slice(&gp.row_ids[..bulk]);
+        }
+        let kept = keep;
+        let keep = keep.max(bulk);
+        for r in keep..n {
+            let xr = &gp.x[r * d..(r + 1) * d];
+            let mut row: Vec<f64> =
+                self.xs.chunks(d).map(|xj| sf2 * gp.kind.eval_r2(r2(xr, xj, &gp.inv_ls2)).0).collect();
+            for i in 0..r {
+                let a = l[(r, i)];
+                let vi = &self.v[i * m..(i + 1) * m];
+                row.iter_mut().zip(vi).for_each(|(t, &b)| *t -= a * b);
+            }
+            let inv = 1.0 / l[(r, r)];
+            row.iter_mut().for_each(|t| *t *= inv);
+            self.v.extend_from_slice(&row);
+            self.ids.push(gp.row_ids[r]);
+        }
+        Ok(n - kept)
+    }
+
+    /// Means and latent variances of the pool points under `gp` (standardised units, as
+    /// [`Gp::predict_std_batch`]), after [`PoolPosterior::sync`].
+    pub fn predict(&mut self, gp: &Gp) -> Result<(Vec<f64>, Vec<f64>)> {
+        self.sync(gp)?;
+        let m = self.len();
+        let mut mean = vec![0.0; m];
+        let mut ss = vec![0.0; m];
+        for (i, &zi) in gp.z.iter().enumerate() {
+            let vi = &self.v[i * m..(i + 1) * m];
+            for ((mu, s), &b) in mean.iter_mut().zip(ss.iter_mut()).zip(vi) {
+                *mu += zi * b;
+                *s += b * b;
+            }
+        }
+        let sf2 = gp.hyper.sf2();
+        let var = ss.into_iter().map(|s| (sf2 - s).max(0.0)).collect();
+        Ok((mean, var))
     }
 }
 
@@ -840,5 +1001,52 @@ mod tests {
             let at_bound = (theta[i] - lo[i]).abs() < 1e-6 || (theta[i] - hi[i]).abs() < 1e-6;
             assert!(at_bound || grad[i].abs() < 1e-2, "θ{i} = {} grad {}", theta[i], grad[i]);
         }
+    }
+
+    #[test]
+    fn pool_posterior_follows_appends_truncations_and_refits_like_a_fresh_solve() {
+        let d = 3;
+        let (x, y) = toy(40, d, 11);
+        let mut g = gp(KernelKind::Matern52, 25, d);
+        let mut rng = gradlab_core::rng::rng(5);
+        let pts: Vec<f64> = (0..300 * d).map(|_| rng.random::<f64>()).collect();
+        let mut pool = PoolPosterior::new(d, pts.clone()).unwrap();
+        // Against the batched dense triangular solve (an independent route to the same numbers).
+        let check = |pool: &mut PoolPosterior, g: &Gp| {
+            let (m, v) = pool.predict(g).unwrap();
+            let (m0, v0) = g.predict_std_batch(&pts);
+            for j in 0..m.len() {
+                assert!((m[j] - m0[j]).abs() < 1e-9 * m0[j].abs().max(1.0), "mean {j}: {} vs {}", m[j], m0[j]);
+                assert!((v[j] - v0[j]).abs() < 1e-9 * g.hyper().sf2(), "var {j}: {} vs {}", v[j], v0[j]);
+            }
+        };
+        check(&mut pool, &g);
+        assert_eq!(pool.sync(&g).unwrap(), 0, "in step: nothing to compute");
+        // One append computes one row.
+        g.append(&x[25 * d..26 * d], y[25]).unwrap();
+        assert_eq!(pool.sync(&g).unwrap(), 1);
+        check(&mut pool, &g);
+        // Fantasies: append two, truncate, append two others — the stale rows are recomputed.
+        g.append(&x[26 * d..27 * d], y[26]).unwrap();
+        g.append(&x[27 * d..28 * d], y[27]).unwrap();
+        check(&mut pool, &g);
+        g.truncate(26);
+        g.append(&x[30 * d..31 * d], y[30]).unwrap();
+        g.append(&x[31 * d..32 * d], y[31]).unwrap();
+        assert_eq!(pool.sync(&g).unwrap(), 2);
+        check(&mut pool, &g);
+        // A pool built afresh on the same GP equals the kept one bit for bit (reload).
+        let mut fresh = PoolPosterior::new(d, pts.clone()).unwrap();
+        assert_eq!(fresh.predict(&g).unwrap(), pool.predict(&g).unwrap());
+        // New hyperparameters refactorise: every row is recomputed.
+        let mut h = g.hyper().clone();
+        h.log_sf2 += 0.4;
+        h.log_ls[0] -= 0.3;
+        g.set_hyperparameters(h).unwrap();
+        assert_eq!(pool.sync(&g).unwrap(), g.len());
+        check(&mut pool, &g);
+        // Bad input is refused by name.
+        assert!(PoolPosterior::new(d, vec![0.0; 4]).is_err());
+        assert!(PoolPosterior::new(2, vec![0.0; 4]).unwrap().sync(&g).is_err());
     }
 }

@@ -16,10 +16,12 @@
 //! duplicate id, a point outside the space or inconsistent counters is refused with
 //! [`Error::Invalid`] naming the field.
 
-use crate::acquisition::{Acquisition, GP_HEDGE_MEMBERS, MaximizeOptions, Sampler, maximize, sample_unit};
+use crate::acquisition::{
+    Acquisition, Candidates, GP_HEDGE_MEMBERS, MaximizeOptions, Sampler, maximize_over, sample_unit,
+};
 use crate::chol::JitterPolicy;
 use crate::error::{Error, Result};
-use crate::gp::{FitOptions, Gp};
+use crate::gp::{FitOptions, Gp, PoolPosterior};
 use crate::kernel::{Hyper, KernelKind};
 use crate::space::{Point, Space};
 use gradlab_core::rng::{derive_seed, rng};
@@ -265,12 +267,18 @@ pub struct AskStats {
     pub fit_s: f64,
     /// Seconds spent appending observations (and fantasies).
     pub update_s: f64,
-    /// Seconds spent maximising the acquisition.
+    /// Seconds spent maximising the acquisition (including `candidates_s`).
     pub acquisition_s: f64,
+    /// Of `acquisition_s`, seconds spent scoring the candidates (the pool's posterior and the
+    /// local candidates'); the rest is the local optimisation.
+    pub candidates_s: f64,
     /// Points in the model (real observations).
     pub n: usize,
     /// True if the points came from the initial design.
     pub initial: bool,
+    /// Rows of the kept pool's `L⁻¹K(X, X*)` computed in this ask (one per new observation
+    /// or fantasy while the hyperparameters stay; all `n` after a refit).
+    pub pool_rows: usize,
 }
 
 impl AskStats {
@@ -311,6 +319,9 @@ const FIT_STREAM: u64 = 1;
 const MAXIMIZE_STREAM: u64 = 2;
 /// GP-Hedge's draw of a member.
 const HEDGE_STREAM: u64 = 3;
+/// Stream of [`derive_seed`] below the study's seed for the kept candidate pools (pool `r`,
+/// drawn after `r` refits, uses `derive_seed(derive_seed(seed, POOL_STREAM), r)`).
+const POOL_STREAM: u64 = u64::MAX - 1;
 
 /// An ask/tell Bayesian-optimisation study.
 ///
@@ -337,6 +348,10 @@ pub struct Study {
     /// The GP (rebuilt from `model` and the trials after loading).
     #[serde(skip)]
     gp: Option<Gp>,
+    /// The kept candidate pool and the refit count it was drawn at
+    /// ([`MaximizeOptions::keep_pool`]; redrawn identically after loading).
+    #[serde(skip)]
+    pool: Option<(usize, PoolPosterior)>,
     #[serde(skip)]
     last: AskStats,
 }
@@ -356,6 +371,7 @@ impl Study {
             model: None,
             hedge: None,
             gp: None,
+            pool: None,
             last: AskStats::default(),
         })
     }
@@ -685,6 +701,16 @@ impl Study {
         }
         let mut out = Vec::with_capacity(q);
         let opts = &self.config.maximize;
+        // The kept quasi-random pool: one per refit, its posterior following the GP.
+        let refits = self.model.as_ref().map_or(0, |m| m.refits);
+        let mut pool = match self.pool.take() {
+            _ if !opts.keep_pool || opts.candidates == 0 => None,
+            Some((r, p)) if r == refits && p.dim() == d && p.len() == opts.candidates => Some(p),
+            _ => {
+                let mut r = rng(derive_seed(derive_seed(self.config.seed, POOL_STREAM), refits as u64));
+                Some(PoolPosterior::new(d, sample_unit(opts.sampler, opts.candidates, d, &mut r))?)
+            }
+        };
         // Maximise on the current GP; pick `k` of a sequential batch uses stream
         // MAXIMIZE_STREAM + k.
         let incumbent = self.config.incumbent;
@@ -695,20 +721,38 @@ impl Study {
                 gp.x()[..n_real * d].chunks(d).map(|x| gp.standardise(gp.predict(x).mean)).fold(f64::INFINITY, f64::min)
             }
         };
-        let pick = |gp: &mut Gp, q: usize, exclude: &[f64], k: u64| {
+        let pick = |gp: &mut Gp, pool: Option<&mut PoolPosterior>, q: usize, exclude: &[f64], k: u64| {
             gp.prepare();
             let best = best_of(gp);
-            maximize(&acq, gp, best, opts, q, exclude, &snap, derive_seed(seed, MAXIMIZE_STREAM + k))
+            let mut r = rng(derive_seed(seed, MAXIMIZE_STREAM + k));
+            let t = Instant::now();
+            let cand = Candidates::draw(gp, opts, pool, &mut r)?;
+            let cand_s = t.elapsed().as_secs_f64();
+            Ok::<_, Error>((
+                maximize_over(&acq, gp, best, opts, q, exclude, &snap, &cand, &mut r),
+                cand.pool_rows,
+                cand_s,
+            ))
         };
         if let Some((members, k)) = &hedge_pick {
-            // Every member's own maximiser (the picked one's is the first proposal below).
-            let mut proposals = Vec::with_capacity(members.len());
+            // Every member's own maximiser over one shared set of candidates (the picked one's
+            // is the first proposal below). The candidates and the picked member use the stream
+            // a plain study uses (a one-member portfolio is that study); the others draw their
+            // rare fallback points from their own.
             let best = best_of(&gp);
+            let mut r = rng(derive_seed(seed, MAXIMIZE_STREAM));
+            let t = Instant::now();
+            let cand = Candidates::draw(&gp, opts, pool.as_mut(), &mut r)?;
+            stats.candidates_s += t.elapsed().as_secs_f64();
+            stats.pool_rows += cand.pool_rows;
+            let mut proposals = Vec::with_capacity(members.len());
             for (j, m) in members.iter().enumerate() {
-                // The picked member on the stream a plain study uses (a one-member portfolio is
-                // that study), the others on their own.
-                let stream = if j == *k { MAXIMIZE_STREAM } else { MAXIMIZE_STREAM + 1000 + j as u64 };
-                let p = maximize(m, &gp, best, opts, 1, &exclude, &snap, derive_seed(seed, stream));
+                let p = if j == *k {
+                    maximize_over(m, &gp, best, opts, 1, &exclude, &snap, &cand, &mut r)
+                } else {
+                    let mut rj = rng(derive_seed(seed, MAXIMIZE_STREAM + 1000 + j as u64));
+                    maximize_over(m, &gp, best, opts, 1, &exclude, &snap, &cand, &mut rj)
+                };
                 proposals.push(p.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]));
             }
             let h = self.hedge.as_mut().expect("hedge state exists");
@@ -721,11 +765,16 @@ impl Study {
         match (self.config.batch, q) {
             _ if hedge_pick.is_some() && q == 1 => {}
             (BatchStrategy::LocalMaxima, _) | (_, 1) => {
-                out.extend(pick(&mut gp, q, &exclude, 0).into_iter().map(|p| p.x));
+                let (props, rows, cand_s) = pick(&mut gp, pool.as_mut(), q, &exclude, 0)?;
+                stats.pool_rows += rows;
+                stats.candidates_s += cand_s;
+                out.extend(props.into_iter().map(|p| p.x));
             }
             _ => {
                 for k in 0..q {
-                    let props = pick(&mut gp, 1, &exclude, k as u64);
+                    let (props, rows, cand_s) = pick(&mut gp, pool.as_mut(), 1, &exclude, k as u64)?;
+                    stats.pool_rows += rows;
+                    stats.candidates_s += cand_s;
                     let x = props.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]);
                     let y = fantasy(&gp, &x);
                     let _ = gp.append(&x, y);
@@ -734,6 +783,7 @@ impl Study {
                 }
             }
         }
+        self.pool = pool.map(|p| (refits, p));
         gp.truncate(n_real);
         gp.prepare();
         self.gp = Some(gp);
@@ -1012,6 +1062,50 @@ mod tests {
         assert_eq!(r.hedge(), s.hedge());
         let bad = StudyConfig { acquisition: Acquisition::GpHedge { eta: f64::NAN }, ..quick_config(5) };
         assert!(Study::new(f.space(), bad).unwrap_err().to_string().contains("acquisition.eta"));
+    }
+
+    #[test]
+    fn kept_pool_grows_by_one_row_per_observation_and_reloads_bit_for_bit() {
+        let f = TestFunction::Hartmann6;
+        // Lag ∞ (hyperparameters frozen after the first fit): after the ask that builds the
+        // pool, each ask computes one row of L⁻¹K(X, X*) per new observation.
+        let cfg = StudyConfig { lag: LagPolicy::Never, batch: BatchStrategy::KrigingBeliever, ..quick_config(8) };
+        let mut s = Study::new(f.space(), cfg.clone()).unwrap();
+        run_n(&mut s, f, 14);
+        let first = s.last_stats().clone();
+        assert!(!first.initial && first.refit, "14 asks: 13 design points (2d + 1), then the first fit");
+        assert_eq!(first.pool_rows, first.n);
+        run_n(&mut s, f, 3);
+        assert!(!s.last_stats().refit);
+        assert_eq!(s.last_stats().pool_rows, 1);
+        // A sequential (Kriging-believer) batch: its fantasies are rows too, and are recomputed at the next ask
+        // (they were removed), with the new observations.
+        let batch = s.ask_batch(3).unwrap();
+        assert_eq!(s.last_stats().pool_rows, 1 + 2, "one new observation, two fantasies");
+        for t in &batch {
+            s.tell(t.id, eval(f, t)).unwrap();
+        }
+        s.ask().map(|t| s.tell(t.id, eval(f, &t))).unwrap().unwrap();
+        assert_eq!(s.last_stats().pool_rows, 3);
+        // Saved and loaded: the pool is redrawn from the study's seed and rebuilt; the
+        // continuation equals the uninterrupted study's bit for bit.
+        let mut r = Study::from_json(&s.to_json()).unwrap();
+        run_n(&mut s, f, 4);
+        run_n(&mut r, f, 4);
+        let xs = |s: &Study| s.trials().iter().map(|t| t.x.clone()).collect::<Vec<_>>();
+        assert_eq!(xs(&r), xs(&s));
+        // Lag 2: the pool is redrawn and rebuilt at every refit.
+        let mut l2 = Study::new(f.space(), StudyConfig { lag: LagPolicy::Every(2), ..quick_config(8) }).unwrap();
+        run_n(&mut l2, f, 16);
+        let st = l2.last_stats();
+        assert_eq!(st.pool_rows, if st.refit { st.n } else { 1 });
+        // Without a kept pool no rows are kept; the study still runs and differs only through
+        // its candidates.
+        let fresh = MaximizeOptions { keep_pool: false, ..cfg.maximize };
+        let mut nk = Study::new(f.space(), StudyConfig { maximize: fresh, ..cfg }).unwrap();
+        run_n(&mut nk, f, 16);
+        assert_eq!(nk.last_stats().pool_rows, 0);
+        assert_eq!(xs(&nk)[..13], xs(&s)[..13], "same design");
     }
 
     #[test]
