@@ -710,7 +710,7 @@ pub struct PoolPosterior {
 impl PoolPosterior {
     /// A pool of `xs.len() / d` points (`m × d` row-major) in `d` inputs.
     pub fn new(d: usize, xs: Vec<f64>) -> Result<PoolPosterior> {
-        if d == 0 || xs.len() % d != 0 {
+        if d == 0 || !xs.len().is_multiple_of(d) {
             return Err(Error::DimensionMismatch { what: "pool points", expected: d, got: xs.len() });
         }
         Ok(PoolPosterior { d, xs, v: Vec::new(), ids: Vec::new() })
