@@ -131,7 +131,30 @@ def main():
         print("  candidate rules for KI (ref / candidate):")
         for k, v in cand.items():
             print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
+        ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok)
     ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0)
+
+
+def ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok):
+    """The reference's aged KI fraction A_ref / N_KI as a power law of the cell's quantities
+    (least squares on logs, cells with 1e-4 < A/N_KI < 0.5 for both models), and the cells
+    where fewer NS particles reach a KI particle than its coating needs."""
+    s = ok & (a_ref > 1e-4 * n0[:, 4]) & (a_ref < 0.5 * n0[:, 4])
+    feats = {"K(NS,KI)": kni, "N_NS": n0[:, 0], "N_KI": n0[:, 4], "SO4 per NS particle": x[:, 8] / n0[:, 0],
+             "r_KI": rw[:, 4], "need (monolayer)": need, "T": x[:, 1], "p": x[:, 0]}
+    X = np.column_stack([np.ones(s.sum())] + [np.log(v[s]) for v in feats.values()])
+    y = np.log(a_ref[s] / n0[s, 4])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    r2 = 1 - np.var(y - X @ coef) / np.var(y)
+    print(f"  reference aged KI fraction ~ power law ({s.sum()} cells, R² {r2:.2f}); exponents:")
+    print("    " + ", ".join(f"{k} {c:+.2f}" for k, c in zip(feats, coef[1:])))
+    # Sulfate that NS coagulation can bring per KI particle over the step, against the coating
+    # it needs: where it is far below 1, no NS-borne rule can age much of KI.
+    supply = kni * n0[:, 0] * DT * (x[:, 8] / n0[:, 0]) / need
+    frac = a_ref / n0[:, 4]
+    t = ok & (supply < 0.01) & (frac > 0.1)
+    print(f"  cells where NS coagulation brings < 1 % of a monolayer per KI particle yet the reference "
+          f"ages > 10 % of KI: {t.sum()} (ours ages {pct(a_ours[t] / n0[t, 4])} of KI there)")
 
 
 def ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0):
