@@ -201,6 +201,18 @@ pub struct TrainState {
     pub config: TrainConfig,
 }
 
+impl TrainState {
+    /// Whether the training that saved this state ran to its end: early stopping triggered,
+    /// `max_steps` reached, or its last epoch begun (a run that `max_steps` did not limit; the
+    /// state saved in the last epoch may predate its last steps, so this never refuses a
+    /// finished run but may pass one stopped inside its last epoch).
+    pub fn finished(&self) -> bool {
+        self.stopped_early
+            || self.config.max_steps.is_some_and(|m| self.step >= m)
+            || self.epoch + 1 >= self.config.epochs
+    }
+}
+
 /// What [`Trainer::fit`] returns.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrainReport {
@@ -914,8 +926,10 @@ mod tests {
         // Stopped at step 4 and resumed: the same weights at step 7; resuming again does nothing.
         let tmp = tempfile::tempdir().unwrap();
         let _ = run(c.clone(), Some(tmp.path()), Some(4), false);
+        assert!(!read_train_state(tmp.path()).unwrap().finished(), "stopped at step 4 of 7");
         let (p2, rep2) = run(c.clone(), Some(tmp.path()), None, true);
         assert_eq!((p2, rep2.steps), (p.clone(), 7));
+        assert!(read_train_state(tmp.path()).unwrap().finished());
         let (p3, rep3) = run(c.clone(), Some(tmp.path()), None, true);
         assert_eq!((p3, rep3.steps), (p, 7));
         c.max_steps = Some(0);

@@ -425,7 +425,22 @@ fn load_solutions(
                     format!("a checkpoint of {label} with the run's network and graph cuts"),
                 ));
             }
-            let val_purity = gradlab_core::train::read_train_state(&ck).ok().and_then(|s| s.best).unwrap_or(f64::NAN);
+            let state = gradlab_core::train::read_train_state(&ck).ok();
+            if let Some(st) = state.as_ref().filter(|s| !s.finished()) {
+                return Err(Error::invalid(
+                    "models",
+                    format!(
+                        "{}: training stopped at step {} of {} (epoch {} of {})",
+                        ck.display(),
+                        st.step,
+                        st.config.max_steps.map_or("—".to_string(), |m| m.to_string()),
+                        st.epoch,
+                        st.config.epochs
+                    ),
+                    "finished trainings (finish it with `cargo xtask experiment NAME --resume RUN_DIR`)",
+                ));
+            }
+            let val_purity = state.and_then(|s| s.best).unwrap_or(f64::NAN);
             out.push(Solution { variant: vi, seed, theta: read_params_f64(&tm.model.vm)?, val_purity });
         }
     }
@@ -976,6 +991,27 @@ mod tests {
         let mut c = RunContext::new("track-landscape", &file, &cfg.entry, both, true, true, dir).unwrap();
         let e = run(&mut c).unwrap_err().to_string();
         assert!(e.contains("PAT λ=50 seed 1 is in both") && e.contains("do not overlap"), "{e}");
+        // A checkpoint whose training did not finish is refused, naming where it stopped.
+        let unfinished = tmp.path().join("unfinished");
+        std::fs::create_dir_all(&unfinished).unwrap();
+        for f in ["config.json", "checkpoints"] {
+            let status =
+                std::process::Command::new("cp").arg("-r").arg(part.join(f)).arg(&unfinished).status().unwrap();
+            assert!(status.success());
+        }
+        let state_file = unfinished.join("checkpoints").join("PTT-seed1").join("train_state.json");
+        let mut saved: serde_json::Value = gradlab_core::io::read_json(&state_file).unwrap();
+        saved["state"]["step"] = serde_json::json!(0);
+        saved["state"]["epoch"] = serde_json::json!(0);
+        saved["state"]["config"]["max_steps"] = serde_json::json!(5);
+        saved["state"]["config"]["epochs"] = serde_json::json!(3);
+        std::fs::write(&state_file, serde_json::to_string(&saved).unwrap()).unwrap();
+        let mut cut = from.clone();
+        cut["models"] = serde_json::json!(&unfinished);
+        let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
+        let mut c = RunContext::new("track-landscape", &file, &cfg.entry, cut, true, true, dir).unwrap();
+        let e = run(&mut c).unwrap_err().to_string();
+        assert!(e.contains("PTT-seed1") && e.contains("training stopped at step 0 of 5 (epoch 0 of 3)"), "{e}");
         // A variant the run did not train is refused by name.
         from["variants"] = serde_json::json!([{ "method": "pat", "lambda": 25.0 }]);
         let dir = gradlab_core::run::RunDir::create(tmp.path(), "track-landscape").unwrap();
