@@ -816,6 +816,14 @@ impl PoolPosterior {
         self.v.truncate(keep * m);
         let n = gp.len();
         let l = gp.chol.L();
+        if l.nrows() != n {
+            // A refactorisation failed and left the GP without a factor.
+            return Err(Error::invalid(
+                "pool posterior",
+                format!("a GP of {n} observations with a factor of {} rows", l.nrows()),
+                "a GP whose last (re)factorisation succeeded",
+            ));
+        }
         let sf2 = gp.hyper.sf2();
         let d = self.d;
         // From scratch: the rows of the last full factorisation in one blocked triangular solve
