@@ -4,9 +4,14 @@ in % per test setting, mean ± std over the run's seeds for each method (the ass
 the score-threshold ones), the track follower, the paper's PAT λ = 50 and follower, then the
 per-seed difference PTT − PAT λ = 50 (purity / efficiency points).
 
-usage: scripts/results/track_compare_table.py runs/track-compare/<run>/summary.json
+Several runs that differ only in their `seeds` (same data, test grid and training settings, so the
+same test frames) are merged into one table over all their seeds; any other difference in their
+`config.json` is refused, naming the key.
+
+usage: scripts/results/track_compare_table.py runs/track-compare/<run>/summary.json [<run2>/summary.json ...]
 """
 import json
+import os
 import statistics
 import sys
 
@@ -25,8 +30,47 @@ def pm(values):
     return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
-def main(path):
-    s = json.load(open(path))
+def config_differences(a, b, key=""):
+    """Keys where two run configs differ, ignoring the seeds and the command that set them."""
+    if key in (".params.seeds", ".run"):
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in config_differences(a.get(k), b.get(k), f"{key}.{k}")]
+    return [] if a == b else [key]
+
+
+def merged(paths):
+    """One summary over the runs' seeds; the runs must differ only in their seeds."""
+    def load(p):
+        try:
+            return json.load(open(p))
+        except (OSError, json.JSONDecodeError) as e:
+            sys.exit(f"cannot read {p}: {e}")
+
+    runs = [(p, load(p), load(os.path.join(os.path.dirname(p), "config.json"))) for p in paths]
+    p0, s, c0 = runs[0]
+    seen = {t["seed"] for t in s["training"]}
+    for p, other, c in runs[1:]:
+        diff = config_differences(c0, c)
+        if diff:
+            sys.exit(f"{p} differs from {p0} in {', '.join(diff)}: only runs that differ in `seeds` can be merged")
+        if other["follower"] != s["follower"]:
+            sys.exit(f"{p} has other follower results than {p0}: not the same test frames")
+        dup = seen & {t["seed"] for t in other["training"]}
+        if dup:
+            sys.exit(f"{p} repeats seeds {sorted(dup)} of an earlier run")
+        seen |= {t["seed"] for t in other["training"]}
+        index = {(c["primaries"], c["thickness_mm"], c["method"]): c for c in s["cells"]}
+        if set(index) != {(c["primaries"], c["thickness_mm"], c["method"]) for c in other["cells"]}:
+            sys.exit(f"{p} has other test settings or methods than {p0}")
+        for cell in other["cells"]:
+            index[(cell["primaries"], cell["thickness_mm"], cell["method"])]["per_seed"].extend(cell["per_seed"])
+        s["training"].extend(other["training"])
+    return s
+
+
+def main(paths):
+    s = merged(paths)
     methods = []
     cells = {}
     for c in s["cells"]:
@@ -68,4 +112,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
