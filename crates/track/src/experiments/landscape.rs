@@ -89,6 +89,16 @@ pub struct AnalysisParams {
     pub bezier: BezierConfig,
     /// Objectives the curves are trained with.
     pub bezier_objectives: Vec<CurveObjective>,
+    /// Training frames (evenly spaced over the training set) the Bézier curves are trained on,
+    /// in minibatches of `bezier_batch_frames` frames per sampled `t`, cycled in order (Garipov
+    /// et al. 2018 train on the training set); the curves are then evaluated on the analysis
+    /// frames. 0: trained on the analysis frames themselves, full batch.
+    #[serde(default)]
+    pub bezier_training_frames: usize,
+    /// Frames per minibatch of the curve training (divides `bezier_training_frames`; 0 when
+    /// that is 0).
+    #[serde(default)]
+    pub bezier_batch_frames: usize,
     /// Top Hessian eigenvalues reported (≥ 2; the top 2 span the slices).
     pub top_k: usize,
     /// Lanczos settings (paper: power iteration, 100 iterations, tol 1e-3; `seed` is derived).
@@ -145,6 +155,27 @@ impl Params {
         }
         if !(a.hvp_step.is_finite() && a.hvp_step > 0.0) {
             return Err(Error::invalid("analysis.hvp_step", a.hvp_step, "a finite step > 0"));
+        }
+        match (a.bezier_training_frames, a.bezier_batch_frames) {
+            (0, 0) => {}
+            (0, b) => {
+                return Err(Error::invalid(
+                    "analysis.bezier_batch_frames",
+                    b,
+                    "0 unless analysis.bezier_training_frames > 0 (the curves are then trained on the analysis frames)",
+                ));
+            }
+            (n, b) if b == 0 || !n.is_multiple_of(b) => {
+                return Err(Error::invalid(
+                    "analysis.bezier_batch_frames",
+                    b,
+                    format!("≥ 1 and dividing analysis.bezier_training_frames = {n}"),
+                ));
+            }
+            _ => {}
+        }
+        if a.bezier_objectives.is_empty() {
+            return Err(Error::invalid("analysis.bezier_objectives", "[]", "at least one of \"hamming\", \"bce\""));
         }
         if a.max_pairs == Some(0) {
             return Err(Error::invalid("analysis.max_pairs", 0, "≥ 1, or absent for all pairs"));
@@ -272,7 +303,9 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     let mut st = Study::default();
     let (train_frames, val_frames) = p.base().training_data()?;
     let frames = Arc::new(analysis_frames(&p)?);
-    let bn_frames = batch_norm_frames(&train_frames, p.analysis.batch_norm_frames)?;
+    let bn_frames = spaced_training_frames(&train_frames, p.analysis.batch_norm_frames, "analysis.batch_norm_frames")?;
+    let curve_frames =
+        spaced_training_frames(&train_frames, p.analysis.bezier_training_frames, "analysis.bezier_training_frames")?;
     st.time("data_s", t0.elapsed().as_secs_f64());
     st.specs = p.variants.iter().map(|v| p.spec_of(v)).collect();
     st.labels = p.variants.iter().zip(&st.specs).map(|(v, s)| label(v, s)).collect();
@@ -291,7 +324,9 @@ pub fn run(ctx: &mut RunContext) -> ExperimentResult {
     st.time(if p.models.is_empty() { "training_s" } else { "loading_s" }, t.elapsed().as_secs_f64());
     for vi in 0..variants.len() {
         let models: Vec<&Solution> = solutions.iter().filter(|m| m.variant == vi).collect();
-        analyse_variant(ctx, &p, &mut st, vi, &models, frames.clone(), bn_frames.clone())?;
+        let data =
+            VariantFrames { analysis: frames.clone(), batch_norm: bn_frames.clone(), curves: curve_frames.clone() };
+        analyse_variant(ctx, &p, &mut st, vi, &models, data)?;
     }
     st.time("total_s", t0.elapsed().as_secs_f64());
     write_report(ctx, &p, &st, &solutions)?;
@@ -448,14 +483,19 @@ fn load_solutions(
 }
 
 /// `count` training frames evenly spaced over the training set (every phantom), for the
-/// BatchNorm recomputation along paths; `None` when `count` is 0.
-fn batch_norm_frames<S: FrameSource + ?Sized>(train: &S, count: usize) -> Result<Option<Arc<Vec<FrameData>>>> {
+/// BatchNorm recomputation along paths or the curves' training (`field` names the setting);
+/// `None` when `count` is 0.
+fn spaced_training_frames<S: FrameSource + ?Sized>(
+    train: &S,
+    count: usize,
+    field: &str,
+) -> Result<Option<Arc<Vec<FrameData>>>> {
     if count == 0 {
         return Ok(None);
     }
     let n = train.len();
     if count > n {
-        return Err(Error::invalid("analysis.batch_norm_frames", count, format!("≤ the {n} training frames")));
+        return Err(Error::invalid(field, count, format!("≤ the {n} training frames")));
     }
     let frames = (0..count).map(|k| Ok(train.get(k * n / count)?.into_owned())).collect::<Result<Vec<_>>>()?;
     Ok(Some(Arc::new(frames)))
@@ -470,6 +510,16 @@ fn analysis_frames(p: &Params) -> Result<Vec<FrameData>> {
     prepare(&raw, &p.setup.graph, &p.spec.model, p.spec.tracker_layers)
 }
 
+/// The frames of a variant's analysis.
+struct VariantFrames {
+    /// The fixed analysis frames every measure is evaluated on.
+    analysis: Arc<Vec<FrameData>>,
+    /// Training frames for the BatchNorm recomputation along paths.
+    batch_norm: Option<Arc<Vec<FrameData>>>,
+    /// Training frames the Bézier curves are trained on.
+    curves: Option<Arc<Vec<FrameData>>>,
+}
+
 /// Endpoints, pairs (connectivity and instability) and curvature of one variant.
 fn analyse_variant(
     ctx: &mut RunContext,
@@ -477,14 +527,16 @@ fn analyse_variant(
     st: &mut Study,
     vi: usize,
     models: &[&Solution],
-    frames: Arc<Vec<FrameData>>,
-    bn_frames: Option<Arc<Vec<FrameData>>>,
+    data: VariantFrames,
 ) -> Result<()> {
     let a = &p.analysis;
     let name = st.labels[vi].clone();
-    let mut m = Measures::new(&p.spec.model, frames, &st.specs[vi])?;
-    if let Some(bn) = bn_frames {
+    let mut m = Measures::new(&p.spec.model, data.analysis, &st.specs[vi])?;
+    if let Some(bn) = data.batch_norm {
         m.recompute_batch_norm_on(bn)?;
+    }
+    if let Some(cf) = data.curves {
+        m.train_curves_on(&p.spec.model, &cf, a.bezier_batch_frames)?;
     }
     for s in models {
         let [pur, ham, bce, tpr] = m.endpoint(&s.theta)?;
@@ -682,6 +734,20 @@ fn report_connectivity(report: &mut Report, p: &Params, st: &Study) {
     let objectives = &p.analysis.bezier_objectives;
     report.heading("Mode connectivity (paper's table columns)");
     report.paragraph(&format!("Paper (5 seeds per configuration): {}.", paper::CONNECTIVITY));
+    let a = &p.analysis;
+    report.paragraph(&if a.bezier_training_frames > 0 {
+        format!(
+            "Bézier curves trained ({} Adam steps, {} sampled t per step) on {} training frames in minibatches of {} \
+             frames per t, cycled in order, and evaluated on the {} analysis frames.",
+            a.bezier.steps, a.bezier.samples_per_step, a.bezier_training_frames, a.bezier_batch_frames, a.frames
+        )
+    } else {
+        format!(
+            "Bézier curves trained ({} Adam steps, {} sampled t per step) on the {} analysis frames they are evaluated on \
+             (full batch; `analysis.bezier_training_frames` = 0).",
+            a.bezier.steps, a.bezier.samples_per_step, a.frames
+        )
+    });
     let recomputed = p.analysis.batch_norm_frames > 0;
     report.paragraph(&if recomputed {
         format!(
@@ -908,6 +974,21 @@ mod tests {
         v["analysis"]["top_k"] = serde_json::json!(1);
         let p: Params = from_value(&v, "x").unwrap();
         assert!(p.validate().unwrap_err().to_string().contains("top_k"));
+        // curves trained on training frames: the minibatch must divide them, and needs them
+        for (n, b, ok) in [(32, 4, true), (0, 0, true), (0, 4, false), (32, 0, false), (32, 5, false)] {
+            let mut v = cfg.resolve(true, &[]).unwrap();
+            v["analysis"]["bezier_training_frames"] = serde_json::json!(n);
+            v["analysis"]["bezier_batch_frames"] = serde_json::json!(b);
+            let p: Params = from_value(&v, "x").unwrap();
+            match p.validate() {
+                Ok(()) => assert!(ok, "{n} / {b} accepted"),
+                Err(e) => assert!(!ok && e.to_string().contains("bezier_batch_frames"), "{n} / {b}: {e}"),
+            }
+        }
+        let mut v = cfg.resolve(true, &[]).unwrap();
+        v["analysis"]["bezier_objectives"] = serde_json::json!([]);
+        let p: Params = from_value(&v, "x").unwrap();
+        assert!(p.validate().unwrap_err().to_string().contains("bezier_objectives"));
         // seeds the run derives from `seed` are refused when given
         for field in [["spec", "train"], ["analysis", "bezier"], ["analysis", "lanczos"], ["analysis", "slq"]] {
             let mut v = cfg.resolve(true, &[]).unwrap();
@@ -935,6 +1016,8 @@ mod tests {
             "analysis.frames=1".into(),
             "analysis.path_points=3".into(),
             "analysis.bezier.steps=2".into(),
+            "analysis.bezier_training_frames=4".into(),
+            "analysis.bezier_batch_frames=2".into(),
             "analysis.lanczos.max_steps=4".into(),
             "analysis.slq.probes=1".into(),
             "analysis.slq.steps=3".into(),

@@ -13,7 +13,7 @@ use super::activations::stacked_activations;
 use super::found_tracks;
 use super::objective::{Measure, TrackObjective};
 use super::similarity::{Disagreement, binary_disagreement, correctness_disagreement, linear_cka};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gnn::GnnConfig;
 use crate::training::{FrameData, Method, TrainSpec};
 
@@ -26,6 +26,71 @@ pub enum CurveObjective {
     Hamming,
     /// Binary cross-entropy of the edge probabilities.
     Bce,
+}
+
+/// Minibatches for stochastic training: each evaluation uses the next part's frames, in turn,
+/// starting from the first after [`Cycle::restart`]. Over a full cycle at a fixed point the mean
+/// of the parts' losses and gradients is the full batch's (the parts have equal size).
+#[derive(Debug)]
+pub struct Cycle {
+    parts: Vec<TrackObjective>,
+    next: usize,
+}
+
+impl Cycle {
+    /// `measure` (one with a gradient) on `frames` split in order into parts of `per_part`,
+    /// which must divide the number of frames.
+    pub fn new(model: &GnnConfig, frames: &[FrameData], per_part: usize, measure: Measure) -> Result<Self> {
+        if per_part == 0 || frames.is_empty() || !frames.len().is_multiple_of(per_part) {
+            return Err(Error::invalid(
+                "frames per minibatch",
+                format!("{per_part} of {} frames", frames.len()),
+                "≥ 1 frame per minibatch, dividing the (non-zero) number of frames",
+            ));
+        }
+        if !measure.differentiable() {
+            return Err(Error::invalid(
+                "minibatch measure",
+                measure.name(),
+                "a measure with a gradient (hamming, bce)",
+            ));
+        }
+        let parts = frames
+            .chunks(per_part)
+            .map(|c| TrackObjective::new(model, Arc::new(c.to_vec()), measure.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Cycle { parts, next: 0 })
+    }
+
+    /// The next evaluation uses the first part again.
+    pub fn restart(&mut self) {
+        self.next = 0;
+    }
+
+    /// Number of parts.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    fn advance(&mut self) -> usize {
+        let i = self.next;
+        self.next = (i + 1) % self.parts.len();
+        i
+    }
+}
+
+impl Objective for Cycle {
+    fn dim(&self) -> usize {
+        self.parts[0].dim()
+    }
+    fn loss(&mut self, theta: &[f64]) -> gradlab_landscape::Result<f64> {
+        let i = self.advance();
+        self.parts[i].loss(theta)
+    }
+    fn loss_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> gradlab_landscape::Result<f64> {
+        let i = self.advance();
+        self.parts[i].loss_grad(theta, grad)
+    }
 }
 
 /// The measures of one variant on the analysis frames.
@@ -44,6 +109,10 @@ pub struct Measures {
     /// Hamming loss and edge TPR with the BatchNorm statistics recomputed at each point
     /// ([`Measures::recompute_batch_norm_on`]).
     pub recomputed: Option<(TrackObjective, TrackObjective)>,
+    /// Hamming loss and BCE in minibatches of training frames, the Bézier curves' training
+    /// objectives when set ([`Measures::train_curves_on`]); otherwise the curves are trained
+    /// on the analysis frames (full batch).
+    pub curve_training: Option<(Cycle, Cycle)>,
     spec: TrainSpec,
     frames: Arc<Vec<FrameData>>,
 }
@@ -60,7 +129,17 @@ impl Measures {
         let tpr = hamming.with_measure(Measure::Tpr { assign: spec.assign.clone() })?;
         let bce = hamming.with_measure(Measure::Bce)?;
         let purity = hamming.with_measure(Measure::Purity { filter: spec.filter, assign: spec.assign.clone() })?;
-        Ok(Measures { hamming, tpr, bce, purity, own, recomputed: None, spec: spec.clone(), frames })
+        Ok(Measures {
+            hamming,
+            tpr,
+            bce,
+            purity,
+            own,
+            recomputed: None,
+            curve_training: None,
+            spec: spec.clone(),
+            frames,
+        })
     }
 
     /// Paths are also profiled with the BatchNorm statistics recomputed from train-mode passes
@@ -69,6 +148,16 @@ impl Measures {
         let h = self.hamming.with_recomputed_batch_norm(bn_frames.clone())?;
         let t = self.tpr.with_recomputed_batch_norm(bn_frames)?;
         self.recomputed = Some((h, t));
+        Ok(())
+    }
+
+    /// The Bézier curves are trained on `frames` (training frames, not the analysis frames they
+    /// are evaluated on, as Garipov et al. 2018 train theirs on the training set) in minibatches
+    /// of `per_sample` frames, one per sampled `t`, cycled in order from the first at every curve.
+    pub fn train_curves_on(&mut self, model: &GnnConfig, frames: &[FrameData], per_sample: usize) -> Result<()> {
+        let hamming = Cycle::new(model, frames, per_sample, Measure::Hamming { assign: self.spec.assign.clone() })?;
+        let bce = Cycle::new(model, frames, per_sample, Measure::Bce)?;
+        self.curve_training = Some((hamming, bce));
         Ok(())
     }
 
@@ -125,9 +214,17 @@ pub fn connectivity(m: &mut Measures, a: &[f64], b: &[f64], settings: &PathSetti
     let mut bezier_bn = Vec::new();
     for obj in settings.objectives {
         let init = Bezier::straight(a, b)?;
-        let (curve, _hist) = match obj {
-            CurveObjective::Hamming => train_bezier(&mut m.hamming, init, settings.bezier)?,
-            CurveObjective::Bce => train_bezier(&mut m.bce, init, settings.bezier)?,
+        let (curve, _hist) = match (obj, m.curve_training.as_mut()) {
+            (CurveObjective::Hamming, None) => train_bezier(&mut m.hamming, init, settings.bezier)?,
+            (CurveObjective::Bce, None) => train_bezier(&mut m.bce, init, settings.bezier)?,
+            (CurveObjective::Hamming, Some((h, _))) => {
+                h.restart();
+                train_bezier(h, init, settings.bezier)?
+            }
+            (CurveObjective::Bce, Some((_, b))) => {
+                b.restart();
+                train_bezier(b, init, settings.bezier)?
+            }
         };
         let ph = curve.profile(&mut m.hamming, settings.points)?;
         let pt = curve.profile(&mut m.tpr, settings.points)?.losses;

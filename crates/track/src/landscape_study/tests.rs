@@ -239,3 +239,48 @@ fn paths_with_recomputed_batch_norm_equal_fresh_networks_at_the_interpolated_wei
     assert_eq!(l, recomputed.loss(&a).unwrap());
     assert!(g.iter().zip(&buffers).all(|(gi, bf)| !bf || *gi == 0.0));
 }
+
+#[test]
+fn minibatch_cycle_averages_to_the_full_batch_and_restarts_at_the_first_part() {
+    use super::analysis::Cycle;
+    let fr = frames(4);
+    for measure in [Measure::Bce, Measure::Hamming { assign: Default::default() }] {
+        let mut full = TrackObjective::new(&cfg(), fr.clone(), measure.clone()).unwrap();
+        let theta = random_theta(&full, 3);
+        let mut g_full = vec![0.0; full.dim()];
+        let l_full = full.loss_grad(&theta, &mut g_full).unwrap();
+        let mut cyc = Cycle::new(&cfg(), &fr, 2, measure.clone()).unwrap();
+        assert_eq!(cyc.parts(), 2);
+        let (mut l_mean, mut g_mean) = (0.0, vec![0.0; full.dim()]);
+        let mut g = vec![0.0; full.dim()];
+        let mut first = f64::NAN;
+        for k in 0..2 {
+            let l = cyc.loss_grad(&theta, &mut g).unwrap();
+            if k == 0 {
+                first = l;
+            }
+            l_mean += l / 2.0;
+            g_mean.iter_mut().zip(&g).for_each(|(a, b)| *a += b / 2.0);
+        }
+        // the two halves differ (else the check below says nothing) and average to the whole
+        let second = l_mean * 2.0 - first;
+        assert!((first - second).abs() > 1e-6, "{measure:?}: parts {first} {second}");
+        assert!((l_mean - l_full).abs() < 1e-5 * l_full.abs().max(1.0), "{measure:?}: {l_mean} vs {l_full}");
+        let scale = g_full.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        let err = g_mean.iter().zip(&g_full).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        // (the blackbox gradient of the Hamming loss is ~0 on these toy frames: f32 round-off
+        // bounds its error; the BCE gradient is the informative check)
+        assert!(measure != Measure::Bce || scale > 1e-3, "BCE gradient scale {scale}");
+        assert!(err < 1e-4 * scale + 1e-7, "{measure:?}: gradient error {err} of {scale}");
+        // a third call is the first part again; so is the next call after a restart
+        assert_eq!(cyc.loss(&theta).unwrap(), first);
+        cyc.restart();
+        assert_eq!(cyc.loss(&theta).unwrap(), first);
+    }
+    // parts must divide the frames, and the measure needs a gradient
+    let e = Cycle::new(&cfg(), &fr, 3, Measure::Bce).unwrap_err().to_string();
+    assert!(e.contains("3 of 4 frames") && e.contains("dividing"), "{e}");
+    assert!(Cycle::new(&cfg(), &fr, 0, Measure::Bce).is_err());
+    let e = Cycle::new(&cfg(), &fr, 2, Measure::Tpr { assign: Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("tpr") && e.contains("gradient"), "{e}");
+}
