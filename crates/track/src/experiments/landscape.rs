@@ -99,6 +99,12 @@ pub struct AnalysisParams {
     /// that is 0).
     #[serde(default)]
     pub bezier_batch_frames: usize,
+    /// Train the curves in train mode: each frame normalised by its own BatchNorm batch
+    /// statistics, as the networks were trained and as Garipov et al. train curves (then the
+    /// "BN recomputed" columns are their evaluation); `false`: by the running statistics
+    /// interpolated along the curve. Needs `bezier_training_frames` > 0.
+    #[serde(default)]
+    pub bezier_train_mode: bool,
     /// Top Hessian eigenvalues reported (≥ 2; the top 2 span the slices).
     pub top_k: usize,
     /// Lanczos settings (paper: power iteration, 100 iterations, tol 1e-3; `seed` is derived).
@@ -173,6 +179,13 @@ impl Params {
                 ));
             }
             _ => {}
+        }
+        if a.bezier_train_mode && a.bezier_training_frames == 0 {
+            return Err(Error::invalid(
+                "analysis.bezier_train_mode",
+                true,
+                "false unless analysis.bezier_training_frames > 0 (curves in train mode are trained on training frames)",
+            ));
         }
         if a.bezier_objectives.is_empty() {
             return Err(Error::invalid("analysis.bezier_objectives", "[]", "at least one of \"hamming\", \"bce\""));
@@ -536,7 +549,7 @@ fn analyse_variant(
         m.recompute_batch_norm_on(bn)?;
     }
     if let Some(cf) = data.curves {
-        m.train_curves_on(&p.spec.model, &cf, a.bezier_batch_frames)?;
+        m.train_curves_on(&p.spec.model, &cf, a.bezier_batch_frames, a.bezier_train_mode)?;
     }
     for s in models {
         let [pur, ham, bce, tpr] = m.endpoint(&s.theta)?;
@@ -738,8 +751,17 @@ fn report_connectivity(report: &mut Report, p: &Params, st: &Study) {
     report.paragraph(&if a.bezier_training_frames > 0 {
         format!(
             "Bézier curves trained ({} Adam steps, {} sampled t per step) on {} training frames in minibatches of {} \
-             frames per t, cycled in order, and evaluated on the {} analysis frames.",
-            a.bezier.steps, a.bezier.samples_per_step, a.bezier_training_frames, a.bezier_batch_frames, a.frames
+             frames per t, cycled in order, BatchNorm {}, and evaluated on the {} analysis frames.",
+            a.bezier.steps,
+            a.bezier.samples_per_step,
+            a.bezier_training_frames,
+            a.bezier_batch_frames,
+            if a.bezier_train_mode {
+                "in train mode (each frame normalised by its own batch statistics, as in training)"
+            } else {
+                "normalised by the running statistics interpolated along the curve"
+            },
+            a.frames
         )
     } else {
         format!(
@@ -979,12 +1001,19 @@ mod tests {
             let mut v = cfg.resolve(true, &[]).unwrap();
             v["analysis"]["bezier_training_frames"] = serde_json::json!(n);
             v["analysis"]["bezier_batch_frames"] = serde_json::json!(b);
+            v["analysis"]["bezier_train_mode"] = serde_json::json!(false);
             let p: Params = from_value(&v, "x").unwrap();
             match p.validate() {
                 Ok(()) => assert!(ok, "{n} / {b} accepted"),
                 Err(e) => assert!(!ok && e.to_string().contains("bezier_batch_frames"), "{n} / {b}: {e}"),
             }
         }
+        let mut v = cfg.resolve(true, &[]).unwrap();
+        v["analysis"]["bezier_training_frames"] = serde_json::json!(0);
+        v["analysis"]["bezier_batch_frames"] = serde_json::json!(0);
+        v["analysis"]["bezier_train_mode"] = serde_json::json!(true);
+        let p: Params = from_value(&v, "x").unwrap();
+        assert!(p.validate().unwrap_err().to_string().contains("bezier_train_mode"));
         let mut v = cfg.resolve(true, &[]).unwrap();
         v["analysis"]["bezier_objectives"] = serde_json::json!([]);
         let p: Params = from_value(&v, "x").unwrap();

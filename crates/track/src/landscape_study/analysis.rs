@@ -39,8 +39,15 @@ pub struct Cycle {
 
 impl Cycle {
     /// `measure` (one with a gradient) on `frames` split in order into parts of `per_part`,
-    /// which must divide the number of frames.
-    pub fn new(model: &GnnConfig, frames: &[FrameData], per_part: usize, measure: Measure) -> Result<Self> {
+    /// which must divide the number of frames; in train mode
+    /// ([`TrackObjective::in_train_mode`]) when `train_mode`.
+    pub fn new(
+        model: &GnnConfig,
+        frames: &[FrameData],
+        per_part: usize,
+        measure: Measure,
+        train_mode: bool,
+    ) -> Result<Self> {
         if per_part == 0 || frames.is_empty() || !frames.len().is_multiple_of(per_part) {
             return Err(Error::invalid(
                 "frames per minibatch",
@@ -57,7 +64,10 @@ impl Cycle {
         }
         let parts = frames
             .chunks(per_part)
-            .map(|c| TrackObjective::new(model, Arc::new(c.to_vec()), measure.clone()))
+            .map(|c| {
+                let o = TrackObjective::new(model, Arc::new(c.to_vec()), measure.clone())?;
+                if train_mode { o.in_train_mode() } else { Ok(o) }
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Cycle { parts, next: 0 })
     }
@@ -153,10 +163,19 @@ impl Measures {
 
     /// The Bézier curves are trained on `frames` (training frames, not the analysis frames they
     /// are evaluated on, as Garipov et al. 2018 train theirs on the training set) in minibatches
-    /// of `per_sample` frames, one per sampled `t`, cycled in order from the first at every curve.
-    pub fn train_curves_on(&mut self, model: &GnnConfig, frames: &[FrameData], per_sample: usize) -> Result<()> {
-        let hamming = Cycle::new(model, frames, per_sample, Measure::Hamming { assign: self.spec.assign.clone() })?;
-        let bce = Cycle::new(model, frames, per_sample, Measure::Bce)?;
+    /// of `per_sample` frames, one per sampled `t`, cycled in order from the first at every curve;
+    /// with `train_mode` each frame is normalised by its own BatchNorm batch statistics, as in
+    /// training (Garipov et al.), else by the running statistics interpolated along the curve.
+    pub fn train_curves_on(
+        &mut self,
+        model: &GnnConfig,
+        frames: &[FrameData],
+        per_sample: usize,
+        train_mode: bool,
+    ) -> Result<()> {
+        let hamming_m = Measure::Hamming { assign: self.spec.assign.clone() };
+        let hamming = Cycle::new(model, frames, per_sample, hamming_m, train_mode)?;
+        let bce = Cycle::new(model, frames, per_sample, Measure::Bce, train_mode)?;
         self.curve_training = Some((hamming, bce));
         Ok(())
     }

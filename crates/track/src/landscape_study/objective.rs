@@ -114,15 +114,19 @@ impl Measure {
     }
 }
 
-/// The training loss of frame `i` (inference mode).
+/// The training loss of frame `i`: in inference mode (BatchNorm normalises by the running
+/// statistics in θ), or in train mode (by the frame's own batch statistics, differentiated
+/// through, as in training; the running statistics a train-mode pass updates are overwritten by
+/// the next evaluation's θ).
 fn frame_loss(
     frames: Arc<Vec<FrameData>>,
     method: Method,
     assign: AssignConfig,
+    train_mode: bool,
 ) -> impl Fn(&Model, usize) -> Result<Tensor> + Send + Sync + 'static {
     move |m: &Model, i: usize| {
         let fd = &frames[i];
-        Ok(loss_from_logits(&m.net.forward_t(&fd.input, false)?, fd, method, &assign)?)
+        Ok(loss_from_logits(&m.net.forward_t(&fd.input, train_mode)?, fd, method, &assign)?)
     }
 }
 
@@ -164,7 +168,7 @@ impl TrackObjective {
         };
         let inner = match measure.evaluation() {
             Evaluation::Loss(method, assign) => {
-                VarMapObjective::new(build, frame_loss(frames.clone(), method, assign), frame_weights(&frames))?
+                VarMapObjective::new(build, frame_loss(frames.clone(), method, assign, false), frame_weights(&frames))?
             }
             Evaluation::Reconstruction { filter, assign, purity } => {
                 VarMapObjective::with_value(build, reconstruction(frames.clone(), filter, assign, purity))?
@@ -177,14 +181,36 @@ impl TrackObjective {
     pub fn with_measure(&self, measure: Measure) -> Result<Self> {
         let frames = self.frames.clone();
         let inner = match measure.evaluation() {
-            Evaluation::Loss(method, assign) => {
-                self.inner.same_model_with_loss(frame_loss(frames.clone(), method, assign), frame_weights(&frames))?
-            }
+            Evaluation::Loss(method, assign) => self
+                .inner
+                .same_model_with_loss(frame_loss(frames.clone(), method, assign, false), frame_weights(&frames))?,
             Evaluation::Reconstruction { filter, assign, purity } => {
                 self.inner.same_model_with_value(reconstruction(frames.clone(), filter, assign, purity))?
             }
         };
         Ok(TrackObjective { inner, frames, measure, bn_frames: self.bn_frames.clone(), bn_cache: None })
+    }
+
+    /// The same network, frames and loss, evaluated in train mode: each frame is normalised by
+    /// its own BatchNorm batch statistics (differentiated through), not by the running
+    /// statistics in θ — the loss the network was trained on, and the one Garipov et al. (2018)
+    /// train their curves with. Only for a loss (Hamming, BCE), without recomputed statistics.
+    pub fn in_train_mode(&self) -> Result<Self> {
+        let Evaluation::Loss(method, assign) = self.measure.evaluation() else {
+            return Err(Error::invalid("train-mode measure", self.measure.name(), "a loss (hamming, bce)"));
+        };
+        if self.bn_frames.is_some() {
+            return Err(Error::invalid(
+                "train-mode measure",
+                "recomputed BatchNorm statistics",
+                "the running statistics in θ (train mode uses batch statistics)",
+            ));
+        }
+        let frames = self.frames.clone();
+        let inner = self
+            .inner
+            .same_model_with_loss(frame_loss(frames.clone(), method, assign, true), frame_weights(&frames))?;
+        Ok(TrackObjective { inner, frames, measure: self.measure.clone(), bn_frames: None, bn_cache: None })
     }
 
     /// The same network, frames and measure, but at every evaluated point θ the BatchNorm

@@ -249,7 +249,7 @@ fn minibatch_cycle_averages_to_the_full_batch_and_restarts_at_the_first_part() {
         let theta = random_theta(&full, 3);
         let mut g_full = vec![0.0; full.dim()];
         let l_full = full.loss_grad(&theta, &mut g_full).unwrap();
-        let mut cyc = Cycle::new(&cfg(), &fr, 2, measure.clone()).unwrap();
+        let mut cyc = Cycle::new(&cfg(), &fr, 2, measure.clone(), false).unwrap();
         assert_eq!(cyc.parts(), 2);
         let (mut l_mean, mut g_mean) = (0.0, vec![0.0; full.dim()]);
         let mut g = vec![0.0; full.dim()];
@@ -278,9 +278,55 @@ fn minibatch_cycle_averages_to_the_full_batch_and_restarts_at_the_first_part() {
         assert_eq!(cyc.loss(&theta).unwrap(), first);
     }
     // parts must divide the frames, and the measure needs a gradient
-    let e = Cycle::new(&cfg(), &fr, 3, Measure::Bce).unwrap_err().to_string();
+    let e = Cycle::new(&cfg(), &fr, 3, Measure::Bce, false).unwrap_err().to_string();
     assert!(e.contains("3 of 4 frames") && e.contains("dividing"), "{e}");
-    assert!(Cycle::new(&cfg(), &fr, 0, Measure::Bce).is_err());
-    let e = Cycle::new(&cfg(), &fr, 2, Measure::Tpr { assign: Default::default() }).unwrap_err().to_string();
+    assert!(Cycle::new(&cfg(), &fr, 0, Measure::Bce, false).is_err());
+    let e = Cycle::new(&cfg(), &fr, 2, Measure::Tpr { assign: Default::default() }, false).unwrap_err().to_string();
     assert!(e.contains("tpr") && e.contains("gradient"), "{e}");
+}
+
+#[test]
+fn train_mode_loss_normalises_by_the_frames_batch_statistics_and_has_the_right_gradient() {
+    let fr = frames(1);
+    let mut infer = TrackObjective::new(&cfg(), fr.clone(), Measure::Bce).unwrap();
+    let mut train = infer.in_train_mode().unwrap();
+    let theta = random_theta(&infer, 5);
+    let buffers = infer.buffers();
+    // the running statistics in θ do not enter (they do in inference mode)
+    let other: Vec<f64> = theta.iter().zip(&buffers).map(|(t, b)| if *b { t * 1.7 } else { *t }).collect();
+    assert_eq!(train.loss(&theta).unwrap(), train.loss(&other).unwrap());
+    assert_ne!(infer.loss(&theta).unwrap(), infer.loss(&other).unwrap());
+    // ≈ inference mode with the statistics recomputed from this one frame (independent path:
+    // the frame's batch statistics written into θ, then the running-statistics forward); not
+    // equal, because the recorded running variance is the unbiased one (n/(n−1) over the few
+    // rows of a toy frame) while a train-mode pass normalises by the biased one. The inference
+    // loss with θ's own (random) statistics is far from both.
+    let mut recomputed = infer.with_recomputed_batch_norm(fr.clone()).unwrap();
+    let (a, b) = (train.loss(&theta).unwrap(), recomputed.value(&theta).unwrap());
+    let own = infer.loss(&theta).unwrap();
+    assert!((a - b).abs() < 5e-3 * b.abs(), "train mode {a} vs recomputed statistics {b}");
+    assert!((own - a).abs() > 10.0 * (a - b).abs(), "θ's statistics {own}, train mode {a}, recomputed {b}");
+    // the gradient goes through the batch statistics: central differences along a random
+    // trainable direction (f32 model: loose tolerance)
+    let mut g = vec![0.0; train.dim()];
+    train.loss_grad(&theta, &mut g).unwrap();
+    assert!(g.iter().zip(&buffers).all(|(gi, b)| !b || *gi == 0.0));
+    let mut rng = gradlab_core::rng::rng(6);
+    let d: Vec<f64> = buffers.iter().map(|b| if *b { 0.0 } else { rng.random_range(-1.0..1.0) }).collect();
+    let h = 1e-2 / d.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let at = |s: f64| theta.iter().zip(&d).map(|(t, di)| t + s * di).collect::<Vec<_>>();
+    let fd = (train.loss(&at(h)).unwrap() - train.loss(&at(-h)).unwrap()) / (2.0 * h);
+    let an: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
+    assert!((fd - an).abs() < 2e-2 * an.abs().max(1e-2), "FD {fd} vs gradient {an}");
+    // only losses, and not with recomputed statistics
+    let pur =
+        infer.with_measure(Measure::Purity { filter: TrackFilter::default(), assign: Default::default() }).unwrap();
+    assert!(pur.in_train_mode().unwrap_err().to_string().contains("purity"));
+    assert!(recomputed.in_train_mode().is_err());
+    // a train-mode minibatch cycle is the train-mode objective on its part
+    let fr2 = frames(2);
+    let mut cyc = super::analysis::Cycle::new(&cfg(), &fr2, 1, Measure::Bce, true).unwrap();
+    let mut first =
+        TrackObjective::new(&cfg(), Arc::new(vec![fr2[0].clone()]), Measure::Bce).unwrap().in_train_mode().unwrap();
+    assert_eq!(cyc.loss(&theta).unwrap(), first.loss(&theta).unwrap());
 }
