@@ -120,6 +120,11 @@ impl HyperPrior {
 pub struct FitOptions {
     /// Random restarts in addition to the warm start from the current hyperparameters.
     pub restarts: usize,
+    /// Raw samples screened for the restarts: with `raw_samples` > 0, that many points are drawn
+    /// uniformly in the log box, the negative log posterior is evaluated at each (one
+    /// factorisation, no gradient) and the `restarts` best start L-BFGS (BoTorch's raw-sample
+    /// initialisation, applied to the fit); 0: the restarts are uniform draws themselves.
+    pub raw_samples: usize,
     /// L-BFGS iterations per start.
     pub max_iter: usize,
     /// Hyperparameter bounds.
@@ -136,6 +141,7 @@ impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
             restarts: 4,
+            raw_samples: 0,
             max_iter: 60,
             bounds: HyperBounds::default(),
             prior: HyperPrior::default(),
@@ -146,6 +152,13 @@ impl Default for FitOptions {
 
 impl FitOptions {
     pub(crate) fn check(&self) -> Result<()> {
+        if self.raw_samples > 0 && self.raw_samples < self.restarts {
+            return Err(Error::invalid(
+                "fit.raw_samples",
+                self.raw_samples,
+                format!("0 (off) or ≥ fit.restarts = {}", self.restarts),
+            ));
+        }
         self.bounds.check()?;
         self.prior.check()
     }
@@ -646,6 +659,22 @@ impl Gp {
         -lml
     }
 
+    /// Negative log posterior (up to a constant) `−lml(θ) − ln p(θ)` without its gradient: one
+    /// factorisation (`+∞` where the kernel matrix cannot be factorised).
+    pub fn neg_log_posterior(&self, theta: &[f64], prior: &HyperPrior) -> f64 {
+        let n = self.len();
+        let hyper = Hyper::from_vec(theta);
+        let kmat = self.kernel_matrix(&hyper);
+        let Ok(chol) = IncrementalCholesky::factor(kmat.as_ref(), self.jitter) else {
+            return f64::INFINITY;
+        };
+        let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
+        let z = chol.solve_lower_vec(&ys);
+        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>() - 0.5 * chol.log_det() - 0.5 * n as f64 * LN_2PI;
+        let mut scratch = vec![0.0; theta.len()];
+        -lml + prior.add_neg_log_prior(theta, &mut scratch)
+    }
+
     /// Negative log posterior (up to a constant) `−lml(θ) − ln p(θ)` and its gradient.
     pub fn neg_log_posterior_grad(&self, theta: &[f64], prior: &HyperPrior, grad: &mut [f64]) -> f64 {
         let f = self.neg_lml_grad(theta, grad);
@@ -668,9 +697,19 @@ impl Gp {
         let (lo, hi) = opts.bounds.log_box(d);
         let mut starts = vec![self.hyper.to_vec()];
         let mut rng = gradlab_core::rng::rng(seed);
-        for _ in 0..opts.restarts {
-            starts.push((0..d + 2).map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i])).collect());
+        let draws = if opts.raw_samples > 0 { opts.raw_samples } else { opts.restarts };
+        let mut draws: Vec<Vec<f64>> =
+            (0..draws).map(|_| (0..d + 2).map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i])).collect()).collect();
+        if opts.raw_samples > 0 && opts.restarts > 0 {
+            let values: Vec<f64> = draws.par_iter().map(|t| self.neg_log_posterior(t, &opts.prior)).collect();
+            let mut order: Vec<usize> = (0..draws.len()).collect();
+            // NaN (a failed factorisation gives +∞, never NaN) sorts last
+            order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+            draws = order.iter().take(opts.restarts).map(|&i| draws[i].clone()).collect();
+        } else if opts.raw_samples > 0 {
+            draws.clear();
         }
+        starts.extend(draws);
         let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
         let (evaluations, found) = self.fit_from(&starts, &lo, &hi, lopts, &opts.prior);
         if found {
@@ -1163,5 +1202,47 @@ mod tests {
         assert_eq!(rep.flat, loo_ml > loo_map);
         assert_eq!(h_sel, if rep.flat { h_ml } else { h_map });
         assert_eq!(loo_sel, loo_ml.max(loo_map));
+    }
+
+    #[test]
+    fn raw_sample_restarts_are_the_best_draws_by_the_value_only_posterior() {
+        let (x, y) = toy(30, 3, 5);
+        let mut g = Gp::new(KernelKind::Matern52, 3, Hyper::default_for(3), JitterPolicy::default());
+        g.set_data(x, y).unwrap();
+        // the value-only negative log posterior is the value of the gradient version
+        let (lo, hi) = HyperBounds::default().log_box(3);
+        let mut r = gradlab_core::rng::rng(3);
+        let mut grad = vec![0.0; 5];
+        for prior in [HyperPrior::default(), HyperPrior::flat()] {
+            for _ in 0..20 {
+                let t: Vec<f64> = (0..5).map(|i| lo[i] + r.random::<f64>() * (hi[i] - lo[i])).collect();
+                let (a, b) = (g.neg_log_posterior(&t, &prior), g.neg_log_posterior_grad(&t, &prior, &mut grad));
+                assert!((a - b).abs() <= 1e-10 * b.abs().max(1.0), "{a} vs {b} at {t:?}");
+            }
+        }
+        // the fit with raw samples = the fit started from the warm start and the `restarts` best
+        // of the same uniform draws (brute force: every draw evaluated, sorted)
+        let opts = FitOptions { restarts: 2, raw_samples: 16, ..Default::default() };
+        let mut fitted = g.clone();
+        fitted.fit(&opts, 11).unwrap();
+        let mut reference = g.clone();
+        reference.restandardise();
+        let mut rng = gradlab_core::rng::rng(11);
+        let draws: Vec<Vec<f64>> =
+            (0..16).map(|_| (0..5).map(|i| lo[i] + rng.random::<f64>() * (hi[i] - lo[i])).collect()).collect();
+        let mut scored: Vec<(f64, Vec<f64>)> =
+            draws.into_iter().map(|t| (reference.neg_log_posterior(&t, &opts.prior), t)).collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(scored[0].0 < scored[15].0, "the draws must differ for the check to say anything");
+        let mut starts = vec![reference.hyper().to_vec()];
+        starts.extend(scored.into_iter().take(2).map(|s| s.1));
+        let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
+        let (_, found) = reference.fit_from(&starts, &lo, &hi, lopts, &opts.prior);
+        assert!(found);
+        assert_eq!(fitted.hyper(), reference.hyper());
+        // fewer raw samples than restarts is refused, naming the field
+        let bad = FitOptions { restarts: 4, raw_samples: 2, ..Default::default() };
+        let e = g.clone().fit(&bad, 1).unwrap_err().to_string();
+        assert!(e.contains("fit.raw_samples") && e.contains("restarts"), "{e}");
     }
 }

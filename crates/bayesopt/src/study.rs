@@ -751,7 +751,8 @@ impl Study {
                     maximize_over(m, &gp, best, opts, 1, &exclude, &snap, &cand, &mut r)
                 } else {
                     let mut rj = rng(derive_seed(seed, MAXIMIZE_STREAM + 1000 + j as u64));
-                    maximize_over(m, &gp, best, opts, 1, &exclude, &snap, &cand, &mut rj)
+                    let nominee = MaximizeOptions { starts: opts.hedge_nominee_starts.unwrap_or(opts.starts), ..*opts };
+                    maximize_over(m, &gp, best, &nominee, 1, &exclude, &snap, &cand, &mut rj)
                 };
                 proposals.push(p.into_iter().next().map(|p| p.x).unwrap_or_else(|| vec![0.5; d]));
             }
@@ -1062,6 +1063,37 @@ mod tests {
         assert_eq!(r.hedge(), s.hedge());
         let bad = StudyConfig { acquisition: Acquisition::GpHedge { eta: f64::NAN }, ..quick_config(5) };
         assert!(Study::new(f.space(), bad).unwrap_err().to_string().contains("acquisition.eta"));
+    }
+
+    #[test]
+    fn gp_hedge_nominee_starts_only_change_the_members_not_drawn() {
+        let f = TestFunction::Hartmann6;
+        let base = StudyConfig { acquisition: Acquisition::GpHedge { eta: 1.0 }, ..quick_config(8) };
+        let with = |nominee: Option<usize>, n: usize| {
+            let mut cfg = base.clone();
+            cfg.maximize.hedge_nominee_starts = nominee;
+            let mut s = Study::new(f.space(), cfg).unwrap();
+            run_n(&mut s, f, n);
+            s
+        };
+        let xs = |s: &Study| s.trials().iter().map(|t| t.x.clone()).collect::<Vec<_>>();
+        // `None` is `maximize.starts` for every member
+        let (plain, same) = (with(None, 16), with(Some(base.maximize.starts), 16));
+        assert!(plain.hedge().unwrap().picks.len() >= 2);
+        assert_eq!(xs(&plain), xs(&same));
+        assert_eq!(plain.hedge(), same.hedge());
+        // One start for the members not drawn: at the first GP-guided ask (all gains 0, the same
+        // draw) the drawn member's proposal — the point evaluated — is unchanged, and at least
+        // one other member's proposal moves (a single L-BFGS start from the best candidate).
+        let first = 16 - plain.hedge().unwrap().picks.len() + 1;
+        let (plain, cheap) = (with(None, first), with(Some(1), first));
+        let (hp, hc) = (plain.hedge().unwrap(), cheap.hedge().unwrap());
+        assert_eq!((hp.picks.len(), hc.picks.len()), (1, 1));
+        let k = hp.picks[0];
+        assert_eq!(hc.picks[0], k);
+        assert_eq!(xs(&plain), xs(&cheap));
+        assert_eq!(hp.proposals[k], hc.proposals[k]);
+        assert!((0..3).any(|j| j != k && hp.proposals[j] != hc.proposals[j]), "{hp:?} vs {hc:?}");
     }
 
     #[test]
