@@ -4,8 +4,10 @@ stages (`stages/<variant>-pair-seeds<a>-<b>.json`), while the run is still going
 finished pair with the paper's columns (max Hamming loss and min edge TPR % along the straight
 line and the trained Bézier curve, each with the BatchNorm statistics interpolated and, where the
 run recomputes them, recomputed), then the barrier heights, then the min–max normalised
-disagreement of edges and tracks and the per-module linear CKA. The run's own `report.md`, written
-when every stage has finished, has the same numbers plus the curvature.
+disagreement of edges and tracks and the per-module linear CKA, then the finished curvature
+stages (`stages/<variant>-curvature-seed<s>.json`: top Hessian eigenvalues of the BCE loss, the
+SLQ support, the extremes on the top-2 eigenvector slice). The run's own `report.md`, written when
+every stage has finished, has the same numbers plus the figures.
 
 usage: scripts/results/track_landscape_stages.py runs/track-landscape/<run>
 """
@@ -79,7 +81,29 @@ def main(run):
         print(f"| {v} | {a}–{b} | {i['edges']['min_max']:.4f} | {i['tracks']['min_max']:.4f} | {cka} |")
 
 
+def curvature(run):
+    files = sorted(glob.glob(os.path.join(run, "stages", "*-curvature-seed*.json")))
+    if not files:
+        return
+    print("\nCurvature of the BCE loss over the trainable parameters (finished curvature stages):\n")
+    print("| variant | seed | top eigenvalues | Lanczos converged | HVPs | SLQ support | loss at the centre / max "
+          "on the slice | purity % at the centre / min on the slice | Hessian products |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for f in files:
+        try:
+            c = json.load(open(f))
+        except (OSError, ValueError) as e:
+            sys.exit(f"cannot read {f}: {e}")
+        top = ", ".join(f"{v:.3g}" for v in c["top"])
+        lo, hi = c["slq_range"]
+        how = c.get("hvp", "").split(":")[0]
+        print(f"| {c['variant']} | {c['seed']} | {top} | {c['converged']} | {c['hvps']} | [{lo:.3g}, {hi:.3g}] "
+              f"| {c['loss_centre']:.4f} / {c['loss_max_on_slice']:.4f} "
+              f"| {100 * c['purity_centre']:.1f} / {100 * c['purity_min_on_slice']:.1f} | {how} |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     main(sys.argv[1])
+    curvature(sys.argv[1])
