@@ -141,7 +141,10 @@ def ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok):
     where fewer NS particles reach a KI particle than its coating needs."""
     s = ok & (a_ref > 1e-4 * n0[:, 4]) & (a_ref < 0.5 * n0[:, 4])
     feats = {"K(NS,KI)": kni, "N_NS": n0[:, 0], "N_KI": n0[:, 4], "SO4 per NS particle": x[:, 8] / n0[:, 0],
-             "r_KI": rw[:, 4], "need (monolayer)": need, "T": x[:, 1], "p": x[:, 0]}
+             "r_KI": rw[:, 4], "need (monolayer)": need, "T": x[:, 1], "p": x[:, 0],
+             # the other soluble partners and the NS particle's size (+1e-6: some cells have none)
+             "N_KS": n0[:, 1] + 1e-6, "N_AS": n0[:, 2] + 1e-6, "N_CS": n0[:, 3] + 1e-6,
+             "SO4_KS": x[:, 9] + 1e-6, "r_NS": rw[:, 0], "r_KS": rw[:, 1], "RH": x[:, 2]}
     X = np.column_stack([np.ones(s.sum())] + [np.log(v[s]) for v in feats.values()])
     y = np.log(a_ref[s] / n0[s, 4])
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
