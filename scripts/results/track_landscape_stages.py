@@ -6,7 +6,8 @@ line and the trained Bézier curve, each with the BatchNorm statistics interpola
 run recomputes them, recomputed), then the barrier heights, then the min–max normalised
 disagreement of edges and tracks and the per-module linear CKA, then the finished curvature
 stages (`stages/<variant>-curvature-seed<s>.json`: top Hessian eigenvalues of the BCE loss, the
-SLQ support, the extremes on the top-2 eigenvector slice). The run's own `report.md`, written when
+SLQ support, and the variant's own training loss and the track purity on the slice along the top-2
+eigenvectors, ±0.5). The run's own `report.md`, written when
 every stage has finished, has the same numbers plus the figures.
 
 usage: scripts/results/track_landscape_stages.py runs/track-landscape/<run>
@@ -85,8 +86,10 @@ def curvature(run):
     files = sorted(glob.glob(os.path.join(run, "stages", "*-curvature-seed*.json")))
     if not files:
         return
-    print("\nCurvature of the BCE loss over the trainable parameters (finished curvature stages):\n")
-    print("| variant | seed | top eigenvalues | Lanczos converged | HVPs | SLQ support | loss at the centre / max "
+    print("\nCurvature (finished curvature stages): eigenvalues of the Hessian of the BCE loss over the trainable "
+          "parameters; slice of the variant's own training loss (PAT: Hamming, PTT: BCE) and of the track purity "
+          "along the top-2 eigenvectors:\n")
+    print("| variant | seed | top eigenvalues | Lanczos converged | HVPs | SLQ support | own loss at the centre / max "
           "on the slice | purity % at the centre / min on the slice | Hessian products |")
     print("|---|---|---|---|---|---|---|---|---|")
     for f in files:
@@ -96,7 +99,7 @@ def curvature(run):
             sys.exit(f"cannot read {f}: {e}")
         top = ", ".join(f"{v:.3g}" for v in c["top"])
         lo, hi = c["slq_range"]
-        how = c.get("hvp", "").split(":")[0]
+        how = c.get("hvp", "").split(": exact")[0]
         print(f"| {c['variant']} | {c['seed']} | {top} | {c['converged']} | {c['hvps']} | [{lo:.3g}, {hi:.3g}] "
               f"| {c['loss_centre']:.4f} / {c['loss_max_on_slice']:.4f} "
               f"| {100 * c['purity_centre']:.1f} / {100 * c['purity_min_on_slice']:.1f} | {how} |")
