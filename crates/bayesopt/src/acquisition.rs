@@ -237,7 +237,7 @@ pub struct MaximizeOptions {
     pub starts: usize,
     /// Local optimisation starts for the GP-Hedge members not drawn at an ask: their proposals
     /// only score them at the next ask ([`Acquisition::GpHedge`]). `None` (`null`): `starts`, like
-    /// the drawn member. At least 1 is used. Default 1: level regret with 25–30 % less overhead
+    /// the drawn member; 0 is refused. Default 1: level regret with 25–30 % less overhead
     /// than `None` on tuning seeds 100–119 (docs/results/bayesopt.md).
     pub hedge_nominee_starts: Option<usize>,
     /// L-BFGS iterations per start.
@@ -275,6 +275,9 @@ impl MaximizeOptions {
         }
         if !(0.0..=10.0).contains(&self.local_fraction) {
             return Err(crate::Error::invalid("maximize.local_fraction", self.local_fraction, "in [0, 10]"));
+        }
+        if self.hedge_nominee_starts == Some(0) {
+            return Err(crate::Error::invalid("maximize.hedge_nominee_starts", 0, "≥ 1, or null for maximize.starts"));
         }
         Ok(())
     }

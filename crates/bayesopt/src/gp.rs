@@ -622,17 +622,11 @@ impl Gp {
         let d = self.d;
         let hyper = Hyper::from_vec(theta);
         let (kmat, slopes) = self.kernel_matrix_and_slopes(&hyper, true);
-        let chol = match IncrementalCholesky::factor(kmat.as_ref(), self.jitter) {
-            Ok(c) => c,
-            Err(_) => {
-                grad.iter_mut().for_each(|g| *g = 0.0);
-                return f64::INFINITY;
-            }
+        let Some((chol, z, lml)) = self.factor_lml(&kmat) else {
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            return f64::INFINITY;
         };
-        let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
-        let z = chol.solve_lower_vec(&ys);
         let alpha = chol.solve_upper_vec(&z);
-        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>() - 0.5 * chol.log_det() - 0.5 * n as f64 * LN_2PI;
         let kinv = chol.inverse_lower(Par::Seq);
         // W = ααᵀ − K⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂K_ij/∂θ.
         let inv = hyper.inv_ls2();
@@ -673,17 +667,23 @@ impl Gp {
     /// Negative log posterior (up to a constant) `−lml(θ) − ln p(θ)` without its gradient: one
     /// factorisation (`+∞` where the kernel matrix cannot be factorised).
     pub fn neg_log_posterior(&self, theta: &[f64], prior: &HyperPrior) -> f64 {
-        let n = self.len();
-        let hyper = Hyper::from_vec(theta);
-        let kmat = self.kernel_matrix(&hyper);
-        let Ok(chol) = IncrementalCholesky::factor(kmat.as_ref(), self.jitter) else {
+        let kmat = self.kernel_matrix(&Hyper::from_vec(theta));
+        let Some((_, _, lml)) = self.factor_lml(&kmat) else {
             return f64::INFINITY;
         };
-        let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
-        let z = chol.solve_lower_vec(&ys);
-        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>() - 0.5 * chol.log_det() - 0.5 * n as f64 * LN_2PI;
         let mut scratch = vec![0.0; theta.len()];
         -lml + prior.add_neg_log_prior(theta, &mut scratch)
+    }
+
+    /// The factor of `kmat` (`K + σ_n² I`), `z = L⁻¹ ys` and the log marginal likelihood of the
+    /// standardised outputs; `None` where `kmat` cannot be factorised.
+    fn factor_lml(&self, kmat: &Mat<f64>) -> Option<(IncrementalCholesky, Vec<f64>, f64)> {
+        let chol = IncrementalCholesky::factor(kmat.as_ref(), self.jitter).ok()?;
+        let ys: Vec<f64> = self.y.iter().map(|&y| self.ys(y)).collect();
+        let z = chol.solve_lower_vec(&ys);
+        let n = self.len() as f64;
+        let lml = -0.5 * z.iter().map(|v| v * v).sum::<f64>() - 0.5 * chol.log_det() - 0.5 * n * LN_2PI;
+        Some((chol, z, lml))
     }
 
     /// Negative log posterior (up to a constant) `−lml(θ) − ln p(θ)` and its gradient.

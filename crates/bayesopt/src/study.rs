@@ -1098,6 +1098,11 @@ mod tests {
             moved += (0..3).any(|j| j != k && hp.proposals[j] != hc.proposals[j]) as usize;
         }
         assert!(moved > 0, "one start found every other member's maximum on all seeds: the test says nothing");
+        // 0 starts is refused, naming the field, not raised to 1
+        let mut bad = quick_config(8);
+        bad.maximize.hedge_nominee_starts = Some(0);
+        let e = Study::new(f.space(), bad).unwrap_err().to_string();
+        assert!(e.contains("maximize.hedge_nominee_starts"), "{e}");
     }
 
     #[test]
