@@ -132,6 +132,7 @@ def main():
         for k, v in cand.items():
             print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
         ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok)
+        ki_split(x, ref, n0, a_ref, a_ours, x[:, 30] - noage[:, c["n_ki"]], kern)
     ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0)
 
 
@@ -158,6 +159,26 @@ def ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok):
     t = ok & (supply < 0.01) & (frac > 0.1)
     print(f"  cells where NS coagulation brings < 1 % of a monolayer per KI particle yet the reference "
           f"ages > 10 % of KI: {t.sum()} (ours ages {pct(a_ours[t] / n0[t, 4])} of KI there)")
+
+
+def ki_split(x, ref, n0, a_ref, a_ours, L, kern):
+    """Split the reference's extra KI loss E = A_ref − A_ours into cells where it is small against
+    our coagulation loss L (a coagulation-rate difference) and cells where it exceeds L (ageing by
+    a rule we lack); and in cells where our ageing is < 1 % of L and L < 5 % of N_KI, the
+    reference's KI loss over ours by the partner that takes > 80 % of it."""
+    e = a_ref - a_ours
+    has = (L > 0) & (e > 1e-5 * n0[:, 4])
+    print(f"  extra KI loss E: {has.sum()} cells with E > 1e-5 N_KI; E < 0.1 L in "
+          f"{(has & (e < 0.1 * L)).sum()}, E > L in {(has & (e > L)).sum()}")
+    loss_ref = n0[:, 4] - ref[:, N0_COL + 4]
+    ok = (a_ours < 0.01 * L) & (L < 0.05 * n0[:, 4]) & (L > 0)
+    print(f"  KI loss, reference / ours, where ageing is negligible ({ok.sum()} cells): {pct(loss_ref[ok] / L[ok])}")
+    parts = {MODES[m]: kern(m, 4) * n0[:, m] for m in range(4)}
+    total = sum(parts.values())
+    for k, v in parts.items():
+        s = ok & (v > 0.8 * total)
+        if s.sum() >= 5:
+            print(f"    {k:3s} takes > 80 % of it, {s.sum():3d} cells: {pct(loss_ref[s] / L[s])}")
 
 
 def ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0):
