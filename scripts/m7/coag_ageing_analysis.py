@@ -132,7 +132,37 @@ def main():
         for k, v in cand.items():
             print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
         ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok)
-        ki_split(x, ref, n0, a_ref, a_ours, x[:, 30] - noage[:, c["n_ki"]], kern)
+        L_ki = x[:, 30] - noage[:, c["n_ki"]]
+        ki_split(x, ref, n0, a_ref, a_ours, L_ki, kern, need)
+        # Which kernel input could make every KI pair 3 % faster? Median kernel change per
+        # dominant partner when one input is perturbed (the closure reads these names at call time).
+        sel = (a_ours < 0.01 * L_ki) & (L_ki < 0.05 * n0[:, 4]) & (L_ki > 0)
+        base = {m: kern(m, 4) for m in range(4)}
+        tot = sum(base[m] * n0[:, m] for m in range(4))
+
+        def kernel_change(label):
+            out = []
+            for m in range(3):
+                s = sel & (base[m] * n0[:, m] > 0.8 * tot)
+                out.append(f"{MODES[m]} {np.median(kern(m, 4)[s] / base[m][s]) - 1:+.3f}")
+            print(f"    {label:14s} KI kernel change with partner: " + ", ".join(out))
+
+        rw[:, 4] *= 1.03
+        kernel_change("r_KI +3 %")
+        rw[:, 4] /= 1.03
+        rho[:, 4] *= 0.9
+        kernel_change("rho_KI -10 %")
+        rho[:, 4] /= 0.9
+        lam = lam * 1.1
+        kernel_change("lambda +10 %")
+        lam = lam / 1.1
+        mu = mu * 0.97
+        kernel_change("mu -3 %")
+        mu = mu / 0.97
+        ins = {"KI-AI": kern(4, 5) * n0[:, 5], "KI-CI": kern(4, 6) * n0[:, 6], "KI-KI": kern(4, 4) * n0[:, 4]}
+        e_sel = (a_ref - a_ours)[sel]
+        for k, v in ins.items():
+            print(f"    E / ({k} collisions) {pct(e_sel / (np.nan_to_num(v[sel]) * n0[sel, 4] * DT))}")
     ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0)
 
 
@@ -161,7 +191,7 @@ def ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok):
           f"ages > 10 % of KI: {t.sum()} (ours ages {pct(a_ours[t] / n0[t, 4])} of KI there)")
 
 
-def ki_split(x, ref, n0, a_ref, a_ours, L, kern):
+def ki_split(x, ref, n0, a_ref, a_ours, L, kern, need):
     """Split the reference's extra KI loss E = A_ref − A_ours into cells where it is small against
     our coagulation loss L (a coagulation-rate difference) and cells where it exceeds L (ageing by
     a rule we lack); and in cells where our ageing is < 1 % of L and L < 5 % of N_KI, the
@@ -170,6 +200,10 @@ def ki_split(x, ref, n0, a_ref, a_ours, L, kern):
     has = (L > 0) & (e > 1e-5 * n0[:, 4])
     print(f"  extra KI loss E: {has.sum()} cells with E > 1e-5 N_KI; E < 0.1 L in "
           f"{(has & (e < 0.1 * L)).sum()}, E > L in {(has & (e > L)).sum()}")
+    big = has & (e > L) & (a_ref < 0.9 * n0[:, 4])
+    supply = kern(0, 4) * n0[:, 4] * DT * x[:, 8]  # NS sulfate reaching KI, molecules cm-3
+    print(f"  where E > L and < 90 % of KI is aged ({big.sum()} cells): NS sulfate reaching KI per KI particle the "
+          f"reference ages {pct(supply[big] / a_ref[big])} molecules; monolayer need {pct(need[big])}")
     loss_ref = n0[:, 4] - ref[:, N0_COL + 4]
     ok = (a_ours < 0.01 * L) & (L < 0.05 * n0[:, 4]) & (L > 0)
     print(f"  KI loss, reference / ours, where ageing is negligible ({ok.sum()} cells): {pct(loss_ref[ok] / L[ok])}")
