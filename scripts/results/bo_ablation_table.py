@@ -5,8 +5,9 @@ statistic of (configuration − baseline) over the seeds both ran (negative: bet
 is p < 0.05 two-sided at 20 seeds), then the mean overhead per evaluation and its split into
 the refits and the acquisition (ms).
 
-usage: scripts/results/bo_ablation_table.py LINES.jsonl BASELINE_LABEL [LABEL ...]
-(without labels: every label in the file, in order of appearance)
+usage: scripts/results/bo_ablation_table.py LINES.jsonl[,MORE.jsonl...] BASELINE_LABEL [LABEL ...]
+(without labels: every label in the files, in order of appearance; several files are pooled, and
+a (label, function, seed) that occurs twice is refused)
 """
 import json
 import math
@@ -19,14 +20,19 @@ FUNCTIONS = ["branin", "hartmann6", "levy5", "ackley5"]
 def main(path, baseline, labels):
     runs = {}
     order = []
-    try:
-        lines = [json.loads(line) for line in open(path) if line.strip()]
-    except (OSError, json.JSONDecodeError) as e:
-        sys.exit(f"cannot read {path}: {e}")
+    lines = []
+    for p in path.split(","):
+        try:
+            lines += [json.loads(line) for line in open(p) if line.strip()]
+        except (OSError, json.JSONDecodeError) as e:
+            sys.exit(f"cannot read {p}: {e}")
     for r in lines:
         if r["impl"] not in runs:
             order.append(r["impl"])
-        runs.setdefault(r["impl"], {})[(r["function"], r["seed"])] = r
+        key = (r["function"], r["seed"])
+        if key in runs.get(r["impl"], {}):
+            sys.exit(f"{r['impl']} {r['function']} seed {r['seed']} occurs twice in {path}")
+        runs.setdefault(r["impl"], {})[key] = r
     labels = labels or order
     for label in [baseline] + labels:
         if label not in runs:

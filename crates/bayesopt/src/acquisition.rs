@@ -411,7 +411,16 @@ pub fn maximize_over<R: Rng + ?Sized>(
         cand.mean.iter().zip(&cand.var).map(|(&mu, &v)| acq.eval(mu, v.max(VAR_MIN).sqrt(), best).0).collect();
     let x = &cand.x;
     let mut idx: Vec<usize> = (0..m).filter(|&i| vals[i].is_finite()).collect();
-    idx.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]).then(a.cmp(&b)));
+    // Only the best few are ever read (the starts, then the fallback below, which stops after
+    // `opts.starts + 4q + 65` proposals): select them, then sort those. The order is total
+    // (value, then index), so this is the full sort's prefix.
+    let order = |a: &usize, b: &usize| vals[*b].total_cmp(&vals[*a]).then(a.cmp(b));
+    let needed = opts.starts.max(q) + opts.starts + 4 * q + 65;
+    if idx.len() > needed {
+        idx.select_nth_unstable_by(needed - 1, order);
+        idx.truncate(needed);
+    }
+    idx.sort_by(order);
     let starts: Vec<Vec<f64>> = idx.iter().take(opts.starts.max(q)).map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
     let lo = vec![0.0; d];
     let hi = vec![1.0; d];

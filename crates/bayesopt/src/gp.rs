@@ -10,7 +10,7 @@
 use crate::chol::{IncrementalCholesky, JitterPolicy};
 use crate::error::{Error, Result};
 use crate::kernel::{Hyper, HyperBounds, KernelKind, r2};
-use crate::lbfgs::{LbfgsOptions, minimize_box};
+use crate::lbfgs::{Lbfgs, LbfgsOptions, LbfgsResult, minimize_box};
 use faer::{Mat, Par};
 use rand::Rng;
 use rayon::prelude::*;
@@ -138,6 +138,14 @@ pub struct FitOptions {
     pub raw_samples: usize,
     /// L-BFGS iterations per start.
     pub max_iter: usize,
+    /// Screening of the starts: with `screen_iter` > 0, every start (the warm start and the
+    /// restarts) first runs `screen_iter` L-BFGS iterations, and only the `screen_keep` with the
+    /// lowest negative log posterior then go on to `max_iter`, with their curvature memory. A
+    /// kept start's path is the unscreened one, bit for bit, so the fit equals the unscreened
+    /// fit whenever the unscreened winner is among the kept. 0: every start runs to `max_iter`.
+    pub screen_iter: usize,
+    /// Starts kept after screening (≥ 1; only read when `screen_iter` > 0).
+    pub screen_keep: usize,
     /// Hyperparameter bounds.
     pub bounds: HyperBounds,
     /// Priors of the MAP fit ([`HyperPrior::flat`] for maximum likelihood).
@@ -154,6 +162,8 @@ impl Default for FitOptions {
             restarts: 4,
             raw_samples: 0,
             max_iter: 60,
+            screen_iter: 0,
+            screen_keep: 2,
             bounds: HyperBounds::default(),
             prior: HyperPrior::default(),
             loo_select_flat: false,
@@ -168,6 +178,16 @@ impl FitOptions {
                 "fit.raw_samples",
                 self.raw_samples,
                 format!("0 (off) or ≥ fit.restarts = {}", self.restarts),
+            ));
+        }
+        if self.screen_iter > 0 && self.screen_keep == 0 {
+            return Err(Error::invalid("fit.screen_keep", 0, "≥ 1 when fit.screen_iter > 0".to_string()));
+        }
+        if self.screen_iter > 0 && self.screen_iter >= self.max_iter {
+            return Err(Error::invalid(
+                "fit.screen_iter",
+                self.screen_iter,
+                format!("0 (off) or below fit.max_iter = {}", self.max_iter),
             ));
         }
         self.bounds.check()?;
@@ -722,7 +742,8 @@ impl Gp {
         }
         starts.extend(draws);
         let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
-        let (evaluations, found) = self.fit_from(&starts, &lo, &hi, lopts, &opts.prior);
+        let screen = (opts.screen_iter > 0).then_some((opts.screen_iter, opts.screen_keep));
+        let (evaluations, found) = self.fit_from(&starts, &lo, &hi, lopts, &opts.prior, screen);
         if found {
             self.refactor()?;
         }
@@ -736,7 +757,7 @@ impl Gp {
         // The maximum-likelihood fit from the same starts; keep the better by LOO.
         let map_hyper = self.hyper.clone();
         let map_loo = if found { self.loo_log_predictive() } else { f64::NEG_INFINITY };
-        let (more, found_ml) = self.fit_from(&starts, &lo, &hi, lopts, &flat);
+        let (more, found_ml) = self.fit_from(&starts, &lo, &hi, lopts, &flat, screen);
         let ml_loo = if found_ml && self.refactor().is_ok() { self.loo_log_predictive() } else { f64::NEG_INFINITY };
         let keep_ml = ml_loo > map_loo;
         if !keep_ml {
@@ -748,6 +769,8 @@ impl Gp {
 
     /// Multi-start L-BFGS on the log posterior under `prior`; sets the best hyperparameters found
     /// (without refactorising) and returns the evaluations and whether a finite optimum was found.
+    /// With `screen = Some((k, keep))` every start runs `k` iterations first and only the `keep`
+    /// best go on ([`FitOptions::screen_iter`]).
     fn fit_from(
         &mut self,
         starts: &[Vec<f64>],
@@ -755,11 +778,41 @@ impl Gp {
         hi: &[f64],
         lopts: LbfgsOptions,
         prior: &HyperPrior,
+        screen: Option<(usize, usize)>,
     ) -> (usize, bool) {
-        let results: Vec<_> = starts
-            .par_iter()
-            .map(|s| minimize_box(|t, g| self.neg_log_posterior_grad(t, prior, g), s, lo, hi, lopts))
-            .collect();
+        let this = &*self;
+        let objective = |t: &[f64], g: &mut [f64]| this.neg_log_posterior_grad(t, prior, g);
+        let results: Vec<LbfgsResult> = match screen {
+            Some((k, keep)) => {
+                let mut runs: Vec<Lbfgs> = starts
+                    .par_iter()
+                    .map(|s| {
+                        let mut f = objective;
+                        let mut run = Lbfgs::new(&mut f, s, lo, hi, lopts);
+                        run.advance(&mut f, lo, hi, k);
+                        run
+                    })
+                    .collect();
+                let mut order: Vec<usize> = (0..runs.len()).collect();
+                // Lowest value first; a non-finite value (failed start) sorts last, ties by index.
+                order.sort_by(|&a, &b| runs[a].value().total_cmp(&runs[b].value()));
+                let kept: Vec<usize> = order.into_iter().take(keep).collect();
+                let advanced: Vec<(usize, Lbfgs)> = kept
+                    .par_iter()
+                    .map(|&i| {
+                        let mut f = objective;
+                        let mut run = runs[i].clone();
+                        run.advance(&mut f, lo, hi, lopts.max_iter);
+                        (i, run)
+                    })
+                    .collect();
+                for (i, run) in advanced {
+                    runs[i] = run;
+                }
+                runs.iter().map(Lbfgs::result).collect()
+            }
+            _ => starts.par_iter().map(|s| minimize_box(objective, s, lo, hi, lopts)).collect(),
+        };
         let evaluations = results.iter().map(|r| r.evaluations).sum();
         let mut best = 0;
         for (i, r) in results.iter().enumerate() {
@@ -1248,12 +1301,66 @@ mod tests {
         let mut starts = vec![reference.hyper().to_vec()];
         starts.extend(scored.into_iter().take(2).map(|s| s.1));
         let lopts = LbfgsOptions { max_iter: opts.max_iter, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
-        let (_, found) = reference.fit_from(&starts, &lo, &hi, lopts, &opts.prior);
+        let (_, found) = reference.fit_from(&starts, &lo, &hi, lopts, &opts.prior, None);
         assert!(found);
         assert_eq!(fitted.hyper(), reference.hyper());
         // fewer raw samples than restarts is refused, naming the field
         let bad = FitOptions { restarts: 4, raw_samples: 2, ..Default::default() };
         let e = g.clone().fit(&bad, 1).unwrap_err().to_string();
         assert!(e.contains("fit.raw_samples") && e.contains("restarts"), "{e}");
+    }
+
+    #[test]
+    fn screened_fit_continues_the_best_starts_after_k_iterations() {
+        let (x, y) = toy(30, 3, 2);
+        let mut g = Gp::new(KernelKind::Matern52, 3, Hyper::default_for(3), JitterPolicy::default());
+        g.set_data(x, y).unwrap();
+        g.restandardise();
+        let (lo, hi) = HyperBounds::default().log_box(3);
+        let mut r = gradlab_core::rng::rng(7);
+        let mut starts = vec![g.hyper().to_vec()];
+        starts
+            .extend((0..6).map(|_| (0..5).map(|i| lo[i] + r.random::<f64>() * (hi[i] - lo[i])).collect::<Vec<f64>>()));
+        let prior = HyperPrior::default();
+        let lopts = LbfgsOptions { max_iter: 60, gtol: 1e-5, ftol: 1e-9, ..Default::default() };
+        let objective = |t: &[f64], gr: &mut [f64]| g.neg_log_posterior_grad(t, &prior, gr);
+        let full: Vec<LbfgsResult> = starts.iter().map(|s| minimize_box(objective, s, &lo, &hi, lopts)).collect();
+        let k = 4;
+        let at_k: Vec<f64> = starts
+            .iter()
+            .map(|s| minimize_box(objective, s, &lo, &hi, LbfgsOptions { max_iter: k, ..lopts }).f)
+            .collect();
+        let best_of = |idx: &[usize]| {
+            let i = *idx.iter().min_by(|&&a, &&b| full[a].f.total_cmp(&full[b].f)).unwrap();
+            full[i].x.clone()
+        };
+        let mut order: Vec<usize> = (0..starts.len()).collect();
+        order.sort_by(|&a, &b| at_k[a].total_cmp(&at_k[b]));
+        for keep in [1, 2, 3, 7, 9] {
+            let mut h = g.clone();
+            let (evals, found) = h.fit_from(&starts, &lo, &hi, lopts, &prior, Some((k, keep)));
+            assert!(found);
+            // brute force: the best full run among the `keep` best after k iterations
+            assert_eq!(h.hyper().to_vec(), best_of(&order[..keep.min(starts.len())]), "keep {keep}");
+            if keep < starts.len() {
+                let all: usize = full.iter().map(|r| r.evaluations).sum();
+                assert!(evals < all, "keep {keep}: {evals} evaluations, unscreened {all}");
+            }
+        }
+        // every start kept: the unscreened fit, bit for bit
+        let mut a = g.clone();
+        let mut b = g.clone();
+        let ea = a.fit_from(&starts, &lo, &hi, lopts, &prior, None);
+        let eb = b.fit_from(&starts, &lo, &hi, lopts, &prior, Some((k, starts.len())));
+        assert_eq!((a.hyper(), ea), (b.hyper(), eb));
+        // for the test to mean anything, keeping one start must lose the unscreened winner
+        let winner = (0..starts.len()).min_by(|&a, &b| full[a].f.total_cmp(&full[b].f)).unwrap();
+        assert_ne!(order[0], winner, "after {k} iterations {order:?}; unscreened winner {winner}");
+        assert_ne!(best_of(&order[..1]), a.hyper().to_vec());
+        // invalid settings are refused, naming the field
+        let e = FitOptions { screen_iter: 5, screen_keep: 0, ..Default::default() }.check().unwrap_err().to_string();
+        assert!(e.contains("fit.screen_keep"), "{e}");
+        let e = FitOptions { screen_iter: 60, ..Default::default() }.check().unwrap_err().to_string();
+        assert!(e.contains("fit.screen_iter") && e.contains("max_iter"), "{e}");
     }
 }

@@ -59,112 +59,165 @@ pub fn minimize_box(
     hi: &[f64],
     opts: LbfgsOptions,
 ) -> LbfgsResult {
-    let n = x0.len();
-    assert!(lo.len() == n && hi.len() == n, "minimize_box: bounds length");
-    let mut x = x0.to_vec();
-    project(&mut x, lo, hi);
-    let mut g = vec![0.0; n];
-    let mut fx = f(&x, &mut g);
-    let mut evals = 1;
-    if !fx.is_finite() {
-        return LbfgsResult { x, f: fx, iterations: 0, evaluations: evals };
+    let mut run = Lbfgs::new(&mut f, x0, lo, hi, opts);
+    run.advance(&mut f, lo, hi, opts.max_iter);
+    run.result()
+}
+
+/// A resumable [`minimize_box`] run: [`Lbfgs::advance`] iterates up to a total iteration count
+/// and can be called again to go on with the same curvature memory, so a run advanced to `k`
+/// and then to `m` iterations is the run of `max_iter = m`, bit for bit. Used to screen many
+/// starts for a few iterations and continue only the best ([`crate::gp::FitOptions`]).
+#[derive(Clone, Debug)]
+pub struct Lbfgs {
+    x: Vec<f64>,
+    g: Vec<f64>,
+    fx: f64,
+    mem: VecDeque<(Vec<f64>, Vec<f64>, f64)>,
+    iterations: usize,
+    evaluations: usize,
+    opts: LbfgsOptions,
+    /// Converged, stalled or non-finite: further `advance` calls do nothing.
+    done: bool,
+}
+
+impl Lbfgs {
+    /// Projects `x0` onto the box and evaluates `f` there (one evaluation).
+    pub fn new(
+        f: &mut impl FnMut(&[f64], &mut [f64]) -> f64,
+        x0: &[f64],
+        lo: &[f64],
+        hi: &[f64],
+        opts: LbfgsOptions,
+    ) -> Lbfgs {
+        let n = x0.len();
+        assert!(lo.len() == n && hi.len() == n, "minimize_box: bounds length");
+        let mut x = x0.to_vec();
+        project(&mut x, lo, hi);
+        let mut g = vec![0.0; n];
+        let fx = f(&x, &mut g);
+        Lbfgs { x, g, fx, mem: VecDeque::new(), iterations: 0, evaluations: 1, opts, done: !fx.is_finite() }
     }
-    let mut mem: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::new();
-    let mut iterations = 0;
-    let mut xn = vec![0.0; n];
-    let mut gn = vec![0.0; n];
-    let mut d = vec![0.0; n];
-    while iterations < opts.max_iter {
-        iterations += 1;
-        // Active set: at a bound with the gradient pushing outwards.
-        let active: Vec<bool> =
-            (0..n).map(|i| (x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0)).collect();
-        let pg_norm = (0..n).filter(|&i| !active[i]).map(|i| g[i].abs()).fold(0.0, f64::max);
-        if pg_norm < opts.gtol {
-            break;
+
+    /// Objective value at the current point.
+    pub fn value(&self) -> f64 {
+        self.fx
+    }
+
+    /// Whether the run has stopped for good (converged, stalled, or a non-finite start).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The current point, value and counts.
+    pub fn result(&self) -> LbfgsResult {
+        LbfgsResult { x: self.x.clone(), f: self.fx, iterations: self.iterations, evaluations: self.evaluations }
+    }
+
+    /// Iterates until `max_iter` iterations in total (counting earlier calls) or convergence.
+    /// `f`, `lo` and `hi` must be those of [`Lbfgs::new`].
+    pub fn advance(&mut self, f: &mut impl FnMut(&[f64], &mut [f64]) -> f64, lo: &[f64], hi: &[f64], max_iter: usize) {
+        let n = self.x.len();
+        let opts = self.opts;
+        let Lbfgs { x, g, fx, mem, iterations, evaluations: evals, done, .. } = self;
+        if *done {
+            return;
         }
-        // Two-loop recursion on the free variables.
-        for i in 0..n {
-            d[i] = if active[i] { 0.0 } else { -g[i] };
-        }
-        let mut alphas = Vec::with_capacity(mem.len());
-        for (s, y, rho) in mem.iter().rev() {
-            let a = rho * (0..n).filter(|&i| !active[i]).map(|i| s[i] * d[i]).sum::<f64>();
-            for i in 0..n {
-                if !active[i] {
-                    d[i] -= a * y[i];
-                }
+        let mut xn = vec![0.0; n];
+        let mut gn = vec![0.0; n];
+        let mut d = vec![0.0; n];
+        while *iterations < max_iter {
+            *iterations += 1;
+            // Active set: at a bound with the gradient pushing outwards.
+            let active: Vec<bool> =
+                (0..n).map(|i| (x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0)).collect();
+            let pg_norm = (0..n).filter(|&i| !active[i]).map(|i| g[i].abs()).fold(0.0, f64::max);
+            if pg_norm < opts.gtol {
+                *done = true;
+                break;
             }
-            alphas.push(a);
-        }
-        if let Some((s, y, _)) = mem.back() {
-            let gamma = dot(s, y) / dot(y, y);
-            if gamma.is_finite() && gamma > 0.0 {
-                d.iter_mut().for_each(|v| *v *= gamma);
-            }
-        }
-        for ((s, y, rho), a) in mem.iter().zip(alphas.iter().rev()) {
-            let b = rho * (0..n).filter(|&i| !active[i]).map(|i| y[i] * d[i]).sum::<f64>();
-            for i in 0..n {
-                if !active[i] {
-                    d[i] += (a - b) * s[i];
-                }
-            }
-        }
-        let mut slope = dot(&d, &g);
-        if !(slope < 0.0) || !slope.is_finite() {
-            mem.clear();
+            // Two-loop recursion on the free variables.
             for i in 0..n {
                 d[i] = if active[i] { 0.0 } else { -g[i] };
             }
-            slope = dot(&d, &g);
-        }
-        // First step without curvature memory: unit step in the max-norm.
-        let mut t = if mem.is_empty() {
-            let dmax = d.iter().map(|v| v.abs()).fold(0.0, f64::max);
-            let width = (0..n).map(|i| hi[i] - lo[i]).fold(f64::INFINITY, f64::min);
-            (0.1 * width.min(1.0) / dmax).min(1.0)
-        } else {
-            1.0
-        };
-        let mut accepted = false;
-        let mut fnew = fx;
-        for _ in 0..40 {
-            for i in 0..n {
-                xn[i] = x[i] + t * d[i];
+            let mut alphas = Vec::with_capacity(mem.len());
+            for (s, y, rho) in mem.iter().rev() {
+                let a = rho * (0..n).filter(|&i| !active[i]).map(|i| s[i] * d[i]).sum::<f64>();
+                for i in 0..n {
+                    if !active[i] {
+                        d[i] -= a * y[i];
+                    }
+                }
+                alphas.push(a);
             }
-            project(&mut xn, lo, hi);
-            let dec: f64 = (0..n).map(|i| g[i] * (xn[i] - x[i])).sum();
-            fnew = f(&xn, &mut gn);
-            evals += 1;
-            if fnew.is_finite() && fnew <= fx + 1e-4 * dec.min(0.0) && dec < 0.0 {
-                accepted = true;
+            if let Some((s, y, _)) = mem.back() {
+                let gamma = dot(s, y) / dot(y, y);
+                if gamma.is_finite() && gamma > 0.0 {
+                    d.iter_mut().for_each(|v| *v *= gamma);
+                }
+            }
+            for ((s, y, rho), a) in mem.iter().zip(alphas.iter().rev()) {
+                let b = rho * (0..n).filter(|&i| !active[i]).map(|i| y[i] * d[i]).sum::<f64>();
+                for i in 0..n {
+                    if !active[i] {
+                        d[i] += (a - b) * s[i];
+                    }
+                }
+            }
+            let slope = dot(&d, g);
+            if !(slope < 0.0) || !slope.is_finite() {
+                mem.clear();
+                for i in 0..n {
+                    d[i] = if active[i] { 0.0 } else { -g[i] };
+                }
+            }
+            // First step without curvature memory: unit step in the max-norm.
+            let mut t = if mem.is_empty() {
+                let dmax = d.iter().map(|v| v.abs()).fold(0.0, f64::max);
+                let width = (0..n).map(|i| hi[i] - lo[i]).fold(f64::INFINITY, f64::min);
+                (0.1 * width.min(1.0) / dmax).min(1.0)
+            } else {
+                1.0
+            };
+            let mut accepted = false;
+            let mut fnew = *fx;
+            for _ in 0..40 {
+                for i in 0..n {
+                    xn[i] = x[i] + t * d[i];
+                }
+                project(&mut xn, lo, hi);
+                let dec: f64 = (0..n).map(|i| g[i] * (xn[i] - x[i])).sum();
+                fnew = f(&xn, &mut gn);
+                *evals += 1;
+                if fnew.is_finite() && fnew <= *fx + 1e-4 * dec.min(0.0) && dec < 0.0 {
+                    accepted = true;
+                    break;
+                }
+                t *= 0.5;
+            }
+            if !accepted {
+                *done = true;
                 break;
             }
-            t *= 0.5;
-        }
-        let _ = slope;
-        if !accepted {
-            break;
-        }
-        let s: Vec<f64> = (0..n).map(|i| xn[i] - x[i]).collect();
-        let y: Vec<f64> = (0..n).map(|i| gn[i] - g[i]).collect();
-        let sy = dot(&s, &y);
-        if sy > 1e-12 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() && sy > 0.0 {
-            if mem.len() == opts.memory {
-                mem.pop_front();
+            let s: Vec<f64> = (0..n).map(|i| xn[i] - x[i]).collect();
+            let y: Vec<f64> = (0..n).map(|i| gn[i] - g[i]).collect();
+            let sy = dot(&s, &y);
+            if sy > 1e-12 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() && sy > 0.0 {
+                if mem.len() == opts.memory {
+                    mem.pop_front();
+                }
+                mem.push_back((s, y, 1.0 / sy));
             }
-            mem.push_back((s, y, 1.0 / sy));
-        }
-        let fold = fx;
-        x.copy_from_slice(&xn);
-        g.copy_from_slice(&gn);
-        fx = fnew;
-        if (fold - fx).abs() <= opts.ftol * fold.abs().max(fx.abs()).max(1.0) {
-            break;
+            let fold = *fx;
+            x.copy_from_slice(&xn);
+            g.copy_from_slice(&gn);
+            *fx = fnew;
+            if (fold - *fx).abs() <= opts.ftol * fold.abs().max(fx.abs()).max(1.0) {
+                *done = true;
+                break;
+            }
         }
     }
-    LbfgsResult { x, f: fx, iterations, evaluations: evals }
 }
 
 #[cfg(test)]
@@ -183,6 +236,24 @@ mod tests {
             g[i + 1] += 200.0 * a;
         }
         f
+    }
+
+    #[test]
+    fn a_run_advanced_in_parts_is_the_run_in_one_go() {
+        let (lo, hi) = (vec![-5.0; 4], vec![5.0; 4]);
+        let opts = LbfgsOptions { max_iter: 300, ..Default::default() };
+        let whole = minimize_box(rosen, &[-1.2; 4], &lo, &hi, opts);
+        let mut f = rosen;
+        let mut run = Lbfgs::new(&mut f, &[-1.2; 4], &lo, &hi, opts);
+        for k in [1, 2, 7, 30, 300, 300] {
+            run.advance(&mut f, &lo, &hi, k);
+        }
+        let parts = run.result();
+        assert_eq!(parts.x, whole.x);
+        assert_eq!(parts.f.to_bits(), whole.f.to_bits());
+        assert_eq!((parts.iterations, parts.evaluations), (whole.iterations, whole.evaluations));
+        assert!(whole.iterations > 30, "the test must resume mid-run: {} iterations", whole.iterations);
+        assert!(run.is_done() || parts.iterations == 300);
     }
 
     #[test]
