@@ -213,6 +213,17 @@ def ki_split(x, ref, n0, a_ref, a_ours, L, kern, need):
         s = ok & (v > 0.8 * total)
         if s.sum() >= 5:
             print(f"    {k:3s} takes > 80 % of it, {s.sum():3d} cells: {pct(loss_ref[s] / L[s])}")
+    # the same ratio (median) by the cell's conditions
+    for name, v, edges in [("T [K]", x[:, 1], [230, 250, 270, 290, 310]),
+                           ("p [kPa]", x[:, 0] / 1e3, [10, 40, 70, 110]),
+                           ("RH", x[:, 2], [0, 0.45, 0.7, 1.0]),
+                           ("N_KI [cm-3]", n0[:, 4], [0, 1, 10, 100, 1e5])]:
+        cells = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            s = ok & (v >= lo) & (v < hi)
+            if s.sum() >= 5:
+                cells.append(f"[{lo:g}, {hi:g}) {np.median(loss_ref[s] / L[s]):.3f} ({s.sum()})")
+        print(f"    by {name}: " + ", ".join(cells))
 
 
 def ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0):
