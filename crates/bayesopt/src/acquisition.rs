@@ -389,6 +389,22 @@ pub fn maximize(
     maximize_over(acq, gp, best, opts, q, exclude, snap, &cand, &mut rng)
 }
 
+/// The indices of the `needed` highest finite values, highest first, ties by index: the prefix
+/// of the full sort, found by selection and a sort of the selected only.
+fn best_first(vals: &[f64], needed: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..vals.len()).filter(|&i| vals[i].is_finite()).collect();
+    let order = |a: &usize, b: &usize| vals[*b].total_cmp(&vals[*a]).then(a.cmp(b));
+    if needed == 0 {
+        return Vec::new();
+    }
+    if idx.len() > needed {
+        idx.select_nth_unstable_by(needed - 1, order);
+        idx.truncate(needed);
+    }
+    idx.sort_by(order);
+    idx
+}
+
 /// [`maximize`] from given candidates (several acquisition functions can share one set, as
 /// GP-Hedge's members do): the best `max(opts.starts, q)` candidates start L-BFGS-B, the local
 /// maxima and then the candidates themselves are taken best first while distinct; `rng`
@@ -410,17 +426,9 @@ pub fn maximize_over<R: Rng + ?Sized>(
     let vals: Vec<f64> =
         cand.mean.iter().zip(&cand.var).map(|(&mu, &v)| acq.eval(mu, v.max(VAR_MIN).sqrt(), best).0).collect();
     let x = &cand.x;
-    let mut idx: Vec<usize> = (0..m).filter(|&i| vals[i].is_finite()).collect();
-    // Only the best few are ever read (the starts, then the fallback below, which stops after
-    // `opts.starts + 4q + 65` proposals): select them, then sort those. The order is total
-    // (value, then index), so this is the full sort's prefix.
-    let order = |a: &usize, b: &usize| vals[*b].total_cmp(&vals[*a]).then(a.cmp(b));
-    let needed = opts.starts.max(q) + opts.starts + 4 * q + 65;
-    if idx.len() > needed {
-        idx.select_nth_unstable_by(needed - 1, order);
-        idx.truncate(needed);
-    }
-    idx.sort_by(order);
+    // Only the best few are ever read: the starts, then the fallback below, which stops after
+    // `opts.starts + 4q + 65` proposals.
+    let idx = best_first(&vals, opts.starts.max(q) + opts.starts + 4 * q + 65);
     let starts: Vec<Vec<f64>> = idx.iter().take(opts.starts.max(q)).map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
     let lo = vec![0.0; d];
     let hi = vec![1.0; d];
@@ -597,6 +605,26 @@ mod tests {
             assert!(props[i].value <= props[0].value + 1e-12);
             for j in 0..i {
                 assert!(props[i].x.iter().zip(&props[j].x).any(|(a, b)| (a - b).abs() > 1e-3));
+            }
+        }
+    }
+
+    #[test]
+    fn best_first_is_the_prefix_of_the_full_sort() {
+        let mut rng = gradlab_core::rng::rng(3);
+        for m in [0, 1, 5, 50, 400] {
+            // few distinct values (ties) and some non-finite ones
+            let vals: Vec<f64> = (0..m)
+                .map(|i| match i % 17 {
+                    3 => f64::NAN,
+                    7 => f64::NEG_INFINITY,
+                    _ => (rng.random::<f64>() * 8.0).floor(),
+                })
+                .collect();
+            let mut full: Vec<usize> = (0..m).filter(|&i| vals[i].is_finite()).collect();
+            full.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]).then(a.cmp(&b)));
+            for needed in [0, 1, 3, 10, 399, 1000] {
+                assert_eq!(best_first(&vals, needed), full[..needed.min(full.len())].to_vec(), "m {m} needed {needed}");
             }
         }
     }
