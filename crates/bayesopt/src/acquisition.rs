@@ -422,7 +422,6 @@ pub fn maximize_over<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Vec<Proposal> {
     let d = gp.dim();
-    let m = cand.len();
     let vals: Vec<f64> =
         cand.mean.iter().zip(&cand.var).map(|(&mu, &v)| acq.eval(mu, v.max(VAR_MIN).sqrt(), best).0).collect();
     let x = &cand.x;
