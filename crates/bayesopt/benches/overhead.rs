@@ -8,7 +8,9 @@
 //!   iteration ([`PoolPosterior`]: one new row of `L⁻¹K(X, X*)`, `O(n·m)`, instead of solving
 //!   for all 2000 afresh, `O(n²·m)`), which is what a study does between refits;
 //! - `refit`: refit hyperparameters (5 starts) and refactorise, then maximise — an
-//!   iteration of lag 1 (classic BO).
+//!   iteration of lag 1 (classic BO);
+//! - `refit_screened`: as `refit` with the starts screened (`FitOptions::screen_iter` 10,
+//!   `screen_keep` 3: all five run 10 L-BFGS iterations, the best three go on).
 //!
 //! `cargo bench -p gradlab-bayesopt --bench overhead`
 
@@ -91,6 +93,16 @@ fn bench(c: &mut Criterion) {
                 let mut fresh = Gp::new(Default::default(), 5, Hyper::default_for(5), Default::default());
                 fresh.set_data(x.clone(), y.clone()).unwrap();
                 fresh.fit(&FitOptions::default(), 0).unwrap();
+                iteration(&mut fresh, 1);
+            })
+        });
+        // the refit with its starts screened (`fit.screen_iter` 10, `fit.screen_keep` 3)
+        let screened = FitOptions { screen_iter: 10, screen_keep: 3, ..Default::default() };
+        g.bench_with_input(BenchmarkId::new("refit_screened", n), &n, |b, _| {
+            b.iter(|| {
+                let mut fresh = Gp::new(Default::default(), 5, Hyper::default_for(5), Default::default());
+                fresh.set_data(x.clone(), y.clone()).unwrap();
+                fresh.fit(&screened, 0).unwrap();
                 iteration(&mut fresh, 1);
             })
         });
