@@ -133,7 +133,7 @@ def main():
             print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
         ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok)
         L_ki = x[:, 30] - noage[:, c["n_ki"]]
-        ki_split(x, ref, n0, a_ref, a_ours, L_ki, kern, need)
+        ki_split(x, ref, n0, a_ref, a_ours, L_ki, kern, need, rw, noshift[:, c["n_ns"]] - ours[:, c["n_ns"]])
         # Which kernel input could make every KI pair 3 % faster? Median kernel change per
         # dominant partner when one input is perturbed (the closure reads these names at call time).
         sel = (a_ours < 0.01 * L_ki) & (L_ki < 0.05 * n0[:, 4]) & (L_ki > 0)
@@ -191,7 +191,7 @@ def ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok):
           f"ages > 10 % of KI: {t.sum()} (ours ages {pct(a_ours[t] / n0[t, 4])} of KI there)")
 
 
-def ki_split(x, ref, n0, a_ref, a_ours, L, kern, need):
+def ki_split(x, ref, n0, a_ref, a_ours, L, kern, need, rw, ns_shifted):
     """Split the reference's extra KI loss E = A_ref − A_ours into cells where it is small against
     our coagulation loss L (a coagulation-rate difference) and cells where it exceeds L (ageing by
     a rule we lack); and in cells where our ageing is < 1 % of L and L < 5 % of N_KI, the
@@ -204,6 +204,16 @@ def ki_split(x, ref, n0, a_ref, a_ours, L, kern, need):
     supply = kern(0, 4) * n0[:, 4] * DT * x[:, 8]  # NS sulfate reaching KI, molecules cm-3
     print(f"  where E > L and < 90 % of KI is aged ({big.sum()} cells): NS sulfate reaching KI per KI particle the "
           f"reference ages {pct(supply[big] / a_ref[big])} molecules; monolayer need {pct(need[big])}")
+    # the extra ageing as a power law, in cells where our NS mode does not shift to KS
+    t = big & (a_ref < 0.5 * n0[:, 4]) & (ns_shifted <= 0)
+    feats = {"N_NS": n0[:, 0], "r_NS": rw[:, 0], "N_KI": n0[:, 4], "r_KI": rw[:, 4]}
+    X = np.column_stack([np.ones(t.sum())] + [np.log(v[t]) for v in feats.values()])
+    y = np.log(e[t])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    r2 = 1 - np.var(y - X @ coef) / np.var(y)
+    print(f"  E where E > L, < 50 % aged and our NS does not shift ({t.sum()} cells; "
+          f"{(big & (ns_shifted > 0)).sum()} of the {big.sum()} shift): power law R² {r2:.2f}, exponents "
+          + ", ".join(f"{k} {v:+.2f}" for k, v in zip(feats, coef[1:])))
     loss_ref = n0[:, 4] - ref[:, N0_COL + 4]
     ok = (a_ours < 0.01 * L) & (L < 0.05 * n0[:, 4]) & (L > 0)
     print(f"  KI loss, reference / ours, where ageing is negligible ({ok.sum()} cells): {pct(loss_ref[ok] / L[ok])}")
