@@ -132,7 +132,7 @@ def main():
         for k, v in cand.items():
             print(f"    {k:48s} {pct(a_ref[s] / v[s])}")
         ki_fraction_regression(x, n0, a_ref, a_ours, kni, need, rw, ok)
-        L_ki = x[:, 30] - noage[:, c["n_ki"]]
+        L_ki = L  # our KI coagulation loss with ageing off (m = 4 in the loop above)
         ki_split(x, ref, n0, a_ref, a_ours, L_ki, kern, need, rw, noshift[:, c["n_ns"]] - ours[:, c["n_ns"]])
         # Which kernel input could make every KI pair 3 % faster? Median kernel change per
         # dominant partner when one input is perturbed (the closure reads these names at call time).
@@ -142,27 +142,30 @@ def main():
 
         def kernel_change(label):
             out = []
-            for m in range(3):
+            for m in range(4):
                 s = sel & (base[m] * n0[:, m] > 0.8 * tot)
-                out.append(f"{MODES[m]} {np.median(kern(m, 4)[s] / base[m][s]) - 1:+.3f}")
+                if s.sum() >= 5:
+                    out.append(f"{MODES[m]} {np.median(kern(m, 4)[s] / base[m][s]) - 1:+.3f}")
             print(f"    {label:14s} KI kernel change with partner: " + ", ".join(out))
 
-        rw[:, 4] *= 1.03
+        saved = (rw[:, 4].copy(), rho[:, 4].copy(), lam, mu)
+        rw[:, 4] = saved[0] * 1.03
         kernel_change("r_KI +3 %")
-        rw[:, 4] /= 1.03
-        rho[:, 4] *= 0.9
+        rw[:, 4] = saved[0]
+        rho[:, 4] = saved[1] * 0.9
         kernel_change("rho_KI -10 %")
-        rho[:, 4] /= 0.9
-        lam = lam * 1.1
+        rho[:, 4] = saved[1]
+        lam = saved[2] * 1.1
         kernel_change("lambda +10 %")
-        lam = lam / 1.1
-        mu = mu * 0.97
+        lam = saved[2]
+        mu = saved[3] * 0.97
         kernel_change("mu -3 %")
-        mu = mu / 0.97
-        ins = {"KI-AI": kern(4, 5) * n0[:, 5], "KI-CI": kern(4, 6) * n0[:, 6], "KI-KI": kern(4, 4) * n0[:, 4]}
-        e_sel = (a_ref - a_ours)[sel]
+        mu = saved[3]
+        # collisions per cm³ over the step (½ for the mode with itself)
+        ins = {"KI-AI": kern(4, 5) * n0[:, 5], "KI-CI": kern(4, 6) * n0[:, 6], "KI-KI": 0.5 * kern(4, 4) * n0[:, 4]}
         for k, v in ins.items():
-            print(f"    E / ({k} collisions) {pct(e_sel / (np.nan_to_num(v[sel]) * n0[sel, 4] * DT))}")
+            t = sel & (np.nan_to_num(v) > 0)
+            print(f"    E / ({k} collisions), {t.sum()} cells: {pct((a_ref - a_ours)[t] / (v[t] * n0[t, 4] * DT))}")
     ns_loss_by_partner(x, ref, ours, noshift, c, kern, n0)
 
 
@@ -205,7 +208,7 @@ def ki_split(x, ref, n0, a_ref, a_ours, L, kern, need, rw, ns_shifted):
     print(f"  where E > L and < 90 % of KI is aged ({big.sum()} cells): NS sulfate reaching KI per KI particle the "
           f"reference ages {pct(supply[big] / a_ref[big])} molecules; monolayer need {pct(need[big])}")
     # the extra ageing as a power law, in cells where our NS mode does not shift to KS
-    t = big & (a_ref < 0.5 * n0[:, 4]) & (ns_shifted <= 0)
+    t = big & (a_ref < 0.5 * n0[:, 4]) & (ns_shifted <= 0) & (n0[:, 0] > 0)
     feats = {"N_NS": n0[:, 0], "r_NS": rw[:, 0], "N_KI": n0[:, 4], "r_KI": rw[:, 4]}
     X = np.column_stack([np.ones(t.sum())] + [np.log(v[t]) for v in feats.values()])
     y = np.log(e[t])

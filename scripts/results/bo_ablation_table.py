@@ -6,8 +6,8 @@ is p < 0.05 two-sided at 20 seeds), then the mean overhead per evaluation and it
 the refits and the acquisition (ms).
 
 usage: scripts/results/bo_ablation_table.py LINES.jsonl[,MORE.jsonl...] BASELINE_LABEL [LABEL ...]
-(without labels: every label in the files, in order of appearance; several files are pooled, and
-a (label, function, seed) that occurs twice is refused)
+(without labels: every label in the files, in order of appearance; several files are pooled; a
+(label, function, seed) that occurs twice must have the same result, and the later line is used)
 """
 import json
 import math
@@ -23,15 +23,20 @@ def main(path, baseline, labels):
     lines = []
     for p in path.split(","):
         try:
-            lines += [json.loads(line) for line in open(p) if line.strip()]
+            with open(p) as f:
+                lines += [(p, json.loads(line)) for line in f if line.strip()]
         except (OSError, json.JSONDecodeError) as e:
             sys.exit(f"cannot read {p}: {e}")
-    for r in lines:
+    for p, r in lines:
         if r["impl"] not in runs:
             order.append(r["impl"])
         key = (r["function"], r["seed"])
-        if key in runs.get(r["impl"], {}):
-            sys.exit(f"{r['impl']} {r['function']} seed {r['seed']} occurs twice in {path}")
+        old = runs.get(r["impl"], {}).get(key)
+        # a rerun with the same result (runs are deterministic) replaces the earlier line, as
+        # before; a different result for the same configuration and seed is refused
+        if old is not None and old["best"] != r["best"]:
+            sys.exit(f"{r['impl']} {r['function']} seed {r['seed']} occurs twice with different results "
+                     f"(the second in {p})")
         runs.setdefault(r["impl"], {})[key] = r
     labels = labels or order
     for label in [baseline] + labels:

@@ -794,8 +794,13 @@ impl Gp {
                     })
                     .collect();
                 let mut order: Vec<usize> = (0..runs.len()).collect();
-                // Lowest value first; a non-finite value (failed start) sorts last, ties by index.
-                order.sort_by(|&a, &b| runs[a].value().total_cmp(&runs[b].value()));
+                // Lowest value first; a non-finite value (a failed start; NaN and −∞ included)
+                // sorts last; ties by index (stable sort).
+                let key = |i: usize| {
+                    let v = runs[i].value();
+                    if v.is_finite() { v } else { f64::INFINITY }
+                };
+                order.sort_by(|&a, &b| key(a).total_cmp(&key(b)));
                 let kept: Vec<usize> = order.into_iter().take(keep).collect();
                 let advanced: Vec<(usize, Lbfgs)> = kept
                     .par_iter()
@@ -811,7 +816,7 @@ impl Gp {
                 }
                 runs.iter().map(Lbfgs::result).collect()
             }
-            _ => starts.par_iter().map(|s| minimize_box(objective, s, lo, hi, lopts)).collect(),
+            None => starts.par_iter().map(|s| minimize_box(objective, s, lo, hi, lopts)).collect(),
         };
         let evaluations = results.iter().map(|r| r.evaluations).sum();
         let mut best = 0;

@@ -73,6 +73,9 @@ pub struct Lbfgs {
     x: Vec<f64>,
     g: Vec<f64>,
     fx: f64,
+    /// Gradient at the line search's trial point, kept so that a resumed run sees the same
+    /// buffer even for an `f` that leaves entries unwritten.
+    gn: Vec<f64>,
     mem: VecDeque<(Vec<f64>, Vec<f64>, f64)>,
     iterations: usize,
     evaluations: usize,
@@ -91,12 +94,22 @@ impl Lbfgs {
         opts: LbfgsOptions,
     ) -> Lbfgs {
         let n = x0.len();
-        assert!(lo.len() == n && hi.len() == n, "minimize_box: bounds length");
+        assert!(lo.len() == n && hi.len() == n, "Lbfgs::new: bounds length");
         let mut x = x0.to_vec();
         project(&mut x, lo, hi);
         let mut g = vec![0.0; n];
         let fx = f(&x, &mut g);
-        Lbfgs { x, g, fx, mem: VecDeque::new(), iterations: 0, evaluations: 1, opts, done: !fx.is_finite() }
+        Lbfgs {
+            x,
+            g,
+            fx,
+            gn: vec![0.0; n],
+            mem: VecDeque::new(),
+            iterations: 0,
+            evaluations: 1,
+            opts,
+            done: !fx.is_finite(),
+        }
     }
 
     /// Objective value at the current point.
@@ -114,17 +127,19 @@ impl Lbfgs {
         LbfgsResult { x: self.x.clone(), f: self.fx, iterations: self.iterations, evaluations: self.evaluations }
     }
 
-    /// Iterates until `max_iter` iterations in total (counting earlier calls) or convergence.
-    /// `f`, `lo` and `hi` must be those of [`Lbfgs::new`].
+    /// Iterates until `max_iter` iterations in total (counting earlier calls) or convergence;
+    /// the `max_iter` of the options given to [`Lbfgs::new`] is not read here. `f`, `lo` and
+    /// `hi` must be those of [`Lbfgs::new`] (a run resumed with others is not the one-go run).
     pub fn advance(&mut self, f: &mut impl FnMut(&[f64], &mut [f64]) -> f64, lo: &[f64], hi: &[f64], max_iter: usize) {
         let n = self.x.len();
+        assert!(lo.len() == n && hi.len() == n, "Lbfgs::advance: bounds length");
         let opts = self.opts;
-        let Lbfgs { x, g, fx, mem, iterations, evaluations: evals, done, .. } = self;
+        let Lbfgs { x, g, fx, gn, mem, iterations, evaluations: evals, done, .. } = self;
         if *done {
             return;
         }
+        // scratch, fully overwritten before each use
         let mut xn = vec![0.0; n];
-        let mut gn = vec![0.0; n];
         let mut d = vec![0.0; n];
         while *iterations < max_iter {
             *iterations += 1;
@@ -187,7 +202,7 @@ impl Lbfgs {
                 }
                 project(&mut xn, lo, hi);
                 let dec: f64 = (0..n).map(|i| g[i] * (xn[i] - x[i])).sum();
-                fnew = f(&xn, &mut gn);
+                fnew = f(&xn, gn);
                 *evals += 1;
                 if fnew.is_finite() && fnew <= *fx + 1e-4 * dec.min(0.0) && dec < 0.0 {
                     accepted = true;
@@ -210,7 +225,7 @@ impl Lbfgs {
             }
             let fold = *fx;
             x.copy_from_slice(&xn);
-            g.copy_from_slice(&gn);
+            g.copy_from_slice(gn);
             *fx = fnew;
             if (fold - *fx).abs() <= opts.ftol * fold.abs().max(fx.abs()).max(1.0) {
                 *done = true;
