@@ -142,7 +142,8 @@ pub struct FitOptions {
     /// restarts) first runs `screen_iter` L-BFGS iterations, and only the `screen_keep` with the
     /// lowest negative log posterior then go on to `max_iter`, with their curvature memory. A
     /// kept start's path is the unscreened one, bit for bit, so the fit equals the unscreened
-    /// fit whenever the unscreened winner is among the kept. 0: every start runs to `max_iter`.
+    /// fit whenever the unscreened winner is among the kept (up to exact ties in value, where
+    /// the lower-indexed start wins). 0: every start runs to `max_iter`.
     pub screen_iter: usize,
     /// Starts kept after screening (≥ 1; only read when `screen_iter` > 0).
     pub screen_keep: usize,
